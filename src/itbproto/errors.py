@@ -1,0 +1,169 @@
+"""The one exception hierarchy of itbproto.
+
+Every error the library raises on purpose derives from :class:`ItbError` and
+carries, as attributes, what was wrong::
+
+    ItbError
+     └── ProtocolError (ValueError)          bytes or values that break specs/protocol.md
+          ├── FrameError                     the envelope is wrong
+          │    ├── TruncatedFrameError       fewer bytes than the header promises
+          │    ├── FrameLengthError          more bytes than the header promises, or over the maximum
+          │    ├── BadCrcError               CRC-16/CCITT-FALSE mismatch
+          │    ├── UnsupportedVersionError   protocol version this library does not speak
+          │    ├── ReservedFlagsError        a reserved header flag is set
+          │    └── SealedFrameError          an AEAD frame handed to the plain decoder
+          ├── UnknownMessageError            message type not in the catalog
+          ├── MalformedPayloadError          payload does not parse as its message type
+          ├── FieldRangeError                a field outside its declared range (encode or decode)
+          └── FragmentError                  BLE fragment reassembly failed
+               ├── FragmentGapError          a fragment is missing
+               ├── DuplicateFragmentError    a fragment arrived twice
+               └── MessageTooLongError       a reassembled message would exceed the maximum
+
+Bad input raises one of these and changes nothing: a decoder never returns a
+half-parsed message, and a reassembler drops the partial message it was
+building.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadCrcError",
+    "DuplicateFragmentError",
+    "FieldRangeError",
+    "FragmentError",
+    "FragmentGapError",
+    "FrameError",
+    "FrameLengthError",
+    "ItbError",
+    "MalformedPayloadError",
+    "MessageTooLongError",
+    "ProtocolError",
+    "ReservedFlagsError",
+    "SealedFrameError",
+    "TruncatedFrameError",
+    "UnknownMessageError",
+    "UnsupportedVersionError",
+]
+
+
+class ItbError(Exception):
+    """Root of every error itbproto raises on purpose."""
+
+
+class ProtocolError(ItbError, ValueError):
+    """Bytes or values that do not follow specs/protocol.md."""
+
+
+class FrameError(ProtocolError):
+    """The frame envelope (header, length, integrity trailer) is wrong."""
+
+
+class TruncatedFrameError(FrameError):
+    """Fewer bytes than a frame needs."""
+
+    def __init__(self, needed: int, got: int) -> None:
+        super().__init__(f"truncated frame: need {needed} bytes, got {got}")
+        self.needed = needed
+        self.got = got
+
+
+class FrameLengthError(FrameError):
+    """The frame is longer than its header says, or longer than the protocol allows."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"frame length mismatch: expected {expected} bytes, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class BadCrcError(FrameError):
+    """The CRC-16/CCITT-FALSE trailer does not match the header and payload."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"bad CRC: computed 0x{expected:04x}, frame carries 0x{got:04x}")
+        self.expected = expected
+        self.got = got
+
+
+class UnsupportedVersionError(FrameError):
+    """The frame's protocol version is not one this library speaks."""
+
+    def __init__(self, version: int, supported: int) -> None:
+        super().__init__(f"unsupported protocol version {version} (this library speaks {supported})")
+        self.version = version
+        self.supported = supported
+
+
+class ReservedFlagsError(FrameError):
+    """A header flag bit that the protocol reserves is set."""
+
+    def __init__(self, flags: int, reserved_mask: int) -> None:
+        super().__init__(f"reserved flag bits set: 0x{flags & reserved_mask:02x}")
+        self.flags = flags
+        self.reserved_mask = reserved_mask
+
+
+class SealedFrameError(FrameError):
+    """An AEAD-sealed frame was given to the plain-frame decoder; open it with the session channel."""
+
+    def __init__(self) -> None:
+        super().__init__("sealed (AEAD) frame: open it with the session's secure channel")
+
+
+class UnknownMessageError(ProtocolError):
+    """The message type is not in the catalog."""
+
+    def __init__(self, msg_type: int) -> None:
+        super().__init__(f"unknown message type 0x{msg_type:02x}")
+        self.msg_type = msg_type
+
+
+class MalformedPayloadError(ProtocolError):
+    """The payload does not parse as its message type (short, long, or inconsistent)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(f"malformed {message} payload: {reason}")
+        self.message = message
+        self.reason = reason
+
+
+class FieldRangeError(ProtocolError):
+    """A field holds a value outside its declared range, length or enumeration."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"{field} = {value!r} is out of range (allowed: {allowed})")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class FragmentError(ProtocolError):
+    """BLE fragment reassembly failed; the partial message is dropped."""
+
+
+class FragmentGapError(FragmentError):
+    """A fragment is missing: the index that arrived is not the one expected."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(f"fragment gap: expected index {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+
+
+class DuplicateFragmentError(FragmentError):
+    """A fragment arrived twice."""
+
+    def __init__(self, counter: int, index: int) -> None:
+        super().__init__(f"duplicate fragment {index} of message {counter}")
+        self.counter = counter
+        self.index = index
+
+
+class MessageTooLongError(FragmentError):
+    """A message declares or reaches more bytes than allowed."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        super().__init__(f"message of {length} bytes exceeds the {limit}-byte limit")
+        self.length = length
+        self.limit = limit

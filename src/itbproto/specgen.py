@@ -1,0 +1,138 @@
+"""Generates the parts of specs/ that the code defines: protocol tables and golden vectors.
+
+``itbproto specs --write`` regenerates them; ``itbproto specs --check`` (and a
+test) fails when the committed files differ from what the code says.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+
+from itbproto.samples import EXCHANGE, SAMPLES
+from itbproto.wire import enums
+from itbproto.wire.fields import ArrayType, FieldSpec, RecordType
+from itbproto.wire.frame import HEADER, encode
+from itbproto.wire.message import CATALOG, Message
+
+__all__ = ["BEGIN", "END", "check", "generated_files", "protocol_tables", "vector_for", "write"]
+
+BEGIN = "<!-- BEGIN GENERATED: itbproto specs --write -->"
+END = "<!-- END GENERATED -->"
+
+
+def _doc(obj: object) -> str:
+    return (obj.__doc__ or "").strip().splitlines()[0] if obj.__doc__ else ""
+
+
+def _table(specs: tuple[FieldSpec, ...]) -> list[str]:
+    if not specs:
+        return ["(empty payload)", ""]
+    rows = ["| field | type | unit | range | meaning |", "|---|---|---|---|---|"]
+    for spec in specs:
+        wire = spec.wire.name.replace("|", "\\|")
+        rows.append(f"| `{spec.name}` | {wire} | {spec.unit} | {spec.range_text()} | {spec.doc} |")
+    return [*rows, ""]
+
+
+def _records() -> list[RecordType[object]]:
+    """Nested record types, in order of first use."""
+    found: dict[str, RecordType[object]] = {}
+
+    def visit(specs: tuple[FieldSpec, ...]) -> None:
+        for spec in specs:
+            wire = spec.wire.item if isinstance(spec.wire, ArrayType) else spec.wire
+            if isinstance(wire, RecordType) and wire.name not in found:
+                found[wire.name] = wire
+                visit(wire.specs)
+
+    for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
+        visit(cls.specs())
+    return list(found.values())
+
+
+def _enum_table(cls: type[enum.IntEnum]) -> list[str]:
+    rows = [f"#### {cls.__name__}", "", _doc(cls), "", "| value | name |", "|---|---|"]
+    rows += [f"| {m.value} (0x{m.value:02x}) | `{m.name}` |" for m in cls]
+    return [*rows, ""]
+
+
+def protocol_tables() -> str:
+    """The generated part of specs/protocol.md."""
+    out = ["## Frame header", "", *_table(HEADER.specs), "## Messages", ""]
+    out += ["| type | message | kind | replies | changes delivery | payload bytes |", "|---|---|---|---|---|---|"]
+    for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
+        replies = ", ".join(r.__name__ for r in cls.REPLIES) or "-"
+        size = cls.CODEC.size if cls.CODEC.size is not None else "variable"
+        out.append(
+            f"| 0x{cls.TYPE:02x} | [{cls.__name__}](#0x{cls.TYPE:02x}-{cls.__name__.lower()}) "
+            f"| {cls.KIND.value} | {replies} | {'yes' if cls.CHANGES_DELIVERY else 'no'} | {size} |"
+        )
+    out.append("")
+    for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
+        out += [f"### 0x{cls.TYPE:02x} {cls.__name__}", "", _doc(cls), ""]
+        out += _table(cls.specs())
+    out += ["## Records", "", "Records are laid out inline wherever a message uses them.", ""]
+    for rec in _records():
+        out += [f"### {rec.name}", "", _doc(rec.cls), "", *_table(rec.specs)]
+    out += ["## Enumerations", ""]
+    for name in enums.__all__:
+        out += _enum_table(getattr(enums, name))
+    return "\n".join(out).rstrip() + "\n"
+
+
+def vector_for(msg: Message) -> dict[str, object]:
+    """The golden vector of a sample message: envelope fields, JSON fields and frame hex."""
+    txn = next((s.txn for s in EXCHANGE if s.message is msg), 0x100 + msg.TYPE)
+    if msg.TYPE == enums.MsgType.ALARM_NOTIFY:
+        txn = 0
+    seq = int(msg.TYPE)  # any fixed value works; the type keeps it memorable
+    return {
+        "message": type(msg).__name__,
+        "type": f"0x{msg.TYPE:02x}",
+        "txn": txn,
+        "seq": seq,
+        "fields": msg.to_json(),
+        "frame": encode(msg, txn=txn, seq=seq).hex(),
+    }
+
+
+def _vector_name(msg: Message) -> str:
+    snake = "".join(f"-{c.lower()}" if c.isupper() else c for c in type(msg).__name__).lstrip("-")
+    return f"0x{msg.TYPE:02x}-{snake}.json"
+
+
+def generated_files(root: Path) -> dict[Path, str]:
+    """Every generated file under ``root`` (the repository) with its expected content."""
+    files: dict[Path, str] = {}
+    protocol = root / "specs" / "protocol.md"
+    text = protocol.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{protocol} lacks the generated-section markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    files[protocol] = f"{head}{BEGIN}\n\n{protocol_tables()}\n{END}{tail}"
+    for msg in SAMPLES.values():
+        path = root / "specs" / "vectors" / _vector_name(msg)
+        files[path] = json.dumps(vector_for(msg), indent=2, ensure_ascii=False) + "\n"
+    return files
+
+
+def write(root: Path) -> list[Path]:
+    """Regenerate the files; return the ones that changed."""
+    changed = []
+    for path, content in generated_files(root).items():
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def check(root: Path) -> list[Path]:
+    """The generated files that are missing, out of date, or left over."""
+    expected = generated_files(root)
+    stale = [p for p, content in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != content]
+    leftover = sorted(set((root / "specs" / "vectors").glob("*.json")) - set(expected))
+    return stale + leftover

@@ -1,0 +1,69 @@
+"""The wire protocol, sans-IO: message catalog, frame envelope, BLE fragmentation.
+
+``encode(message, txn=..., seq=...) -> bytes`` and ``decode(bytes) -> Frame``
+are the whole API most callers need; see specs/protocol.md for the layout.
+"""
+
+from itbproto.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    MsgType,
+    Origin,
+    PatientGroup,
+    PrescriptionMode,
+    Role,
+    Severity,
+    TherapyMode,
+)
+from itbproto.wire.fragment import Reassembler, fragment
+from itbproto.wire.frame import (
+    FLAG_SEALED,
+    HEADER_SIZE,
+    MAX_FRAME,
+    MAX_PAYLOAD,
+    Envelope,
+    Frame,
+    FrameHeader,
+    crc16,
+    decode,
+    encode,
+    parse_envelope,
+)
+from itbproto.wire.message import CATALOG, Kind, Message, Record, message_class
+from itbproto.wire.messages import *  # noqa: F403  (the catalog is the public API)
+from itbproto.wire.messages import __all__ as _messages_all
+
+__all__ = [
+    "CATALOG",
+    "FLAG_SEALED",
+    "HEADER_SIZE",
+    "MAX_FRAME",
+    "MAX_PAYLOAD",
+    "AlarmCode",
+    "BolusKind",
+    "Envelope",
+    "ErrorCode",
+    "EventCode",
+    "Frame",
+    "FrameHeader",
+    "Kind",
+    "Message",
+    "MsgType",
+    "Origin",
+    "PatientGroup",
+    "PrescriptionMode",
+    "Reassembler",
+    "Record",
+    "Role",
+    "Severity",
+    "TherapyMode",
+    "crc16",
+    "decode",
+    "encode",
+    "fragment",
+    "message_class",
+    "parse_envelope",
+    *_messages_all,
+]

@@ -1,0 +1,183 @@
+"""Enumerations carried on the wire. Values are part of the protocol: never renumber."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = [
+    "AlarmCode",
+    "BolusKind",
+    "ErrorCode",
+    "EventCode",
+    "MsgType",
+    "Origin",
+    "PatientGroup",
+    "PrescriptionMode",
+    "Role",
+    "Severity",
+    "TherapyMode",
+]
+
+
+class MsgType(enum.IntEnum):
+    """Message type, one byte in the frame header. Families share the high nibble."""
+
+    HELLO = 0x01
+    DEVICE_INFO = 0x02
+    SESSION_END = 0x03
+
+    PAIR_START = 0x10
+    PAIR_REPLY = 0x11
+    PAIR_CONFIRM = 0x12
+    PAIR_RESULT = 0x13
+
+    STATUS_REQUEST = 0x20
+    STATUS_REPORT = 0x21
+    SET_CLOCK = 0x22
+
+    READ_PRESCRIPTION = 0x30
+    PRESCRIPTION_REPORT = 0x31
+    STAGE_PRESCRIPTION = 0x32
+    PRESCRIPTION_STAGED = 0x33
+    COMMIT_PRESCRIPTION = 0x34
+    SET_RATE = 0x35
+
+    BOLUS_START = 0x40
+    BOLUS_STARTED = 0x41
+    BOLUS_CANCEL = 0x42
+    BOLUS_CANCELLED = 0x43
+    SUSPEND = 0x48
+    RESUME = 0x49
+
+    REFILL_BEGIN = 0x50
+    REFILL_SESSION = 0x51
+    REFILL_RESIDUAL = 0x52
+    RESIDUAL_RECORDED = 0x53
+    REFILL_STAGE_DRUG = 0x54
+    REFILL_STAGED = 0x55
+    REFILL_CONFIRM = 0x56
+    REFILL_ABORT = 0x57
+
+    ALARM_NOTIFY = 0x60
+    ALARM_LIST_REQUEST = 0x61
+    ALARM_LIST = 0x62
+    ALARM_ACKNOWLEDGE = 0x63
+    ALARM_SILENCE = 0x64
+    READ_THRESHOLDS = 0x65
+    THRESHOLDS_REPORT = 0x66
+    SET_THRESHOLDS = 0x67
+
+    EVENT_LOG_READ = 0x70
+    EVENT_LOG_PAGE = 0x71
+
+    ACK = 0x7E
+    NACK = 0x7F
+
+
+class Role(enum.IntEnum):
+    """Who is programming: decides which commands a session may send."""
+
+    CLINICIAN = 1
+    PATIENT = 2
+    SERVICE = 3
+
+
+class TherapyMode(enum.IntEnum):
+    """What the pump is doing."""
+
+    STOPPED = 0
+    INFUSING = 1
+    BOLUS = 2
+    SUSPENDED = 3
+    REFILL = 4
+
+
+class PrescriptionMode(enum.IntEnum):
+    """Continuous: one rate all day. Flex: up to 10 daily steps."""
+
+    CONTINUOUS = 1
+    FLEX = 2
+
+
+class Origin(enum.IntEnum):
+    """Origin of the spasticity; it sets the titration step limit."""
+
+    SPINAL = 1
+    CEREBRAL = 2
+
+
+class PatientGroup(enum.IntEnum):
+    """Adult or child; children get the stricter titration limit."""
+
+    ADULT = 1
+    CHILD = 2
+
+
+class BolusKind(enum.IntEnum):
+    """Why a bolus is given; each kind has its own rules."""
+
+    CLINICIAN = 1  # includes the screening doses
+    BRIDGE = 2  # after a concentration change, until the new drug reaches the catheter tip
+    PRIMING = 3  # after catheter or pump work, fills the catheter
+    PATIENT = 4  # patient-activated, within lockout and daily count
+
+
+class AlarmCode(enum.IntEnum):
+    """Conditions the pump annunciates."""
+
+    LOW_RESERVOIR = 1
+    EMPTY_RESERVOIR = 2
+    BATTERY_ERI = 3
+    BATTERY_EOS = 4
+    MOTOR_STALL = 5
+    DELIVERY_STOPPED = 6
+
+
+class Severity(enum.IntEnum):
+    """Non-critical: 1 s single tone. Critical: 3 s two-tone, re-annunciated until acknowledged."""
+
+    NON_CRITICAL = 1
+    CRITICAL = 2
+
+
+class ErrorCode(enum.IntEnum):
+    """Why a request was refused (carried in Nack)."""
+
+    MALFORMED = 1
+    UNKNOWN_MESSAGE = 2
+    UNSUPPORTED_VERSION = 3
+    FIELD_RANGE = 4
+    WRONG_STATE = 5
+    NOT_AUTHENTICATED = 6
+    ROLE_FORBIDDEN = 7
+    SAFETY_RULE = 8
+    REPLAY = 9
+    STALE_STAGE = 10
+    UNKNOWN_ID = 11
+    HARDWARE_FAULT = 12
+    BUSY = 13
+    INTERNAL = 14
+
+
+class EventCode(enum.IntEnum):
+    """Entries of the device's event log."""
+
+    BOOT = 1
+    SESSION_STARTED = 2
+    SESSION_ENDED = 3
+    SESSION_ENDED_STOPPED = 4
+    PRESCRIPTION_COMMITTED = 5
+    RATE_CHANGED = 6
+    BOLUS_STARTED = 7
+    BOLUS_COMPLETED = 8
+    BOLUS_CANCELLED = 9
+    SUSPENDED = 10
+    RESUMED = 11
+    REFILL_CONFIRMED = 12
+    REFILL_ABORTED = 13
+    ALARM_RAISED = 14
+    ALARM_ACKNOWLEDGED = 15
+    ALARM_SILENCED = 16
+    THRESHOLDS_CHANGED = 17
+    CLOCK_SET = 18
+    COMMAND_REFUSED = 19

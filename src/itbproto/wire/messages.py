@@ -1,0 +1,562 @@
+"""The message catalog: every message of specs/protocol.md, defined once.
+
+Units follow the field names: ``_ul`` µL, ``_ng`` ng, ``_ug_ml`` µg/mL,
+``_ul_day`` µL/day, ``_s`` seconds, ``_at`` device time (s since the device
+epoch). Wire ranges are physical and protocol bounds only; clinical limits are
+the safety rules' job (specs/safety-rules.toml).
+"""
+
+from __future__ import annotations
+
+from itbproto.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    MsgType,
+    Origin,
+    PatientGroup,
+    PrescriptionMode,
+    Role,
+    Severity,
+    TherapyMode,
+)
+from itbproto.wire.fields import (
+    BOOL,
+    I32,
+    U8,
+    U16,
+    U32,
+    ArrayType,
+    BlobType,
+    EnumType,
+    FieldOptions,
+    RecordType,
+    TextType,
+    field,
+)
+from itbproto.wire.message import Kind, Message, Record, message, record
+
+__all__ = [
+    "MAX_ALARMS",
+    "MAX_CONCENTRATION_UG_ML",
+    "MAX_EVENTS_PER_PAGE",
+    "MAX_FLEX_STEPS",
+    "MAX_PERIODIC_BOLUSES",
+    "MAX_RATE_UL_DAY",
+    "MAX_VOLUME_UL",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AlarmAcknowledge",
+    "AlarmList",
+    "AlarmListRequest",
+    "AlarmNotify",
+    "AlarmRecord",
+    "AlarmSilence",
+    "AlarmThresholds",
+    "BolusCancel",
+    "BolusCancelled",
+    "BolusStart",
+    "BolusStarted",
+    "CommitPrescription",
+    "DeviceInfo",
+    "EventLogPage",
+    "EventLogRead",
+    "EventRecord",
+    "FlexStep",
+    "Hello",
+    "Nack",
+    "PairConfirm",
+    "PairReply",
+    "PairResult",
+    "PairStart",
+    "PatientBolusPolicy",
+    "PeriodicBolus",
+    "Prescription",
+    "PrescriptionReport",
+    "PrescriptionStaged",
+    "ReadPrescription",
+    "ReadThresholds",
+    "RefillAbort",
+    "RefillBegin",
+    "RefillConfirm",
+    "RefillResidual",
+    "RefillSession",
+    "RefillStageDrug",
+    "RefillStaged",
+    "ResidualRecorded",
+    "Resume",
+    "SessionEnd",
+    "SetClock",
+    "SetRate",
+    "SetThresholds",
+    "StagePrescription",
+    "StatusReport",
+    "StatusRequest",
+    "Suspend",
+    "ThresholdsReport",
+]
+
+PROTOCOL_VERSION = 1
+
+MAX_VOLUME_UL = 100_000  # 100 mL: above any implantable reservoir
+MAX_CONCENTRATION_UG_ML = 100_000
+MAX_RATE_UL_DAY = 100_000
+MAX_DURATION_S = 7 * 86_400
+DAY_END_S = 86_399
+MAX_FLEX_STEPS = 10
+MAX_PERIODIC_BOLUSES = 8
+MAX_ALARMS = 16
+MAX_EVENTS_PER_PAGE = 32
+MAX_RULE_IDS = 8
+
+ID = U32
+VOLUME: FieldOptions = {"unit": "µL", "hi": MAX_VOLUME_UL}
+RATE: FieldOptions = {"unit": "µL/day", "hi": MAX_RATE_UL_DAY}
+CONC: FieldOptions = {"unit": "µg/mL", "lo": 1, "hi": MAX_CONCENTRATION_UG_ML}
+AT: FieldOptions = {"unit": "s"}
+
+
+# --- generic replies -----------------------------------------------------------------------------
+
+
+@message(MsgType.ACK, Kind.RESPONSE)
+class Ack(Message):
+    """The request was applied (or had already been applied under this transaction id)."""
+
+    request: MsgType = field(EnumType(MsgType), doc="type of the request acknowledged")
+    applied_at: int = field(U32, **AT)
+
+
+@message(MsgType.NACK, Kind.RESPONSE)
+class Nack(Message):
+    """The request was refused; nothing changed."""
+
+    request: int = field(U8, doc="type byte of the refused request (may be unknown)")
+    code: ErrorCode = field(EnumType(ErrorCode, U16))
+    rules: tuple[str, ...] = field(ArrayType(TextType(16, 1), MAX_RULE_IDS), doc="IDs of the safety rules")
+    detail: str = field(TextType(96), doc="human-readable reason")
+
+
+# --- session -------------------------------------------------------------------------------------
+
+
+@message(MsgType.DEVICE_INFO, Kind.RESPONSE)
+class DeviceInfo(Message):
+    """Who the device is and what it can do."""
+
+    protocol_version: int = field(U8, lo=1)
+    model: str = field(TextType(8, 1), doc="short name, also advertised over BLE")
+    serial: str = field(TextType(16, 1))
+    firmware: str = field(TextType(16, 1))
+    profile: str = field(TextType(16, 1), doc="device profile id from specs/profiles/")
+    reservoir_capacity_ul: int = field(U32, **VOLUME)
+    min_rate_ul_day: int = field(U32, **RATE)
+    max_rate_ul_day: int = field(U32, **RATE)
+    rate_step_ul_day: int = field(U32, unit="µL/day", lo=1, hi=MAX_RATE_UL_DAY)
+    max_flex_steps: int = field(U8, lo=1, hi=MAX_FLEX_STEPS)
+    device_time: int = field(U32, **AT)
+    paired: bool = field(BOOL)
+
+
+@message(MsgType.HELLO, Kind.REQUEST, replies=(DeviceInfo,))
+class Hello(Message):
+    """Opens a session: the programmer names its protocol version and role."""
+
+    protocol_version: int = field(U8, lo=1)
+    role: Role = field(EnumType(Role))
+    max_frame: int = field(U16, unit="B", lo=64, doc="largest frame the programmer accepts")
+    client: str = field(TextType(16), doc="programmer name, for the event log")
+
+
+@message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class SessionEnd(Message):
+    """Closes the session; ending with the pump stopped needs the explicit acknowledgement."""
+
+    acknowledge_stopped: bool = field(BOOL, doc="user confirmed leaving the pump stopped/suspended")
+
+
+# --- pairing (SPAKE2 placeholders; the security layer fills them) ---------------------------------
+
+
+@message(MsgType.PAIR_REPLY, Kind.RESPONSE)
+class PairReply(Message):
+    """Device's SPAKE2 message."""
+
+    spake2: bytes = field(BlobType(65, 1))
+    salt: bytes = field(BlobType(16, 16))
+
+
+@message(MsgType.PAIR_START, Kind.REQUEST, replies=(PairReply,))
+class PairStart(Message):
+    """Programmer's SPAKE2 message for the requested role."""
+
+    role: Role = field(EnumType(Role))
+    spake2: bytes = field(BlobType(65, 1))
+
+
+@message(MsgType.PAIR_RESULT, Kind.RESPONSE)
+class PairResult(Message):
+    """Device's key confirmation; the session key is in use from the next frame."""
+
+    confirm: bytes = field(BlobType(32, 32), doc="device key-confirmation MAC")
+    key_id: int = field(ID)
+
+
+@message(MsgType.PAIR_CONFIRM, Kind.REQUEST, replies=(PairResult,))
+class PairConfirm(Message):
+    """Programmer's key confirmation."""
+
+    confirm: bytes = field(BlobType(32, 32), doc="programmer key-confirmation MAC")
+
+
+# --- status and clock ----------------------------------------------------------------------------
+
+
+@message(MsgType.STATUS_REPORT, Kind.RESPONSE)
+class StatusReport(Message):
+    """The pump's state in one frame; the hot path of the protocol."""
+
+    device_time: int = field(U32, **AT)
+    mode: TherapyMode = field(EnumType(TherapyMode))
+    alarms: int = field(U16, doc="bit (1 << AlarmCode) set for each active alarm")
+    reservoir_ul: int = field(U32, **VOLUME)
+    concentration_ug_ml: int = field(U32, unit="µg/mL", hi=MAX_CONCENTRATION_UG_ML)
+    rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate now")
+    bolus_remaining_ul: int = field(U32, **VOLUME)
+    delivered_24h_ng: int = field(U32, unit="ng", doc="delivered in the last 24 h")
+    battery_days: int = field(U16, unit="day", doc="days to the elective replacement indicator")
+    prescription_id: int = field(ID)
+    last_txn: int = field(ID, doc="last transaction id applied (uncertain-delivery resolution)")
+
+
+@message(MsgType.STATUS_REQUEST, Kind.REQUEST, replies=(StatusReport,))
+class StatusRequest(Message):
+    """Asks for a StatusReport."""
+
+
+@message(MsgType.SET_CLOCK, Kind.REQUEST, replies=(Ack,))
+class SetClock(Message):
+    """Sets the device clock (device epoch seconds)."""
+
+    device_time: int = field(U32, **AT)
+
+
+# --- prescription --------------------------------------------------------------------------------
+
+
+@record
+class FlexStep(Record):
+    """From ``start_s`` after midnight until the next step, deliver ``rate_ul_day``."""
+
+    start_s: int = field(U32, unit="s", hi=DAY_END_S, doc="offset from midnight")
+    rate_ul_day: int = field(U32, **RATE)
+
+
+@record
+class PeriodicBolus(Record):
+    """A bolus given every day at ``start_s`` after midnight."""
+
+    start_s: int = field(U32, unit="s", hi=DAY_END_S, doc="offset from midnight")
+    volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
+    duration_s: int = field(U32, unit="s", lo=1, hi=86_400)
+
+
+@record
+class PatientBolusPolicy(Record):
+    """What the patient may self-administer; ``max_per_day`` 0 disables it."""
+
+    volume_ul: int = field(U32, **VOLUME)
+    duration_s: int = field(U32, unit="s", hi=86_400)
+    lockout_s: int = field(U32, unit="s", hi=86_400, doc="minimum time between activations")
+    max_per_day: int = field(U8, hi=24)
+
+
+@record
+class Prescription(Record):
+    """A complete daily therapy program with its limits."""
+
+    mode: PrescriptionMode = field(EnumType(PrescriptionMode))
+    origin: Origin = field(EnumType(Origin))
+    group: PatientGroup = field(EnumType(PatientGroup))
+    concentration_ug_ml: int = field(U32, **CONC)
+    steps: tuple[FlexStep, ...] = field(ArrayType(RecordType(FlexStep), MAX_FLEX_STEPS, 1))
+    boluses: tuple[PeriodicBolus, ...] = field(ArrayType(RecordType(PeriodicBolus), MAX_PERIODIC_BOLUSES))
+    patient: PatientBolusPolicy = field(RecordType(PatientBolusPolicy))
+    max_daily_dose_ng: int = field(U32, unit="ng", doc="limit over any rolling 24 h")
+    max_bolus_ng: int = field(U32, unit="ng", doc="limit for one bolus")
+
+
+@message(MsgType.PRESCRIPTION_REPORT, Kind.RESPONSE)
+class PrescriptionReport(Message):
+    """The prescription in force."""
+
+    prescription_id: int = field(ID)
+    committed_at: int = field(U32, **AT)
+    prescription: Prescription = field(RecordType(Prescription))
+
+
+@message(MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,))
+class ReadPrescription(Message):
+    """Asks for the prescription in force (read-back after programming)."""
+
+
+@message(MsgType.PRESCRIPTION_STAGED, Kind.RESPONSE)
+class PrescriptionStaged(Message):
+    """The device checked and holds a staged prescription; nothing delivered yet."""
+
+    stage_id: int = field(ID)
+    digest: int = field(U32, doc="CRC-32 of the staged prescription's payload")
+    daily_dose_ng: int = field(U32, unit="ng", doc="basal + periodic boluses per day, device-computed")
+
+
+@message(MsgType.STAGE_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionStaged,))
+class StagePrescription(Message):
+    """Step 1 of 2: the device validates and stages a prescription."""
+
+    prescription: Prescription = field(RecordType(Prescription))
+
+
+@message(MsgType.COMMIT_PRESCRIPTION, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class CommitPrescription(Message):
+    """Step 2 of 2: the user confirmed the summary; apply exactly what was staged."""
+
+    stage_id: int = field(ID)
+    digest: int = field(U32, doc="must equal the staged digest")
+
+
+@message(MsgType.SET_RATE, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class SetRate(Message):
+    """Changes the rate of a continuous prescription (titration)."""
+
+    rate_ul_day: int = field(U32, **RATE)
+
+
+# --- boluses, suspend, resume --------------------------------------------------------------------
+
+
+@message(MsgType.BOLUS_STARTED, Kind.RESPONSE)
+class BolusStarted(Message):
+    """A bolus is being delivered."""
+
+    bolus_id: int = field(ID)
+    dose_ng: int = field(U32, unit="ng")
+    ends_at: int = field(U32, **AT)
+
+
+@message(MsgType.BOLUS_START, Kind.REQUEST, replies=(BolusStarted,), changes_delivery=True)
+class BolusStart(Message):
+    """Starts a bolus of ``volume_ul`` over ``duration_s`` on top of the basal rate."""
+
+    kind: BolusKind = field(EnumType(BolusKind))
+    volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
+    duration_s: int = field(U32, unit="s", lo=1, hi=86_400)
+
+
+@message(MsgType.BOLUS_CANCELLED, Kind.RESPONSE)
+class BolusCancelled(Message):
+    """How much of the cancelled bolus was given."""
+
+    bolus_id: int = field(ID)
+    delivered_ul: int = field(U32, **VOLUME)
+    not_delivered_ul: int = field(U32, **VOLUME)
+
+
+@message(MsgType.BOLUS_CANCEL, Kind.REQUEST, replies=(BolusCancelled,), changes_delivery=True)
+class BolusCancel(Message):
+    """Stops a running bolus; the basal rate continues."""
+
+    bolus_id: int = field(ID)
+
+
+@message(MsgType.SUSPEND, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class Suspend(Message):
+    """Stops delivery for ``duration_s`` (0: until Resume). A withdrawal hazard."""
+
+    duration_s: int = field(U32, unit="s", hi=MAX_DURATION_S)
+
+
+@message(MsgType.RESUME, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class Resume(Message):
+    """Resumes the prescription in force."""
+
+
+# --- refill ----------------------------------------------------------------------------------------
+
+
+@message(MsgType.REFILL_SESSION, Kind.RESPONSE)
+class RefillSession(Message):
+    """A refill has begun; delivery continues from the residual until confirm or abort."""
+
+    refill_id: int = field(ID)
+    expected_residual_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL, doc="what the device believes is left")
+    capacity_ul: int = field(U32, **VOLUME)
+
+
+@message(MsgType.REFILL_BEGIN, Kind.REQUEST, replies=(RefillSession,))
+class RefillBegin(Message):
+    """Starts the refill procedure."""
+
+
+@message(MsgType.RESIDUAL_RECORDED, Kind.RESPONSE)
+class ResidualRecorded(Message):
+    """Expected and measured residual; a large discrepancy needs acknowledging at confirm."""
+
+    refill_id: int = field(ID)
+    expected_ul: int = field(U32, **VOLUME)
+    measured_ul: int = field(U32, **VOLUME)
+    discrepancy_ul: int = field(I32, unit="µL", doc="measured - expected")
+    needs_acknowledgement: bool = field(BOOL)
+
+
+@message(MsgType.REFILL_RESIDUAL, Kind.REQUEST, replies=(ResidualRecorded,))
+class RefillResidual(Message):
+    """Phase 1: the volume withdrawn from the reservoir before refilling."""
+
+    refill_id: int = field(ID)
+    measured_ul: int = field(U32, **VOLUME)
+
+
+@message(MsgType.REFILL_STAGED, Kind.RESPONSE)
+class RefillStaged(Message):
+    """The device's view of the reservoir after the refill, awaiting confirmation."""
+
+    refill_id: int = field(ID)
+    volume_ul: int = field(U32, **VOLUME)
+    concentration_ug_ml: int = field(U32, **CONC)
+    digest: int = field(U32, doc="binds the confirm to this staging")
+
+
+@message(MsgType.REFILL_STAGE_DRUG, Kind.REQUEST, replies=(RefillStaged,))
+class RefillStageDrug(Message):
+    """Phase 2: the drug put in (volume and concentration)."""
+
+    refill_id: int = field(ID)
+    volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
+    concentration_ug_ml: int = field(U32, **CONC)
+
+
+@message(MsgType.REFILL_CONFIRM, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class RefillConfirm(Message):
+    """Confirms volume and concentration again (two-step confirmation)."""
+
+    refill_id: int = field(ID)
+    volume_ul: int = field(U32, **VOLUME)
+    concentration_ug_ml: int = field(U32, **CONC)
+    digest: int = field(U32)
+    discrepancy_acknowledged: bool = field(BOOL)
+
+
+@message(MsgType.REFILL_ABORT, Kind.REQUEST, replies=(Ack,))
+class RefillAbort(Message):
+    """Abandons the refill; the reservoir keeps its old contents."""
+
+    refill_id: int = field(ID)
+
+
+# --- alarms ------------------------------------------------------------------------------------------
+
+
+@record
+class AlarmRecord(Record):
+    """One active alarm."""
+
+    alarm_id: int = field(ID)
+    code: AlarmCode = field(EnumType(AlarmCode))
+    severity: Severity = field(EnumType(Severity))
+    raised_at: int = field(U32, **AT)
+    silenced_until: int = field(U32, unit="s", doc="device time; 0 when sounding")
+    acknowledged: bool = field(BOOL)
+
+
+@record
+class AlarmThresholds(Record):
+    """When alarms trigger and how often critical ones repeat."""
+
+    low_reservoir_ul: int = field(U32, **VOLUME)
+    low_reservoir_days: int = field(U16, unit="day", doc="alarm when the reservoir empties within this")
+    eri_lead_days: int = field(U16, unit="day", doc="ERI warning before end of service")
+    reannunciate_s: int = field(U32, unit="s", lo=60, hi=86_400, doc="critical alarm repeat period")
+
+
+@message(MsgType.ALARM_NOTIFY, Kind.NOTIFICATION)
+class AlarmNotify(Message):
+    """Unsolicited: an alarm was raised or re-annunciated (transaction id 0)."""
+
+    alarm: AlarmRecord = field(RecordType(AlarmRecord))
+
+
+@message(MsgType.ALARM_LIST, Kind.RESPONSE)
+class AlarmList(Message):
+    """Active alarms."""
+
+    alarms: tuple[AlarmRecord, ...] = field(ArrayType(RecordType(AlarmRecord), MAX_ALARMS))
+
+
+@message(MsgType.ALARM_LIST_REQUEST, Kind.REQUEST, replies=(AlarmList,))
+class AlarmListRequest(Message):
+    """Asks for the active alarms."""
+
+
+@message(MsgType.ALARM_ACKNOWLEDGE, Kind.REQUEST, replies=(Ack,))
+class AlarmAcknowledge(Message):
+    """The user has seen the alarm; a non-critical alarm stops sounding."""
+
+    alarm_id: int = field(ID)
+
+
+@message(MsgType.ALARM_SILENCE, Kind.REQUEST, replies=(Ack,))
+class AlarmSilence(Message):
+    """Silences an alarm for a while; critical alarms come back after it."""
+
+    alarm_id: int = field(ID)
+    duration_s: int = field(U32, unit="s", lo=1, hi=MAX_DURATION_S)
+
+
+@message(MsgType.THRESHOLDS_REPORT, Kind.RESPONSE)
+class ThresholdsReport(Message):
+    """Alarm thresholds in force."""
+
+    thresholds: AlarmThresholds = field(RecordType(AlarmThresholds))
+
+
+@message(MsgType.READ_THRESHOLDS, Kind.REQUEST, replies=(ThresholdsReport,))
+class ReadThresholds(Message):
+    """Asks for the alarm thresholds."""
+
+
+@message(MsgType.SET_THRESHOLDS, Kind.REQUEST, replies=(Ack,))
+class SetThresholds(Message):
+    """Changes the alarm thresholds."""
+
+    thresholds: AlarmThresholds = field(RecordType(AlarmThresholds))
+
+
+# --- event log ---------------------------------------------------------------------------------------
+
+
+@record
+class EventRecord(Record):
+    """One entry of the device's append-only event log."""
+
+    index: int = field(U32)
+    at: int = field(U32, **AT)
+    code: EventCode = field(EnumType(EventCode, U16))
+    txn: int = field(ID, doc="transaction that caused it, 0 if none")
+    value: int = field(I32, doc="event-specific: µL, ng or an id")
+
+
+@message(MsgType.EVENT_LOG_PAGE, Kind.RESPONSE)
+class EventLogPage(Message):
+    """A page of the event log."""
+
+    total: int = field(U32, doc="entries in the log")
+    events: tuple[EventRecord, ...] = field(ArrayType(RecordType(EventRecord), MAX_EVENTS_PER_PAGE))
+
+
+@message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,))
+class EventLogRead(Message):
+    """Reads up to ``count`` entries starting at ``first``."""
+
+    first: int = field(U32)
+    count: int = field(U8, lo=1, hi=MAX_EVENTS_PER_PAGE)
