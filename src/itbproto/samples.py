@@ -131,23 +131,31 @@ EXCHANGE: tuple[Step, ...] = (
             detail="+59 % in 24 h; spinal origin allows at most +30 %",
         ),
     ),
-    Step("pump", 0, m.AlarmNotify(
-        alarm=m.AlarmRecord(
-            alarm_id=31,
-            code=e.AlarmCode.LOW_RESERVOIR,
-            severity=e.Severity.NON_CRITICAL,
-            raised_at=T0 + 60,
-            silenced_until=0,
-            acknowledged=False,
-        )
-    )),
+    Step(
+        "pump",
+        0,
+        m.AlarmNotify(
+            alarm=m.AlarmRecord(
+                alarm_id=31,
+                code=e.AlarmCode.LOW_RESERVOIR,
+                severity=e.Severity.NON_CRITICAL,
+                raised_at=T0 + 60,
+                silenced_until=0,
+                acknowledged=False,
+            )
+        ),
+    ),
     *_pair(9, m.AlarmAcknowledge(alarm_id=31), _ack(m.AlarmAcknowledge, T0 + 65)),
     *_pair(10, m.RefillBegin(), m.RefillSession(refill_id=4, expected_residual_ul=2_140, capacity_ul=20_000)),
     *_pair(
         11,
         m.RefillResidual(refill_id=4, measured_ul=2_000),
         m.ResidualRecorded(
-            refill_id=4, expected_ul=2_140, measured_ul=2_000, discrepancy_ul=-140, needs_acknowledgement=False
+            refill_id=4,
+            expected_ul=2_140,
+            measured_ul=2_000,
+            discrepancy_ul=-140,
+            needs_acknowledgement=False,
         ),
     ),
     *_pair(

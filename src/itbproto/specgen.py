@@ -61,7 +61,10 @@ def _enum_table(cls: type[enum.IntEnum]) -> list[str]:
 def protocol_tables() -> str:
     """The generated part of specs/protocol.md."""
     out = ["## Frame header", "", *_table(HEADER.specs), "## Messages", ""]
-    out += ["| type | message | kind | replies | changes delivery | payload bytes |", "|---|---|---|---|---|---|"]
+    out += [
+        "| type | message | kind | replies | changes delivery | payload bytes |",
+        "|---|---|---|---|---|---|",
+    ]
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
         replies = ", ".join(r.__name__ for r in cls.REPLIES) or "-"
         size = cls.CODEC.size if cls.CODEC.size is not None else "variable"
@@ -133,6 +136,8 @@ def write(root: Path) -> list[Path]:
 def check(root: Path) -> list[Path]:
     """The generated files that are missing, out of date, or left over."""
     expected = generated_files(root)
-    stale = [p for p, content in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != content]
+    stale = [
+        p for p, content in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != content
+    ]
     leftover = sorted(set((root / "specs" / "vectors").glob("*.json")) - set(expected))
     return stale + leftover

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Generic, TypedDict, TypeVar, Unpack, cast
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, cast
 
 import construct as cs
+from construct_typed import DataclassStruct
 
 from itbproto.errors import FieldRangeError
 
@@ -32,7 +34,6 @@ __all__ = [
     "BlobType",
     "BoolType",
     "EnumType",
-    "FieldOptions",
     "FieldSpec",
     "IntType",
     "Json",
@@ -78,6 +79,11 @@ class WireType(Generic[T]):
     def identity(self) -> bool:
         """True when decode needs no conversion or check beyond the subcon itself."""
         return False
+
+    @property
+    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
+        """The subcon construct-typing's ``DataclassStruct`` sees (records nest as dataclasses)."""
+        return self.subcon
 
 
 class IntType(WireType[int]):
@@ -228,6 +234,10 @@ class ArrayType(WireType[tuple[T, ...]]):
             raise FieldRangeError(path, len(raw), f"{self.min_len}..{self.max_len} items")
         return tuple(self.item.from_parsed(x, f"{path}[{i}]") for i, x in enumerate(raw))
 
+    @property
+    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
+        return cs.PrefixedArray(cs.Int8ul, self.item.dataclass_subcon)
+
     def to_build(self, value: tuple[T, ...]) -> Any:
         return [self.item.to_build(x) for x in value]
 
@@ -280,21 +290,19 @@ class FieldSpec:
             raise FieldRangeError(path, value, self.range_text())
 
 
-class FieldOptions(TypedDict, total=False):
-    """Keyword options of :func:`field`, so that common ones can be named once."""
-
-    unit: str
-    lo: int
-    hi: int
-    doc: str
-
-
-def field(wire: WireType[T], **options: Unpack[FieldOptions]) -> T:
+def field(
+    wire: WireType[T],
+    *,
+    unit: str = "",
+    lo: int | None = None,
+    hi: int | None = None,
+    doc: str = "",
+) -> T:
     """Declare a message field. ``lo``/``hi`` narrow an integer field's range (inclusive)."""
-    if ("lo" in options or "hi" in options) and not isinstance(wire, IntType):
+    if (lo is not None or hi is not None) and not isinstance(wire, IntType):
         raise TypeError("lo/hi narrow integer fields only; lengths belong to the wire type")
-    spec = FieldSpec(name="", wire=wire, **options)
-    return cast(T, dataclasses.field(metadata={"subcon": wire.subcon, "spec": spec}))
+    spec = FieldSpec(name="", wire=wire, unit=unit, lo=lo, hi=hi, doc=doc)
+    return cast(T, dataclasses.field(metadata={"subcon": wire.dataclass_subcon, "spec": spec}))
 
 
 def field_specs(cls: type) -> tuple[FieldSpec, ...]:
@@ -307,7 +315,10 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
 class RecordType(WireType[T]):
     """A record (a dataclass declared with :func:`field`) laid out field after field.
 
-    Messages are records too; nested records are laid out inline.
+    Messages are records too; nested records are laid out inline. Decode,
+    check and build are specialised per record into straight-line Python at
+    import (as ``dataclasses`` and construct's compiler do): the Status frame
+    is the protocol's hot path.
     """
 
     def __init__(self, cls: type[T]) -> None:
@@ -315,12 +326,11 @@ class RecordType(WireType[T]):
         self.specs = field_specs(cls)
         self.name = cls.__name__
         self.subcon = cs.Struct(*(spec.name / spec.wire.subcon for spec in self.specs))
-        # Decode plan: skip the conversion call for plain integers and the range
-        # check for fields whose declared range is the wire type's own.
-        self._plan = tuple(
-            (spec.name, None if spec.wire.identity else spec.wire.from_parsed, spec if spec.narrowed else None)
-            for spec in self.specs
-        )
+        self._from_parsed, self._check, self._to_build = _specialise(self)
+
+    @property
+    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
+        return DataclassStruct(cast(Any, self.cls))
 
     def struct_format(self) -> str:
         """A ``struct`` format for a record of plain integers (the frame header's fast path)."""
@@ -329,24 +339,13 @@ class RecordType(WireType[T]):
         return "<" + "".join(cast(IntType, spec.wire).fmt for spec in self.specs)
 
     def check(self, value: object, path: str) -> None:
-        if type(value) is not self.cls:
-            raise FieldRangeError(path, value, self.cls.__name__)
-        for spec in self.specs:
-            spec.check(getattr(value, spec.name), _join(path, spec.name))
+        self._check(value, path)
 
     def from_parsed(self, raw: Any, path: str) -> T:
-        kwargs: dict[str, Any] = {}
-        for name, convert, ranged in self._plan:
-            value = raw[name]
-            if convert is not None:
-                value = convert(value, _join(path, name))
-            if ranged is not None:
-                ranged.check_range(value, _join(path, name))
-            kwargs[name] = value
-        return self.cls(**kwargs)
+        return cast(T, self._from_parsed(raw, path))
 
     def to_build(self, value: T) -> Any:
-        return {spec.name: spec.wire.to_build(getattr(value, spec.name)) for spec in self.specs}
+        return self._to_build(value)
 
     def to_json(self, value: T) -> Json:
         return {spec.name: spec.wire.to_json(getattr(value, spec.name)) for spec in self.specs}
@@ -361,6 +360,60 @@ class RecordType(WireType[T]):
             kwargs[spec.name] = spec.wire.from_json(data[spec.name], where)
             spec.check_range(kwargs[spec.name], where)
         return self.cls(**kwargs)
+
+
+_Fn = Callable[..., Any]
+
+
+def _specialise(record: RecordType[Any]) -> tuple[_Fn, _Fn, _Fn]:
+    """Generate the record's decode, check and build functions as straight-line code."""
+    env: dict[str, Any] = {"cls": record.cls, "join": _join, "FieldRangeError": FieldRangeError}
+    parse = ["def from_parsed(raw, path):"]
+    check = [
+        "def check(value, path):",
+        "    if type(value) is not cls:",
+        f"        raise FieldRangeError(path or {record.name!r}, value, {record.name!r})",
+    ]
+    build = []
+    for i, spec in enumerate(record.specs):
+        env[f"spec{i}"] = spec
+        env[f"conv{i}"] = spec.wire.from_parsed
+        env[f"build{i}"] = spec.wire.to_build
+        name = spec.name
+        where = f"join(path, {name!r})"
+        got = f"raw[{name!r}]" if spec.wire.identity else f"conv{i}(raw[{name!r}], {where})"
+        parse.append(f"    f{i} = {got}")
+        wire = spec.wire
+        if isinstance(wire, IntType):
+            lo = wire.lo if spec.lo is None else spec.lo
+            hi = wire.hi if spec.hi is None else spec.hi
+            if spec.narrowed:
+                parse.append(f"    if not {lo} <= f{i} <= {hi}: spec{i}.check_range(f{i}, {where})")
+            guard = f"v.__class__ is int and {lo} <= v <= {hi}"
+        elif isinstance(wire, EnumType | BoolType):
+            env[f"type{i}"] = wire.enum_cls if isinstance(wire, EnumType) else bool
+            guard = f"v.__class__ is type{i}"
+        else:
+            guard = "False"
+        check += [f"    v = value.{name}", f"    if not ({guard}): spec{i}.check(v, {where})"]
+        plain = isinstance(wire, IntType | EnumType | BoolType | TextType | BlobType)
+        build.append(f"{name!r}: value.{name}" if plain else f"{name!r}: build{i}(value.{name})")
+    slots = [record.cls.__dict__.get(spec.name) for spec in record.specs]
+    if all(type(slot).__name__ == "member_descriptor" for slot in slots):
+        # A frozen dataclass's __init__ pays object.__setattr__ per field; the values
+        # are already validated, so fill the slots directly (as attrs does).
+        env["new"] = object.__new__
+        parse.append("    obj = new(cls)")
+        for i, slot in enumerate(slots):
+            env[f"set{i}"] = cast(Any, slot).__set__
+            parse.append(f"    set{i}(obj, f{i})")
+        parse.append("    return obj")
+    else:
+        kwargs = ", ".join(f"{spec.name}=f{i}" for i, spec in enumerate(record.specs))
+        parse.append(f"    return cls({kwargs})")
+    source = "\n".join([*parse, *check, "def to_build(value):", f"    return {{{', '.join(build)}}}", ""])
+    exec(compile(source, f"<itbproto record {record.name}>", "exec"), env)
+    return env["from_parsed"], env["check"], env["to_build"]
 
 
 def _join(path: str, name: str) -> str:

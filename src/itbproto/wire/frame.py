@@ -123,8 +123,8 @@ def encode(message: Message, *, txn: int = 0, seq: int = 0) -> bytes:
     return head + _CRC.pack(crc16(head))
 
 
-def parse_envelope(data: bytes) -> Envelope:
-    """Check the envelope of a plain or sealed frame; verify the CRC of a plain one."""
+def _open(data: bytes) -> tuple[int, int, int, int, int]:
+    """Check a frame's envelope; return (flags, seq, txn, msg_type, payload end)."""
     size = len(data)
     if size < HEADER_SIZE + CRC_SIZE:
         raise TruncatedFrameError(HEADER_SIZE + CRC_SIZE, size)
@@ -146,15 +146,22 @@ def parse_envelope(data: bytes) -> Envelope:
         raise UnsupportedVersionError(version, PROTOCOL_VERSION)
     if flags & RESERVED_FLAGS:
         raise ReservedFlagsError(flags, RESERVED_FLAGS)
-    header = FrameHeader(version=version, flags=flags, seq=seq, txn=txn, msg_type=msg_type, length=length)
+    return flags, seq, txn, msg_type, end
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Check the envelope of a plain or sealed frame; verify the CRC of a plain one."""
+    flags, seq, txn, msg_type, end = _open(data)
+    header = FrameHeader(
+        version=PROTOCOL_VERSION, flags=flags, seq=seq, txn=txn, msg_type=msg_type, length=end - HEADER_SIZE
+    )
     return Envelope(header, bytes(data[HEADER_SIZE:end]), bytes(data[end:]))
 
 
 def decode(data: bytes) -> Frame:
     """Decode a plain frame; raise a :class:`~itbproto.errors.ProtocolError` subclass on any fault."""
-    envelope = parse_envelope(data)
-    if envelope.sealed:
+    flags, seq, txn, msg_type, end = _open(data)
+    if flags & FLAG_SEALED:
         raise SealedFrameError()
-    header = envelope.header
-    msg = message_class(header.msg_type).CODEC.decode(envelope.payload)
-    return Frame(msg, txn=header.txn, seq=header.seq)
+    msg = message_class(msg_type).CODEC.decode(data[HEADER_SIZE:end])
+    return Frame(msg, txn=txn, seq=seq)

@@ -30,7 +30,6 @@ from itbproto.wire.fields import (
     ArrayType,
     BlobType,
     EnumType,
-    FieldOptions,
     RecordType,
     TextType,
     field,
@@ -111,10 +110,6 @@ MAX_EVENTS_PER_PAGE = 32
 MAX_RULE_IDS = 8
 
 ID = U32
-VOLUME: FieldOptions = {"unit": "µL", "hi": MAX_VOLUME_UL}
-RATE: FieldOptions = {"unit": "µL/day", "hi": MAX_RATE_UL_DAY}
-CONC: FieldOptions = {"unit": "µg/mL", "lo": 1, "hi": MAX_CONCENTRATION_UG_ML}
-AT: FieldOptions = {"unit": "s"}
 
 
 # --- generic replies -----------------------------------------------------------------------------
@@ -125,7 +120,7 @@ class Ack(Message):
     """The request was applied (or had already been applied under this transaction id)."""
 
     request: MsgType = field(EnumType(MsgType), doc="type of the request acknowledged")
-    applied_at: int = field(U32, **AT)
+    applied_at: int = field(U32, unit="s", doc="device time")
 
 
 @message(MsgType.NACK, Kind.RESPONSE)
@@ -150,12 +145,12 @@ class DeviceInfo(Message):
     serial: str = field(TextType(16, 1))
     firmware: str = field(TextType(16, 1))
     profile: str = field(TextType(16, 1), doc="device profile id from specs/profiles/")
-    reservoir_capacity_ul: int = field(U32, **VOLUME)
-    min_rate_ul_day: int = field(U32, **RATE)
-    max_rate_ul_day: int = field(U32, **RATE)
+    reservoir_capacity_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
+    min_rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY)
+    max_rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY)
     rate_step_ul_day: int = field(U32, unit="µL/day", lo=1, hi=MAX_RATE_UL_DAY)
     max_flex_steps: int = field(U8, lo=1, hi=MAX_FLEX_STEPS)
-    device_time: int = field(U32, **AT)
+    device_time: int = field(U32, unit="s", doc="device time")
     paired: bool = field(BOOL)
 
 
@@ -217,13 +212,13 @@ class PairConfirm(Message):
 class StatusReport(Message):
     """The pump's state in one frame; the hot path of the protocol."""
 
-    device_time: int = field(U32, **AT)
+    device_time: int = field(U32, unit="s", doc="device time")
     mode: TherapyMode = field(EnumType(TherapyMode))
     alarms: int = field(U16, doc="bit (1 << AlarmCode) set for each active alarm")
-    reservoir_ul: int = field(U32, **VOLUME)
+    reservoir_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", hi=MAX_CONCENTRATION_UG_ML)
     rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate now")
-    bolus_remaining_ul: int = field(U32, **VOLUME)
+    bolus_remaining_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     delivered_24h_ng: int = field(U32, unit="ng", doc="delivered in the last 24 h")
     battery_days: int = field(U16, unit="day", doc="days to the elective replacement indicator")
     prescription_id: int = field(ID)
@@ -239,7 +234,7 @@ class StatusRequest(Message):
 class SetClock(Message):
     """Sets the device clock (device epoch seconds)."""
 
-    device_time: int = field(U32, **AT)
+    device_time: int = field(U32, unit="s", doc="device time")
 
 
 # --- prescription --------------------------------------------------------------------------------
@@ -250,7 +245,7 @@ class FlexStep(Record):
     """From ``start_s`` after midnight until the next step, deliver ``rate_ul_day``."""
 
     start_s: int = field(U32, unit="s", hi=DAY_END_S, doc="offset from midnight")
-    rate_ul_day: int = field(U32, **RATE)
+    rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY)
 
 
 @record
@@ -266,7 +261,7 @@ class PeriodicBolus(Record):
 class PatientBolusPolicy(Record):
     """What the patient may self-administer; ``max_per_day`` 0 disables it."""
 
-    volume_ul: int = field(U32, **VOLUME)
+    volume_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     duration_s: int = field(U32, unit="s", hi=86_400)
     lockout_s: int = field(U32, unit="s", hi=86_400, doc="minimum time between activations")
     max_per_day: int = field(U8, hi=24)
@@ -279,7 +274,7 @@ class Prescription(Record):
     mode: PrescriptionMode = field(EnumType(PrescriptionMode))
     origin: Origin = field(EnumType(Origin))
     group: PatientGroup = field(EnumType(PatientGroup))
-    concentration_ug_ml: int = field(U32, **CONC)
+    concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
     steps: tuple[FlexStep, ...] = field(ArrayType(RecordType(FlexStep), MAX_FLEX_STEPS, 1))
     boluses: tuple[PeriodicBolus, ...] = field(ArrayType(RecordType(PeriodicBolus), MAX_PERIODIC_BOLUSES))
     patient: PatientBolusPolicy = field(RecordType(PatientBolusPolicy))
@@ -292,7 +287,7 @@ class PrescriptionReport(Message):
     """The prescription in force."""
 
     prescription_id: int = field(ID)
-    committed_at: int = field(U32, **AT)
+    committed_at: int = field(U32, unit="s", doc="device time")
     prescription: Prescription = field(RecordType(Prescription))
 
 
@@ -329,7 +324,7 @@ class CommitPrescription(Message):
 class SetRate(Message):
     """Changes the rate of a continuous prescription (titration)."""
 
-    rate_ul_day: int = field(U32, **RATE)
+    rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY)
 
 
 # --- boluses, suspend, resume --------------------------------------------------------------------
@@ -341,7 +336,7 @@ class BolusStarted(Message):
 
     bolus_id: int = field(ID)
     dose_ng: int = field(U32, unit="ng")
-    ends_at: int = field(U32, **AT)
+    ends_at: int = field(U32, unit="s", doc="device time")
 
 
 @message(MsgType.BOLUS_START, Kind.REQUEST, replies=(BolusStarted,), changes_delivery=True)
@@ -358,8 +353,8 @@ class BolusCancelled(Message):
     """How much of the cancelled bolus was given."""
 
     bolus_id: int = field(ID)
-    delivered_ul: int = field(U32, **VOLUME)
-    not_delivered_ul: int = field(U32, **VOLUME)
+    delivered_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
+    not_delivered_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
 
 
 @message(MsgType.BOLUS_CANCEL, Kind.REQUEST, replies=(BolusCancelled,), changes_delivery=True)
@@ -389,8 +384,10 @@ class RefillSession(Message):
     """A refill has begun; delivery continues from the residual until confirm or abort."""
 
     refill_id: int = field(ID)
-    expected_residual_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL, doc="what the device believes is left")
-    capacity_ul: int = field(U32, **VOLUME)
+    expected_residual_ul: int = field(
+        U32, unit="µL", hi=MAX_VOLUME_UL, doc="what the device believes is left"
+    )
+    capacity_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
 
 
 @message(MsgType.REFILL_BEGIN, Kind.REQUEST, replies=(RefillSession,))
@@ -403,8 +400,8 @@ class ResidualRecorded(Message):
     """Expected and measured residual; a large discrepancy needs acknowledging at confirm."""
 
     refill_id: int = field(ID)
-    expected_ul: int = field(U32, **VOLUME)
-    measured_ul: int = field(U32, **VOLUME)
+    expected_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
+    measured_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     discrepancy_ul: int = field(I32, unit="µL", doc="measured - expected")
     needs_acknowledgement: bool = field(BOOL)
 
@@ -414,7 +411,7 @@ class RefillResidual(Message):
     """Phase 1: the volume withdrawn from the reservoir before refilling."""
 
     refill_id: int = field(ID)
-    measured_ul: int = field(U32, **VOLUME)
+    measured_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
 
 
 @message(MsgType.REFILL_STAGED, Kind.RESPONSE)
@@ -422,8 +419,8 @@ class RefillStaged(Message):
     """The device's view of the reservoir after the refill, awaiting confirmation."""
 
     refill_id: int = field(ID)
-    volume_ul: int = field(U32, **VOLUME)
-    concentration_ug_ml: int = field(U32, **CONC)
+    volume_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
+    concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
     digest: int = field(U32, doc="binds the confirm to this staging")
 
 
@@ -433,7 +430,7 @@ class RefillStageDrug(Message):
 
     refill_id: int = field(ID)
     volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
-    concentration_ug_ml: int = field(U32, **CONC)
+    concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
 
 
 @message(MsgType.REFILL_CONFIRM, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
@@ -441,8 +438,8 @@ class RefillConfirm(Message):
     """Confirms volume and concentration again (two-step confirmation)."""
 
     refill_id: int = field(ID)
-    volume_ul: int = field(U32, **VOLUME)
-    concentration_ug_ml: int = field(U32, **CONC)
+    volume_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
+    concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
     digest: int = field(U32)
     discrepancy_acknowledged: bool = field(BOOL)
 
@@ -464,7 +461,7 @@ class AlarmRecord(Record):
     alarm_id: int = field(ID)
     code: AlarmCode = field(EnumType(AlarmCode))
     severity: Severity = field(EnumType(Severity))
-    raised_at: int = field(U32, **AT)
+    raised_at: int = field(U32, unit="s", doc="device time")
     silenced_until: int = field(U32, unit="s", doc="device time; 0 when sounding")
     acknowledged: bool = field(BOOL)
 
@@ -473,7 +470,7 @@ class AlarmRecord(Record):
 class AlarmThresholds(Record):
     """When alarms trigger and how often critical ones repeat."""
 
-    low_reservoir_ul: int = field(U32, **VOLUME)
+    low_reservoir_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     low_reservoir_days: int = field(U16, unit="day", doc="alarm when the reservoir empties within this")
     eri_lead_days: int = field(U16, unit="day", doc="ERI warning before end of service")
     reannunciate_s: int = field(U32, unit="s", lo=60, hi=86_400, doc="critical alarm repeat period")
@@ -540,7 +537,7 @@ class EventRecord(Record):
     """One entry of the device's append-only event log."""
 
     index: int = field(U32)
-    at: int = field(U32, **AT)
+    at: int = field(U32, unit="s", doc="device time")
     code: EventCode = field(EnumType(EventCode, U16))
     txn: int = field(ID, doc="transaction that caused it, 0 if none")
     value: int = field(I32, doc="event-specific: µL, ng or an id")

@@ -1,0 +1,1 @@
+"""Quality assurance helpers shipped with the library: hypothesis strategies derived from the schemas."""

@@ -1,0 +1,40 @@
+"""The itbproto command."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ROOT
+from itbproto.cli import main
+from itbproto.samples import EXCHANGE
+from itbproto.wire import SetRate, encode
+
+
+def test_demo_decodes_the_whole_exchange(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--mtu", "23"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(EXCHANGE)} frames" in out
+    assert "every frame decoded intact" in out
+    for step in EXCHANGE:
+        assert type(step.message).__name__ in out
+
+
+def test_decode_prints_fields_in_display_units(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", encode(SetRate(rate_ul_day=880), txn=9).hex()]) == 0
+    out = capsys.readouterr().out
+    assert "SetRate" in out
+    assert "0.88 mL/day" in out
+
+
+def test_decode_reports_bad_frames(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", "0100"]) == 1
+    assert "TruncatedFrameError" in capsys.readouterr().err
+
+
+def test_specs_check_passes_on_the_repository() -> None:
+    assert main(["specs", "--root", str(ROOT)]) == 0
+
+
+def test_catalog_lists_every_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalog"]) == 0
+    assert "0x21  StatusReport" in capsys.readouterr().out

@@ -1,0 +1,232 @@
+"""The codec: round trips for every message, refusal of bad input with typed errors only."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import struct
+from typing import Any, cast
+
+import pytest
+from construct_typed import DataclassStruct
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from itbproto import errors
+from itbproto.qa.strategies import message_of, messages, out_of_range
+from itbproto.samples import SAMPLES
+from itbproto.wire import (
+    CATALOG,
+    FLAG_SEALED,
+    HEADER_SIZE,
+    MAX_PAYLOAD,
+    ErrorCode,
+    Frame,
+    Kind,
+    Message,
+    MsgType,
+    Nack,
+    SetRate,
+    StatusReport,
+    crc16,
+    decode,
+    encode,
+    parse_envelope,
+)
+from itbproto.wire.fields import IntType
+
+ALL_TYPES = sorted(CATALOG.values(), key=lambda c: c.TYPE)
+INT_TYPES = [c for c in ALL_TYPES if any(isinstance(s.wire, IntType) for s in c.specs())]
+u32 = st.integers(0, 2**32 - 1)
+
+
+def _id(cls: type[Message]) -> str:
+    return cls.__name__
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=_id)
+@given(data=st.data(), txn=u32, seq=u32)
+def test_round_trip_every_message(cls: type[Message], data: st.DataObject, txn: int, seq: int) -> None:
+    msg = data.draw(message_of(cls))
+    wire = encode(msg, txn=txn, seq=seq)
+    assert decode(wire) == Frame(msg, txn=txn, seq=seq)
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=_id)
+@given(data=st.data())
+def test_construct_typing_dataclassstruct_agrees(cls: type[Message], data: st.DataObject) -> None:
+    """The message classes are construct-typing dataclasses: DataclassStruct builds the same bytes."""
+    msg = data.draw(message_of(cls))
+    payload = msg.CODEC.encode(msg)
+    assert DataclassStruct(cast(Any, cls)).build(msg) == payload
+
+
+def test_crc_is_ccitt_false() -> None:
+    assert crc16(b"123456789") == 0x29B1
+
+
+def test_status_frame_layout_matches_the_spec() -> None:
+    """An independent struct-packed frame, laid out by hand from specs/protocol.md."""
+    msg = SAMPLES[MsgType.STATUS_REPORT]
+    assert isinstance(msg, StatusReport)
+    payload = struct.pack(
+        "<IBHIIIIIHII",
+        msg.device_time,
+        msg.mode,
+        msg.alarms,
+        msg.reservoir_ul,
+        msg.concentration_ug_ml,
+        msg.rate_ul_day,
+        msg.bolus_remaining_ul,
+        msg.delivered_24h_ng,
+        msg.battery_days,
+        msg.prescription_id,
+        msg.last_txn,
+    )
+    head = struct.pack("<BBIIBH", 1, 0, 9, 4, 0x21, len(payload)) + payload
+    assert encode(msg, txn=4, seq=9) == head + struct.pack("<H", crc16(head))
+    assert HEADER_SIZE == 13
+
+
+@given(st.binary(max_size=200))
+@example(b"")
+@example(bytes(15))
+def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    with contextlib.suppress(errors.ProtocolError):
+        decode(data)
+
+
+def _reframe(body: bytes) -> bytes:
+    """Give mutated header+payload bytes a valid CRC so the decoder looks past it."""
+    return body + struct.pack("<H", crc16(body))
+
+
+@given(msg=messages(), data=st.data())
+def test_mutated_frames_raise_only_protocol_errors(msg: Message, data: st.DataObject) -> None:
+    wire = bytearray(encode(msg, txn=1))
+    body = wire[:-2]
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(body) - 1))
+        body[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(body)))
+    candidates = [bytes(wire[:cut]), _reframe(bytes(body)), bytes(body) + wire[-2:]]
+    for frame in candidates:
+        try:
+            decoded = decode(frame)
+        except errors.ProtocolError:
+            continue
+        # whatever is accepted re-encodes to exactly the bytes received (canonical form)
+        assert encode(decoded.message, txn=decoded.txn, seq=decoded.seq) == frame
+
+
+@given(msg=messages(), payload=st.binary(max_size=64))
+def test_payload_of_another_shape_is_refused_or_canonical(msg: Message, payload: bytes) -> None:
+    body = struct.pack("<BBIIBH", 1, 0, 0, 1, msg.TYPE, len(payload)) + payload
+    try:
+        frame = decode(_reframe(body))
+    except (errors.MalformedPayloadError, errors.FieldRangeError):
+        return
+    assert frame.message.CODEC.encode(frame.message) == payload
+
+
+@pytest.mark.parametrize("cls", INT_TYPES, ids=_id)
+@given(data=st.data())
+def test_out_of_range_fields_are_refused_on_encode(cls: type[Message], data: st.DataObject) -> None:
+    name, msg = data.draw(out_of_range(cls))
+    with pytest.raises(errors.FieldRangeError) as info:
+        encode(msg)
+    assert info.value.field.endswith(name)
+
+
+@given(st.integers(0, 10**6))
+def test_rate_above_wire_maximum_is_refused_on_decode(rate: int) -> None:
+    body = struct.pack("<BBIIBHI", 1, 0, 0, 1, MsgType.SET_RATE, 4, rate)
+    frame = _reframe(body)
+    if rate <= 100_000:
+        assert decode(frame).message == SetRate(rate_ul_day=rate)
+    else:
+        with pytest.raises(errors.FieldRangeError):
+            decode(frame)
+
+
+def test_wrong_python_types_are_refused_on_encode() -> None:
+    bad: Any = "880"
+    with pytest.raises(errors.FieldRangeError):
+        encode(SetRate(rate_ul_day=bad))
+    with pytest.raises(errors.FieldRangeError):
+        encode(Nack(request=1, code=bad, rules=(), detail=""))
+    with pytest.raises(errors.FieldRangeError):
+        encode(Nack(request=1, code=ErrorCode.SAFETY_RULE, rules=("ok", "\x00"), detail=""))
+
+
+def test_unknown_message_type() -> None:
+    frame = _reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, 0xEE, 0))
+    with pytest.raises(errors.UnknownMessageError) as info:
+        decode(frame)
+    assert info.value.msg_type == 0xEE
+
+
+def test_bad_crc() -> None:
+    wire = bytearray(encode(SetRate(rate_ul_day=880), txn=3))
+    wire[-1] ^= 0xFF
+    with pytest.raises(errors.BadCrcError):
+        decode(bytes(wire))
+
+
+def test_unsupported_version_and_reserved_flags() -> None:
+    with pytest.raises(errors.UnsupportedVersionError):
+        decode(_reframe(struct.pack("<BBIIBH", 2, 0, 0, 1, MsgType.RESUME, 0)))
+    with pytest.raises(errors.ReservedFlagsError):
+        decode(_reframe(struct.pack("<BBIIBH", 1, 0x02, 0, 1, MsgType.RESUME, 0)))
+
+
+def test_lengths() -> None:
+    wire = encode(SetRate(rate_ul_day=880), txn=3)
+    with pytest.raises(errors.TruncatedFrameError):
+        decode(wire[:-1])
+    with pytest.raises(errors.FrameLengthError):
+        decode(wire + b"\x00")
+    with pytest.raises(errors.FrameLengthError):
+        decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.RESUME, MAX_PAYLOAD + 1)))
+
+
+def test_sealed_frames_pass_the_envelope_but_not_the_plain_decoder() -> None:
+    body = struct.pack("<BBIIBH", 1, FLAG_SEALED, 5, 1, MsgType.SET_RATE, 4) + b"\x01\x02\x03\x04"
+    sealed = body + bytes(range(8))
+    envelope = parse_envelope(sealed)
+    assert envelope.sealed
+    assert envelope.trailer == bytes(range(8))
+    assert envelope.authenticated_data == body[:HEADER_SIZE]
+    with pytest.raises(errors.SealedFrameError):
+        decode(sealed)
+
+
+def test_non_canonical_length_prefix_is_refused() -> None:
+    msg = Nack(request=0x35, code=ErrorCode.SAFETY_RULE, rules=(), detail="abc")
+    payload = msg.CODEC.encode(msg)
+    assert payload.endswith(b"\x03abc")
+    short = payload[:-4] + b"\x05abc"  # claims 5 characters, carries 3
+    with pytest.raises(errors.MalformedPayloadError):
+        decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.NACK, len(short)) + short))
+
+
+@pytest.mark.parametrize("cls", ALL_TYPES, ids=_id)
+def test_payload_sizes_are_as_declared(cls: type[Message]) -> None:
+    msg = SAMPLES[cls.TYPE]
+    if cls.CODEC.size is not None:
+        assert len(cls.CODEC.encode(msg)) == cls.CODEC.size
+
+
+def test_messages_are_immutable() -> None:
+    msg = SetRate(rate_ul_day=880)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        msg.rate_ul_day = 2  # type: ignore[misc]
+
+
+def test_every_request_names_its_replies() -> None:
+    for cls in ALL_TYPES:
+        if cls.KIND is Kind.REQUEST:
+            assert cls.REPLIES, cls.__name__
+            assert all(reply.KIND is Kind.RESPONSE for reply in cls.REPLIES)
+        else:
+            assert not cls.REPLIES
