@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
 from itbproto.samples import SAMPLES
-from itbproto.wire import MsgType, StatusReport, TherapyMode, crc16, decode, encode
+from itbproto.wire import AlarmCode, MsgType, StatusReport, TherapyMode, crc16, decode, encode
 from itbproto.wire.frame import Frame
 
 GOAL_PARSE_PER_S = 100_000
@@ -43,7 +43,7 @@ def baseline_decode(data: bytes) -> Frame:
     msg = StatusReport(
         device_time=f[0],
         mode=TherapyMode(f[1]),
-        alarms=f[2],
+        alarms=frozenset(code for code in AlarmCode if f[2] >> code & 1),
         reservoir_ul=f[3],
         concentration_ug_ml=f[4],
         rate_ul_day=f[5],
@@ -61,7 +61,7 @@ def baseline_encode(msg: StatusReport, txn: int, seq: int) -> bytes:
     payload = _STATUS.pack(
         msg.device_time,
         msg.mode,
-        msg.alarms,
+        sum(1 << code for code in msg.alarms),
         msg.reservoir_ul,
         msg.concentration_ug_ml,
         msg.rate_ul_day,

@@ -73,7 +73,7 @@ def test_status_frame_layout_matches_the_spec() -> None:
         "<IBHIIIIIHII",
         msg.device_time,
         msg.mode,
-        msg.alarms,
+        sum(1 << code for code in msg.alarms),
         msg.reservoir_ul,
         msg.concentration_ug_ml,
         msg.rate_ul_day,
@@ -230,3 +230,12 @@ def test_every_request_names_its_replies() -> None:
             assert all(reply.KIND is Kind.RESPONSE for reply in cls.REPLIES)
         else:
             assert not cls.REPLIES
+
+
+def test_unknown_alarm_bits_are_refused_on_decode() -> None:
+    msg = SAMPLES[MsgType.STATUS_REPORT]
+    payload = bytearray(msg.CODEC.encode(msg))
+    payload[5:7] = (1 << 15).to_bytes(2, "little")  # alarms: no AlarmCode has bit 15
+    with pytest.raises(errors.FieldRangeError) as info:
+        decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.STATUS_REPORT, len(payload)) + payload))
+    assert info.value.field == "alarms"

@@ -28,6 +28,8 @@ def format_value(spec: FieldSpec, value: Any) -> str:
     """One field value as text in display units."""
     if isinstance(value, enum.Enum):
         return value.name
+    if isinstance(value, frozenset):
+        return ", ".join(m.name for m in sorted(value)) or "(none)"
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, bool):

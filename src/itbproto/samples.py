@@ -87,7 +87,7 @@ EXCHANGE: tuple[Step, ...] = (
         m.StatusReport(
             device_time=T0 + 5,
             mode=e.TherapyMode.INFUSING,
-            alarms=1 << e.AlarmCode.LOW_RESERVOIR,
+            alarms=frozenset({e.AlarmCode.LOW_RESERVOIR}),
             reservoir_ul=2_150,
             concentration_ug_ml=500,
             rate_ul_day=800,

@@ -19,6 +19,7 @@ from itbproto.wire.fields import (
     BoolType,
     EnumType,
     FieldSpec,
+    FlagSetType,
     IntType,
     RecordType,
     TextType,
@@ -40,6 +41,8 @@ def for_wire(wire: WireType[Any], lo: int | None = None, hi: int | None = None) 
         return st.booleans()
     if isinstance(wire, EnumType):
         return st.sampled_from(tuple(wire.enum_cls.__members__.values()))
+    if isinstance(wire, FlagSetType):
+        return st.frozensets(st.sampled_from(tuple(wire.enum_cls.__members__.values())))
     if isinstance(wire, TextType):
         return st.text(_PRINTABLE, min_size=wire.min_len, max_size=wire.max_len)
     if isinstance(wire, BlobType):

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 import construct as cs
-from construct_typed import DataclassStruct
+from construct_typed import Adapter, DataclassStruct
 
 from itbproto.errors import FieldRangeError
 
@@ -35,6 +35,7 @@ __all__ = [
     "BoolType",
     "EnumType",
     "FieldSpec",
+    "FlagSetType",
     "IntType",
     "Json",
     "RecordType",
@@ -160,6 +161,69 @@ class EnumType(WireType[E]):
         return ", ".join(f"{m.name}={m.value}" for m in self.enum_cls)
 
 
+class FlagSetType(WireType[frozenset[E]]):
+    """A set of ``IntEnum`` members as a bit mask: member ``m`` is bit ``1 << m.value``."""
+
+    def __init__(self, enum_cls: type[E], width: IntType) -> None:
+        self.enum_cls = enum_cls
+        self.width = width
+        self.subcon = width.subcon
+        self.name = f"{width.name} bits of {enum_cls.__name__}"
+        self.mask = sum(1 << m.value for m in enum_cls)
+        if self.mask > width.hi:
+            raise ValueError(f"{enum_cls.__name__} does not fit in {width.name}")
+        members = tuple(enum_cls)
+        self._sets = {  # every valid mask decodes by one dictionary look-up
+            sum(1 << m.value for m in chosen): frozenset(chosen)
+            for chosen in (
+                [m for i, m in enumerate(members) if combo >> i & 1] for combo in range(1 << len(members))
+            )
+        }
+
+    @property
+    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
+        return _FlagSetAdapter(self)
+
+    def check(self, value: object, path: str) -> None:
+        if not isinstance(value, frozenset) or not all(isinstance(m, self.enum_cls) for m in value):
+            raise FieldRangeError(path, value, f"frozenset of {self.enum_cls.__name__}")
+
+    def from_parsed(self, raw: Any, path: str) -> frozenset[E]:
+        try:
+            return self._sets[raw]
+        except KeyError:
+            raise FieldRangeError(
+                path, raw, f"bits of {self.enum_cls.__name__} (mask 0x{self.mask:x})"
+            ) from None
+
+    def to_build(self, value: frozenset[E]) -> Any:
+        return sum(1 << m.value for m in value)
+
+    def to_json(self, value: frozenset[E]) -> Json:
+        return [m.name for m in sorted(value)]
+
+    def from_json(self, data: Json, path: str) -> frozenset[E]:
+        if not isinstance(data, list) or not all(
+            isinstance(x, str) and x in self.enum_cls.__members__ for x in data
+        ):
+            raise FieldRangeError(path, data, f"list of {self.enum_cls.__name__} names")
+        return frozenset(self.enum_cls[cast(str, x)] for x in data)
+
+
+class _FlagSetAdapter(Adapter[Any, Any, Any, Any]):
+    """Lets construct-typing's ``DataclassStruct`` build and parse a flag set."""
+
+    def __init__(self, wire: FlagSetType[Any]) -> None:
+        super().__init__(wire.subcon)
+        self.wire = wire
+
+    def _decode(self, obj: Any, context: Any, path: Any) -> Any:
+        return self.wire.from_parsed(obj, str(path))
+
+    def _encode(self, obj: Any, context: Any, path: Any) -> Any:
+        return self.wire.to_build(obj)
+
+
 class TextType(WireType[str]):
     """Printable ASCII text, length-prefixed by one byte, at most ``max_len`` characters."""
 
@@ -279,6 +343,8 @@ class FieldSpec:
             return f"length {self.wire.min_len}..{self.wire.max_len}"
         if isinstance(self.wire, BoolType):
             return "0, 1"
+        if isinstance(self.wire, FlagSetType):
+            return "any of " + ", ".join(f"bit {m.value} {m.name}" for m in self.wire.enum_cls)
         return ""
 
     def check(self, value: object, path: str) -> None:

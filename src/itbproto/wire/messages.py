@@ -30,6 +30,7 @@ from itbproto.wire.fields import (
     ArrayType,
     BlobType,
     EnumType,
+    FlagSetType,
     RecordType,
     TextType,
     field,
@@ -214,7 +215,7 @@ class StatusReport(Message):
 
     device_time: int = field(U32, unit="s", doc="device time")
     mode: TherapyMode = field(EnumType(TherapyMode))
-    alarms: int = field(U16, doc="bit (1 << AlarmCode) set for each active alarm")
+    alarms: frozenset[AlarmCode] = field(FlagSetType(AlarmCode, U16), doc="active alarms")
     reservoir_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", hi=MAX_CONCENTRATION_UG_ML)
     rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate now")
