@@ -1,4 +1,8 @@
-"""The benchmark compares like with like: its struct baseline gives the library's exact results."""
+"""The benchmark compares like with like: its struct baseline gives the library's exact results.
+
+The baseline is laid out by hand from specs/protocol.md, so it is also an independent check of the
+Status frame layout.
+"""
 
 from __future__ import annotations
 

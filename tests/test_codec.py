@@ -27,7 +27,6 @@ from itbproto.wire import (
     MsgType,
     Nack,
     SetRate,
-    StatusReport,
     crc16,
     decode,
     encode,
@@ -63,29 +62,6 @@ def test_construct_typing_dataclassstruct_agrees(cls: type[Message], data: st.Da
 
 def test_crc_is_ccitt_false() -> None:
     assert crc16(b"123456789") == 0x29B1
-
-
-def test_status_frame_layout_matches_the_spec() -> None:
-    """An independent struct-packed frame, laid out by hand from specs/protocol.md."""
-    msg = SAMPLES[MsgType.STATUS_REPORT]
-    assert isinstance(msg, StatusReport)
-    payload = struct.pack(
-        "<IBHIIIIIHII",
-        msg.device_time,
-        msg.mode,
-        sum(1 << code for code in msg.alarms),
-        msg.reservoir_ul,
-        msg.concentration_ug_ml,
-        msg.rate_ul_day,
-        msg.bolus_remaining_ul,
-        msg.delivered_24h_ng,
-        msg.battery_days,
-        msg.prescription_id,
-        msg.last_txn,
-    )
-    head = struct.pack("<BBIIBH", 1, 0, 9, 4, 0x21, len(payload)) + payload
-    assert encode(msg, txn=4, seq=9) == head + struct.pack("<H", crc16(head))
-    assert HEADER_SIZE == 13
 
 
 @given(st.binary(max_size=200))
