@@ -19,6 +19,10 @@ carries, as attributes, what was wrong::
                ├── FragmentGapError          a fragment is missing
                ├── DuplicateFragmentError    a fragment arrived twice
                └── MessageTooLongError       a reassembled message would exceed the maximum
+     SpecError                               a file in specs/ is malformed
+     TherapyStateError                       a command that cannot apply in the current therapy state
+     SafetyViolation                         a command breaks safety rules (rule_ids, reasons)
+      └── PolicyError                        a policy that would loosen a limit (POLICY-001)
 
 Bad input raises one of these and changes nothing: a decoder never returns a
 half-parsed message, and a reassembler drops the partial message it was
@@ -38,9 +42,13 @@ __all__ = [
     "ItbError",
     "MalformedPayloadError",
     "MessageTooLongError",
+    "PolicyError",
     "ProtocolError",
     "ReservedFlagsError",
+    "SafetyViolation",
     "SealedFrameError",
+    "SpecError",
+    "TherapyStateError",
     "TruncatedFrameError",
     "UnknownMessageError",
     "UnsupportedVersionError",
@@ -167,3 +175,29 @@ class MessageTooLongError(FragmentError):
         super().__init__(f"message of {length} bytes exceeds the {limit}-byte limit")
         self.length = length
         self.limit = limit
+
+
+class SpecError(ItbError):
+    """A file in specs/ (profile, drug table, rule catalog) is malformed."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+class TherapyStateError(ItbError):
+    """A command cannot apply in the therapy's current state (no staged prescription, no refill, ...)."""
+
+
+class SafetyViolation(ItbError):  # noqa: N818  (the name DESIGN.md gives it)
+    """A command breaks one or more safety rules; ``rule_ids`` names them. Nothing was applied."""
+
+    def __init__(self, rule_ids: tuple[str, ...], reasons: tuple[str, ...]) -> None:
+        super().__init__("; ".join(f"{r}: {why}" for r, why in zip(rule_ids, reasons, strict=True)))
+        self.rule_ids = rule_ids
+        self.reasons = reasons
+
+
+class PolicyError(SafetyViolation):
+    """A safety policy tried to loosen a limit or name an unknown parameter (rule POLICY-001)."""

@@ -189,6 +189,7 @@ _EXTRA: tuple[Message, ...] = (
     m.Suspend(duration_s=3_600),
     m.Resume(),
     m.RefillAbort(refill_id=4),
+    m.RecordProcedure(procedure=e.Procedure.CATHETER_REVISION),
     m.AlarmListRequest(),
     m.AlarmList(
         alarms=(

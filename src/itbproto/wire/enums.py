@@ -13,6 +13,7 @@ __all__ = [
     "Origin",
     "PatientGroup",
     "PrescriptionMode",
+    "Procedure",
     "Role",
     "Severity",
     "TherapyMode",
@@ -57,6 +58,7 @@ class MsgType(enum.IntEnum):
     REFILL_STAGED = 0x55
     REFILL_CONFIRM = 0x56
     REFILL_ABORT = 0x57
+    RECORD_PROCEDURE = 0x58
 
     ALARM_NOTIFY = 0x60
     ALARM_LIST_REQUEST = 0x61
@@ -122,6 +124,14 @@ class BolusKind(enum.IntEnum):
     PATIENT = 4  # patient-activated, within lockout and daily count
 
 
+class Procedure(enum.IntEnum):
+    """Surgical or access work that leaves the catheter to be primed."""
+
+    PUMP_IMPLANT = 1
+    CATHETER_REVISION = 2
+    PUMP_REPLACEMENT = 3
+
+
 class AlarmCode(enum.IntEnum):
     """Conditions the pump annunciates."""
 
@@ -181,3 +191,4 @@ class EventCode(enum.IntEnum):
     THRESHOLDS_CHANGED = 17
     CLOCK_SET = 18
     COMMAND_REFUSED = 19
+    PROCEDURE_RECORDED = 20

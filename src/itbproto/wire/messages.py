@@ -17,6 +17,7 @@ from itbproto.wire.enums import (
     Origin,
     PatientGroup,
     PrescriptionMode,
+    Procedure,
     Role,
     Severity,
     TherapyMode,
@@ -77,6 +78,7 @@ __all__ = [
     "PrescriptionStaged",
     "ReadPrescription",
     "ReadThresholds",
+    "RecordProcedure",
     "RefillAbort",
     "RefillBegin",
     "RefillConfirm",
@@ -450,6 +452,13 @@ class RefillAbort(Message):
     """Abandons the refill; the reservoir keeps its old contents."""
 
     refill_id: int = field(ID)
+
+
+@message(MsgType.RECORD_PROCEDURE, Kind.REQUEST, replies=(Ack,))
+class RecordProcedure(Message):
+    """Records implant or catheter work: the catheter must be primed before therapy."""
+
+    procedure: Procedure = field(EnumType(Procedure))
 
 
 # --- alarms ------------------------------------------------------------------------------------------

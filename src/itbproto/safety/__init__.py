@@ -1,0 +1,23 @@
+"""Safety rules: the catalog from specs/safety-rules.toml, policies that only tighten, and the engine.
+
+verdict = evaluate(command, state, policy)
+if not verdict.accepted:
+    print(verdict.rule_ids)        # e.g. ('TITR-001',)
+"""
+
+from itbproto.safety.catalog import Param, Rule, RuleCatalog, parse_catalog
+from itbproto.safety.engine import enforced_rule_ids, evaluate
+from itbproto.safety.policy import SafetyPolicy
+from itbproto.safety.verdict import Verdict, Violation
+
+__all__ = [
+    "Param",
+    "Rule",
+    "RuleCatalog",
+    "SafetyPolicy",
+    "Verdict",
+    "Violation",
+    "enforced_rule_ids",
+    "evaluate",
+    "parse_catalog",
+]

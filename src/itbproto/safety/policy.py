@@ -1,0 +1,51 @@
+"""Safety policy: the rule parameters in force. It can only tighten the catalog's defaults."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from itbproto.errors import PolicyError
+from itbproto.safety.catalog import RuleCatalog
+
+__all__ = ["SafetyPolicy"]
+
+
+class SafetyPolicy:
+    """Parameter values for every rule of a catalog, defaults unless tightened.
+
+    ``SafetyPolicy(catalog, {"TITR-001.spinal_pct": 20})`` lowers the spinal
+    titration step; ``{"TITR-001.spinal_pct": 40}`` raises :class:`PolicyError`
+    (POLICY-001), as does a parameter the catalog does not have. No rule can be
+    switched off: the engine always runs every rule.
+    """
+
+    __slots__ = ("_values", "catalog")
+
+    def __init__(self, catalog: RuleCatalog, overrides: Mapping[str, int] | None = None) -> None:
+        self.catalog = catalog
+        values = {f"{rule.id}.{p.name}": p.default for rule in catalog for p in rule.params}
+        problems: list[str] = []
+        for key, value in (overrides or {}).items():
+            if key not in values:
+                problems.append(f"{key} is not a parameter of the catalog")
+                continue
+            rule_id, name = key.split(".", 1)
+            param = next(p for p in catalog[rule_id].params if p.name == name)
+            if type(value) is not int or not param.is_tighter_or_equal(value):
+                problems.append(
+                    f"{key} = {value!r} is looser than {param.default} (may only go {param.tighten})"
+                )
+            else:
+                values[key] = value
+        if problems:
+            raise PolicyError(("POLICY-001",) * len(problems), tuple(problems))
+        self._values = MappingProxyType(values)
+
+    def __call__(self, rule_id: str, name: str) -> int:
+        """The value in force for ``rule_id``'s parameter ``name``."""
+        return self._values[f"{rule_id}.{name}"]
+
+    @property
+    def values(self) -> Mapping[str, int]:
+        return self._values

@@ -1,0 +1,68 @@
+"""Reads the data files of specs/: device profiles, the drug table, the rule catalog.
+
+This is the only module of the library that reads files; the sans-IO core gets
+the parsed records. The files are found in the installed package (``_specs``,
+copied from specs/ when the wheel is built) or, in a source checkout, in the
+repository's specs/ folder.
+"""
+
+from __future__ import annotations
+
+import functools
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from itbproto.errors import SpecError
+from itbproto.safety.catalog import RuleCatalog, parse_catalog
+from itbproto.therapy.profile import DeviceProfile, Drug, from_mapping
+
+__all__ = ["load_drug", "load_profile", "load_rules", "profile_ids", "specs_dir"]
+
+
+def specs_dir() -> Path:
+    """The folder holding the spec data files."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_specs", here.parent.parent / "specs"):
+        if (candidate / "safety-rules.toml").is_file():
+            return candidate
+    raise SpecError(str(here), "no specs folder found (neither packaged _specs nor a source checkout)")
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SpecError(str(path), str(exc)) from exc
+
+
+@functools.cache
+def load_rules(path: Path | None = None) -> RuleCatalog:
+    """The rule catalog (default: specs/safety-rules.toml)."""
+    path = path or specs_dir() / "safety-rules.toml"
+    return parse_catalog(_read(path), str(path))
+
+
+@functools.cache
+def load_drug(name: str = "baclofen", path: Path | None = None) -> Drug:
+    """One drug from the drug table (default: specs/drugs.toml)."""
+    path = path or specs_dir() / "drugs.toml"
+    table = _read(path)
+    if name not in table:
+        raise SpecError(str(path), f"no drug {name!r}; have {sorted(table)}")
+    return from_mapping(Drug, table[name], f"{path}:{name}")
+
+
+def profile_ids() -> tuple[str, ...]:
+    return tuple(sorted(p.stem for p in (specs_dir() / "profiles").glob("*.toml")))
+
+
+@functools.cache
+def load_profile(profile: str | Path = "itb-20") -> DeviceProfile:
+    """A device profile by id (``itb-20``) or by path to a TOML file."""
+    path = profile if isinstance(profile, Path) else specs_dir() / "profiles" / f"{profile}.toml"
+    loaded = from_mapping(DeviceProfile, _read(path), str(path))
+    if isinstance(profile, str) and loaded.id != profile:
+        raise SpecError(str(path), f"id {loaded.id!r} does not match the file name")
+    return loaded
