@@ -4,12 +4,14 @@ The same engine runs in the programmer before a command is sent and in the pump
 before it is applied. It always runs every check registered for the command's
 type: there is no switch to skip one, and a policy can only tighten parameters.
 Checks run in two phases: preconditions on the command and the state before it;
-then, if none failed, consequences on the state the command would produce
-(computed with :func:`itbproto.therapy.state.apply`). Pure: no I/O, no clock.
+then consequences on the state the command would produce (computed with
+:func:`itbproto.therapy.state.apply`), whenever the command can apply at all.
+The verdict lists every violated rule. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+from itbproto.errors import TherapyStateError
 from itbproto.safety import rules as _rules  # noqa: F401  (registers the checks)
 from itbproto.safety.policy import SafetyPolicy
 from itbproto.safety.verdict import REGISTRY, Context, Verdict, Violation
@@ -35,10 +37,14 @@ def evaluate(command: Message, state: TherapyState, policy: SafetyPolicy) -> Ver
     is a wrong-state error, not a safety verdict.
     """
     pre = _run(Context(command, state, None, policy), consequence=False)
-    if pre:
-        return Verdict(command, tuple(pre))
-    after = apply(state, command)
-    return Verdict(command, tuple(_run(Context(command, state, after, policy), consequence=True)))
+    try:
+        after = apply(state, command)
+    except TherapyStateError:
+        if pre:  # a broken precondition is why it cannot apply: report the rules
+            return Verdict(command, tuple(pre))
+        raise
+    post = _run(Context(command, state, after, policy), consequence=True)
+    return Verdict(command, (*pre, *post))
 
 
 def enforced_rule_ids() -> frozenset[str]:

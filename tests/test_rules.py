@@ -1,0 +1,521 @@
+"""Every safety rule, by ID: a command that breaks it is refused with that ID, one inside it is not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from factories import DAY, POLICY, T0, empty_pump, prescription, programmed, refused_by, verdict
+from itbproto.errors import PolicyError, SafetyViolation
+from itbproto.safety import SafetyPolicy
+from itbproto.specfiles import load_rules
+from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply
+from itbproto.wire import (
+    AlarmCode,
+    AlarmRecord,
+    AlarmSilence,
+    AlarmThresholds,
+    BolusKind,
+    BolusStart,
+    CommitPrescription,
+    FlexStep,
+    Origin,
+    PatientGroup,
+    PeriodicBolus,
+    PrescriptionMode,
+    Procedure,
+    RecordProcedure,
+    RefillBegin,
+    RefillConfirm,
+    RefillResidual,
+    RefillStageDrug,
+    Resume,
+    SessionEnd,
+    SetClock,
+    SetRate,
+    SetThresholds,
+    Severity,
+    StagePrescription,
+    Suspend,
+    TherapyMode,
+)
+
+rule = pytest.mark.rule
+
+
+def bolus(volume: int = 100, duration: int = 3600, kind: BolusKind = BolusKind.CLINICIAN) -> BolusStart:
+    return BolusStart(kind=kind, volume_ul=volume, duration_s=duration)
+
+
+def stage(**changes: object) -> StagePrescription:
+    return StagePrescription(prescription=prescription(**changes))  # type: ignore[arg-type]
+
+
+# --- dose ------------------------------------------------------------------------------------------------
+
+
+@rule("DOSE-001")
+def test_bolus_that_would_break_the_rolling_24h_dose_is_refused() -> None:
+    state = programmed(prescription(rate=900, max_bolus_ng=200_000))  # 450 µg/day, limit 600 µg/day
+    assert "DOSE-001" not in refused_by(bolus(volume=300), state)  # 150 µg on top: 600 µg in 24 h
+    assert "DOSE-001" in refused_by(bolus(volume=302), state)  # 151 µg: 601 µg in 24 h
+
+
+@rule("DOSE-001")
+def test_rolling_dose_counts_what_was_already_delivered_today() -> None:
+    # a 100 µg bolus 12 h ago still counts; a second one would make 400 + 100 + 120 > 600
+    state = programmed(prescription(max_bolus_ng=200_000), history_days=2)
+    state = apply(state, bolus(volume=200))
+    state, _ = advance(state, T0 + 12 * 3600)
+    assert "DOSE-001" in refused_by(bolus(volume=240), state)
+    state, _ = advance(state, T0 + DAY + 3600)  # the first bolus has left the 24 h window
+    assert "DOSE-001" not in refused_by(bolus(volume=240), state)
+
+
+@rule("DOSE-001")
+def test_lowering_the_limit_below_what_was_delivered_is_refused() -> None:
+    state = programmed()  # 400 µg/day delivered
+    assert "DOSE-001" in refused_by(stage(rate=700, max_daily_dose_ng=380_000), state)
+    assert "DOSE-001" not in refused_by(stage(rate=700, max_daily_dose_ng=450_000), state)
+
+
+@rule("DOSE-002")
+def test_programmed_daily_dose_above_its_own_limit_is_refused() -> None:
+    state = programmed()
+    flex = prescription(
+        mode=PrescriptionMode.FLEX,
+        steps=(FlexStep(start_s=0, rate_ul_day=800), FlexStep(start_s=12 * 3600, rate_ul_day=880)),
+        boluses=(PeriodicBolus(start_s=8 * 3600, volume_ul=100, duration_s=3600),),
+    )  # 200 + 220 + 50 = 470 µg/day
+    assert "DOSE-002" in refused_by(
+        StagePrescription(prescription=replace(flex, max_daily_dose_ng=469_999)), state
+    )
+    assert "DOSE-002" not in refused_by(
+        StagePrescription(prescription=replace(flex, max_daily_dose_ng=470_000)), state
+    )
+
+
+@rule("DOSE-003")
+def test_daily_limit_above_the_group_ceiling_is_refused() -> None:
+    state = programmed()
+    assert "DOSE-003" in refused_by(stage(max_daily_dose_ng=2_000_001), state)
+    assert "DOSE-003" not in refused_by(stage(max_daily_dose_ng=2_000_000), state)
+    child = stage(group=PatientGroup.CHILD, max_daily_dose_ng=1_000_001)
+    assert "DOSE-003" in refused_by(child, state)
+
+
+@rule("DOSE-003")
+@rule("POLICY-001")
+def test_policy_can_lower_the_ceiling_but_not_raise_it() -> None:
+    strict = SafetyPolicy(load_rules(), {"DOSE-003.adult_ceiling_ng_day": 800_000})
+    assert "DOSE-003" in refused_by(stage(max_daily_dose_ng=900_000), programmed(), strict)
+    with pytest.raises(PolicyError) as info:
+        SafetyPolicy(load_rules(), {"DOSE-003.adult_ceiling_ng_day": 3_000_000})
+    assert info.value.rule_ids == ("POLICY-001",)
+
+
+@rule("POLICY-001")
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("TITR-001.spinal_pct", 31),
+        ("TITR-002.interval_s", 3600),
+        ("RES-001.min_low_reservoir_days", 1),
+        ("NOPE-001.x", 1),
+        ("BOL-001.absolute_max_bolus_ng", "100"),
+    ],
+)
+def test_looser_or_unknown_parameters_are_refused(key: str, value: int) -> None:
+    with pytest.raises(PolicyError):
+        SafetyPolicy(load_rules(), {key: value})
+
+
+@rule("POLICY-001")
+def test_every_parameter_can_be_set_to_its_default() -> None:
+    catalog = load_rules()
+    defaults = {f"{r.id}.{p.name}": p.default for r in catalog for p in r.params}
+    assert SafetyPolicy(catalog, defaults).values == POLICY.values
+
+
+# --- boluses ----------------------------------------------------------------------------------------------
+
+
+@rule("BOL-001")
+def test_bolus_above_the_prescription_maximum_is_refused() -> None:
+    state = programmed()  # max bolus 50 µg at 500 µg/mL = 100 µL
+    assert "BOL-001" not in refused_by(bolus(volume=100), state)
+    assert "BOL-001" in refused_by(bolus(volume=101), state)
+
+
+@rule("BOL-001")
+def test_periodic_bolus_above_the_maximum_is_refused() -> None:
+    big = PeriodicBolus(start_s=3600, volume_ul=101, duration_s=3600)
+    assert "BOL-001" in refused_by(stage(boluses=(big,)), programmed())
+
+
+@rule("BOL-001")
+def test_absolute_bolus_maximum_applies_without_prescription() -> None:
+    strict = SafetyPolicy(load_rules(), {"BOL-001.absolute_max_bolus_ng": 40_000})
+    assert "BOL-001" in refused_by(bolus(volume=100), empty_pump(), strict)
+
+
+@rule("BOL-002")
+def test_screening_doses_follow_the_label() -> None:
+    pump = empty_pump(concentration_ug_ml=50)
+    assert "BOL-002" in refused_by(bolus(volume=1500), pump)  # 75 µg first: skips 50 µg
+    assert "BOL-002" in refused_by(bolus(volume=1200), pump)  # 60 µg is not a screening dose
+    assert not refused_by(bolus(volume=1000), pump)  # 50 µg over 1 h
+    after = apply(pump, bolus(volume=1000))
+    after, _ = advance(after, T0 + 8 * 3600)
+    assert "BOL-002" in refused_by(bolus(volume=1500), after)  # only 8 h later
+    after, _ = advance(after, T0 + DAY)
+    assert "BOL-002" not in refused_by(bolus(volume=1500), after)  # 75 µg the next day
+    assert "BOL-002" in refused_by(bolus(volume=2000), after)  # 100 µg skips 75 µg
+
+
+@rule("BOL-003")
+def test_bolus_faster_than_the_profile_allows_is_refused() -> None:
+    state = programmed()
+    assert "BOL-003" in refused_by(bolus(volume=100, duration=60), state)  # 144 mL/day
+    assert "BOL-003" not in refused_by(bolus(volume=100, duration=360), state)  # 24 mL/day
+
+
+@rule("BOL-004")
+def test_second_bolus_while_one_runs_is_refused() -> None:
+    state = apply(programmed(), bolus(volume=50))
+    assert "BOL-004" in refused_by(bolus(volume=20), state)
+    state, _ = advance(state, T0 + 3600)
+    assert "BOL-004" not in refused_by(bolus(volume=20), state)
+
+
+@rule("PBOL-001")
+def test_patient_bolus_lockout() -> None:
+    patient = bolus(volume=10, duration=600, kind=BolusKind.PATIENT)
+    state = apply(programmed(), patient)
+    state, _ = advance(state, T0 + 4 * 3600 - 1)
+    assert "PBOL-001" in refused_by(patient, state)
+    state, _ = advance(state, T0 + 4 * 3600)
+    assert "PBOL-001" not in refused_by(patient, state)
+
+
+@rule("PBOL-002")
+def test_patient_boluses_per_day() -> None:
+    patient = bolus(volume=10, duration=600, kind=BolusKind.PATIENT)
+    state = programmed()
+    for hour in (0, 5, 10):
+        state, _ = advance(state, T0 + hour * 3600)
+        assert verdict(patient, state).accepted
+        state = apply(state, patient)
+    state, _ = advance(state, T0 + 15 * 3600)
+    assert "PBOL-002" in refused_by(patient, state)
+    state, _ = advance(state, T0 + DAY + 1)
+    assert "PBOL-002" not in refused_by(patient, state)
+
+
+@rule("PBOL-003")
+def test_patient_bolus_must_be_the_prescribed_one() -> None:
+    state = programmed()
+    assert "PBOL-003" in refused_by(bolus(volume=20, duration=600, kind=BolusKind.PATIENT), state)
+    assert "PBOL-003" in refused_by(bolus(volume=10, duration=300, kind=BolusKind.PATIENT), state)
+    disabled = programmed(prescription(patient=replace(prescription().patient, max_per_day=0)))
+    assert "PBOL-003" in refused_by(bolus(volume=10, duration=600, kind=BolusKind.PATIENT), disabled)
+    assert "PBOL-003" in refused_by(bolus(volume=10, duration=600, kind=BolusKind.PATIENT), empty_pump())
+
+
+@rule("BRIDGE-001")
+def test_bridge_bolus_only_after_a_concentration_change() -> None:
+    bridge = bolus(volume=50, duration=3600, kind=BolusKind.BRIDGE)
+    state = programmed()
+    assert "BRIDGE-001" in refused_by(bridge, state)
+    changed = replace(state, concentration_changed_at=T0 - 3600)
+    assert "BRIDGE-001" not in refused_by(bridge, changed)
+    assert "BRIDGE-001" in refused_by(bolus(volume=251, duration=36_000, kind=BolusKind.BRIDGE), changed)
+    assert "BRIDGE-001" in refused_by(bridge, replace(changed, bridge_given=True))
+    assert "BRIDGE-001" in refused_by(bridge, replace(state, concentration_changed_at=T0 - DAY - 1))
+
+
+@rule("PRIME-001")
+def test_priming_bolus_only_after_catheter_work() -> None:
+    prime = bolus(volume=60, duration=3600, kind=BolusKind.PRIMING)
+    state = programmed(prescription(max_bolus_ng=200_000))
+    assert "PRIME-001" in refused_by(prime, state)
+    state = apply(state, RecordProcedure(procedure=Procedure.CATHETER_REVISION))
+    assert verdict(prime, state).accepted
+    assert "PRIME-001" in refused_by(bolus(volume=251, duration=36_000, kind=BolusKind.PRIMING), state)
+    state = apply(state, prime)
+    state, _ = advance(state, T0 + 2 * 3600)
+    assert "PRIME-001" in refused_by(prime, state)  # primed: a second priming bolus would overdose
+
+
+# --- titration ------------------------------------------------------------------------------------------------
+
+
+@rule("TITR-001")
+@pytest.mark.parametrize(
+    ("origin", "group", "allowed_rate"),
+    [
+        (Origin.SPINAL, PatientGroup.ADULT, 1040),  # +30 %
+        (Origin.CEREBRAL, PatientGroup.ADULT, 920),  # +15 %
+        (Origin.SPINAL, PatientGroup.CHILD, 920),  # +15 %
+    ],
+)
+def test_titration_step_limit(origin: Origin, group: PatientGroup, allowed_rate: int) -> None:
+    state = programmed(prescription(origin=origin, group=group, max_daily_dose_ng=900_000))
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=allowed_rate), state)
+    assert "TITR-001" in refused_by(SetRate(rate_ul_day=allowed_rate + 1), state)
+
+
+@rule("TITR-001")
+def test_titration_reference_is_the_lowest_dose_of_the_last_day() -> None:
+    state = programmed(prescription(max_daily_dose_ng=900_000))  # 800 µL/day
+    state = apply(state, SetRate(rate_ul_day=700))  # lowered now: the reference becomes 700
+    state, _ = advance(state, T0 + 3600)
+    assert "TITR-001" in refused_by(SetRate(rate_ul_day=1000), state)  # +43 % over 700
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=910), state)
+
+
+@rule("TITR-002")
+def test_one_increase_per_day() -> None:
+    state = programmed(prescription(max_daily_dose_ng=900_000))
+    state = apply(state, SetRate(rate_ul_day=850))
+    state, _ = advance(state, T0 + 12 * 3600)
+    assert "TITR-002" in refused_by(SetRate(rate_ul_day=900), state)
+    assert "TITR-002" not in refused_by(SetRate(rate_ul_day=820), state)  # a decrease is fine
+    state, _ = advance(state, T0 + DAY)
+    assert "TITR-002" not in refused_by(SetRate(rate_ul_day=900), state)
+
+
+# --- prescription shape -------------------------------------------------------------------------------------
+
+
+@rule("RATE-001")
+def test_rate_outside_the_profile_range_is_refused() -> None:
+    state = programmed()
+    assert "RATE-001" in refused_by(SetRate(rate_ul_day=47), state)
+    assert "RATE-001" not in refused_by(SetRate(rate_ul_day=48), state)
+    big = stage(rate=24_001, max_daily_dose_ng=2_000_000)
+    assert "RATE-001" in refused_by(big, state)
+
+
+@rule("RATE-002")
+def test_rate_off_the_resolution_is_refused() -> None:
+    profile = replace(programmed().profile, rate_step_ul_day=5)
+    state = programmed(profile=profile)
+    assert "RATE-002" in refused_by(SetRate(rate_ul_day=802), state)
+    assert "RATE-002" not in refused_by(SetRate(rate_ul_day=805), state)
+
+
+@rule("FLEX-001")
+def test_step_counts() -> None:
+    state = programmed()
+    two = (FlexStep(start_s=0, rate_ul_day=800), FlexStep(start_s=3600, rate_ul_day=800))
+    assert "FLEX-001" in refused_by(stage(steps=two), state)  # continuous with two steps
+    assert "FLEX-001" in refused_by(stage(mode=PrescriptionMode.FLEX), state)  # flex with one
+    assert "FLEX-001" not in refused_by(stage(mode=PrescriptionMode.FLEX, steps=two), state)
+    small = replace(state.profile, max_flex_steps=2)
+    three = (*two, FlexStep(start_s=7200, rate_ul_day=800))
+    assert "FLEX-001" in refused_by(
+        stage(mode=PrescriptionMode.FLEX, steps=three), replace(state, profile=small)
+    )
+
+
+@rule("FLEX-002")
+def test_steps_cover_the_day() -> None:
+    state = programmed()
+    late = (FlexStep(start_s=60, rate_ul_day=800), FlexStep(start_s=3600, rate_ul_day=800))
+    unordered = (FlexStep(start_s=0, rate_ul_day=800), FlexStep(start_s=0, rate_ul_day=800))
+    for steps in (late, unordered):
+        assert "FLEX-002" in refused_by(stage(mode=PrescriptionMode.FLEX, steps=steps), state)
+
+
+# --- drug and refill ---------------------------------------------------------------------------------------------
+
+
+def refill_staged(
+    state: TherapyState, volume: int = 20_000, conc: int = 500, measured: int | None = None
+) -> TherapyState:
+    state = apply(state, RefillBegin())
+    assert state.refill is not None
+    expected = state.refill.expected_residual_ul
+    state = apply(state, RefillResidual(refill_id=1, measured_ul=expected if measured is None else measured))
+    return apply(state, RefillStageDrug(refill_id=1, volume_ul=volume, concentration_ug_ml=conc))
+
+
+def confirm(volume: int = 20_000, conc: int = 500, acknowledged: bool = False) -> RefillConfirm:
+    return RefillConfirm(
+        refill_id=1,
+        volume_ul=volume,
+        concentration_ug_ml=conc,
+        digest=0,
+        discrepancy_acknowledged=acknowledged,
+    )
+
+
+@rule("DRUG-001")
+def test_concentrations_come_from_the_drug_table() -> None:
+    state = programmed()
+    assert "DRUG-001" in refused_by(stage(concentration_ug_ml=600), state)
+    state = apply(apply(state, RefillBegin()), RefillResidual(refill_id=1, measured_ul=19_000))
+    assert "DRUG-001" in refused_by(
+        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=750), state
+    )
+    assert "DRUG-001" not in refused_by(
+        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=1000), state
+    )
+
+
+@rule("DRUG-002")
+def test_prescription_must_match_the_reservoir() -> None:
+    state = programmed()
+    assert "DRUG-002" in refused_by(stage(concentration_ug_ml=1000, rate=400), state)
+
+
+@rule("DRUG-002")
+def test_refill_with_a_new_concentration_rescales_the_rates() -> None:
+    state = refill_staged(programmed(), conc=2000)
+    assert verdict(confirm(conc=2000), state).accepted
+    after = apply(state, confirm(conc=2000))
+    assert after.prescription is not None
+    assert after.prescription.concentration_ug_ml == 2000
+    assert after.prescription.steps[0].rate_ul_day == 200  # 400 µg/day at 2 mg/mL
+    assert after.concentration_changed_at == T0
+    # a rescaled rate below the profile's minimum is refused, not silently raised
+    low = refill_staged(programmed(prescription(rate=100)), conc=2000)  # 50 µg/day -> 25 µL/day
+    assert "RATE-001" in refused_by(confirm(conc=2000), low)
+
+
+@rule("REFILL-001")
+def test_no_overfill() -> None:
+    state = apply(apply(programmed(), RefillBegin()), RefillResidual(refill_id=1, measured_ul=19_900))
+    assert "REFILL-001" in refused_by(
+        RefillStageDrug(refill_id=1, volume_ul=20_001, concentration_ug_ml=500), state
+    )
+    assert "REFILL-001" not in refused_by(
+        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=500), state
+    )
+
+
+@rule("REFILL-002")
+def test_refill_needs_both_steps_and_matching_confirmation() -> None:
+    state = programmed()
+    assert "REFILL-002" in refused_by(confirm(), state)  # no refill begun
+    begun = apply(state, RefillBegin())
+    assert "REFILL-002" in refused_by(confirm(), begun)  # residual not recorded
+    assert "REFILL-002" in refused_by(
+        RefillStageDrug(refill_id=1, volume_ul=1, concentration_ug_ml=500), begun
+    )
+    measured = apply(begun, RefillResidual(refill_id=1, measured_ul=19_900))
+    assert "REFILL-002" in refused_by(confirm(), measured)  # nothing staged
+    staged = apply(measured, RefillStageDrug(refill_id=1, volume_ul=18_000, concentration_ug_ml=500))
+    assert "REFILL-002" in refused_by(confirm(volume=20_000), staged)  # differs from staged
+    assert verdict(confirm(volume=18_000), staged).accepted
+
+
+@rule("REFILL-003")
+def test_residual_discrepancy_needs_acknowledgement() -> None:
+    state = programmed()  # about 19.2 mL expected after two days
+    off = refill_staged(state, measured=10_000)
+    assert "REFILL-003" in refused_by(confirm(), off)
+    assert verdict(confirm(acknowledged=True), off).accepted
+    close = refill_staged(state, measured=19_000)  # within 20 % and... above the 0.5 mL floor
+    assert "REFILL-003" not in refused_by(confirm(), close)
+    strict = SafetyPolicy(load_rules(), {"REFILL-003.discrepancy_pct": 1})
+    assert "REFILL-003" in refused_by(confirm(), close, strict)
+
+
+# --- reservoir, battery, alarms, clock, session --------------------------------------------------------------------
+
+
+@rule("RES-001")
+def test_low_reservoir_alarm_lead_time() -> None:
+    state = programmed()
+    good = AlarmThresholds(low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600)
+    assert verdict(SetThresholds(thresholds=good), state).accepted
+    for bad in (replace(good, low_reservoir_ul=1_999), replace(good, low_reservoir_days=6)):
+        assert refused_by(SetThresholds(thresholds=bad), state) == {"RES-001"}
+
+
+@rule("RES-002")
+def test_no_delivery_from_an_empty_reservoir() -> None:
+    state = programmed()
+    low = replace(state, reservoir_scaled=50 * SCALE)
+    assert "RES-002" in refused_by(bolus(volume=51), low)
+    assert "RES-002" not in refused_by(bolus(volume=50), low)
+    empty = replace(state, reservoir_scaled=0, mode=TherapyMode.SUSPENDED)
+    assert "RES-002" in refused_by(Resume(), empty)
+    assert "RES-002" in refused_by(SetRate(rate_ul_day=700), empty)
+
+
+@rule("RES-002")
+def test_delivery_stops_exactly_when_the_reservoir_empties() -> None:
+    state = replace(programmed(), reservoir_scaled=10 * SCALE + 5)
+    state, flows = advance(state, T0 + 2 * DAY)
+    assert state.reservoir_scaled == 0
+    assert sum(f.volume_scaled for f in flows) == 10 * SCALE + 5
+
+
+@rule("BATT-001")
+def test_end_of_service_refuses_delivery() -> None:
+    state = replace(programmed(), battery=Battery.EOS)
+    for command in (bolus(volume=10), Resume(), SetRate(rate_ul_day=700), stage()):
+        assert "BATT-001" in refused_by(command, state)
+    state, flows = advance(state, T0 + 3600)
+    assert flows == ()
+
+
+@rule("BATT-002")
+def test_eri_lead_time() -> None:
+    base = AlarmThresholds(low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=89, reannunciate_s=600)
+    assert refused_by(SetThresholds(thresholds=base), programmed()) == {"BATT-002"}
+
+
+@rule("ALARM-001")
+def test_critical_alarm_silence_is_bounded() -> None:
+    alarm = AlarmRecord(
+        alarm_id=5,
+        code=AlarmCode.MOTOR_STALL,
+        severity=Severity.CRITICAL,
+        raised_at=T0,
+        silenced_until=0,
+        acknowledged=False,
+    )
+    state = programmed(alarms=(alarm,))
+    assert "ALARM-001" in refused_by(AlarmSilence(alarm_id=5, duration_s=601), state)
+    assert verdict(AlarmSilence(alarm_id=5, duration_s=600), state).accepted
+    minor = replace(alarm, severity=Severity.NON_CRITICAL)
+    assert verdict(AlarmSilence(alarm_id=5, duration_s=86_400), programmed(alarms=(minor,))).accepted
+    slow = AlarmThresholds(
+        low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=3_601
+    )
+    assert refused_by(SetThresholds(thresholds=slow), state) == {"ALARM-001"}
+
+
+@rule("STOP-001")
+def test_session_cannot_end_with_the_pump_stopped_unacknowledged() -> None:
+    running = programmed()
+    assert verdict(SessionEnd(acknowledge_stopped=False), running).accepted
+    suspended = apply(running, Suspend(duration_s=0))
+    assert refused_by(SessionEnd(acknowledge_stopped=False), suspended) == {"STOP-001"}
+    assert verdict(SessionEnd(acknowledge_stopped=True), suspended).accepted
+    assert refused_by(SessionEnd(acknowledge_stopped=False), empty_pump()) == {"STOP-001"}
+
+
+@rule("CLOCK-001")
+def test_clock_steps_are_small_and_never_rewrite_history() -> None:
+    state = programmed()
+    assert verdict(SetClock(device_time=T0 + 300), state).accepted
+    assert refused_by(SetClock(device_time=T0 + 301), state) == {"CLOCK-001"}
+    assert refused_by(SetClock(device_time=T0 - 10), state) == {"CLOCK-001"}  # deliveries up to T0
+
+
+def test_refusal_raises_with_every_rule_id() -> None:
+    v = verdict(SetRate(rate_ul_day=5_000), programmed())
+    assert not v.accepted
+    with pytest.raises(SafetyViolation) as info:
+        v.raise_if_refused()
+    assert set(info.value.rule_ids) == {"DOSE-001", "DOSE-002", "TITR-001"}
+
+
+def test_commit_of_a_valid_staged_prescription_is_accepted() -> None:
+    assert verdict(CommitPrescription(stage_id=1, digest=0), apply(programmed(), stage())).accepted
