@@ -52,7 +52,7 @@ def stage(**changes: object) -> StagePrescription:
     return StagePrescription(prescription=prescription(**changes))  # type: ignore[arg-type]
 
 
-# --- dose ------------------------------------------------------------------------------------------------
+# --- dose ------------------------------------------------------------------------------------------
 
 
 @rule("DOSE-001")
@@ -138,7 +138,7 @@ def test_every_parameter_can_be_set_to_its_default() -> None:
     assert SafetyPolicy(catalog, defaults).values == POLICY.values
 
 
-# --- boluses ----------------------------------------------------------------------------------------------
+# --- boluses ---------------------------------------------------------------------------------------
 
 
 @rule("BOL-001")
@@ -248,7 +248,7 @@ def test_priming_bolus_only_after_catheter_work() -> None:
     assert "PRIME-001" in refused_by(prime, state)  # primed: a second priming bolus would overdose
 
 
-# --- titration ------------------------------------------------------------------------------------------------
+# --- titration -------------------------------------------------------------------------------------
 
 
 @rule("TITR-001")
@@ -286,7 +286,7 @@ def test_one_increase_per_day() -> None:
     assert "TITR-002" not in refused_by(SetRate(rate_ul_day=900), state)
 
 
-# --- prescription shape -------------------------------------------------------------------------------------
+# --- prescription shape ----------------------------------------------------------------------------
 
 
 @rule("RATE-001")
@@ -329,7 +329,7 @@ def test_steps_cover_the_day() -> None:
         assert "FLEX-002" in refused_by(stage(mode=PrescriptionMode.FLEX, steps=steps), state)
 
 
-# --- drug and refill ---------------------------------------------------------------------------------------------
+# --- drug and refill -------------------------------------------------------------------------------
 
 
 def refill_staged(
@@ -424,7 +424,7 @@ def test_residual_discrepancy_needs_acknowledgement() -> None:
     assert "REFILL-003" in refused_by(confirm(), close, strict)
 
 
-# --- reservoir, battery, alarms, clock, session --------------------------------------------------------------------
+# --- reservoir, battery, alarms, clock, session ----------------------------------------------------
 
 
 @rule("RES-001")
