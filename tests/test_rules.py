@@ -80,6 +80,21 @@ def test_lowering_the_limit_below_what_was_delivered_is_refused() -> None:
     assert "DOSE-001" not in refused_by(stage(rate=700, max_daily_dose_ng=450_000), state)
 
 
+@rule("DOSE-001")
+def test_timed_suspension_that_would_resume_into_an_overdose_is_refused() -> None:
+    # found by the stateful property test: a lower limit committed while suspended indefinitely is
+    # fine, but a timed suspension resumes delivery by itself, so it is checked like a Resume
+    state = programmed(prescription(rate=2000, max_daily_dose_ng=1_000_000), history_days=0)
+    state, _ = advance(state, T0 + 7200)  # 83.3 µg in two hours
+    state = apply(state, Suspend(duration_s=0))
+    low = stage(rate=200, max_daily_dose_ng=100_000)  # 100 µg/day from now on
+    assert verdict(low, state).accepted
+    state = apply(apply(state, low), CommitPrescription(stage_id=1, digest=0))
+    assert "DOSE-001" in refused_by(Suspend(duration_s=600), state)  # 83 + 91 µg in one window
+    assert "DOSE-001" in refused_by(Resume(), state)
+    assert "DOSE-001" not in refused_by(Suspend(duration_s=DAY), state)  # resumes after the burst left
+
+
 @rule("DOSE-002")
 def test_programmed_daily_dose_above_its_own_limit_is_refused() -> None:
     state = programmed()
@@ -507,6 +522,17 @@ def test_clock_steps_are_small_and_never_rewrite_history() -> None:
     assert verdict(SetClock(device_time=T0 + 300), state).accepted
     assert refused_by(SetClock(device_time=T0 + 301), state) == {"CLOCK-001"}
     assert refused_by(SetClock(device_time=T0 - 10), state) == {"CLOCK-001"}  # deliveries up to T0
+
+
+@rule("CLOCK-001")
+def test_clock_never_moves_back_past_a_recorded_event() -> None:
+    # found by the stateful property test: with an empty reservoir nothing is delivered, but a
+    # refill (or any other record) must still stay in the past
+    empty = replace(programmed(), reservoir_scaled=0)
+    empty, _ = advance(empty, T0 + 3600)
+    assert verdict(SetClock(device_time=T0 + 3500), empty).accepted
+    refilled = refill_staged(empty)
+    assert refused_by(SetClock(device_time=T0 + 3500), refilled) == {"CLOCK-001"}
 
 
 def test_refusal_raises_with_every_rule_id() -> None:

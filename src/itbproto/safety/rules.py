@@ -23,14 +23,8 @@ __all__: list[str] = []
 DAY = SCALE
 
 PRESCRIBING = (m.StagePrescription, m.CommitPrescription, m.SetRate, m.RefillConfirm)
-STARTS_DELIVERY = (
-    m.BolusStart,
-    m.CommitPrescription,
-    m.SetRate,
-    m.Resume,
-    m.StagePrescription,
-    m.RefillConfirm,
-)
+# a timed Suspend resumes delivery by itself when it ends, so it is checked like a Resume
+STARTS_DELIVERY = (*PRESCRIBING, m.BolusStart, m.Resume, m.Suspend)
 
 
 def _mg_day(scaled: int) -> str:
@@ -502,6 +496,5 @@ def small_clock_step(ctx: Context) -> Iterator[str]:
     step, limit = cmd.device_time - state.now, ctx.param("CLOCK-001", "max_step_s")
     if abs(step) > limit:
         yield f"the clock would move by {step} s; at most {limit} s"
-    last = max((f.end for f in state.delivered), default=None)
-    if last is not None and cmd.device_time < last:
-        yield "the clock would move back past a logged delivery"
+    if cmd.device_time < state.last_event_at:
+        yield f"the clock would move back past a recorded event at {state.last_event_at}"

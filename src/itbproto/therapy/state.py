@@ -106,6 +106,9 @@ class TherapyState:
     alarms: tuple[m.AlarmRecord, ...] = ()
     refill: RefillProgress | None = None
     next_id: int = 1
+    last_event_at: int = (
+        0  # device time of the latest delivery or applied command; the clock never goes back past it
+    )
 
     @property
     def reservoir_ul(self) -> int:
@@ -185,6 +188,7 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
         bolus=bolus,
         mode=mode,
         suspended_until=state.suspended_until if mode is TherapyMode.SUSPENDED else 0,
+        last_event_at=max(state.last_event_at, max((f.end for f in flows), default=0)),
     )
     return new, flows
 
@@ -273,6 +277,13 @@ def _alarm(state: TherapyState, alarm_id: int, silenced_until: int | None) -> Th
 
 def apply(state: TherapyState, command: Message) -> TherapyState:
     """The state after an accepted ``command`` at ``state.now``; TherapyStateError if it cannot apply."""
+    after = _apply(state, command)
+    if after is state or isinstance(command, m.SetClock):
+        return after
+    return replace(after, last_event_at=max(after.last_event_at, state.now))
+
+
+def _apply(state: TherapyState, command: Message) -> TherapyState:
     match command:
         case m.StagePrescription(prescription=p):
             return replace(state, staged=p)
