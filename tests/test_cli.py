@@ -38,3 +38,22 @@ def test_specs_check_passes_on_the_repository() -> None:
 def test_catalog_lists_every_type(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["catalog"]) == 0
     assert "0x21  StatusReport" in capsys.readouterr().out
+
+
+def test_rules_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "DOSE-001" in out
+    assert "enforced on:" in out
+
+
+def test_rules_matrix_is_the_committed_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "--matrix", "--root", str(ROOT)]) == 0
+    assert capsys.readouterr().out == (ROOT / "specs" / "rule-matrix.md").read_text(encoding="utf-8")
+
+
+def test_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "itb-20" in out
+    assert "itb-40" in out

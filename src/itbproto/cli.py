@@ -85,6 +85,37 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 1 if stale else 0
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    from itbproto import specgen
+    from itbproto.safety.engine import enforcement_points
+    from itbproto.specfiles import load_rules
+
+    if args.matrix:
+        print(specgen.rule_matrix(Path(args.root) / "tests"), end="")
+        return 0
+    points = enforcement_points()
+    for rule in load_rules():
+        print(f"{rule.id:<11} {rule.hazard:<20} {rule.title}")
+        if args.verbose:
+            print(f"            {rule.statement}")
+            print(f"            enforced on: {', '.join(points.get(rule.id, ()))}")
+            for p in rule.params:
+                print(f"            {p.name} = {p.default} (may only go {p.tighten})")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from itbproto.specfiles import load_profile, profile_ids
+    from itbproto.units import FlowRate, Volume
+
+    for pid in profile_ids():
+        p = load_profile(pid)
+        rates = f"{FlowRate(p.min_rate_ul_day)}..{FlowRate(p.max_rate_ul_day)}"
+        size = Volume(p.reservoir_capacity_ul)
+        print(f"{p.id:<8} {p.model:<6} reservoir {size}, rate {rates}  {p.description}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="itbproto", description=__doc__)
     parser.add_argument("--version", action="version", version=f"itbproto {__version__}")
@@ -100,6 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     cat = sub.add_parser("catalog", help="list every message type")
     cat.set_defaults(func=cmd_catalog)
+
+    rules = sub.add_parser("rules", help="list the safety rules, or print the traceability matrix")
+    rules.add_argument("--matrix", action="store_true", help="print rule -> hazard -> enforcement -> tests")
+    rules.add_argument(
+        "-v", "--verbose", action="store_true", help="statements, enforcement points, parameters"
+    )
+    rules.add_argument("--root", default=".", help="repository root, for --matrix (default: .)")
+    rules.set_defaults(func=cmd_rules)
+
+    profiles = sub.add_parser("profiles", help="list the device profiles")
+    profiles.set_defaults(func=cmd_profiles)
 
     specs = sub.add_parser("specs", help="check (default) or rewrite the generated parts of specs/")
     specs.add_argument("--write", action="store_true", help="rewrite instead of checking")

@@ -18,7 +18,7 @@ from itbproto.safety.verdict import REGISTRY, Context, Verdict, Violation
 from itbproto.therapy.state import TherapyState, apply
 from itbproto.wire.message import Message
 
-__all__ = ["enforced_rule_ids", "evaluate"]
+__all__ = ["enforced_rule_ids", "enforcement_points", "evaluate"]
 
 
 def _run(ctx: Context, consequence: bool) -> list[Violation]:
@@ -50,3 +50,12 @@ def evaluate(command: Message, state: TherapyState, policy: SafetyPolicy) -> Ver
 def enforced_rule_ids() -> frozenset[str]:
     """IDs of the rules that have at least one registered check."""
     return frozenset(item.rule_id for item in REGISTRY)
+
+
+def enforcement_points() -> dict[str, tuple[str, ...]]:
+    """Rule ID -> the commands (message names) its checks run on; POLICY-001 runs on policies."""
+    points: dict[str, dict[str, None]] = {"POLICY-001": {"SafetyPolicy": None}}
+    for item in REGISTRY:
+        for command in item.commands:
+            points.setdefault(item.rule_id, {})[command.__name__] = None
+    return {rule_id: tuple(names) for rule_id, names in points.items()}
