@@ -1,7 +1,9 @@
 """itbproto: intrathecal baclofen pump programming protocol (research software, not a medical device).
 
 The sans-IO core: exact units (:mod:`itbproto.units`), one error hierarchy
-(:mod:`itbproto.errors`) and the wire codec (:mod:`itbproto.wire`)::
+(:mod:`itbproto.errors`), the wire codec (:mod:`itbproto.wire`), the therapy
+model and dose math (:mod:`itbproto.therapy`) and the safety rules
+(:mod:`itbproto.safety`)::
 
     >>> import itbproto
     >>> frame = itbproto.encode(itbproto.SetRate(rate_ul_day=880), txn=7)
@@ -11,6 +13,9 @@ The sans-IO core: exact units (:mod:`itbproto.units`), one error hierarchy
 
 from itbproto.errors import *  # noqa: F403
 from itbproto.errors import __all__ as _errors_all
+from itbproto.safety import RuleCatalog, SafetyPolicy, Verdict, Violation, evaluate
+from itbproto.specfiles import load_drug, load_profile, load_rules
+from itbproto.therapy import DeviceProfile, Drug, Forecast, TherapyState, advance, apply, forecast
 from itbproto.units import *  # noqa: F403
 from itbproto.units import __all__ as _units_all
 from itbproto.wire import *  # noqa: F403
@@ -18,4 +23,24 @@ from itbproto.wire import __all__ as _wire_all
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", *_errors_all, *_units_all, *_wire_all]
+__all__ = [
+    "DeviceProfile",
+    "Drug",
+    "Forecast",
+    "RuleCatalog",
+    "SafetyPolicy",
+    "TherapyState",
+    "Verdict",
+    "Violation",
+    "__version__",
+    "advance",
+    "apply",
+    "evaluate",
+    "forecast",
+    "load_drug",
+    "load_profile",
+    "load_rules",
+    *_errors_all,
+    *_units_all,
+    *_wire_all,
+]

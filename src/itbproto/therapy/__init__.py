@@ -1,6 +1,7 @@
 """Therapy model and exact dose math (sans-IO): profiles, drugs, flows, schedules, state."""
 
 from itbproto.therapy.flows import SCALE, Flow, bolus_flows, dose_between, max_window_dose, volume_between
+from itbproto.therapy.forecast import Forecast, bridge_bolus, forecast, priming_bolus
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
 from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
@@ -11,15 +12,19 @@ __all__ = [
     "DeviceProfile",
     "Drug",
     "Flow",
+    "Forecast",
     "TherapyState",
     "advance",
     "apply",
     "bolus_flows",
+    "bridge_bolus",
     "daily_dose_scaled",
     "dose_between",
+    "forecast",
     "max_window_dose",
     "planned_flows",
     "prescription_flows",
+    "priming_bolus",
     "rescale",
     "volume_between",
 ]

@@ -1,0 +1,67 @@
+"""Forecasts and clinical helpers: when the reservoir empties, when to refill, bridge and priming boluses.
+
+All in integers; every rounding goes the safe way and is stated:
+- times at which something runs out are rounded *down* (warn early);
+- a bridge bolus's duration is rounded *up* (deliver no faster than prescribed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from itbproto.therapy.flows import SCALE, seconds_until_volume
+from itbproto.therapy.profile import DeviceProfile
+from itbproto.therapy.schedule import daily_dose_scaled
+from itbproto.therapy.state import TherapyState, planned_flows
+from itbproto.units import Rounding, divide
+from itbproto.wire.enums import BolusKind
+from itbproto.wire.messages import BolusStart, Prescription
+
+__all__ = ["HORIZON_S", "Forecast", "bridge_bolus", "forecast", "priming_bolus"]
+
+HORIZON_S = 400 * SCALE  # look at most this far ahead
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """Device times (s) at which things happen if nothing changes; None: not within the horizon."""
+
+    empty_at: int | None
+    low_reservoir_at: int | None  # the low-reservoir alarm (volume or days threshold, whichever first)
+    stability_ends_at: int  # the drug in the reservoir must be replaced by then
+    refill_by: int | None  # the earliest of the above: schedule the refill before it
+
+    def days_until(self, t: int | None, now: int) -> int | None:
+        """Whole days from ``now`` to ``t``, rounded down."""
+        return None if t is None else (t - now) // SCALE
+
+
+def forecast(state: TherapyState, filled_at: int | None = None) -> Forecast:
+    """When ``state``'s reservoir empties and when its alarms and refill fall due."""
+    now = state.now
+    flows = planned_flows(state, now, now + HORIZON_S)
+    left = seconds_until_volume(flows, now, state.reservoir_scaled)
+    empty_at = None if left is None else now + left
+    threshold = state.thresholds.low_reservoir_ul * SCALE
+    by_volume = seconds_until_volume(flows, now, state.reservoir_scaled - threshold)
+    candidates = [now + by_volume] if by_volume is not None else []
+    if empty_at is not None:
+        candidates.append(max(now, empty_at - state.thresholds.low_reservoir_days * SCALE))
+    low_at = min(candidates, default=None)
+    stability_ends = (now if filled_at is None else filled_at) + state.drug.stability_days * SCALE
+    due = [t for t in (empty_at, low_at, stability_ends) if t is not None]
+    return Forecast(empty_at, low_at, stability_ends, min(due) if due else None)
+
+
+def bridge_bolus(p: Prescription, old_conc_ug_ml: int, profile: DeviceProfile) -> BolusStart:
+    """The bridge bolus after a concentration change: push the internal volume, still holding the old
+    drug, at the prescribed daily dose (duration rounded up, so never faster)."""
+    volume = profile.internal_volume_ul
+    daily = daily_dose_scaled(p) // SCALE or 1
+    duration = divide(volume * old_conc_ug_ml * SCALE, daily, Rounding.UP)
+    return BolusStart(kind=BolusKind.BRIDGE, volume_ul=volume, duration_s=min(max(duration, 1), SCALE))
+
+
+def priming_bolus(profile: DeviceProfile, duration_s: int) -> BolusStart:
+    """The priming bolus after implant or catheter work: fill the internal volume."""
+    return BolusStart(kind=BolusKind.PRIMING, volume_ul=profile.internal_volume_ul, duration_s=duration_s)
