@@ -23,6 +23,7 @@ carries, as attributes, what was wrong::
      TherapyStateError                       a command that cannot apply in the current therapy state
      SafetyViolation                         a command breaks safety rules (rule_ids, reasons)
       └── PolicyError                        a policy that would loosen a limit (POLICY-001)
+     SessionError                            a state-machine trigger not allowed in the current state
 
 Bad input raises one of these and changes nothing: a decoder never returns a
 half-parsed message, and a reassembler drops the partial message it was
@@ -47,6 +48,7 @@ __all__ = [
     "ReservedFlagsError",
     "SafetyViolation",
     "SealedFrameError",
+    "SessionError",
     "SpecError",
     "TherapyStateError",
     "TruncatedFrameError",
@@ -201,3 +203,15 @@ class SafetyViolation(ItbError):  # noqa: N818  (the name DESIGN.md gives it)
 
 class PolicyError(SafetyViolation):
     """A safety policy tried to loosen a limit or name an unknown parameter (rule POLICY-001)."""
+
+
+class SessionError(ItbError):
+    """A trigger that the state machine does not allow in its current state; nothing changed."""
+
+    def __init__(self, machine: str, trigger: str, state: str, reason: str = "") -> None:
+        why = f": {reason}" if reason else ""
+        super().__init__(f"{machine}: cannot {trigger} in state {state}{why}")
+        self.machine = machine
+        self.trigger = trigger
+        self.state = state
+        self.reason = reason

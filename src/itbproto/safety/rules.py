@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+from itbproto.safety.policy import SafetyPolicy
 from itbproto.safety.verdict import Context, check
 from itbproto.therapy.flows import SCALE, bolus_flows, clip, max_window_dose
 from itbproto.therapy.schedule import daily_dose_scaled
@@ -18,7 +19,7 @@ from itbproto.units import Dose, DoseRate, FlowRate, Rounding, Volume, divide
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Origin, PatientGroup, PrescriptionMode, Severity, TherapyMode
 
-__all__: list[str] = []
+__all__ = ["residual_needs_acknowledgement"]
 
 DAY = SCALE
 
@@ -409,17 +410,17 @@ def residual_discrepancy(ctx: Context) -> Iterator[str]:
     assert isinstance(cmd, m.RefillConfirm)
     if refill is None or refill.measured_ul is None or cmd.discrepancy_acknowledged:
         return
-    if residual_needs_acknowledgement(ctx, refill.expected_residual_ul, refill.measured_ul):
+    if residual_needs_acknowledgement(ctx.policy, refill.expected_residual_ul, refill.measured_ul):
         yield (
             f"measured residual {Volume(refill.measured_ul)} differs from the expected "
             f"{Volume(refill.expected_residual_ul)}; acknowledge the discrepancy to confirm"
         )
 
 
-def residual_needs_acknowledgement(ctx: Context, expected_ul: int, measured_ul: int) -> bool:
+def residual_needs_acknowledgement(policy: SafetyPolicy, expected_ul: int, measured_ul: int) -> bool:
     """REFILL-003's threshold: the larger of the percentage of the expected and the floor."""
     gap = abs(measured_ul - expected_ul)
-    pct, floor = ctx.param("REFILL-003", "discrepancy_pct"), ctx.param("REFILL-003", "discrepancy_floor_ul")
+    pct, floor = policy("REFILL-003", "discrepancy_pct"), policy("REFILL-003", "discrepancy_floor_ul")
     return gap > floor and gap * 100 > expected_ul * pct
 
 

@@ -98,6 +98,7 @@ class TherapyState:
     bridge_given: bool = False
     needs_priming: bool = False
     battery: Battery = Battery.OK
+    motor_stalled: bool = False  # a stalled motor delivers nothing until it is cleared
     thresholds: m.AlarmThresholds = field(
         default_factory=lambda: m.AlarmThresholds(
             low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600
@@ -130,7 +131,7 @@ class TherapyState:
 
 def planned_flows(state: TherapyState, start: int, end: int) -> tuple[Flow, ...]:
     """What the pump will deliver over [start, end) if nothing changes, ignoring the reservoir level."""
-    if state.battery is Battery.EOS:
+    if state.battery is Battery.EOS or state.motor_stalled:
         return ()
     flows: tuple[Flow, ...] = ()
     if state.bolus is not None:
