@@ -201,6 +201,10 @@ def generated_files(root: Path) -> dict[Path, str]:
     _, tail = rest.split(END, 1)
     files[protocol] = f"{head}{BEGIN}\n\n{protocol_tables()}\n{END}{tail}"
     files[root / "specs" / "rule-matrix.md"] = rule_matrix(root / "tests")
+    from itbproto.machines import DEFINITIONS
+
+    for definition in DEFINITIONS:
+        files[root / "specs" / "diagrams" / f"{definition.name}.mmd"] = definition.mermaid()
     for msg in SAMPLES.values():
         path = root / "specs" / "vectors" / _vector_name(msg)
         files[path] = json.dumps(vector_for(msg), indent=2, ensure_ascii=False) + "\n"
@@ -224,5 +228,6 @@ def check(root: Path) -> list[Path]:
     stale = [
         p for p, content in expected.items() if not p.exists() or p.read_text(encoding="utf-8") != content
     ]
-    leftover = sorted(set((root / "specs" / "vectors").glob("*.json")) - set(expected))
+    generated = [*(root / "specs" / "vectors").glob("*.json"), *(root / "specs" / "diagrams").glob("*.mmd")]
+    leftover = sorted(set(generated) - set(expected))
     return stale + leftover

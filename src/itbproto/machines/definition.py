@@ -8,6 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,10 @@ class Definition:
             graph_engine="mermaid",
             title=self.name,
         )
-        return str(graph.get_graph().draw(None)).rstrip() + "\n"
+        text = str(graph.get_graph().draw(None))
+        # transitions 0.9.3 writes "Class"; mermaid's keyword is lower-case "class"
+        text = re.sub(r"^(\s*)Class ", r"\1class ", text, flags=re.MULTILINE)
+        return "\n".join(line.rstrip() for line in text.splitlines()).rstrip() + "\n"
 
     @property
     def triggers(self) -> frozenset[str]:

@@ -61,8 +61,19 @@ PUMP = Definition(
     name="pump",
     states=(*_RUNNING, *_REFILL, "end_of_service"),
     transitions=(
-        *_landing("commit", _RUNNING, ["infusing", "bolus", "suspended"]),
-        *_landing("set_rate", ["infusing", "bolus", "suspended"], ["infusing", "bolus", "suspended"]),
+        *_landing("commit", "stopped", ["infusing", "bolus"]),
+        {
+            "trigger": "commit",
+            "source": ["infusing", "bolus", "suspended"],
+            "dest": "=",
+            "conditions": "safe",
+        },
+        {
+            "trigger": "set_rate",
+            "source": ["infusing", "bolus", "suspended"],
+            "dest": "=",
+            "conditions": "safe",
+        },
         {"trigger": "start_bolus", "source": ["stopped", "infusing"], "dest": "bolus", "conditions": "safe"},
         *_landing("cancel_bolus", "bolus", ["infusing", "stopped"]),
         *_landing("bolus_done", "bolus", ["infusing", "stopped"]),
