@@ -8,6 +8,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,16 @@ from transitions.extensions import GraphMachine
 from itbproto.errors import SessionError
 
 __all__ = ["Definition", "fire"]
+
+
+class _QuietOverride(logging.Filter):
+    """model_override=True makes transitions log every helper it does not bind; that is the intent."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "due to model override policy" not in record.getMessage()
+
+
+logging.getLogger("transitions.core").addFilter(_QuietOverride())
 
 
 @dataclass(frozen=True)

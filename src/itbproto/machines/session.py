@@ -22,13 +22,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from itbproto.errors import SessionError
+from itbproto.errors import SessionError, TherapyStateError
 from itbproto.machines.definition import Definition, fire
 from itbproto.safety import SafetyPolicy, evaluate
 from itbproto.therapy.flows import SCALE, Flow
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.therapy.state import TherapyState
+from itbproto.therapy.state import RefillProgress, TherapyState
 from itbproto.units import Rounding, divide
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Role, Severity, TherapyMode
@@ -360,7 +360,11 @@ class ProgrammingSession:
     def read_status(self) -> Outgoing:
         return self._command(m.StatusRequest())
 
+    def read_prescription(self) -> Outgoing:
+        return self._command(m.ReadPrescription())
+
     def _command(self, message: Message) -> Outgoing:
+        self._may_send(message)
         self._guard(message)
         self._fire("command")
         return self._send(message)
@@ -494,8 +498,8 @@ class ProgrammingSession:
             case _:
                 if isinstance(request, m.AlarmAcknowledge):
                     self.alarm_acknowledged(request.alarm_id)
-                if self.state == "commanding":
-                    self._fire("answered")
+        if self.state == "commanding":
+            self._fire("answered")
         return events
 
     def _nack(self, pending: Outgoing, nack: m.Nack) -> list[Event]:
@@ -523,8 +527,6 @@ class ProgrammingSession:
             self.uncertain = None
         if self.state in ("authenticated", "uncertain"):
             self._fire("status_read")
-        elif self.state == "commanding":
-            self._fire("answered")
         return events
 
     def _alarm(self, alarm: m.AlarmRecord) -> list[Event]:
@@ -550,8 +552,14 @@ class ProgrammingSession:
     def _guard(self, message: Message) -> None:
         """The programmer's check: the safety engine on a conservative mirror of the pump."""
         mirror = self.mirror()
-        if mirror is not None:
+        if mirror is None:
+            return
+        try:
             evaluate(message, mirror, self.policy).raise_if_refused()
+        except TherapyStateError as exc:
+            raise SessionError(
+                "session", type(message).__name__, self.state, f"{exc} (as far as known here)"
+            ) from None
 
     def mirror(self) -> TherapyState | None:
         """What the programmer knows of the pump, erring towards more drug delivered.
@@ -570,6 +578,17 @@ class ProgrammingSession:
             history = (Flow(now - 1, now, rate, conc),)
         p = self.prescription
         mode = TherapyMode.INFUSING if status.mode is TherapyMode.BOLUS else status.mode
+        refill = None
+        if self.refill is not None:
+            residual, staged = self.residual, self.refill_stage
+            refill = RefillProgress(
+                refill_id=self.refill.refill_id,
+                expected_residual_ul=self.refill.expected_residual_ul,
+                previous_mode=mode,
+                measured_ul=residual.measured_ul if residual is not None else None,
+                staged_volume_ul=staged.volume_ul if staged is not None else None,
+                staged_conc_ug_ml=staged.concentration_ug_ml if staged is not None else None,
+            )
         return TherapyState(
             now=now,
             profile=self.profile,
@@ -582,21 +601,22 @@ class ProgrammingSession:
             dose_log=((now, daily_dose_scaled(p)),) if p is not None else (),
             last_event_at=now,
             alarms=tuple(self.alarms.values()),
+            refill=refill,
         )
 
     def _fire(self, trigger: str) -> None:
         if not fire(self, SESSION, trigger):
             raise SessionError("session", trigger, self.state)
 
-    def _send(self, message: Message) -> Outgoing:
+    def _may_send(self, message: Message) -> None:
+        name = type(message).__name__
         if self.uncertain is not None and not isinstance(message, m.StatusRequest | m.Hello):
-            raise SessionError(
-                "session", type(message).__name__, self.state, "resolve the uncertain command first"
-            )
+            raise SessionError("session", name, self.state, "resolve the uncertain command first")
         if self.pending is not None:
-            raise SessionError(
-                "session", type(message).__name__, self.state, "a request is already in flight"
-            )
+            raise SessionError("session", name, self.state, "a request is already in flight")
+
+    def _send(self, message: Message) -> Outgoing:
+        self._may_send(message)
         self._txn += 1
         self.pending = Outgoing(message, self._txn)
         return self.pending
