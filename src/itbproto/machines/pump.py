@@ -24,10 +24,9 @@ from itbproto.machines.alarm import ALARM, Alarm
 from itbproto.machines.definition import Definition, fire
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.safety.rules import residual_needs_acknowledgement
-from itbproto.therapy.flows import SCALE
-from itbproto.therapy.forecast import forecast
+from itbproto.therapy.flows import SCALE, volume_between
 from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.therapy.state import Battery, TherapyState, advance, apply
+from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
 from itbproto.wire import messages as m
 from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, Severity, TherapyMode
 from itbproto.wire.message import Kind, Message
@@ -313,10 +312,13 @@ class PumpMachine:
                 self.therapy.bolus is None or self.therapy.bolus.bolus_id != bid
             ):
                 raise _RefusedError(ErrorCode.UNKNOWN_ID, f"no bolus {bid} running")
-            case m.AlarmAcknowledge(alarm_id=aid) | m.AlarmSilence(alarm_id=aid) if all(
-                a.alarm_id != aid for a in self.alarms.values()
-            ):
-                raise _RefusedError(ErrorCode.UNKNOWN_ID, f"no active alarm {aid}")
+            case m.AlarmAcknowledge(alarm_id=aid) | m.AlarmSilence(alarm_id=aid):
+                alarm = next((a for a in self.alarms.values() if a.alarm_id == aid), None)
+                trigger = "acknowledge" if isinstance(request, m.AlarmAcknowledge) else "silence"
+                if alarm is None:
+                    raise _RefusedError(ErrorCode.UNKNOWN_ID, f"no active alarm {aid}")
+                if trigger not in alarm.machine.get_triggers(alarm.state):
+                    raise _RefusedError(ErrorCode.WRONG_STATE, f"alarm {aid} is {alarm.state}")
             case _:
                 pass
         if self.state == "end_of_service" and not isinstance(request, m.SessionEnd | m.AlarmAcknowledge):
@@ -446,8 +448,12 @@ class PumpMachine:
         if t.reservoir_scaled <= 0 and delivering:
             active.add(AlarmCode.EMPTY_RESERVOIR)
         elif delivering:
-            low_at = forecast(t).low_reservoir_at
-            if t.reservoir_ul <= t.thresholds.low_reservoir_ul or (low_at is not None and low_at <= t.now):
+            # low: at or below the volume threshold, or empty within the days threshold
+            soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE)
+            if (
+                t.reservoir_ul <= t.thresholds.low_reservoir_ul
+                or volume_between(soon, t.now, 2**62) >= t.reservoir_scaled
+            ):
                 active.add(AlarmCode.LOW_RESERVOIR)
         if t.battery is Battery.ERI:
             active.add(AlarmCode.BATTERY_ERI)

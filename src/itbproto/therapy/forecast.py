@@ -39,18 +39,30 @@ class Forecast:
 def forecast(state: TherapyState, filled_at: int | None = None) -> Forecast:
     """When ``state``'s reservoir empties and when its alarms and refill fall due."""
     now = state.now
-    flows = planned_flows(state, now, now + HORIZON_S)
-    left = seconds_until_volume(flows, now, state.reservoir_scaled)
-    empty_at = None if left is None else now + left
-    threshold = state.thresholds.low_reservoir_ul * SCALE
-    by_volume = seconds_until_volume(flows, now, state.reservoir_scaled - threshold)
-    candidates = [now + by_volume] if by_volume is not None else []
+    empty_at = _when_delivered(state, state.reservoir_scaled)
+    by_volume = _when_delivered(state, state.reservoir_scaled - state.thresholds.low_reservoir_ul * SCALE)
+    candidates = [by_volume] if by_volume is not None else []
     if empty_at is not None:
         candidates.append(max(now, empty_at - state.thresholds.low_reservoir_days * SCALE))
     low_at = min(candidates, default=None)
     stability_ends = (now if filled_at is None else filled_at) + state.drug.stability_days * SCALE
     due = [t for t in (empty_at, low_at, stability_ends) if t is not None]
     return Forecast(empty_at, low_at, stability_ends, min(due) if due else None)
+
+
+def _when_delivered(state: TherapyState, volume_scaled: int) -> int | None:
+    """Device time at which the plan has delivered ``volume_scaled`` (rounded down), looking a month
+    at a time up to the horizon."""
+    start, remaining = state.now, volume_scaled
+    while start < state.now + HORIZON_S:
+        end = start + 30 * SCALE
+        flows = planned_flows(state, start, end)
+        seconds = seconds_until_volume(flows, start, remaining)
+        if seconds is not None:
+            return start + seconds
+        remaining -= sum(f.volume_scaled for f in flows)
+        start = end
+    return None
 
 
 def bridge_bolus(p: Prescription, old_conc_ug_ml: int, profile: DeviceProfile) -> BolusStart:
