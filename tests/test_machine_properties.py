@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hypothesis import settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from factories import DAY, POLICY, T0, prescription, programmed
-from itbproto.errors import SafetyViolation, SessionError
+from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
 from itbproto.machines import PUMP, SESSION, Outgoing, PumpMachine, Resolved, state_of
 from itbproto.safety import evaluate
 from itbproto.therapy import Battery
@@ -271,3 +272,53 @@ class SessionProperties(RuleBasedStateMachine):
 
 SessionProperties.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
 TestSessionProperties = SessionProperties.TestCase
+
+
+@pytest.mark.rule("DOSE-001", "BOL-001", "TITR-001", "TITR-002", "PBOL-001", "PBOL-002")
+@settings(max_examples=150, deadline=None)
+@given(
+    rate=st.integers(400, 1_000),
+    events=st.lists(
+        st.tuples(
+            st.integers(60, 8 * 3600), st.sampled_from(["patient", "clinician", "rate_up", "rate_down"])
+        ),
+        max_size=6,
+    ),
+    command=st.one_of(
+        st.builds(SetRate, rate_ul_day=st.integers(300, 1_400)),
+        st.builds(
+            BolusStart,
+            kind=st.sampled_from([BolusKind.CLINICIAN, BolusKind.PATIENT]),
+            volume_ul=st.sampled_from([10, 50, 100, 250]),
+            duration_s=st.sampled_from([600, 3600]),
+        ),
+    ),
+)
+def test_programmer_and_pump_reach_the_same_verdict(
+    rate: int, events: list[tuple[int, str]], command: Message
+) -> None:
+    """With status, prescription and history read, the programmer's checks equal the pump's."""
+    link = Link.new(programmed(prescription(rate=rate, max_daily_dose_ng=900_000, max_bolus_ng=60_000)))
+    txn = 100
+    for wait, what in events:
+        link.wait(wait)
+        txn += 1
+        request = {
+            "patient": BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600),
+            "clinician": BolusStart(kind=BolusKind.CLINICIAN, volume_ul=50, duration_s=600),
+            "rate_up": SetRate(rate_ul_day=rate * 11 // 10),
+            "rate_down": SetRate(rate_ul_day=rate * 9 // 10),
+        }[what]
+        link.pump.handle(request, txn, link.now)
+    link.wait(3_600)  # let any bolus finish: the programmer sees a running bolus only conservatively
+    session = link.ready()
+    link.exchange(session.read_prescription())
+    link.exchange(session.read_history())
+    mirror = session.mirror()
+    assert mirror is not None
+    pump_view = link.pump.therapy
+    try:
+        expected = evaluate(command, pump_view, POLICY).rule_ids
+    except TherapyStateError:
+        return
+    assert evaluate(command, mirror, POLICY).rule_ids == expected

@@ -10,8 +10,7 @@ from pathlib import Path
 from itbproto import __version__
 from itbproto.display import describe
 from itbproto.errors import ItbError
-from itbproto.samples import EXCHANGE
-from itbproto.wire import CATALOG, Reassembler, decode, encode, fragment
+from itbproto.wire import CATALOG, decode
 
 
 def _print_frame(prefix: str, frame_bytes: bytes) -> None:
@@ -25,30 +24,9 @@ def _print_frame(prefix: str, frame_bytes: bytes) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    mtu: int = args.mtu
-    print("itbproto demo: a clinician session with an ITB pump, frame by frame.")
-    print(f"Each frame is encoded, split into BLE fragments for ATT MTU {mtu}, reassembled and decoded.\n")
-    seq = {"programmer": 0, "pump": 0}
-    counters = {"programmer": 0, "pump": 0}
-    receivers = {"programmer": Reassembler(), "pump": Reassembler()}
-    total_bytes = total_frags = 0
-    for number, step in enumerate(EXCHANGE, 1):
-        wire = encode(step.message, txn=step.txn, seq=seq[step.sender])
-        seq[step.sender] += 1
-        receiver = receivers["pump" if step.sender == "programmer" else "programmer"]
-        frags = list(fragment(wire, mtu, counters[step.sender] % 256))
-        counters[step.sender] += 1
-        joined = [out for chunk in frags if (out := receiver.feed(chunk)) is not None]
-        if joined != [wire]:
-            print(f"frame {number}: reassembly did not reproduce the frame", file=sys.stderr)
-            return 1
-        arrow = "->" if step.sender == "programmer" else "<-"
-        print(f"{number:>2} {arrow} {len(wire):>4} B in {len(frags)} fragment(s): ", end="")
-        _print_frame("", joined[0])
-        total_bytes += len(wire)
-        total_frags += len(frags)
-    summary = f"{len(EXCHANGE)} frames, {total_bytes} bytes, {total_frags} BLE fragments"
-    print(f"\n{summary}; every frame decoded intact.")
+    from itbproto.demo import run
+
+    run(args.mtu)
     return 0
 
 
@@ -121,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"itbproto {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="encode, fragment, reassemble and decode a programming session")
+    demo = sub.add_parser("demo", help="a programmer session with a pump, frame by frame over BLE fragments")
     demo.add_argument("--mtu", type=int, default=23, help="ATT MTU to fragment for (23..517, default 23)")
     demo.set_defaults(func=cmd_demo)
 

@@ -223,6 +223,26 @@ _EXTRA: tuple[Message, ...] = (
             low_reservoir_ul=2_500, low_reservoir_days=10, eri_lead_days=90, reannunciate_s=300
         )
     ),
+    m.ReadHistory(),
+    m.TherapyHistory(
+        complete=True,
+        needs_priming=False,
+        concentration_changed_at=0,
+        bridge_given=False,
+        flows=(
+            m.FlowRecord(start=T0 - 86_400, end=T0 - 3_600, rate_ul_day=800, concentration_ug_ml=500),
+            m.FlowRecord(start=T0 - 3_600, end=T0, rate_ul_day=880, concentration_ug_ml=500),
+        ),
+        doses=(
+            m.DoseChange(since=T0 - 30 * 86_400, daily_dose_scaled=400_000 * 86_400),
+            m.DoseChange(since=T0 - 3_600, daily_dose_scaled=440_000 * 86_400),
+        ),
+        boluses=(
+            m.BolusEntry(
+                start=T0 - 7_200, kind=e.BolusKind.PATIENT, volume_ul=10, dose_ng=5_000, screening=False
+            ),
+        ),
+    ),
     m.EventLogRead(first=120, count=2),
     m.EventLogPage(
         total=122,

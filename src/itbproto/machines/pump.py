@@ -24,7 +24,7 @@ from itbproto.machines.alarm import ALARM, Alarm
 from itbproto.machines.definition import Definition, fire
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.safety.rules import residual_needs_acknowledgement
-from itbproto.therapy.flows import SCALE, volume_between
+from itbproto.therapy.flows import SCALE, Flow, clip, volume_between
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
 from itbproto.wire import messages as m
@@ -281,6 +281,7 @@ class PumpMachine:
             ),
             m.ReadThresholds: lambda _: m.ThresholdsReport(thresholds=self.therapy.thresholds),
             m.EventLogRead: self._event_page,
+            m.ReadHistory: lambda _: self.history(),
         }
         if type(request) in reads:
             return reads[type(request)](request)
@@ -513,7 +514,10 @@ class PumpMachine:
         t = self.therapy
         since = t.now - SCALE
         delivered = sum(f.rate_ul_day * f.conc_ug_ml * f.overlap(since, t.now) for f in t.delivered)
-        remaining = t.bolus.volume_ul if t.bolus is not None else 0
+        remaining = 0
+        if t.bolus is not None:
+            given = sum(f.rate_ul_day * f.overlap(t.bolus.start, t.now) for f in t.bolus.flows)
+            remaining = t.bolus.volume_ul - given // SCALE
         rate = 0
         if t.prescription is not None and t.mode is TherapyMode.INFUSING:
             offset = t.now % SCALE
@@ -531,6 +535,38 @@ class PumpMachine:
             battery_days=min(eri_days, 65_535),
             prescription_id=self.prescription_id,
             last_txn=self.last_txn,
+        )
+
+    def history(self) -> m.TherapyHistory:
+        """The last 24 h of delivery, dose changes and boluses: what the rules look at."""
+        t = self.therapy
+        since = t.now - SCALE
+        flows = _merge(clip(t.delivered, since, t.now))
+        keep = flows[-m.MAX_HISTORY_FLOWS :]
+        return m.TherapyHistory(
+            complete=len(keep) == len(flows),
+            needs_priming=t.needs_priming,
+            concentration_changed_at=t.concentration_changed_at or 0,
+            bridge_given=t.bridge_given,
+            flows=tuple(
+                m.FlowRecord(
+                    start=f.start, end=f.end, rate_ul_day=f.rate_ul_day, concentration_ug_ml=f.conc_ug_ml
+                )
+                for f in keep
+            ),
+            doses=tuple(
+                m.DoseChange(since=max(0, at), daily_dose_scaled=dose) for at, dose in t.dose_log[-8:]
+            ),
+            boluses=tuple(
+                m.BolusEntry(
+                    start=b.start,
+                    kind=b.kind,
+                    volume_ul=b.volume_ul,
+                    dose_ng=b.dose_ng,
+                    screening=b.screening,
+                )
+                for b in t.boluses[-16:]
+            ),
         )
 
     def device_info(self) -> m.DeviceInfo:
@@ -575,6 +611,22 @@ class PumpMachine:
     def _take_id(self) -> int:
         self._next_id += 1
         return self._next_id - 1
+
+
+def _merge(flows: tuple[Flow, ...]) -> tuple[Flow, ...]:
+    """Adjacent flows at the same rate and concentration as one (history is sent compactly)."""
+    out: list[Flow] = []
+    for f in sorted(flows):
+        last = out[-1] if out else None
+        if last is not None and (last.end, last.rate_ul_day, last.conc_ug_ml) == (
+            f.start,
+            f.rate_ul_day,
+            f.conc_ug_ml,
+        ):
+            out[-1] = Flow(last.start, f.end, f.rate_ul_day, f.conc_ug_ml)
+        else:
+            out.append(f)
+    return tuple(out)
 
 
 def _event_value(request: Message) -> int:

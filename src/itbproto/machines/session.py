@@ -25,13 +25,13 @@ from typing import Any
 from itbproto.errors import SessionError, TherapyStateError
 from itbproto.machines.definition import Definition, fire
 from itbproto.safety import SafetyPolicy, evaluate
-from itbproto.therapy.flows import SCALE, Flow
+from itbproto.therapy.flows import SCALE, Flow, dose_between
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.therapy.state import RefillProgress, TherapyState
+from itbproto.therapy.state import ActiveBolus, Battery, BolusRecord, RefillProgress, TherapyState
 from itbproto.units import Rounding, divide
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, Role, Severity, TherapyMode
+from itbproto.wire.enums import AlarmCode, BolusKind, Role, Severity, TherapyMode
 from itbproto.wire.frame import Frame
 from itbproto.wire.message import Message
 
@@ -178,6 +178,8 @@ class ProgrammingSession:
         self.refill: m.RefillSession | None = None
         self.residual: m.ResidualRecorded | None = None
         self.refill_stage: m.RefillStaged | None = None
+        self.history: m.TherapyHistory | None = None
+        self.thresholds: m.AlarmThresholds | None = None
         self.alarms: dict[int, m.AlarmRecord] = {}
         self.announced_at: dict[int, int] = {}
         self.pending: Outgoing | None = None  # the request awaiting its reply
@@ -363,6 +365,10 @@ class ProgrammingSession:
     def read_prescription(self) -> Outgoing:
         return self._command(m.ReadPrescription())
 
+    def read_history(self) -> Outgoing:
+        """Read the last 24 h (delivery, dose changes, boluses) so the programmer's checks are exact."""
+        return self._command(m.ReadHistory())
+
     def _command(self, message: Message) -> Outgoing:
         self._may_send(message)
         self._guard(message)
@@ -482,6 +488,10 @@ class ProgrammingSession:
                     events.append(Verified(msg.prescription))
             case m.Ack() if self.state == "committing":
                 self._fire("committed")
+            case m.TherapyHistory():
+                self.history = msg
+            case m.ThresholdsReport():
+                self.thresholds = msg.thresholds
             case m.RefillSession():
                 self.refill = msg
             case m.ResidualRecorded():
@@ -564,32 +574,42 @@ class ProgrammingSession:
     def mirror(self) -> TherapyState | None:
         """What the programmer knows of the pump, erring towards more drug delivered.
 
-        The last 24 h of delivery (StatusReport.delivered_24h_ng) is put at the very
-        last second, so that every future window contains all of it; the titration
-        reference is the daily dose in force now. The pump checks exactly.
+        With a history read (:meth:`read_history`) the mirror holds the pump's own
+        flows, dose changes and boluses, and the programmer's verdicts equal the
+        pump's. Whatever was delivered in the last 24 h beyond what the history
+        shows (``StatusReport.delivered_24h_ng`` minus the history) is put at the
+        very last second, so every future window counts it. Without a status
+        read there is nothing to check against.
         """
         status = self.status
         if status is None:
             return None
         conc, now = status.concentration_ug_ml, status.device_time
-        history: tuple[Flow, ...] = ()
-        if status.delivered_24h_ng and conc:
-            rate = divide(status.delivered_24h_ng * SCALE, conc, Rounding.UP)
-            history = (Flow(now - 1, now, rate, conc),)
+        h = self.history
+        flows = (
+            tuple(Flow(f.start, f.end, f.rate_ul_day, f.concentration_ug_ml) for f in h.flows) if h else ()
+        )
+        known = dose_between(flows, now - SCALE, now)
+        unknown = status.delivered_24h_ng * SCALE - known
+        if unknown > 0 and conc:
+            flows += (Flow(now - 1, now, divide(unknown, conc, Rounding.UP), conc),)
         p = self.prescription
         mode = TherapyMode.INFUSING if status.mode is TherapyMode.BOLUS else status.mode
-        refill = None
-        if self.refill is not None:
-            residual, staged = self.residual, self.refill_stage
-            refill = RefillProgress(
-                refill_id=self.refill.refill_id,
-                expected_residual_ul=self.refill.expected_residual_ul,
-                previous_mode=mode,
-                measured_ul=residual.measured_ul if residual is not None else None,
-                staged_volume_ul=staged.volume_ul if staged is not None else None,
-                staged_conc_ug_ml=staged.concentration_ug_ml if staged is not None else None,
+        bolus = None
+        if status.mode is TherapyMode.BOLUS:  # remaining volume, as if delivered at once
+            volume = max(status.bolus_remaining_ul, 1)
+            bolus = ActiveBolus(
+                0, BolusKind.CLINICIAN, now, volume, (Flow(now, now + 1, volume * SCALE, conc),)
             )
-        return TherapyState(
+        battery = Battery.OK
+        if AlarmCode.BATTERY_EOS in status.alarms:
+            battery = Battery.EOS
+        elif AlarmCode.BATTERY_ERI in status.alarms:
+            battery = Battery.ERI
+        doses = tuple((d.since, d.daily_dose_scaled) for d in h.doses) if h else ()
+        if not doses and p is not None:
+            doses = ((now, daily_dose_scaled(p)),)
+        mirror = TherapyState(
             now=now,
             profile=self.profile,
             drug=self.drug,
@@ -597,11 +617,39 @@ class ProgrammingSession:
             reservoir_scaled=status.reservoir_ul * SCALE,
             mode=mode,
             prescription=p,
-            delivered=history,
-            dose_log=((now, daily_dose_scaled(p)),) if p is not None else (),
+            bolus=bolus,
+            delivered=flows,
+            dose_log=doses,
+            battery=battery,
             last_event_at=now,
             alarms=tuple(self.alarms.values()),
-            refill=refill,
+            refill=self._refill_progress(mode),
+        )
+        if self.thresholds is not None:
+            mirror = replace(mirror, thresholds=self.thresholds)
+        if h is not None:
+            mirror = replace(
+                mirror,
+                boluses=tuple(
+                    BolusRecord(b.start, b.kind, b.volume_ul, b.dose_ng, b.screening) for b in h.boluses
+                ),
+                needs_priming=h.needs_priming,
+                concentration_changed_at=h.concentration_changed_at or None,
+                bridge_given=h.bridge_given,
+            )
+        return mirror
+
+    def _refill_progress(self, mode: TherapyMode) -> RefillProgress | None:
+        if self.refill is None:
+            return None
+        residual, staged = self.residual, self.refill_stage
+        return RefillProgress(
+            refill_id=self.refill.refill_id,
+            expected_residual_ul=self.refill.expected_residual_ul,
+            previous_mode=mode,
+            measured_ul=residual.measured_ul if residual is not None else None,
+            staged_volume_ul=staged.volume_ul if staged is not None else None,
+            staged_conc_ug_ml=staged.concentration_ug_ml if staged is not None else None,
         )
 
     def _fire(self, trigger: str) -> None:

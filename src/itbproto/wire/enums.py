@@ -71,6 +71,8 @@ class MsgType(enum.IntEnum):
 
     EVENT_LOG_READ = 0x70
     EVENT_LOG_PAGE = 0x71
+    READ_HISTORY = 0x72
+    THERAPY_HISTORY = 0x73
 
     ACK = 0x7E
     NACK = 0x7F

@@ -30,6 +30,7 @@ __all__ = [
     "U8",
     "U16",
     "U32",
+    "U64",
     "ArrayType",
     "BlobType",
     "BoolType",
@@ -490,4 +491,5 @@ U8 = IntType("u8", cs.Int8ul, 8, signed=False)
 U16 = IntType("u16", cs.Int16ul, 16, signed=False)
 U32 = IntType("u32", cs.Int32ul, 32, signed=False)
 I32 = IntType("i32", cs.Int32sl, 32, signed=True)
+U64 = IntType("u64", cs.Int64ul, 64, signed=False)
 BOOL = BoolType()

@@ -28,6 +28,7 @@ from itbproto.wire.fields import (
     U8,
     U16,
     U32,
+    U64,
     ArrayType,
     BlobType,
     EnumType,
@@ -57,14 +58,17 @@ __all__ = [
     "AlarmThresholds",
     "BolusCancel",
     "BolusCancelled",
+    "BolusEntry",
     "BolusStart",
     "BolusStarted",
     "CommitPrescription",
     "DeviceInfo",
+    "DoseChange",
     "EventLogPage",
     "EventLogRead",
     "EventRecord",
     "FlexStep",
+    "FlowRecord",
     "Hello",
     "Nack",
     "PairConfirm",
@@ -76,6 +80,7 @@ __all__ = [
     "Prescription",
     "PrescriptionReport",
     "PrescriptionStaged",
+    "ReadHistory",
     "ReadPrescription",
     "ReadThresholds",
     "RecordProcedure",
@@ -96,6 +101,7 @@ __all__ = [
     "StatusReport",
     "StatusRequest",
     "Suspend",
+    "TherapyHistory",
     "ThresholdsReport",
 ]
 
@@ -111,6 +117,7 @@ MAX_PERIODIC_BOLUSES = 8
 MAX_ALARMS = 16
 MAX_EVENTS_PER_PAGE = 32
 MAX_RULE_IDS = 8
+MAX_HISTORY_FLOWS = 40
 
 ID = U32
 
@@ -567,3 +574,53 @@ class EventLogRead(Message):
 
     first: int = field(U32)
     count: int = field(U8, lo=1, hi=MAX_EVENTS_PER_PAGE)
+
+
+# --- therapy history: what a programmer needs to run the same rules as the pump ----------------------
+
+
+@record
+class FlowRecord(Record):
+    """Drug delivered at a constant rate between two device times."""
+
+    start: int = field(U32, unit="s", doc="device time")
+    end: int = field(U32, unit="s", doc="device time")
+    rate_ul_day: int = field(U32, unit="µL/day")
+    concentration_ug_ml: int = field(U32, unit="µg/mL")
+
+
+@record
+class DoseChange(Record):
+    """From ``since``, the programmed daily dose was ``daily_dose_scaled`` (ng × 86 400, exact)."""
+
+    since: int = field(U32, unit="s", doc="device time")
+    daily_dose_scaled: int = field(U64, unit="ng×86400")
+
+
+@record
+class BolusEntry(Record):
+    """A bolus started (patient boluses count for lockouts; screening doses for their steps)."""
+
+    start: int = field(U32, unit="s", doc="device time")
+    kind: BolusKind = field(EnumType(BolusKind))
+    volume_ul: int = field(U32, unit="µL")
+    dose_ng: int = field(U32, unit="ng")
+    screening: bool = field(BOOL)
+
+
+@message(MsgType.THERAPY_HISTORY, Kind.RESPONSE)
+class TherapyHistory(Message):
+    """The last 24 h as the rules see it; ``complete`` false when older flows did not fit."""
+
+    complete: bool = field(BOOL)
+    needs_priming: bool = field(BOOL, doc="implant or catheter work recorded, catheter not yet primed")
+    concentration_changed_at: int = field(U32, unit="s", doc="device time of the last change, 0 if none")
+    bridge_given: bool = field(BOOL)
+    flows: tuple[FlowRecord, ...] = field(ArrayType(RecordType(FlowRecord), MAX_HISTORY_FLOWS))
+    doses: tuple[DoseChange, ...] = field(ArrayType(RecordType(DoseChange), 8))
+    boluses: tuple[BolusEntry, ...] = field(ArrayType(RecordType(BolusEntry), 16))
+
+
+@message(MsgType.READ_HISTORY, Kind.REQUEST, replies=(TherapyHistory,))
+class ReadHistory(Message):
+    """Asks for the therapy history the safety rules look at."""
