@@ -231,6 +231,10 @@ def test_alarms_are_announced_and_critical_ones_again() -> None:
     assert announced.alarm.code is AlarmCode.MOTOR_STALL
     assert s.due_alarms(link.now + 599, 600) == []
     assert s.due_alarms(link.now + 600, 600) == [announced]
+    with pytest.raises(SafetyViolation, match="ALARM-001"):
+        s.silence_alarm(announced.alarm.alarm_id, 3_600)  # a critical alarm: at most 600 s
+    link.exchange(s.silence_alarm(announced.alarm.alarm_id, 600))
+    assert link.wait(600) != []  # the pump sounds it again when the silence runs out
     link.exchange(s.acknowledge_alarm(announced.alarm.alarm_id))
     assert s.due_alarms(link.now + 2_000, 600) == []
     # the pump re-annunciates the acknowledged critical alarm after its period

@@ -359,6 +359,10 @@ class ProgrammingSession:
     def acknowledge_alarm(self, alarm_id: int) -> Outgoing:
         return self._command(m.AlarmAcknowledge(alarm_id=alarm_id))
 
+    def silence_alarm(self, alarm_id: int, duration_s: int) -> Outgoing:
+        """Silence an alarm for a while; critical alarms at most their re-annunciation period (ALARM-001)."""
+        return self._command(m.AlarmSilence(alarm_id=alarm_id, duration_s=duration_s))
+
     def read_status(self) -> Outgoing:
         return self._command(m.StatusRequest())
 
