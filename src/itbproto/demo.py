@@ -9,7 +9,6 @@ ATT MTU, reassembled and decoded, and printed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from itbproto.display import describe
 from itbproto.errors import SafetyViolation, SessionError
@@ -22,11 +21,12 @@ from itbproto.machines import (
     Refused,
     Verified,
 )
+from itbproto.qa.link import InMemoryLink
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy import SCALE, TherapyState
 from itbproto.units import Dose
-from itbproto.wire import BolusKind, Message, Reassembler, Role, decode, encode, fragment
+from itbproto.wire import BolusKind, Frame, Role
 from itbproto.wire.enums import Origin, PatientGroup, PrescriptionMode
 from itbproto.wire.messages import FlexStep, PatientBolusPolicy, Prescription
 
@@ -35,62 +35,30 @@ __all__ = ["run"]
 START = 400 * SCALE  # device time: day 400, midnight
 
 
-@dataclass
-class _Link:
-    pump: PumpMachine
-    session: ProgrammingSession
-    mtu: int
-    say: Callable[[str], None]
-    now: int = START
-    frames: int = 0
-    octets: int = 0
-    chunks: int = 0
-    seq: dict[str, int] = field(default_factory=lambda: {"programmer": 0, "pump": 0})
-    inbox: dict[str, Reassembler] = field(
-        default_factory=lambda: {"programmer": Reassembler(), "pump": Reassembler()}
-    )
+class _Demo:
+    """The shared in-memory link, printing every frame and every refusal."""
 
-    def carry(self, sender: str, message: Message, txn: int) -> Message:
-        wire = encode(message, txn=txn, seq=self.seq[sender])
-        receiver = "pump" if sender == "programmer" else "programmer"
-        parts = list(fragment(wire, self.mtu, self.seq[sender] % 256))
-        self.seq[sender] += 1
-        joined = [out for part in parts if (out := self.inbox[receiver].feed(part)) is not None]
-        frame = decode(joined[0])
-        self.frames, self.octets, self.chunks = (
-            self.frames + 1,
-            self.octets + len(wire),
-            self.chunks + len(parts),
-        )
+    def __init__(
+        self, pump: PumpMachine, session: ProgrammingSession, mtu: int, say: Callable[[str], None]
+    ) -> None:
+        self.say = say
+        self.frames = self.octets = self.chunks = 0
+        self.link = InMemoryLink(pump, session, now=pump.therapy.now, mtu=mtu, tap=self.show)
+
+    def show(self, sender: str, frame: Frame, wire: bytes, parts: int) -> None:
+        self.frames, self.octets, self.chunks = self.frames + 1, self.octets + len(wire), self.chunks + parts
         arrow = "->" if sender == "programmer" else "<-"
         fields = ", ".join(f"{k}={v}" for k, v in describe(frame.message))
         name = type(frame.message).__name__
-        self.say(f"   {arrow} {name:<19} txn {txn:<3} {len(wire):>4} B/{len(parts)}  {fields}"[:140])
-        return frame.message
+        self.say(f"   {arrow} {name:<19} txn {frame.txn:<3} {len(wire):>4} B/{parts}  {fields}"[:140])
 
     def send(self, out: Outgoing) -> list[Event]:
-        request = self.carry("programmer", out.message, out.txn)
-        reply = self.pump.handle(request, out.txn, self.now)
-        events = self.alarms()
-        back = self.carry("pump", reply, out.txn)
-        events += self.session.receive(decode(encode(back, txn=out.txn)))
+        events = self.link.exchange(out)
         for event in events:
             if isinstance(event, Refused):
                 nack = event.nack
                 self.say(f"      pump refused: {nack.code.name} {', '.join(nack.rules)}: {nack.detail}")
         return events
-
-    def alarms(self) -> list[Event]:
-        events: list[Event] = []
-        while self.pump.outbox:
-            note = self.carry("pump", self.pump.outbox.pop(0), 0)
-            events += self.session.receive(decode(encode(note)))
-        return events
-
-    def wait(self, seconds: int) -> list[Event]:
-        self.now += seconds
-        self.pump.tick(self.now)
-        return self.alarms()
 
     def attempt(self, what: str, make: Callable[[], Outgoing]) -> list[Event]:
         try:
@@ -100,7 +68,7 @@ class _Link:
             return []
 
 
-def refresh(link: _Link, session: ProgrammingSession) -> None:
+def refresh(link: _Demo, session: ProgrammingSession) -> None:
     """Re-read what the programmer's checks need: status, prescription, history."""
     link.send(session.read_status())
     link.send(session.read_prescription())
@@ -115,7 +83,7 @@ def run(mtu: int = 23, say: Callable[[str], None] = print) -> int:
     )
     pump = PumpMachine(therapy, policy, serial="ITB20-000417")
     session = ProgrammingSession(role=Role.CLINICIAN, profile=profile, drug=drug, policy=policy)
-    link = _Link(pump, session, mtu, say)
+    link = _Demo(pump, session, mtu, say)
     start = Prescription(
         mode=PrescriptionMode.CONTINUOUS,
         origin=Origin.SPINAL,
@@ -145,7 +113,7 @@ def run(mtu: int = 23, say: Callable[[str], None] = print) -> int:
         say("      read-back matches what was confirmed")
 
     say("\n3. Two days later: titrate +10 %, then try +20 % more the same day")
-    link.wait(2 * SCALE)
+    link.link.wait(2 * SCALE)
     link.send(session.read_status())
     link.send(session.read_prescription())
     link.send(session.read_history())
@@ -159,15 +127,15 @@ def run(mtu: int = 23, say: Callable[[str], None] = print) -> int:
     link.attempt("BolusStart 100 µg", lambda: session.start_bolus(BolusKind.CLINICIAN, 200, 3600))
 
     say("\n5. The motor stalls (an emulated fault): a critical alarm, acknowledged")
-    pump.set_motor_stalled(True, link.now)
-    for event in link.alarms():
+    pump.set_motor_stalled(True, link.link.now)
+    for event in link.link.deliver_alarms():
         if isinstance(event, AlarmAnnounced):
             link.send(session.acknowledge_alarm(event.alarm.alarm_id))
-    pump.set_motor_stalled(False, link.now)
-    link.alarms()
+    pump.set_motor_stalled(False, link.link.now)
+    link.link.deliver_alarms()
 
     say("\n6. Refill: residual, drug, confirm volume and concentration again")
-    link.wait(3600)
+    link.link.wait(3600)
     link.send(session.start_refill())
     assert session.refill is not None
     link.send(session.record_residual(session.refill.expected_residual_ul - 40))

@@ -12,7 +12,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from itbproto.machines import DEFINITIONS
+from itbproto.safety.engine import enforcement_points
 from itbproto.samples import EXCHANGE, SAMPLES
+from itbproto.specfiles import load_rules
 from itbproto.wire import enums
 from itbproto.wire.fields import ArrayType, FieldSpec, RecordType
 from itbproto.wire.frame import HEADER, encode
@@ -161,9 +164,6 @@ def rule_tests(tests: Path) -> dict[str, list[str]]:
 
 def rule_matrix(tests: Path) -> str:
     """specs/rule-matrix.md: rule -> hazard -> statement -> enforcement points -> tests."""
-    from itbproto.safety.engine import enforcement_points
-    from itbproto.specfiles import load_rules
-
     catalog, traced, points = load_rules(), rule_tests(tests), enforcement_points()
     out = [
         "# Safety rule traceability matrix",
@@ -201,8 +201,6 @@ def generated_files(root: Path) -> dict[Path, str]:
     _, tail = rest.split(END, 1)
     files[protocol] = f"{head}{BEGIN}\n\n{protocol_tables()}\n{END}{tail}"
     files[root / "specs" / "rule-matrix.md"] = rule_matrix(root / "tests")
-    from itbproto.machines import DEFINITIONS
-
     for definition in DEFINITIONS:
         files[root / "specs" / "diagrams" / f"{definition.name}.mmd"] = definition.mermaid()
     for msg in SAMPLES.values():

@@ -331,7 +331,8 @@ class PumpMachine:
             verdict = evaluate(request, self.therapy, self.policy)
             if not verdict.accepted:
                 raise _RefusedError(ErrorCode.SAFETY_RULE, verdict.violations[0].reason, verdict.rule_ids)
-            after = apply(self.therapy, request)
+            after = verdict.after  # an accepted verdict carries the state the command produces
+            assert after is not None
         except TherapyStateError as exc:
             raise _RefusedError(ErrorCode.WRONG_STATE, str(exc)) from None
         trigger = TRIGGERS.get(type(request))

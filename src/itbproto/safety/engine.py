@@ -44,7 +44,7 @@ def evaluate(command: Message, state: TherapyState, policy: SafetyPolicy) -> Ver
             return Verdict(command, tuple(pre))
         raise
     post = _run(Context(command, state, after, policy), consequence=True)
-    return Verdict(command, (*pre, *post))
+    return Verdict(command, (*pre, *post), after)
 
 
 def enforced_rule_ids() -> frozenset[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from itbproto.errors import SafetyViolation
 from itbproto.safety.policy import SafetyPolicy
@@ -25,6 +25,8 @@ class Verdict:
 
     command: Message
     violations: tuple[Violation, ...] = ()
+    #: the state the command produces (whether or not it was accepted); None if it cannot apply
+    after: TherapyState | None = field(default=None, compare=False, repr=False)
 
     @property
     def accepted(self) -> bool:
