@@ -7,7 +7,18 @@ from itbproto.machines import ProgrammingSession, PumpMachine
 from itbproto.qa.link import InMemoryLink
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.therapy import TherapyState
-from itbproto.wire import Role
+from itbproto.wire import Hello, Role
+
+
+def say_hello(pump: PumpMachine, role: Role = Role.CLINICIAN) -> PumpMachine:
+    """Open a session on ``pump`` in ``role`` (as another programmer would)."""
+    pump.handle(Hello(protocol_version=1, role=role, max_frame=1045, client="test"), 0, pump.therapy.now)
+    return pump
+
+
+def open_pump(therapy: TherapyState | None = None, role: Role = Role.CLINICIAN) -> PumpMachine:
+    """A pump with a session opened by Hello in ``role``."""
+    return say_hello(PumpMachine(therapy or empty_pump(), POLICY), role)
 
 
 class Link(InMemoryLink):

@@ -11,7 +11,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from factories import DAY, POLICY, T0, prescription, programmed
 from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
-from itbproto.machines import PUMP, SESSION, Outgoing, PumpMachine, Resolved, state_of
+from itbproto.machines import PUMP, SESSION, Outgoing, Resolved, state_of
+from itbproto.qa.strategies import messages
 from itbproto.safety import evaluate
 from itbproto.therapy import Battery
 from itbproto.wire import (
@@ -23,6 +24,7 @@ from itbproto.wire import (
     BolusStart,
     CommitPrescription,
     Hello,
+    Kind,
     Message,
     Nack,
     PrescriptionStaged,
@@ -34,13 +36,14 @@ from itbproto.wire import (
     RefillStageDrug,
     ResidualRecorded,
     Resume,
+    Role,
     SetRate,
     Severity,
     StagePrescription,
     StatusRequest,
     Suspend,
 )
-from machines_link import Link
+from machines_link import Link, open_pump, say_hello
 
 MAX_SILENCE = POLICY("ALARM-001", "max_reannunciate_s")
 
@@ -48,9 +51,7 @@ MAX_SILENCE = POLICY("ALARM-001", "max_reannunciate_s")
 class PumpProperties(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.pump = PumpMachine(
-            programmed(prescription(max_daily_dose_ng=900_000, max_bolus_ng=100_000)), POLICY
-        )
+        self.pump = open_pump(programmed(prescription(max_daily_dose_ng=900_000, max_bolus_ng=100_000)))
         self.now = T0
         self.txn = 0
         self.last: tuple[Message, int, Message] | None = None  # last delivery change, its txn and reply
@@ -299,6 +300,7 @@ def test_programmer_and_pump_reach_the_same_verdict(
 ) -> None:
     """With status, prescription and history read, the programmer's checks equal the pump's."""
     link = Link.new(programmed(prescription(rate=rate, max_daily_dose_ng=900_000, max_bolus_ng=60_000)))
+    say_hello(link.pump)
     txn = 100
     for wait, what in events:
         link.wait(wait)
@@ -322,3 +324,23 @@ def test_programmer_and_pump_reach_the_same_verdict(
     except TherapyStateError:
         return
     assert evaluate(command, mirror, POLICY).rule_ids == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(st.tuples(messages(), st.integers(0, 2**32 - 1)), max_size=8),
+    role=st.sampled_from(Role),
+)
+def test_any_message_gets_a_reply_and_a_refusal_changes_nothing(
+    requests: list[tuple[Message, int]], role: Role
+) -> None:
+    """Whatever arrives (any type, any values, any txn, any role), the pump answers and never raises."""
+    pump = open_pump(programmed(prescription(max_daily_dose_ng=900_000, max_bolus_ng=100_000)), role)
+    for request, txn in requests:
+        pump.tick(T0)
+        before = pump.therapy
+        reply = pump.handle(request, txn, T0)
+        assert reply.KIND is not Kind.REQUEST
+        if isinstance(reply, Nack):
+            assert pump.therapy == before
+        assert pump.state == state_of(pump.therapy)

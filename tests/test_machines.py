@@ -24,6 +24,7 @@ from itbproto.machines.pump import REFILL_TIMEOUT_S
 from itbproto.samples import PRESCRIPTION
 from itbproto.therapy import Battery
 from itbproto.wire import (
+    Ack,
     AlarmCode,
     BolusKind,
     BolusStart,
@@ -31,18 +32,24 @@ from itbproto.wire import (
     ErrorCode,
     EventCode,
     EventLogRead,
+    Message,
+    MsgType,
     Nack,
     PrescriptionStaged,
     RefillBegin,
     Resume,
+    Role,
+    SessionEnd,
+    SetClock,
     SetRate,
     Severity,
     StagePrescription,
     StatusReport,
+    StatusRequest,
     Suspend,
     TherapyMode,
 )
-from machines_link import Link
+from machines_link import Link, open_pump, say_hello
 
 
 @pytest.mark.parametrize("definition", [PUMP, SESSION, ALARM], ids=lambda d: d.name)
@@ -111,7 +118,7 @@ def test_client_engine_refuses_before_sending() -> None:
 def test_pump_refusal_reaches_the_session_and_changes_nothing() -> None:
     # another programmer raised the dose an hour ago; this one only sees the dose in force now
     link = Link.new(programmed(prescription(max_daily_dose_ng=1_000_000)))
-    link.pump.handle(SetRate(rate_ul_day=900), 1, link.now)
+    say_hello(link.pump).handle(SetRate(rate_ul_day=900), 1_000, link.now)
     link.now += 3600
     s = link.ready()
     link.exchange(s.read_prescription())
@@ -188,7 +195,7 @@ def test_withdrawal_guard() -> None:
     assert s.state == "ready"
     link.exchange(s.end(acknowledge_stopped=True))
     assert s.state == "closed"
-    log = link.pump.handle(EventLogRead(first=0, count=32), 0, link.now)
+    log = say_hello(link.pump).handle(EventLogRead(first=0, count=32), 0, link.now)
     assert EventCode.SESSION_ENDED_STOPPED in [e.code for e in log.events]  # type: ignore[attr-defined]
 
 
@@ -257,11 +264,11 @@ def test_invalid_triggers_raise_and_change_nothing() -> None:
 
 
 def pump_with(p: object = None) -> PumpMachine:
-    return PumpMachine(programmed(p) if p is not None else programmed(), POLICY)  # type: ignore[arg-type]
+    return open_pump(programmed(p) if p is not None else programmed())  # type: ignore[arg-type]
 
 
 def test_commit_needs_the_staged_id_and_digest() -> None:
-    pump = PumpMachine(empty_pump(), POLICY)
+    pump = open_pump(empty_pump())
     staged = pump.handle(StagePrescription(prescription=prescription()), 1, T0)
     assert isinstance(staged, PrescriptionStaged)
     wrong = pump.handle(CommitPrescription(stage_id=staged.stage_id, digest=staged.digest ^ 1), 2, T0)
@@ -334,3 +341,53 @@ def test_status_reports_the_pump() -> None:
     assert status.rate_ul_day == 800
     assert status.delivered_24h_ng == 400_000
     assert state_of(pump.therapy) == pump.state
+
+
+# --- roles and sessions -------------------------------------------------------------------------------
+
+
+def test_nothing_before_hello_and_nothing_after_session_end() -> None:
+    pump = PumpMachine(programmed(), POLICY)
+    reply = pump.handle(StatusRequest(), 1, T0)
+    assert isinstance(reply, Nack)
+    assert reply.code is ErrorCode.NOT_AUTHENTICATED
+    say_hello(pump)
+    assert isinstance(pump.handle(StatusRequest(), 2, T0), StatusReport)
+    pump.handle(SessionEnd(acknowledge_stopped=False), 3, T0)
+    after = pump.handle(StatusRequest(), 4, T0)
+    assert isinstance(after, Nack)
+    assert after.code is ErrorCode.NOT_AUTHENTICATED
+
+
+@pytest.mark.parametrize(
+    ("role", "request_", "allowed"),
+    [
+        (Role.PATIENT, SetRate(rate_ul_day=800), False),
+        (Role.PATIENT, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600), False),
+        (Role.PATIENT, BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600), True),
+        (Role.PATIENT, StatusRequest(), True),
+        (Role.SERVICE, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600), False),
+        (Role.SERVICE, SetClock(device_time=T0 + 10), True),
+        (Role.CLINICIAN, SetRate(rate_ul_day=800), True),
+    ],
+)
+def test_roles(role: Role, request_: Message, allowed: bool) -> None:
+    pump = open_pump(programmed(), role)
+    reply = pump.handle(request_, 5, T0)
+    refused = isinstance(reply, Nack) and reply.code is ErrorCode.ROLE_FORBIDDEN
+    assert refused is not allowed
+
+
+def test_a_patient_programmer_cannot_even_send_clinician_commands() -> None:
+    link = Link.new(programmed(), role=Role.PATIENT)
+    s = link.ready()
+    with pytest.raises(SessionError, match="patient may not send"):
+        s.set_rate(800)
+    with pytest.raises(SessionError, match="only the patient bolus"):
+        s.start_bolus(BolusKind.CLINICIAN, 10, 600)
+
+
+def test_a_response_sent_as_a_request_is_refused() -> None:
+    reply = open_pump(programmed()).handle(Ack(request=MsgType.SET_RATE, applied_at=0), 1, T0)
+    assert isinstance(reply, Nack)
+    assert reply.code is ErrorCode.UNKNOWN_MESSAGE

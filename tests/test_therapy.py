@@ -111,3 +111,13 @@ def test_state_history_is_bounded() -> None:
     for day in range(1, 10):
         state, _ = advance(state, T0 + day * DAY)
     assert all(f.end > state.now - 2 * DAY for f in state.delivered)
+
+
+def test_out_of_order_steps_are_total_not_a_crash() -> None:
+    # found by the any-message property: the rules must be able to refuse (FLEX-002) what they look at
+    p = prescription(
+        mode=PrescriptionMode.FLEX,
+        steps=(FlexStep(start_s=3600, rate_ul_day=800), FlexStep(start_s=0, rate_ul_day=400)),
+    )
+    assert daily_dose_scaled(p) == 400 * 86_400 * 500  # only the well-ordered part delivers
+    assert all(f.end > f.start for f in prescription_flows(p, T0, T0 + DAY))

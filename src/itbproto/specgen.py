@@ -77,15 +77,16 @@ def protocol_tables() -> str:
     """The generated part of specs/protocol.md."""
     out = ["## Frame header", "", *_table(HEADER.specs), "## Messages", ""]
     out += [
-        "| type | message | kind | replies | changes delivery | payload bytes |",
-        "|---|---|---|---|---|---|",
+        "| type | message | kind | replies | changes delivery | roles | payload bytes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
         replies = ", ".join(r.__name__ for r in cls.REPLIES) or "-"
         size = cls.CODEC.size if cls.CODEC.size is not None else "variable"
+        roles = ", ".join(r.name.lower() for r in sorted(cls.ROLES)) or "-"
         out.append(
             f"| 0x{cls.TYPE:02x} | [{cls.__name__}](#0x{cls.TYPE:02x}-{cls.__name__.lower()}) "
-            f"| {cls.KIND.value} | {replies} | {'yes' if cls.CHANGES_DELIVERY else 'no'} | {size} |"
+            f"| {cls.KIND.value} | {replies} | {'yes' if cls.CHANGES_DELIVERY else 'no'} | {roles} | {size} |"
         )
     out.append("")
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):

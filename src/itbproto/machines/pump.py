@@ -28,7 +28,7 @@ from itbproto.therapy.flows import SCALE, Flow, clip, volume_between
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
 from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, Severity, TherapyMode
+from itbproto.wire.enums import AlarmCode, BolusKind, ErrorCode, EventCode, Role, Severity, TherapyMode
 from itbproto.wire.message import Kind, Message
 
 __all__ = ["PUMP", "REFILL_TIMEOUT_S", "PumpMachine"]
@@ -170,6 +170,7 @@ class PumpMachine:
         self.event_total = 0
         self.alarms: dict[AlarmCode, Alarm] = {}
         self.outbox: list[m.AlarmNotify] = []
+        self.role: Role | None = None  # set by Hello, cleared by SessionEnd (bound to a key by pairing)
         self.last_txn = 0
         self.last_reply: Message | None = None
         self.staged: tuple[int, int] | None = None  # (stage id, digest)
@@ -272,6 +273,26 @@ class PumpMachine:
             self.last_txn, self.last_reply = txn, reply
         return reply
 
+    def _check_role(self, request: Message) -> None:
+        if request.KIND is not Kind.REQUEST:
+            raise _RefusedError(ErrorCode.UNKNOWN_MESSAGE, f"{type(request).__name__} is not a request")
+        if isinstance(request, m.Hello):
+            return
+        if self.role is None:
+            raise _RefusedError(ErrorCode.NOT_AUTHENTICATED, "open a session with Hello first")
+        if self.role not in request.ROLES:
+            raise _RefusedError(
+                ErrorCode.ROLE_FORBIDDEN, f"{self.role.name.lower()} may not send {type(request).__name__}"
+            )
+        if (
+            isinstance(request, m.BolusStart)
+            and self.role is Role.PATIENT
+            and request.kind is not BolusKind.PATIENT
+        ):
+            raise _RefusedError(
+                ErrorCode.ROLE_FORBIDDEN, "a patient may start only the prescribed patient bolus"
+            )
+
     def _dispatch(self, request: Message, txn: int) -> Message:
         reads: dict[type[Message], Callable[[Message], Message]] = {
             m.StatusRequest: lambda _: self.status(),
@@ -283,10 +304,9 @@ class PumpMachine:
             m.EventLogRead: self._event_page,
             m.ReadHistory: lambda _: self.history(),
         }
+        self._check_role(request)
         if type(request) in reads:
             return reads[type(request)](request)
-        if request.KIND is not Kind.REQUEST:
-            raise _RefusedError(ErrorCode.UNKNOWN_MESSAGE, f"{type(request).__name__} is not a request")
         if isinstance(request, m.PairStart | m.PairConfirm):
             raise _RefusedError(ErrorCode.WRONG_STATE, "pairing arrives with the security layer")
         self._check_protocol(request)
@@ -408,11 +428,13 @@ class PumpMachine:
             case m.AlarmSilence(alarm_id=aid, duration_s=duration):
                 self._quiet(aid, now + duration, "silence")
             case m.SessionEnd(acknowledge_stopped=ack):
+                self.role = None
                 stopped = therapy.mode in (TherapyMode.STOPPED, TherapyMode.SUSPENDED)
                 self._log(
                     EventCode.SESSION_ENDED_STOPPED if stopped and ack else EventCode.SESSION_ENDED, txn, 0
                 )
-            case m.Hello():
+            case m.Hello(role=role):
+                self.role = role
                 self._log(EventCode.SESSION_STARTED, txn, 0)
                 return self.device_info()
             case _:

@@ -662,6 +662,14 @@ class ProgrammingSession:
 
     def _may_send(self, message: Message) -> None:
         name = type(message).__name__
+        if self.role not in message.ROLES:
+            raise SessionError("session", name, self.state, f"a {self.role.name.lower()} may not send it")
+        if (
+            isinstance(message, m.BolusStart)
+            and self.role is Role.PATIENT
+            and message.kind is not BolusKind.PATIENT
+        ):
+            raise SessionError("session", name, self.state, "a patient may start only the patient bolus")
         if self.uncertain is not None and not isinstance(message, m.StatusRequest | m.Hello):
             raise SessionError("session", name, self.state, "resolve the uncertain command first")
         if self.pending is not None:

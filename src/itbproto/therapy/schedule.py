@@ -34,7 +34,8 @@ def basal_flows(p: Prescription, start: int, end: int) -> tuple[Flow, ...]:
     bounds = [s.start_s for s in p.steps[1:]] + [SCALE]
     for day in _day_starts(start, end):
         for step, until in zip(p.steps, bounds, strict=True):
-            flows.append(Flow(day + step.start_s, day + until, step.rate_ul_day, p.concentration_ug_ml))
+            if until > step.start_s:  # out-of-order steps cover nothing (FLEX-002 refuses them)
+                flows.append(Flow(day + step.start_s, day + until, step.rate_ul_day, p.concentration_ug_ml))
     return clip(flows, start, end)
 
 
@@ -55,7 +56,7 @@ def prescription_flows(p: Prescription, start: int, end: int) -> tuple[Flow, ...
 def daily_volume_scaled(p: Prescription) -> int:
     """Scaled volume (µL × 86 400) ``p`` delivers per day."""
     bounds = [s.start_s for s in p.steps[1:]] + [SCALE]
-    basal = sum(s.rate_ul_day * (until - s.start_s) for s, until in zip(p.steps, bounds, strict=True))
+    basal = sum(s.rate_ul_day * max(0, until - s.start_s) for s, until in zip(p.steps, bounds, strict=True))
     return basal + sum(b.volume_ul * SCALE for b in p.boluses)
 
 

@@ -18,7 +18,7 @@ import construct as cs
 from construct_typed import DataclassMixin
 
 from itbproto.errors import MalformedPayloadError, UnknownMessageError
-from itbproto.wire.enums import MsgType
+from itbproto.wire.enums import MsgType, Role
 from itbproto.wire.fields import FieldSpec, Json, RecordType, field
 
 __all__ = ["CATALOG", "Kind", "Message", "Record", "message", "message_class", "record"]
@@ -75,6 +75,8 @@ class Message(Record):
     REPLIES: ClassVar[tuple[type[Message], ...]] = ()
     #: True when applying this request changes what the pump delivers (at-most-once)
     CHANGES_DELIVERY: ClassVar[bool] = False
+    #: roles that may send this request (empty for responses and notifications)
+    ROLES: ClassVar[frozenset[Role]] = frozenset()
     CODEC: ClassVar[PayloadCodec]
 
     def to_json(self) -> dict[str, Json]:
@@ -151,6 +153,7 @@ def message(
     *,
     replies: tuple[type[Message], ...] = (),
     changes_delivery: bool = False,
+    roles: frozenset[Role] = frozenset({Role.CLINICIAN}),
 ) -> Callable[[type[M]], type[M]]:
     """Declare a top-level message with its type byte and register it in :data:`CATALOG`."""
 
@@ -162,6 +165,7 @@ def message(
         dc.KIND = kind
         dc.REPLIES = replies
         dc.CHANGES_DELIVERY = changes_delivery
+        dc.ROLES = roles if kind is Kind.REQUEST else frozenset()
         dc.CODEC = PayloadCodec(dc)
         _CATALOG[msg_type] = dc
         return dc

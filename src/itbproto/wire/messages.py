@@ -120,6 +120,8 @@ MAX_RULE_IDS = 8
 MAX_HISTORY_FLOWS = 40
 
 ID = U32
+ANYONE = frozenset(Role)  # session, reads, alarms
+STAFF = frozenset({Role.CLINICIAN, Role.SERVICE})  # device upkeep, no therapy changes
 
 
 # --- generic replies -----------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class DeviceInfo(Message):
     paired: bool = field(BOOL)
 
 
-@message(MsgType.HELLO, Kind.REQUEST, replies=(DeviceInfo,))
+@message(MsgType.HELLO, Kind.REQUEST, replies=(DeviceInfo,), roles=ANYONE)
 class Hello(Message):
     """Opens a session: the programmer names its protocol version and role."""
 
@@ -174,7 +176,7 @@ class Hello(Message):
     client: str = field(TextType(16), doc="programmer name, for the event log")
 
 
-@message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+@message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), changes_delivery=True, roles=ANYONE)
 class SessionEnd(Message):
     """Closes the session; ending with the pump stopped needs the explicit acknowledgement."""
 
@@ -192,7 +194,7 @@ class PairReply(Message):
     salt: bytes = field(BlobType(16, 16))
 
 
-@message(MsgType.PAIR_START, Kind.REQUEST, replies=(PairReply,))
+@message(MsgType.PAIR_START, Kind.REQUEST, replies=(PairReply,), roles=ANYONE)
 class PairStart(Message):
     """Programmer's SPAKE2 message for the requested role."""
 
@@ -208,7 +210,7 @@ class PairResult(Message):
     key_id: int = field(ID)
 
 
-@message(MsgType.PAIR_CONFIRM, Kind.REQUEST, replies=(PairResult,))
+@message(MsgType.PAIR_CONFIRM, Kind.REQUEST, replies=(PairResult,), roles=ANYONE)
 class PairConfirm(Message):
     """Programmer's key confirmation."""
 
@@ -235,12 +237,12 @@ class StatusReport(Message):
     last_txn: int = field(ID, doc="last transaction id applied (uncertain-delivery resolution)")
 
 
-@message(MsgType.STATUS_REQUEST, Kind.REQUEST, replies=(StatusReport,))
+@message(MsgType.STATUS_REQUEST, Kind.REQUEST, replies=(StatusReport,), roles=ANYONE)
 class StatusRequest(Message):
     """Asks for a StatusReport."""
 
 
-@message(MsgType.SET_CLOCK, Kind.REQUEST, replies=(Ack,))
+@message(MsgType.SET_CLOCK, Kind.REQUEST, replies=(Ack,), roles=STAFF)
 class SetClock(Message):
     """Sets the device clock (device epoch seconds)."""
 
@@ -301,7 +303,7 @@ class PrescriptionReport(Message):
     prescription: Prescription = field(RecordType(Prescription))
 
 
-@message(MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,))
+@message(MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,), roles=ANYONE)
 class ReadPrescription(Message):
     """Asks for the prescription in force (read-back after programming)."""
 
@@ -349,7 +351,13 @@ class BolusStarted(Message):
     ends_at: int = field(U32, unit="s", doc="device time")
 
 
-@message(MsgType.BOLUS_START, Kind.REQUEST, replies=(BolusStarted,), changes_delivery=True)
+@message(
+    MsgType.BOLUS_START,
+    Kind.REQUEST,
+    replies=(BolusStarted,),
+    changes_delivery=True,
+    roles=frozenset({Role.CLINICIAN, Role.PATIENT}),
+)
 class BolusStart(Message):
     """Starts a bolus of ``volume_ul`` over ``duration_s`` on top of the basal rate."""
 
@@ -461,7 +469,7 @@ class RefillAbort(Message):
     refill_id: int = field(ID)
 
 
-@message(MsgType.RECORD_PROCEDURE, Kind.REQUEST, replies=(Ack,))
+@message(MsgType.RECORD_PROCEDURE, Kind.REQUEST, replies=(Ack,), roles=STAFF)
 class RecordProcedure(Message):
     """Records implant or catheter work: the catheter must be primed before therapy."""
 
@@ -507,19 +515,19 @@ class AlarmList(Message):
     alarms: tuple[AlarmRecord, ...] = field(ArrayType(RecordType(AlarmRecord), MAX_ALARMS))
 
 
-@message(MsgType.ALARM_LIST_REQUEST, Kind.REQUEST, replies=(AlarmList,))
+@message(MsgType.ALARM_LIST_REQUEST, Kind.REQUEST, replies=(AlarmList,), roles=ANYONE)
 class AlarmListRequest(Message):
     """Asks for the active alarms."""
 
 
-@message(MsgType.ALARM_ACKNOWLEDGE, Kind.REQUEST, replies=(Ack,))
+@message(MsgType.ALARM_ACKNOWLEDGE, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
 class AlarmAcknowledge(Message):
     """The user has seen the alarm; a non-critical alarm stops sounding."""
 
     alarm_id: int = field(ID)
 
 
-@message(MsgType.ALARM_SILENCE, Kind.REQUEST, replies=(Ack,))
+@message(MsgType.ALARM_SILENCE, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
 class AlarmSilence(Message):
     """Silences an alarm for a while; critical alarms come back after it."""
 
@@ -534,7 +542,7 @@ class ThresholdsReport(Message):
     thresholds: AlarmThresholds = field(RecordType(AlarmThresholds))
 
 
-@message(MsgType.READ_THRESHOLDS, Kind.REQUEST, replies=(ThresholdsReport,))
+@message(MsgType.READ_THRESHOLDS, Kind.REQUEST, replies=(ThresholdsReport,), roles=ANYONE)
 class ReadThresholds(Message):
     """Asks for the alarm thresholds."""
 
@@ -568,7 +576,7 @@ class EventLogPage(Message):
     events: tuple[EventRecord, ...] = field(ArrayType(RecordType(EventRecord), MAX_EVENTS_PER_PAGE))
 
 
-@message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,))
+@message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,), roles=ANYONE)
 class EventLogRead(Message):
     """Reads up to ``count`` entries starting at ``first``."""
 
@@ -621,6 +629,6 @@ class TherapyHistory(Message):
     boluses: tuple[BolusEntry, ...] = field(ArrayType(RecordType(BolusEntry), 16))
 
 
-@message(MsgType.READ_HISTORY, Kind.REQUEST, replies=(TherapyHistory,))
+@message(MsgType.READ_HISTORY, Kind.REQUEST, replies=(TherapyHistory,), roles=ANYONE)
 class ReadHistory(Message):
     """Asks for the therapy history the safety rules look at."""
