@@ -2,8 +2,8 @@
 
 The sans-IO core: exact units (:mod:`itbproto.units`), one error hierarchy
 (:mod:`itbproto.errors`), the wire codec (:mod:`itbproto.wire`), the therapy
-model and dose math (:mod:`itbproto.therapy`) and the safety rules
-(:mod:`itbproto.safety`)::
+model and dose math (:mod:`itbproto.therapy`), the safety rules
+(:mod:`itbproto.safety`) and the state machines (:mod:`itbproto.machines`)::
 
     >>> import itbproto
     >>> frame = itbproto.encode(itbproto.SetRate(rate_ul_day=880), txn=7)
@@ -13,6 +13,7 @@ model and dose math (:mod:`itbproto.therapy`) and the safety rules
 
 from itbproto.errors import *  # noqa: F403
 from itbproto.errors import __all__ as _errors_all
+from itbproto.machines import ProgrammingSession, PumpMachine
 from itbproto.safety import RuleCatalog, SafetyPolicy, Verdict, Violation, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy import DeviceProfile, Drug, Forecast, TherapyState, advance, apply, forecast
@@ -27,6 +28,8 @@ __all__ = [
     "DeviceProfile",
     "Drug",
     "Forecast",
+    "ProgrammingSession",
+    "PumpMachine",
     "RuleCatalog",
     "SafetyPolicy",
     "TherapyState",
