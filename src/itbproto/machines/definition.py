@@ -70,10 +70,6 @@ class Definition:
         text = re.sub(r"^(\s*)Class ", r"\1class ", text, flags=re.MULTILINE)
         return "\n".join(line.rstrip() for line in text.splitlines()).rstrip() + "\n"
 
-    @property
-    def triggers(self) -> frozenset[str]:
-        return frozenset(str(t["trigger"]) for t in self.transitions)
-
 
 def fire(model: Any, definition: Definition, trigger: str, *args: Any) -> bool:
     """Run ``trigger`` on ``model``; a trigger invalid in the current state raises SessionError."""

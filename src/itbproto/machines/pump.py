@@ -24,9 +24,10 @@ from itbproto.machines.alarm import ALARM, Alarm
 from itbproto.machines.definition import Definition, fire
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.safety.rules import residual_needs_acknowledgement
-from itbproto.therapy.flows import SCALE, Flow, clip, volume_between
+from itbproto.therapy.flows import SCALE, Flow, clip, scaled_to_ng, volume_between
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
+from itbproto.units import Rounding
 from itbproto.wire import messages as m
 from itbproto.wire.enums import AlarmCode, BolusKind, ErrorCode, EventCode, Role, Severity, TherapyMode
 from itbproto.wire.message import Kind, Message
@@ -310,8 +311,8 @@ class PumpMachine:
         if isinstance(request, m.PairStart | m.PairConfirm):
             raise _RefusedError(ErrorCode.WRONG_STATE, "pairing arrives with the security layer")
         self._check_protocol(request)
-        verdict = self._apply(request)
-        return self._reply(request, txn, verdict)
+        self._apply(request)
+        return self._reply(request, txn)
 
     def _check_protocol(self, request: Message) -> None:
         """What the protocol needs beyond the rules: matching stage ids, digests, known alarms."""
@@ -345,7 +346,7 @@ class PumpMachine:
         if self.state == "end_of_service" and not isinstance(request, m.SessionEnd | m.AlarmAcknowledge):
             raise _RefusedError(ErrorCode.HARDWARE_FAULT, "end of service: the pump accepts no commands")
 
-    def _apply(self, request: Message) -> Verdict:
+    def _apply(self, request: Message) -> None:
         """Guard with the engine, move the mode machine, apply to the therapy, or change nothing."""
         try:
             verdict = evaluate(request, self.therapy, self.policy)
@@ -359,7 +360,6 @@ class PumpMachine:
         if trigger is not None:
             self._transition(trigger, after, verdict)
         self._before, self.therapy = self.therapy, after
-        return verdict
 
     def _transition(self, trigger: str, after: TherapyState, verdict: Verdict | None) -> None:
         self._verdict, self._after = verdict, after
@@ -373,7 +373,7 @@ class PumpMachine:
         finally:
             self._verdict = self._after = None
 
-    def _reply(self, request: Message, txn: int, verdict: Verdict) -> Message:
+    def _reply(self, request: Message, txn: int) -> Message:
         now, therapy = self.therapy.now, self.therapy
         if type(request) in _EVENTS:
             self._log(_EVENTS[type(request)], txn, _event_value(request))
@@ -381,7 +381,7 @@ class PumpMachine:
             case m.StagePrescription(prescription=p):
                 digest = binascii.crc32(request.CODEC.encode(request))
                 self.staged = (self._take_id(), digest)
-                daily = -(-daily_dose_scaled(p) // SCALE)  # rounded up for the summary the user confirms
+                daily = scaled_to_ng(daily_dose_scaled(p), Rounding.UP)  # the summary the user confirms
                 return m.PrescriptionStaged(stage_id=self.staged[0], digest=digest, daily_dose_ng=daily)
             case m.CommitPrescription():
                 self.staged, self.prescription_id, self.committed_at = None, self._take_id(), now
@@ -554,7 +554,7 @@ class PumpMachine:
             concentration_ug_ml=t.concentration_ug_ml,
             rate_ul_day=rate,
             bolus_remaining_ul=remaining,
-            delivered_24h_ng=min(-(-delivered // SCALE), 2**32 - 1),
+            delivered_24h_ng=min(scaled_to_ng(delivered, Rounding.UP), 2**32 - 1),
             battery_days=min(eri_days, 65_535),
             prescription_id=self.prescription_id,
             last_txn=self.last_txn,

@@ -682,9 +682,5 @@ class ProgrammingSession:
         return self.pending
 
     @property
-    def active_alarms(self) -> tuple[m.AlarmRecord, ...]:
-        return tuple(self.alarms.values())
-
-    @property
     def stopped(self) -> bool:
         return self.status is not None and self.status.mode in (TherapyMode.STOPPED, TherapyMode.SUSPENDED)

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 
 from itbproto.safety.policy import SafetyPolicy
 from itbproto.safety.verdict import Context, check
-from itbproto.therapy.flows import SCALE, bolus_flows, clip, max_window_dose
+from itbproto.therapy.flows import SCALE, bolus_flows, clip, max_window_dose, scaled_to_ng
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, apply, planned_flows
-from itbproto.units import Dose, DoseRate, FlowRate, Rounding, Volume, divide
+from itbproto.units import Dose, DoseRate, FlowRate, Rounding, Volume
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Origin, PatientGroup, PrescriptionMode, Severity, TherapyMode
 
@@ -29,7 +29,7 @@ STARTS_DELIVERY = (*PRESCRIBING, m.BolusStart, m.Resume, m.Suspend)
 
 
 def _mg_day(scaled: int) -> str:
-    return str(DoseRate(divide(scaled, SCALE, Rounding.UP)))
+    return str(DoseRate(scaled_to_ng(scaled, Rounding.UP)))
 
 
 def _new_prescription(ctx: Context) -> m.Prescription | None:

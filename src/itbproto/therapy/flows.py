@@ -30,7 +30,6 @@ __all__ = [
     "dose_between",
     "max_window_dose",
     "scaled_to_ng",
-    "scaled_to_ul",
     "seconds_until_volume",
     "volume_between",
 ]
@@ -98,10 +97,7 @@ def dose_between(flows: Iterable[Flow], start: int, end: int) -> int:
 
 
 def scaled_to_ng(scaled: int, rounding: Rounding) -> int:
-    return divide(scaled, SCALE, rounding)
-
-
-def scaled_to_ul(scaled: int, rounding: Rounding) -> int:
+    """A scaled dose (ng × 86 400) in whole ng, rounded as stated (also µL from a scaled volume)."""
     return divide(scaled, SCALE, rounding)
 
 
