@@ -2,12 +2,13 @@
 
 A message is a frozen dataclass whose fields are declared with :func:`field`,
 for example ``rate: int = field(U32, unit="µL/day", hi=MAX_RATE)``. Each field
-carries its construct subcon (so construct-typing's ``DataclassStruct`` works
-on every message) and a :class:`FieldSpec` with the unit, the allowed range and
-a short description. From that single declaration the library derives:
+carries its construct subcon (so construct-typing's ``DataclassStruct`` builds
+and parses every message: it is the reference codec the tests compare against)
+and a :class:`FieldSpec` with the unit, the allowed range and a short
+description. From that single declaration the library derives:
 
-- the compiled construct ``Struct`` that encodes and decodes the payload;
-- the range checks run on encode and again on decode;
+- the record codecs (:mod:`itbproto.wire.codegen`): straight-line ``struct``
+  code generated at import, with the range checks run on encode and on decode;
 - the hypothesis strategies in :mod:`itbproto.qa.strategies`;
 - the field tables in specs/protocol.md and the JSON form of the golden vectors.
 """
@@ -16,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import struct
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 import construct as cs
 from construct_typed import Adapter, DataclassStruct
 
-from itbproto.errors import FieldRangeError
+from itbproto.errors import FieldRangeError, MalformedPayloadError
 
 __all__ = [
     "BOOL",
@@ -34,21 +36,33 @@ __all__ = [
     "ArrayType",
     "BlobType",
     "BoolType",
+    "Decoder",
     "EnumType",
     "FieldSpec",
     "FlagSetType",
     "IntType",
     "Json",
     "RecordType",
+    "ScalarType",
     "TextType",
     "WireType",
     "field",
     "field_specs",
+    "join",
 ]
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.IntEnum)
 Json = None | bool | int | str | list["Json"] | dict[str, "Json"]
+#: decodes one value from ``buf`` at ``pos``; returns it and the position after it
+Decoder = Callable[[bytes, int, str], tuple[Any, int]]
+#: checks one value and returns its bytes
+Encoder = Callable[[Any, str], bytes]
+
+
+def join(path: str, name: str) -> str:
+    """The dotted path of a field, for error messages."""
+    return f"{path}.{name}" if path else name
 
 
 class WireType(Generic[T]):
@@ -56,18 +70,22 @@ class WireType(Generic[T]):
 
     subcon: cs.Construct[Any, Any]
     name: str
+    #: the most bytes one value takes on the wire
+    max_size: int
+    #: the bytes every value takes, or None when the size varies
+    size: int | None = None
 
     def check(self, value: object, path: str) -> None:
         """Raise :class:`FieldRangeError` unless ``value`` is a valid ``T`` for this wire type."""
         raise NotImplementedError
 
-    def from_parsed(self, raw: Any, path: str) -> T:
-        """Turn what the compiled parser returned into the field value; validate it."""
-        return cast(T, raw)
+    def decoder(self) -> Decoder:
+        """A function that reads one value (validated) from a buffer."""
+        raise NotImplementedError
 
-    def to_build(self, value: T) -> Any:
-        """Turn a field value into what the compiled builder takes."""
-        return value
+    def encoder(self) -> Encoder:
+        """A function that checks one value and returns its bytes."""
+        raise NotImplementedError
 
     def to_json(self, value: T) -> Json:
         return cast(Json, value)
@@ -78,17 +96,52 @@ class WireType(Generic[T]):
         return value
 
     @property
-    def identity(self) -> bool:
-        """True when decode needs no conversion or check beyond the subcon itself."""
-        return False
-
-    @property
     def dataclass_subcon(self) -> cs.Construct[Any, Any]:
         """The subcon construct-typing's ``DataclassStruct`` sees (records nest as dataclasses)."""
         return self.subcon
 
 
-class IntType(WireType[int]):
+class ScalarType(WireType[T]):
+    """A value stored as one fixed-size little-endian integer: records pack runs of them in one call."""
+
+    fmt: str  # the struct format character
+
+    def decode_lines(self, var: str, where: str, ref: Callable[[object], str]) -> list[str]:
+        """Statements that turn the raw integer in ``var`` into the value, or raise."""
+        return []
+
+    def guard(self, var: str, ref: Callable[[object], str]) -> str:
+        """An expression true when ``var`` is a valid value (the fast path of encode)."""
+        return "False"
+
+    def pack_expr(self, var: str, ref: Callable[[object], str]) -> str:
+        """What ``struct.pack`` takes for the (valid) value in ``var``."""
+        return var
+
+    def decoder(self) -> Decoder:
+        one = struct.Struct("<" + self.fmt)
+        env: dict[str, Any] = {"unpack": one.unpack_from, "size": one.size}
+        lines = [
+            "def decode(buf, pos, path):",
+            "    (v,) = unpack(buf, pos)",
+            *(f"    {line}" for line in self.decode_lines("v", "path", referrer(env))),
+            "    return v, pos + size",
+        ]
+        return cast(Decoder, compile_source(lines, env, f"<itbproto {self.name}>")["decode"])
+
+    def encoder(self) -> Encoder:
+        one = struct.Struct("<" + self.fmt)
+        env: dict[str, Any] = {"pack": one.pack, "check": self.check}
+        ref = referrer(env)
+        lines = [
+            "def encode(v, path):",
+            f"    if not ({self.guard('v', ref)}): check(v, path)",
+            f"    return pack({self.pack_expr('v', ref)})",
+        ]
+        return cast(Encoder, compile_source(lines, env, f"<itbproto {self.name}>")["encode"])
+
+
+class IntType(ScalarType[int]):
     """Little-endian integer of a fixed width."""
 
     def __init__(self, name: str, subcon: cs.FormatField[int, int], bits: int, signed: bool) -> None:
@@ -97,6 +150,7 @@ class IntType(WireType[int]):
         self.subcon = subcon
         self.bits = bits
         self.signed = signed
+        self.max_size = self.size = bits // 8
         self.lo = -(1 << (bits - 1)) if signed else 0
         self.hi = (1 << (bits - 1)) - 1 if signed else (1 << bits) - 1
 
@@ -104,15 +158,16 @@ class IntType(WireType[int]):
         if not isinstance(value, int) or isinstance(value, bool) or not self.lo <= value <= self.hi:
             raise FieldRangeError(path, value, f"{self.name}: {self.lo}..{self.hi}")
 
-    @property
-    def identity(self) -> bool:
-        return True
+    def guard(self, var: str, ref: Callable[[object], str]) -> str:
+        return f"{var}.__class__ is int and {self.lo} <= {var} <= {self.hi}"
 
 
-class BoolType(WireType[bool]):
+class BoolType(ScalarType[bool]):
     """One byte, 0 or 1; any other byte is refused on decode."""
 
     name = "bool"
+    fmt = "B"
+    max_size = size = 1
 
     def __init__(self) -> None:
         self.subcon = cs.Int8ul
@@ -121,16 +176,15 @@ class BoolType(WireType[bool]):
         if type(value) is not bool:
             raise FieldRangeError(path, value, "bool")
 
-    def from_parsed(self, raw: Any, path: str) -> bool:
-        if raw not in (0, 1):
-            raise FieldRangeError(path, raw, "bool: 0 or 1")
-        return bool(raw)
+    def decode_lines(self, var: str, where: str, ref: Callable[[object], str]) -> list[str]:
+        error = ref(FieldRangeError)
+        return [f"if {var} > 1: raise {error}({where}, {var}, 'bool: 0 or 1')", f"{var} = {var} == 1"]
 
-    def to_build(self, value: bool) -> Any:
-        return int(value)
+    def guard(self, var: str, ref: Callable[[object], str]) -> str:
+        return f"{var}.__class__ is bool"
 
 
-class EnumType(WireType[E]):
+class EnumType(ScalarType[E]):
     """An ``IntEnum`` in one unsigned integer; values outside the enum are refused."""
 
     def __init__(self, enum_cls: type[E], width: IntType | None = None) -> None:
@@ -138,17 +192,27 @@ class EnumType(WireType[E]):
         self.enum_cls = enum_cls
         self.width = width
         self.subcon = width.subcon
+        self.fmt = width.fmt
+        self.max_size = self.size = width.max_size
         self.name = f"{width.name} enum {enum_cls.__name__}"
+        self._members = {m.value: m for m in enum_cls}
 
     def check(self, value: object, path: str) -> None:
         if not isinstance(value, self.enum_cls):
             raise FieldRangeError(path, value, self._allowed())
 
-    def from_parsed(self, raw: Any, path: str) -> E:
-        try:
-            return self.enum_cls(raw)
-        except ValueError:
-            raise FieldRangeError(path, raw, self._allowed()) from None
+    def decode_lines(self, var: str, where: str, ref: Callable[[object], str]) -> list[str]:
+        return [
+            f"{var}_ = {ref(self._members)}.get({var})",
+            f"if {var}_ is None: {ref(self._refuse)}({var}, {where})",
+            f"{var} = {var}_",
+        ]
+
+    def guard(self, var: str, ref: Callable[[object], str]) -> str:
+        return f"{var}.__class__ is {ref(self.enum_cls)}"
+
+    def _refuse(self, raw: int, path: str) -> E:
+        raise FieldRangeError(path, raw, self._allowed())
 
     def to_json(self, value: E) -> Json:
         return value.name
@@ -162,24 +226,27 @@ class EnumType(WireType[E]):
         return ", ".join(f"{m.name}={m.value}" for m in self.enum_cls)
 
 
-class FlagSetType(WireType[frozenset[E]]):
+class FlagSetType(ScalarType[frozenset[E]]):
     """A set of ``IntEnum`` members as a bit mask: member ``m`` is bit ``1 << m.value``."""
 
     def __init__(self, enum_cls: type[E], width: IntType) -> None:
         self.enum_cls = enum_cls
         self.width = width
         self.subcon = width.subcon
+        self.fmt = width.fmt
+        self.max_size = self.size = width.max_size
         self.name = f"{width.name} bits of {enum_cls.__name__}"
         self.mask = sum(1 << m.value for m in enum_cls)
         if self.mask > width.hi:
             raise ValueError(f"{enum_cls.__name__} does not fit in {width.name}")
         members = tuple(enum_cls)
-        self._sets = {  # every valid mask decodes by one dictionary look-up
+        self._sets = {  # every valid mask decodes by one dictionary look-up, and back
             sum(1 << m.value for m in chosen): frozenset(chosen)
             for chosen in (
                 [m for i, m in enumerate(members) if combo >> i & 1] for combo in range(1 << len(members))
             )
         }
+        self._masks = {members: mask for mask, members in self._sets.items()}
 
     @property
     def dataclass_subcon(self) -> cs.Construct[Any, Any]:
@@ -189,16 +256,29 @@ class FlagSetType(WireType[frozenset[E]]):
         if not isinstance(value, frozenset) or not all(isinstance(m, self.enum_cls) for m in value):
             raise FieldRangeError(path, value, f"frozenset of {self.enum_cls.__name__}")
 
-    def from_parsed(self, raw: Any, path: str) -> frozenset[E]:
-        try:
-            return self._sets[raw]
-        except KeyError:
-            raise FieldRangeError(
-                path, raw, f"bits of {self.enum_cls.__name__} (mask 0x{self.mask:x})"
-            ) from None
+    def decode_lines(self, var: str, where: str, ref: Callable[[object], str]) -> list[str]:
+        return [
+            f"{var}_ = {ref(self._sets)}.get({var})",
+            f"if {var}_ is None: {ref(self.from_mask)}({var}, {where})",
+            f"{var} = {var}_",
+        ]
 
-    def to_build(self, value: frozenset[E]) -> Any:
-        return sum(1 << m.value for m in value)
+    def guard(self, var: str, ref: Callable[[object], str]) -> str:
+        kind = ref(self.enum_cls)
+        return f"{var}.__class__ is frozenset and all(m.__class__ is {kind} for m in {var})"
+
+    def pack_expr(self, var: str, ref: Callable[[object], str]) -> str:
+        return f"{ref(self._masks)}[{var}]"
+
+    def from_mask(self, raw: int, path: str) -> frozenset[E]:
+        """The set a mask stands for; unknown bits are refused."""
+        found = self._sets.get(raw)
+        if found is None:
+            raise FieldRangeError(path, raw, f"bits of {self.enum_cls.__name__} (mask 0x{self.mask:x})")
+        return found
+
+    def to_mask(self, value: frozenset[E]) -> int:
+        return self._masks[value]
 
     def to_json(self, value: frozenset[E]) -> Json:
         return [m.name for m in sorted(value)]
@@ -219,18 +299,51 @@ class _FlagSetAdapter(Adapter[Any, Any, Any, Any]):
         self.wire = wire
 
     def _decode(self, obj: Any, context: Any, path: Any) -> Any:
-        return self.wire.from_parsed(obj, str(path))
+        return self.wire.from_mask(obj, str(path))
 
     def _encode(self, obj: Any, context: Any, path: Any) -> Any:
-        return self.wire.to_build(obj)
+        return self.wire.to_mask(obj)
 
 
-class TextType(WireType[str]):
-    """Printable ASCII text, length-prefixed by one byte, at most ``max_len`` characters."""
+class _Prefixed(WireType[T]):
+    """A value after a one-byte length (text and blobs)."""
+
+    min_len: int
+    max_len: int
+
+    def decoder(self) -> Decoder:
+        def decode(buf: bytes, pos: int, path: str) -> tuple[T, int]:
+            n = buf[pos]
+            end = pos + 1 + n
+            raw = buf[pos + 1 : end]
+            if len(raw) != n:
+                raise MalformedPayloadError(path, f"{n} bytes announced, {len(raw)} present")
+            return self.convert(raw, path), end
+
+        return decode
+
+    def encoder(self) -> Encoder:
+        def encode(value: T, path: str) -> bytes:
+            self.check(value, path)
+            raw = self.raw(value)
+            return bytes((len(raw),)) + raw
+
+        return encode
+
+    def convert(self, raw: bytes, path: str) -> T:
+        raise NotImplementedError
+
+    def raw(self, value: T) -> bytes:
+        raise NotImplementedError
+
+
+class TextType(_Prefixed[str]):
+    """Printable ASCII text, length-prefixed by one byte, ``min_len``..``max_len`` characters."""
 
     def __init__(self, max_len: int, min_len: int = 0) -> None:
         self.max_len = max_len
         self.min_len = min_len
+        self.max_size = 1 + max_len
         self.subcon = cs.PascalString(cs.Int8ul, "ascii")
         self.name = f"text[{min_len}..{max_len}]"
 
@@ -242,17 +355,24 @@ class TextType(WireType[str]):
         ):
             raise FieldRangeError(path, value, f"printable ASCII, {self.min_len}..{self.max_len} characters")
 
-    def from_parsed(self, raw: Any, path: str) -> str:
-        self.check(raw, path)
-        return cast(str, raw)
+    def convert(self, raw: bytes, path: str) -> str:
+        if not raw.isascii():
+            raise FieldRangeError(path, raw, f"printable ASCII, {self.min_len}..{self.max_len} characters")
+        text = raw.decode("ascii")
+        self.check(text, path)
+        return text
+
+    def raw(self, value: str) -> bytes:
+        return value.encode("ascii")
 
 
-class BlobType(WireType[bytes]):
+class BlobType(_Prefixed[bytes]):
     """Opaque bytes, length-prefixed by one byte, ``min_len``..``max_len`` long."""
 
     def __init__(self, max_len: int, min_len: int = 0) -> None:
         self.max_len = max_len
         self.min_len = min_len
+        self.max_size = 1 + max_len
         self.subcon = cs.Prefixed(cs.Int8ul, cs.GreedyBytes)
         self.name = f"bytes[{min_len}..{max_len}]"
 
@@ -260,9 +380,13 @@ class BlobType(WireType[bytes]):
         if type(value) is not bytes or not self.min_len <= len(value) <= self.max_len:
             raise FieldRangeError(path, value, f"{self.min_len}..{self.max_len} bytes")
 
-    def from_parsed(self, raw: Any, path: str) -> bytes:
-        self.check(raw, path)
-        return cast(bytes, raw)
+    def convert(self, raw: bytes, path: str) -> bytes:
+        value = bytes(raw)
+        self.check(value, path)
+        return value
+
+    def raw(self, value: bytes) -> bytes:
+        return value
 
     def to_json(self, value: bytes) -> Json:
         return value.hex()
@@ -285,6 +409,7 @@ class ArrayType(WireType[tuple[T, ...]]):
         self.item = item
         self.max_len = max_len
         self.min_len = min_len
+        self.max_size = 1 + max_len * item.max_size
         self.subcon = cs.PrefixedArray(cs.Int8ul, item.subcon)
         self.name = f"array[{min_len}..{max_len}] of {item.name}"
 
@@ -294,17 +419,37 @@ class ArrayType(WireType[tuple[T, ...]]):
         for i, item in enumerate(value):
             self.item.check(item, f"{path}[{i}]")
 
-    def from_parsed(self, raw: Any, path: str) -> tuple[T, ...]:
-        if not self.min_len <= len(raw) <= self.max_len:
-            raise FieldRangeError(path, len(raw), f"{self.min_len}..{self.max_len} items")
-        return tuple(self.item.from_parsed(x, f"{path}[{i}]") for i, x in enumerate(raw))
+    def decoder(self) -> Decoder:
+        item = self.item.decoder()
+        lo, hi = self.min_len, self.max_len
+
+        def decode(buf: bytes, pos: int, path: str) -> tuple[tuple[T, ...], int]:
+            n = buf[pos]
+            if not lo <= n <= hi:
+                raise FieldRangeError(path, n, f"{lo}..{hi} items")
+            pos += 1
+            items = []
+            for i in range(n):
+                value, pos = item(buf, pos, f"{path}[{i}]")
+                items.append(value)
+            return tuple(items), pos
+
+        return decode
+
+    def encoder(self) -> Encoder:
+        item = self.item.encoder()
+        lo, hi = self.min_len, self.max_len
+
+        def encode(value: tuple[T, ...], path: str) -> bytes:
+            if value.__class__ is not tuple or not lo <= len(value) <= hi:
+                raise FieldRangeError(path, value, f"tuple of {lo}..{hi} items")
+            return bytes((len(value),)) + b"".join(item(x, f"{path}[{i}]") for i, x in enumerate(value))
+
+        return encode
 
     @property
     def dataclass_subcon(self) -> cs.Construct[Any, Any]:
         return cs.PrefixedArray(cs.Int8ul, self.item.dataclass_subcon)
-
-    def to_build(self, value: tuple[T, ...]) -> Any:
-        return [self.item.to_build(x) for x in value]
 
     def to_json(self, value: tuple[T, ...]) -> Json:
         return [self.item.to_json(x) for x in value]
@@ -333,10 +478,18 @@ class FieldSpec:
         """True when the declared range is tighter than the wire type's."""
         return self.lo is not None or self.hi is not None
 
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The allowed range of an integer field."""
+        assert isinstance(self.wire, IntType)
+        return (
+            self.wire.lo if self.lo is None else self.lo,
+            self.wire.hi if self.hi is None else self.hi,
+        )
+
     def range_text(self) -> str:
         if isinstance(self.wire, IntType):
-            lo = self.wire.lo if self.lo is None else self.lo
-            hi = self.wire.hi if self.hi is None else self.hi
+            lo, hi = self.bounds
             return f"{lo}..{hi}"
         if isinstance(self.wire, EnumType):
             return ", ".join(f"{m.value} {m.name}" for m in self.wire.enum_cls)
@@ -382,37 +535,43 @@ def field_specs(cls: type) -> tuple[FieldSpec, ...]:
 class RecordType(WireType[T]):
     """A record (a dataclass declared with :func:`field`) laid out field after field.
 
-    Messages are records too; nested records are laid out inline. Decode,
-    check and build are specialised per record into straight-line Python at
-    import (as ``dataclasses`` and construct's compiler do): the Status frame
-    is the protocol's hot path.
+    Messages are records too; nested records are laid out inline. Its codec is
+    generated at import by :mod:`itbproto.wire.codegen`.
     """
 
     def __init__(self, cls: type[T]) -> None:
+        from itbproto.wire.codegen import record_codec
+
         self.cls = cls
         self.specs = field_specs(cls)
         self.name = cls.__name__
+        self.max_size = sum(spec.wire.max_size for spec in self.specs)
         self.subcon = cs.Struct(*(spec.name / spec.wire.subcon for spec in self.specs))
-        self._from_parsed, self._check, self._to_build = _specialise(self)
+        fixed = all(spec.wire.size is not None for spec in self.specs)
+        self.size = self.max_size if fixed else None
+        self._decode, self._encode = record_codec(self)
 
     @property
     def dataclass_subcon(self) -> cs.Construct[Any, Any]:
         return DataclassStruct(cast(Any, self.cls))
 
     def struct_format(self) -> str:
-        """A ``struct`` format for a record of plain integers (the frame header's fast path)."""
+        """A ``struct`` format for a record of plain integers (the frame header)."""
         if not all(isinstance(spec.wire, IntType) for spec in self.specs):
             raise TypeError(f"{self.name} is not a record of plain integers")
         return "<" + "".join(cast(IntType, spec.wire).fmt for spec in self.specs)
 
     def check(self, value: object, path: str) -> None:
-        self._check(value, path)
+        if type(value) is not self.cls:
+            raise FieldRangeError(path or self.name, value, self.name)
+        for spec in self.specs:
+            spec.check(getattr(value, spec.name), join(path, spec.name))
 
-    def from_parsed(self, raw: Any, path: str) -> T:
-        return cast(T, self._from_parsed(raw, path))
+    def decoder(self) -> Decoder:
+        return self._decode
 
-    def to_build(self, value: T) -> Any:
-        return self._to_build(value)
+    def encoder(self) -> Encoder:
+        return self._encode
 
     def to_json(self, value: T) -> Json:
         return {spec.name: spec.wire.to_json(getattr(value, spec.name)) for spec in self.specs}
@@ -423,68 +582,29 @@ class RecordType(WireType[T]):
             raise FieldRangeError(path or self.name, data, f"object with fields {names}")
         kwargs: dict[str, Any] = {}
         for spec in self.specs:
-            where = _join(path, spec.name)
+            where = join(path, spec.name)
             kwargs[spec.name] = spec.wire.from_json(data[spec.name], where)
             spec.check_range(kwargs[spec.name], where)
         return self.cls(**kwargs)
 
 
-_Fn = Callable[..., Any]
+def referrer(env: dict[str, Any]) -> Callable[[object], str]:
+    """A function that puts an object into generated code's namespace and returns its name."""
+    names: dict[int, str] = {}
+
+    def ref(obj: object) -> str:
+        key = id(obj)
+        if key not in names:
+            names[key] = f"_o{len(names)}"
+            env[names[key]] = obj
+        return names[key]
+
+    return ref
 
 
-def _specialise(record: RecordType[Any]) -> tuple[_Fn, _Fn, _Fn]:
-    """Generate the record's decode, check and build functions as straight-line code."""
-    env: dict[str, Any] = {"cls": record.cls, "join": _join, "FieldRangeError": FieldRangeError}
-    parse = ["def from_parsed(raw, path):"]
-    check = [
-        "def check(value, path):",
-        "    if type(value) is not cls:",
-        f"        raise FieldRangeError(path or {record.name!r}, value, {record.name!r})",
-    ]
-    build = []
-    for i, spec in enumerate(record.specs):
-        env[f"spec{i}"] = spec
-        env[f"conv{i}"] = spec.wire.from_parsed
-        env[f"build{i}"] = spec.wire.to_build
-        name = spec.name
-        where = f"join(path, {name!r})"
-        got = f"raw[{name!r}]" if spec.wire.identity else f"conv{i}(raw[{name!r}], {where})"
-        parse.append(f"    f{i} = {got}")
-        wire = spec.wire
-        if isinstance(wire, IntType):
-            lo = wire.lo if spec.lo is None else spec.lo
-            hi = wire.hi if spec.hi is None else spec.hi
-            if spec.narrowed:
-                parse.append(f"    if not {lo} <= f{i} <= {hi}: spec{i}.check_range(f{i}, {where})")
-            guard = f"v.__class__ is int and {lo} <= v <= {hi}"
-        elif isinstance(wire, EnumType | BoolType):
-            env[f"type{i}"] = wire.enum_cls if isinstance(wire, EnumType) else bool
-            guard = f"v.__class__ is type{i}"
-        else:
-            guard = "False"
-        check += [f"    v = value.{name}", f"    if not ({guard}): spec{i}.check(v, {where})"]
-        plain = isinstance(wire, IntType | EnumType | BoolType | TextType | BlobType)
-        build.append(f"{name!r}: value.{name}" if plain else f"{name!r}: build{i}(value.{name})")
-    slots = [record.cls.__dict__.get(spec.name) for spec in record.specs]
-    if all(type(slot).__name__ == "member_descriptor" for slot in slots):
-        # A frozen dataclass's __init__ pays object.__setattr__ per field; the values
-        # are already validated, so fill the slots directly (as attrs does).
-        env["new"] = object.__new__
-        parse.append("    obj = new(cls)")
-        for i, slot in enumerate(slots):
-            env[f"set{i}"] = cast(Any, slot).__set__
-            parse.append(f"    set{i}(obj, f{i})")
-        parse.append("    return obj")
-    else:
-        kwargs = ", ".join(f"{spec.name}=f{i}" for i, spec in enumerate(record.specs))
-        parse.append(f"    return cls({kwargs})")
-    source = "\n".join([*parse, *check, "def to_build(value):", f"    return {{{', '.join(build)}}}", ""])
-    exec(compile(source, f"<itbproto record {record.name}>", "exec"), env)
-    return env["from_parsed"], env["check"], env["to_build"]
-
-
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+def compile_source(lines: list[str], env: dict[str, Any], filename: str) -> dict[str, Any]:
+    exec(compile("\n".join([*lines, ""]), filename, "exec"), env)
+    return env
 
 
 U8 = IntType("u8", cs.Int8ul, 8, signed=False)

@@ -163,5 +163,5 @@ def decode(data: bytes) -> Frame:
     flags, seq, txn, msg_type, end = _open(data)
     if flags & FLAG_SEALED:
         raise SealedFrameError()
-    msg = message_class(msg_type).CODEC.decode(data[HEADER_SIZE:end])
+    msg = message_class(msg_type).CODEC.decode(data, HEADER_SIZE, end)
     return Frame(msg, txn=txn, seq=seq)
