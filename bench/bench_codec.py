@@ -1,24 +1,31 @@
-"""Codec throughput: itbproto (compiled construct) against a hand-written struct baseline, same run.
+"""Codec throughput: every message type both ways, and Status against a hand-written struct baseline.
 
-Both sides do the same job on the Status frame: check the envelope and CRC, parse the
-payload, build a typed ``StatusReport`` (decode); check and pack the fields, add the CRC
-(encode). Rates are the best of several rounds. Run: ``make bench``.
+The baseline and itbproto do the same job on the Status frame, in the same run:
+check the envelope and CRC, parse the payload, build a typed ``StatusReport``
+(decode); check and pack the fields, add the CRC (encode). Every other message
+type is measured on its sample (specs/vectors/). Rates are the best of several
+rounds. The last line printed is one JSON object with every figure and the
+ratios against the baseline. Run: ``make bench``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import struct
 import sys
 import time
 from collections.abc import Callable
 
+from itbproto.connection import Connection, Side
 from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
 from itbproto.samples import SAMPLES
-from itbproto.wire import AlarmCode, MsgType, StatusReport, TherapyMode, crc16, decode, encode
+from itbproto.wire import AlarmCode, MsgType, StatusReport, StatusRequest, TherapyMode, crc16, decode, encode
 from itbproto.wire.frame import Frame
 
-GOAL_PARSE_PER_S = 100_000
+#: the goals of issue 12: every type with a payload of at most 256 bytes both ways, Status within 4x struct
+GOAL_PER_S = 100_000
+GOAL_PAYLOAD = 256
 GOAL_RATIO = 4.0
 
 _HEADER = struct.Struct("<BBIIBH")
@@ -85,33 +92,83 @@ def rate(fn: Callable[[], object], n: int, rounds: int) -> float:
     return best
 
 
+def round_trip_rate(n: int, rounds: int, mtu: int | None) -> float:
+    """StatusRequest and StatusReport through two Connections (encode, fragment, join, decode, match)."""
+    status = SAMPLES[MsgType.STATUS_REPORT]
+
+    def one() -> None:
+        programmer, pump = Connection(Side.PROGRAMMER, mtu=mtu), Connection(Side.PUMP, mtu=mtu)
+        for _ in range(50):
+            for chunk in programmer.send(StatusRequest()):
+                pump.receive(chunk)
+            for chunk in pump.send(status, programmer.last_txn):
+                programmer.receive(chunk)
+
+    return 50 * rate(one, max(1, n // 50), rounds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=50_000, help="operations per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("-n", type=int, default=20_000, help="operations per round")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    n, rounds = args.n, args.rounds
 
-    msg = SAMPLES[MsgType.STATUS_REPORT]
-    assert isinstance(msg, StatusReport)
-    wire = encode(msg, txn=4, seq=9)
-    assert baseline_encode(msg, 4, 9) == wire
+    status = SAMPLES[MsgType.STATUS_REPORT]
+    assert isinstance(status, StatusReport)
+    wire = encode(status, txn=4, seq=9)
+    assert baseline_encode(status, 4, 9) == wire
     assert baseline_decode(wire) == decode(wire)
 
-    results = {
-        "parse itbproto": rate(lambda: decode(wire), args.n, args.rounds),
-        "parse struct": rate(lambda: baseline_decode(wire), args.n, args.rounds),
-        "build itbproto": rate(lambda: encode(msg, txn=4, seq=9), args.n, args.rounds),
-        "build struct": rate(lambda: baseline_encode(msg, 4, 9), args.n, args.rounds),
+    baseline = {
+        "parse": rate(lambda: baseline_decode(wire), n, rounds),
+        "build": rate(lambda: baseline_encode(status, 4, 9), n, rounds),
     }
-    print(f"Status frame, {len(wire)} bytes; best of {args.rounds} rounds of {args.n}")
-    for name, value in results.items():
-        print(f"  {name:<16} {value / 1000:8.1f} k frames/s")
-    parse_ratio = results["parse struct"] / results["parse itbproto"]
-    build_ratio = results["build struct"] / results["build itbproto"]
-    print(f"  struct is faster by {parse_ratio:.2f}x (parse), {build_ratio:.2f}x (build)")
-    ok = results["parse itbproto"] >= GOAL_PARSE_PER_S and parse_ratio <= GOAL_RATIO
-    verdict = "meets" if ok else "MISSES"
-    print(f"  goal: parse >= {GOAL_PARSE_PER_S // 1000}k/s and <= {GOAL_RATIO}x struct: {verdict}")
+    per_type: dict[str, dict[str, float | int]] = {}
+    for msg in sorted(SAMPLES.values(), key=lambda m: m.TYPE):
+        frame = encode(msg, txn=4, seq=9)
+        per_type[type(msg).__name__] = {
+            "payload_bytes": len(frame) - 15,
+            "parse_per_s": round(rate(lambda frame=frame: decode(frame), n, rounds)),  # type: ignore[misc]
+            "build_per_s": round(rate(lambda msg=msg: encode(msg, txn=4, seq=9), n, rounds)),  # type: ignore[misc]
+        }
+    ours = per_type["StatusReport"]
+    ratios = {
+        "parse": baseline["parse"] / ours["parse_per_s"],
+        "build": baseline["build"] / ours["build_per_s"],
+    }
+    small = {name: r for name, r in per_type.items() if r["payload_bytes"] <= GOAL_PAYLOAD}
+    slowest = min(min(r["parse_per_s"], r["build_per_s"]) for r in small.values())
+    links = {"whole_frames": round_trip_rate(n, rounds, None), "mtu_23": round_trip_rate(n, rounds, 23)}
+
+    print(f"every message type, best of {rounds} rounds of {n} (frames/s)")
+    for name, r in per_type.items():
+        parse, build = r["parse_per_s"] / 1000, r["build_per_s"] / 1000
+        print(f"  {name:<20} {r['payload_bytes']:>4} B  parse {parse:7.1f} k  build {build:7.1f} k")
+    parse, build = baseline["parse"] / 1000, baseline["build"] / 1000
+    print(f"Status: struct baseline parse {parse:.1f} k/s, build {build:.1f} k/s")
+    print(f"  struct is faster by {ratios['parse']:.2f}x (parse), {ratios['build']:.2f}x (build)")
+    print(
+        f"request+reply through two Connections: {links['whole_frames'] / 1000:.1f} k/s whole, "
+        f"{links['mtu_23'] / 1000:.1f} k/s at ATT MTU 23"
+    )
+    met = slowest >= GOAL_PER_S and max(ratios.values()) <= GOAL_RATIO
+    print(
+        f"goal: >= {GOAL_PER_S // 1000}k/s both ways for payloads <= {GOAL_PAYLOAD} B, "
+        f"Status <= {GOAL_RATIO}x struct: {'met' if met else 'MISSED'}"
+    )
+    summary = {
+        "bench": "codec",
+        "rounds": rounds,
+        "n": n,
+        "baseline_status": {k: round(v) for k, v in baseline.items()},
+        "status_ratio_vs_struct": {k: round(v, 3) for k, v in ratios.items()},
+        "slowest_small_type_per_s": slowest,
+        "round_trips_per_s": {k: round(v) for k, v in links.items()},
+        "goal_met": met,
+        "types": per_type,
+    }
+    print(json.dumps(summary, sort_keys=True))
     return 0
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import SCALE, TherapyState, advance, apply
+from itbproto.therapy import TherapyState, advance, apply
 from itbproto.wire import (
     CommitPrescription,
     FlexStep,
@@ -20,7 +20,7 @@ from itbproto.wire import (
     StagePrescription,
 )
 
-DAY = SCALE
+DAY = 86_400
 T0 = 100 * DAY  # device midnight, day 100
 POLICY = SafetyPolicy(load_rules())
 
@@ -43,21 +43,27 @@ def prescription(rate: int = 800, **changes: Any) -> Prescription:
 
 def empty_pump(**changes: Any) -> TherapyState:
     """A new pump: 20 mL of 500 µg/mL, stopped, no prescription."""
-    state = TherapyState(
-        now=T0,
-        profile=load_profile("itb-20"),
-        drug=load_drug(),
-        concentration_ug_ml=500,
-        reservoir_scaled=20_000 * SCALE,
+    state = TherapyState.new(
+        now=T0, profile=load_profile("itb-20"), drug=load_drug(), concentration_ug_ml=500, reservoir_ul=20_000
     )
     return replace(state, **changes)
 
 
+def commit(state: TherapyState) -> CommitPrescription:
+    """The command that commits what ``state`` has staged."""
+    assert state.staged is not None, "nothing staged"
+    return state.staged.commit
+
+
+def in_force(state: TherapyState, p: Prescription) -> TherapyState:
+    """``state`` with ``p`` staged and committed (no safety check)."""
+    staged = apply(state, StagePrescription(prescription=p))
+    return apply(staged, commit(staged))
+
+
 def programmed(p: Prescription | None = None, *, history_days: int = 2, **changes: Any) -> TherapyState:
     """A pump that has run ``p`` for ``history_days`` days (so titration has a 24 h reference)."""
-    p = p or prescription()
-    state = empty_pump(now=T0 - history_days * DAY)
-    state = apply(apply(state, StagePrescription(prescription=p)), CommitPrescription(stage_id=1, digest=0))
+    state = in_force(empty_pump(now=T0 - history_days * DAY), p or prescription())
     state, _ = advance(state, T0)
     return replace(state, **changes)
 

@@ -1,31 +1,56 @@
-"""The shared in-memory link, set up with the test factories."""
+"""Pumps, sessions and links for the machine tests, built with the test factories."""
 
 from __future__ import annotations
 
 from factories import POLICY, empty_pump
-from itbproto.machines import ProgrammingSession, PumpMachine
-from itbproto.qa.link import InMemoryLink
+from itbproto.connection import Connection, Side
+from itbproto.firmware import Firmware
+from itbproto.link import InMemoryLink
+from itbproto.machines import PumpMachine, Session
+from itbproto.machines.session import ProgrammingSession
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.therapy import TherapyState
-from itbproto.wire import Hello, Role
+from itbproto.wire import Message, Role
+from itbproto.wire.frame import MAX_FRAME
+
+CLINICIAN = Session(role=Role.CLINICIAN, max_frame=MAX_FRAME, client="test")
 
 
-def say_hello(pump: PumpMachine, role: Role = Role.CLINICIAN) -> PumpMachine:
-    """Open a session on ``pump`` in ``role`` (as another programmer would)."""
-    pump.handle(Hello(protocol_version=1, role=role, max_frame=1045, client="test"), 0, pump.therapy.now)
-    return pump
+def session_of(role: Role) -> Session:
+    return Session(role=role, max_frame=MAX_FRAME, client="test")
 
 
-def open_pump(therapy: TherapyState | None = None, role: Role = Role.CLINICIAN) -> PumpMachine:
-    """A pump with a session opened by Hello in ``role``."""
-    return say_hello(PumpMachine(therapy or empty_pump(), POLICY), role)
+def new_pump(therapy: TherapyState | None = None) -> PumpMachine:
+    return PumpMachine.new(therapy or empty_pump(), POLICY)
+
+
+def answer(
+    pump: PumpMachine, request: Message, txn: int, now: int | None = None, role: Role = Role.CLINICIAN
+) -> Message:
+    """The pump's reply to one request in a session of ``role`` (time: the pump's own, by default)."""
+    return pump.handle(request, txn, pump.therapy.now if now is None else now, session_of(role)).reply
+
+
+def new_session(role: Role = Role.CLINICIAN, mtu: int | None = None) -> ProgrammingSession:
+    return ProgrammingSession(
+        role=role,
+        profile=load_profile("itb-20"),
+        drug=load_drug(),
+        policy=POLICY,
+        connection=Connection(Side.PROGRAMMER, mtu=mtu),
+    )
 
 
 class Link(InMemoryLink):
+    """A session and a new pump joined in memory."""
+
     @classmethod
-    def new(cls, therapy: TherapyState | None = None, role: Role = Role.CLINICIAN) -> Link:
-        pump = PumpMachine(therapy or empty_pump(), POLICY)
-        session = ProgrammingSession(
-            role=role, profile=load_profile("itb-20"), drug=load_drug(), policy=POLICY
-        )
-        return cls(pump, session, now=pump.therapy.now)
+    def new(
+        cls, therapy: TherapyState | None = None, role: Role = Role.CLINICIAN, mtu: int | None = None
+    ) -> Link:
+        pump = new_pump(therapy)
+        return cls(Firmware(pump), new_session(role, mtu), now=pump.therapy.now)
+
+    @property
+    def pump(self) -> PumpMachine:
+        return self.firmware.pump

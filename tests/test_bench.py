@@ -6,6 +6,8 @@ Status frame layout.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from bench.bench_codec import baseline_decode, baseline_encode, main
 
@@ -24,6 +26,8 @@ def test_baseline_matches_the_library() -> None:
         baseline_decode(wire[:-1] + bytes([wire[-1] ^ 1]))
 
 
-def test_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["-n", "10", "--rounds", "1"]) == 0
-    assert "struct is faster by" in capsys.readouterr().out
+def test_benchmark_ends_with_one_json_object_covering_every_type(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-n", "50", "--rounds", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(summary["types"]) == {type(m).__name__ for m in SAMPLES.values()}
+    assert set(summary["status_ratio_vs_struct"]) == {"parse", "build"}

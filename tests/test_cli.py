@@ -1,15 +1,21 @@
-"""The itbproto command."""
+"""The itbproto command: every subcommand, its help, and its failures (one line, never a traceback)."""
 
 from __future__ import annotations
+
+import io
+import subprocess
+import sys
 
 import pytest
 
 from conftest import ROOT
-from itbproto.cli import main
+from itbproto.cli import build_parser, main, parse_hex
 from itbproto.wire import SetRate, encode
 
+FRAME = encode(SetRate(rate_ul_day=880), txn=9)
 
-def test_demo_runs_a_whole_session(capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_demo_runs_a_whole_session_and_shows_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--mtu", "23"]) == 0
     out = capsys.readouterr().out
     assert "session closed." in out
@@ -25,27 +31,87 @@ def test_demo_runs_a_whole_session(capsys: pytest.CaptureFixture[str]) -> None:
         "RefillConfirm",
     ):
         assert name in out
+    assert max(len(line) for line in out.splitlines()) <= 100  # wrapped, never cut
+
+
+def test_every_frame_the_demo_prints_decodes(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--mtu", "0"])
+    lines = capsys.readouterr().out.splitlines()
+    frames, hexes = [], []
+    for line in lines:
+        text = line.strip()
+        if text and all(c in "0123456789abcdef" for c in text):
+            hexes.append(text)
+        elif hexes:
+            frames.append("".join(hexes))
+            hexes = []
+    assert len(frames) > 40
+    for frame in frames:
+        assert main(["decode", frame]) == 0
 
 
 def test_decode_prints_fields_in_display_units(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["decode", encode(SetRate(rate_ul_day=880), txn=9).hex()]) == 0
+    assert main(["decode", FRAME.hex()]) == 0
     out = capsys.readouterr().out
     assert "SetRate" in out
     assert "0.88 mL/day" in out
 
 
-def test_decode_reports_bad_frames(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["decode", "0100"]) == 1
-    assert "TruncatedFrameError" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "text",
+    [
+        FRAME.hex(),
+        "0x" + FRAME.hex(),
+        " ".join(f"{b:02x}" for b in FRAME),
+        ":".join(f"{b:02X}" for b in FRAME),
+    ],
+)
+def test_decode_takes_hex_as_people_paste_it(text: str) -> None:
+    assert parse_hex(text) == FRAME
+
+
+def test_decode_reads_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{FRAME.hex()}\n\n0x{FRAME.hex()}\n"))
+    assert main(["decode"]) == 0
+    assert capsys.readouterr().out.count("SetRate") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("0100", "TruncatedFrameError"),
+        ("abc", "odd number"),
+        ("zz", "not hex"),
+        (FRAME.hex()[:-2] + "00", "BadCrcError"),
+    ],
+)
+def test_decode_says_what_is_wrong(text: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["decode", text]) == 1
+    err = capsys.readouterr().err
+    assert says in err
+    assert "Traceback" not in err
 
 
 def test_specs_check_passes_on_the_repository() -> None:
     assert main(["specs", "--root", str(ROOT)]) == 0
 
 
+def test_specs_outside_a_checkout_is_one_clear_line(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["specs", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not an itbproto checkout" in err
+    assert err.count("\n") == 1
+
+
 def test_catalog_lists_every_type(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["catalog"]) == 0
-    assert "0x21  StatusReport" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0x21  StatusReport" in out
+    assert "changes delivery" in out
 
 
 def test_rules_lists_the_catalog(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,8 +126,40 @@ def test_rules_matrix_is_the_committed_one(capsys: pytest.CaptureFixture[str]) -
     assert capsys.readouterr().out == (ROOT / "specs" / "rule-matrix.md").read_text(encoding="utf-8")
 
 
+def test_rules_matrix_without_tests_does_not_claim_rules_are_untested(
+    tmp_path: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", "--matrix", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "**none**" not in out
+    assert "source checkout" in out
+
+
 def test_profiles(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profiles"]) == 0
     out = capsys.readouterr().out
     assert "itb-20" in out
     assert "itb-40" in out
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():  # type: ignore[union-attr]
+        assert command.description, name
+        for action in command._actions:
+            assert action.help, f"{name} {action.dest}"
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    """`itbproto demo | head` exits quietly."""
+    run = subprocess.run(
+        f"{sys.executable} -m itbproto.cli demo | head -2",
+        shell=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert "Traceback" not in run.stderr
+    assert len(run.stdout.splitlines()) == 2

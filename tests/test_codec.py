@@ -22,6 +22,7 @@ from itbproto.wire import (
     MAX_PAYLOAD,
     ErrorCode,
     Frame,
+    FrameHeader,
     Kind,
     Message,
     MsgType,
@@ -30,7 +31,7 @@ from itbproto.wire import (
     crc16,
     decode,
     encode,
-    parse_envelope,
+    open_frame,
 )
 from itbproto.wire.fields import IntType
 
@@ -179,15 +180,32 @@ def test_lengths() -> None:
         decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.RESUME, MAX_PAYLOAD + 1)))
 
 
-def test_sealed_frames_pass_the_envelope_but_not_the_plain_decoder() -> None:
-    body = struct.pack("<BBIIBH", 1, FLAG_SEALED, 5, 1, MsgType.SET_RATE, 4) + b"\x01\x02\x03\x04"
-    sealed = body + bytes(range(8))
-    envelope = parse_envelope(sealed)
-    assert envelope.sealed
-    assert envelope.trailer == bytes(range(8))
-    assert envelope.authenticated_data == body[:HEADER_SIZE]
+class _Tagged:
+    """A stand-in for the sealed channel: the payload in clear, an 8-byte tag of the header's XOR."""
+
+    flags = FLAG_SEALED
+
+    def seal(self, header: bytes, payload: bytes) -> bytes:
+        return payload + bytes([sum(header) % 256]) * 8
+
+    def open(self, header: FrameHeader, header_bytes: bytes, body: bytes) -> bytes:
+        if body[-8:] != bytes([sum(header_bytes) % 256]) * 8:
+            raise errors.BadCrcError(0, 0)
+        return body[:-8]
+
+
+def test_the_channel_slot_seals_and_opens_frames() -> None:
+    channel = _Tagged()
+    sealed = encode(SetRate(rate_ul_day=880), txn=1, seq=5, channel=channel)
+    assert sealed[1] == FLAG_SEALED
+    assert len(sealed) == HEADER_SIZE + 4 + 8
+    header, payload = open_frame(sealed, channel)
+    assert (header.seq, header.txn, payload) == (5, 1, (880).to_bytes(4, "little"))
+    assert decode(sealed, channel) == Frame(SetRate(rate_ul_day=880), txn=1, seq=5)
     with pytest.raises(errors.SealedFrameError):
-        decode(sealed)
+        decode(sealed)  # the plain channel refuses a sealed frame
+    with pytest.raises(errors.BadCrcError):
+        decode(sealed[:-1] + bytes([sealed[-1] ^ 1]), channel)
 
 
 def test_non_canonical_length_prefix_is_refused() -> None:

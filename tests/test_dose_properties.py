@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from factories import DAY, POLICY, T0, empty_pump, prescription
+from factories import DAY, POLICY, T0, commit, empty_pump, in_force, prescription
 from itbproto.errors import TherapyStateError
 from itbproto.safety import evaluate
 from itbproto.therapy import SCALE, Flow, TherapyState, advance, apply
@@ -24,7 +24,6 @@ from itbproto.wire import (
     BolusCancel,
     BolusKind,
     BolusStart,
-    CommitPrescription,
     FlexStep,
     Message,
     Origin,
@@ -201,7 +200,7 @@ class PumpSafety(RuleBasedStateMachine):
     def program(self, data: st.DataObject) -> None:
         p = data.draw(prescriptions(self.state.concentration_ug_ml))
         if self.submit(StagePrescription(prescription=p)):
-            self.submit(CommitPrescription(stage_id=0, digest=0))
+            self.submit(commit(self.state))
 
     @rule(rate=st.integers(0, 5_000))
     def set_rate(self, rate: int) -> None:
@@ -243,11 +242,12 @@ class PumpSafety(RuleBasedStateMachine):
         rid = progress.refill_id
         self.submit(RefillResidual(refill_id=rid, measured_ul=measured))
         self.submit(RefillStageDrug(refill_id=rid, volume_ul=volume, concentration_ug_ml=conc))
+        staged = self.state.refill
         confirm = RefillConfirm(
             refill_id=rid,
             volume_ul=volume,
             concentration_ug_ml=conc,
-            digest=0,
+            digest=staged.digest or 0 if staged is not None else 0,
             discrepancy_acknowledged=acknowledge,
         )
         if not self.submit(confirm):
@@ -319,7 +319,7 @@ def test_bolus_refused_exactly_when_it_breaks_a_dose_limit(
         prescription(rate=rate), concentration_ug_ml=conc, max_daily_dose_ng=limit, max_bolus_ng=max_bolus
     )
     state = replace(empty_pump(concentration_ug_ml=conc, now=T0 - 2 * DAY), reservoir_scaled=20_000 * SCALE)
-    state = apply(apply(state, StagePrescription(prescription=p)), CommitPrescription(stage_id=0, digest=0))
+    state = in_force(state, p)
     state, _ = advance(state, T0)
     command = BolusStart(kind=BolusKind.CLINICIAN, volume_ul=volume, duration_s=duration)
     try:
@@ -339,7 +339,7 @@ def test_bolus_refused_exactly_when_it_breaks_a_dose_limit(
 def test_titration_refused_exactly_above_the_step(old: int, new: int, origin: Origin) -> None:
     p = replace(prescription(rate=old), origin=origin, max_daily_dose_ng=2_000_000, max_bolus_ng=50_000)
     state = replace(empty_pump(now=T0 - 2 * DAY), reservoir_scaled=20_000 * SCALE)
-    state = apply(apply(state, StagePrescription(prescription=p)), CommitPrescription(stage_id=0, digest=0))
+    state = in_force(state, p)
     state, _ = advance(state, T0)
     refused = set(evaluate(SetRate(rate_ul_day=new), state, POLICY).rule_ids)
     pct = 30 if origin is Origin.SPINAL else 15

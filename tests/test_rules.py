@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from factories import DAY, POLICY, T0, empty_pump, prescription, programmed, refused_by, verdict
+from factories import DAY, POLICY, T0, commit, empty_pump, prescription, programmed, refused_by, verdict
 from itbproto.errors import PolicyError, SafetyViolation
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
@@ -18,7 +18,6 @@ from itbproto.wire import (
     AlarmThresholds,
     BolusKind,
     BolusStart,
-    CommitPrescription,
     FlexStep,
     Origin,
     PatientGroup,
@@ -89,7 +88,7 @@ def test_timed_suspension_that_would_resume_into_an_overdose_is_refused() -> Non
     state = apply(state, Suspend(duration_s=0))
     low = stage(rate=200, max_daily_dose_ng=100_000)  # 100 µg/day from now on
     assert verdict(low, state).accepted
-    state = apply(apply(state, low), CommitPrescription(stage_id=1, digest=0))
+    state = apply(apply(state, low), commit(apply(state, low)))
     assert "DOSE-001" in refused_by(Suspend(duration_s=600), state)  # 83 + 91 µg in one window
     assert "DOSE-001" in refused_by(Resume(), state)
     assert "DOSE-001" not in refused_by(Suspend(duration_s=DAY), state)  # resumes after the burst left
@@ -347,22 +346,33 @@ def test_steps_cover_the_day() -> None:
 # --- drug and refill -------------------------------------------------------------------------------
 
 
+def rid(state: TherapyState) -> int:
+    """The id of the refill in progress (or of the one the next RefillBegin starts)."""
+    return state.refill.refill_id if state.refill is not None else state.next_id
+
+
 def refill_staged(
     state: TherapyState, volume: int = 20_000, conc: int = 500, measured: int | None = None
 ) -> TherapyState:
     state = apply(state, RefillBegin())
     assert state.refill is not None
     expected = state.refill.expected_residual_ul
-    state = apply(state, RefillResidual(refill_id=1, measured_ul=expected if measured is None else measured))
-    return apply(state, RefillStageDrug(refill_id=1, volume_ul=volume, concentration_ug_ml=conc))
+    state = apply(
+        state, RefillResidual(refill_id=rid(state), measured_ul=expected if measured is None else measured)
+    )
+    return apply(state, RefillStageDrug(refill_id=rid(state), volume_ul=volume, concentration_ug_ml=conc))
 
 
-def confirm(volume: int = 20_000, conc: int = 500, acknowledged: bool = False) -> RefillConfirm:
+def confirm(
+    state: TherapyState, volume: int = 20_000, conc: int = 500, acknowledged: bool = False
+) -> RefillConfirm:
+    """The second confirmation of what ``state`` has staged (its digest, if it staged anything)."""
+    digest = state.refill.digest if state.refill is not None and state.refill.digest is not None else 0
     return RefillConfirm(
-        refill_id=1,
+        refill_id=rid(state),
         volume_ul=volume,
         concentration_ug_ml=conc,
-        digest=0,
+        digest=digest,
         discrepancy_acknowledged=acknowledged,
     )
 
@@ -371,12 +381,13 @@ def confirm(volume: int = 20_000, conc: int = 500, acknowledged: bool = False) -
 def test_concentrations_come_from_the_drug_table() -> None:
     state = programmed()
     assert "DRUG-001" in refused_by(stage(concentration_ug_ml=600), state)
-    state = apply(apply(state, RefillBegin()), RefillResidual(refill_id=1, measured_ul=19_000))
+    state = apply(state, RefillBegin())
+    state = apply(state, RefillResidual(refill_id=rid(state), measured_ul=19_000))
     assert "DRUG-001" in refused_by(
-        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=750), state
+        RefillStageDrug(refill_id=rid(state), volume_ul=20_000, concentration_ug_ml=750), state
     )
     assert "DRUG-001" not in refused_by(
-        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=1000), state
+        RefillStageDrug(refill_id=rid(state), volume_ul=20_000, concentration_ug_ml=1000), state
     )
 
 
@@ -389,54 +400,55 @@ def test_prescription_must_match_the_reservoir() -> None:
 @rule("DRUG-002")
 def test_refill_with_a_new_concentration_rescales_the_rates() -> None:
     state = refill_staged(programmed(), conc=2000)
-    assert verdict(confirm(conc=2000), state).accepted
-    after = apply(state, confirm(conc=2000))
+    assert verdict(confirm(state, conc=2000), state).accepted
+    after = apply(state, confirm(state, conc=2000))
     assert after.prescription is not None
     assert after.prescription.concentration_ug_ml == 2000
     assert after.prescription.steps[0].rate_ul_day == 200  # 400 µg/day at 2 mg/mL
     assert after.concentration_changed_at == T0
     # a rescaled rate below the profile's minimum is refused, not silently raised
     low = refill_staged(programmed(prescription(rate=100)), conc=2000)  # 50 µg/day -> 25 µL/day
-    assert "RATE-001" in refused_by(confirm(conc=2000), low)
+    assert "RATE-001" in refused_by(confirm(low, conc=2000), low)
 
 
 @rule("REFILL-001")
 def test_no_overfill() -> None:
-    state = apply(apply(programmed(), RefillBegin()), RefillResidual(refill_id=1, measured_ul=19_900))
+    state = apply(programmed(), RefillBegin())
+    state = apply(state, RefillResidual(refill_id=rid(state), measured_ul=19_900))
     assert "REFILL-001" in refused_by(
-        RefillStageDrug(refill_id=1, volume_ul=20_001, concentration_ug_ml=500), state
+        RefillStageDrug(refill_id=rid(state), volume_ul=20_001, concentration_ug_ml=500), state
     )
     assert "REFILL-001" not in refused_by(
-        RefillStageDrug(refill_id=1, volume_ul=20_000, concentration_ug_ml=500), state
+        RefillStageDrug(refill_id=rid(state), volume_ul=20_000, concentration_ug_ml=500), state
     )
 
 
 @rule("REFILL-002")
 def test_refill_needs_both_steps_and_matching_confirmation() -> None:
     state = programmed()
-    assert "REFILL-002" in refused_by(confirm(), state)  # no refill begun
+    assert "REFILL-002" in refused_by(confirm(state), state)  # no refill begun
     begun = apply(state, RefillBegin())
-    assert "REFILL-002" in refused_by(confirm(), begun)  # residual not recorded
+    assert "REFILL-002" in refused_by(confirm(begun), begun)  # residual not recorded
     assert "REFILL-002" in refused_by(
-        RefillStageDrug(refill_id=1, volume_ul=1, concentration_ug_ml=500), begun
+        RefillStageDrug(refill_id=rid(begun), volume_ul=1, concentration_ug_ml=500), begun
     )
-    measured = apply(begun, RefillResidual(refill_id=1, measured_ul=19_900))
-    assert "REFILL-002" in refused_by(confirm(), measured)  # nothing staged
-    staged = apply(measured, RefillStageDrug(refill_id=1, volume_ul=18_000, concentration_ug_ml=500))
-    assert "REFILL-002" in refused_by(confirm(volume=20_000), staged)  # differs from staged
-    assert verdict(confirm(volume=18_000), staged).accepted
+    measured = apply(begun, RefillResidual(refill_id=rid(begun), measured_ul=19_900))
+    assert "REFILL-002" in refused_by(confirm(measured), measured)  # nothing staged
+    staged = apply(measured, RefillStageDrug(refill_id=rid(begun), volume_ul=18_000, concentration_ug_ml=500))
+    assert "REFILL-002" in refused_by(confirm(staged, volume=20_000), staged)  # differs from staged
+    assert verdict(confirm(staged, volume=18_000), staged).accepted
 
 
 @rule("REFILL-003")
 def test_residual_discrepancy_needs_acknowledgement() -> None:
     state = programmed()  # about 19.2 mL expected after two days
     off = refill_staged(state, measured=10_000)
-    assert "REFILL-003" in refused_by(confirm(), off)
-    assert verdict(confirm(acknowledged=True), off).accepted
+    assert "REFILL-003" in refused_by(confirm(off), off)
+    assert verdict(confirm(off, acknowledged=True), off).accepted
     close = refill_staged(state, measured=19_000)  # within 20 % and... above the 0.5 mL floor
-    assert "REFILL-003" not in refused_by(confirm(), close)
+    assert "REFILL-003" not in refused_by(confirm(close), close)
     strict = SafetyPolicy(load_rules(), {"REFILL-003.discrepancy_pct": 1})
-    assert "REFILL-003" in refused_by(confirm(), close, strict)
+    assert "REFILL-003" in refused_by(confirm(close), close, strict)
 
 
 # --- reservoir, battery, alarms, clock, session ----------------------------------------------------
@@ -544,4 +556,5 @@ def test_refusal_raises_with_every_rule_id() -> None:
 
 
 def test_commit_of_a_valid_staged_prescription_is_accepted() -> None:
-    assert verdict(CommitPrescription(stage_id=1, digest=0), apply(programmed(), stage())).accepted
+    staged = apply(programmed(), stage())
+    assert verdict(commit(staged), staged).accepted

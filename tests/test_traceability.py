@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
 from conftest import ROOT
-from itbproto.safety import enforced_rule_ids
+from itbproto.errors import SpecError
+from itbproto.safety import SafetyPolicy
+from itbproto.safety.catalog import Rule
+from itbproto.safety.rules import CHECKS
 from itbproto.specfiles import load_drug, load_rules
 from itbproto.specgen import rule_tests
 
@@ -16,9 +23,18 @@ def test_every_rule_has_a_test() -> None:
 
 def test_every_rule_is_enforced_and_every_check_is_a_rule() -> None:
     catalog = set(load_rules().ids)
-    enforced = enforced_rule_ids()
+    enforced = {check.rule_id for check in CHECKS}
     assert enforced <= catalog
     assert catalog - enforced == {"POLICY-001"}  # enforced by SafetyPolicy itself
+
+
+def test_a_policy_refuses_a_catalog_the_engine_does_not_match() -> None:
+    catalog = load_rules()
+    extra = Rule("NEW-001", "new", "overdose", "a rule nobody implemented", "test", ())
+    with pytest.raises(SpecError, match="NEW-001"):
+        SafetyPolicy(replace(catalog, rules=(*catalog.rules, extra)))
+    with pytest.raises(SpecError, match="DOSE-001"):
+        SafetyPolicy(replace(catalog, rules=tuple(r for r in catalog.rules if r.id != "DOSE-001")))
 
 
 def test_catalog_defaults_are_no_looser_than_the_label() -> None:

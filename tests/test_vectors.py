@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
-from itbproto.wire import CATALOG, Frame, decode, encode, message_class
+from itbproto.wire import CATALOG, Frame, Nack, Reassembler, decode, encode, fragment, message_class
 
-VECTORS = sorted((ROOT / "specs" / "vectors").glob("*.json"))
+FOLDER = ROOT / "specs" / "vectors"
+VECTORS = sorted(FOLDER.glob("0x*.json"))
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -39,3 +40,36 @@ def test_vector_fields_encode_to_its_bytes(path: Path) -> None:
     vector = _load(path)
     msg = message_class(int(vector["type"], 16)).CODEC.from_json(vector["fields"])
     assert encode(msg, txn=vector["txn"], seq=vector["seq"]).hex() == vector["frame"]
+
+
+def test_fragment_vectors_split_and_join() -> None:
+    for case in _load(FOLDER / "fragments.json")["cases"]:
+        frame = bytes.fromhex(case["frame"])
+        fragments = [bytes.fromhex(f) for f in case["fragments"]]
+        assert list(fragment(frame, case["mtu"], case["counter"])) == fragments
+        assert all(len(f) <= case["mtu"] - 3 for f in fragments)
+        receiver = Reassembler()
+        assert [out for f in fragments for out in receiver.feed(f)] == [frame]
+
+
+def test_refusal_vectors_answer_with_typed_nacks_echoing_the_transaction() -> None:
+    cases = _load(FOLDER / "refusals.json")["cases"]
+    assert len(cases) >= 10
+    for case in cases:
+        for answer in case["answers"]:
+            frame = decode(bytes.fromhex(answer["frame"]))
+            assert isinstance(frame.message, Nack)
+            assert frame.txn == answer["txn"]
+            assert frame.message.code.name == answer["fields"]["code"]
+        if "no answer" in case["case"]:
+            assert case["answers"] == []
+        else:
+            (answer,) = case["answers"]
+            header_txn = int.from_bytes(bytes.fromhex(case["input"])[6:10], "little")
+            assert answer["txn"] == header_txn
+
+
+def test_transaction_vectors_decode() -> None:
+    for step in _load(FOLDER / "transactions.json")["steps"]:
+        frame = decode(bytes.fromhex(step["frame"]))
+        assert (type(frame.message).__name__, frame.txn) == (step["request"], step["txn"])

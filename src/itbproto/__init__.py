@@ -1,49 +1,79 @@
 """itbproto: intrathecal baclofen pump programming protocol (research software, not a medical device).
 
-The sans-IO core: exact units (:mod:`itbproto.units`), one error hierarchy
-(:mod:`itbproto.errors`), the wire codec (:mod:`itbproto.wire`), the therapy
-model and dose math (:mod:`itbproto.therapy`), the safety rules
-(:mod:`itbproto.safety`) and the state machines (:mod:`itbproto.machines`)::
+The sans-IO core, most used names here; everything else in its module:
+
+- :mod:`itbproto.wire`: the messages (``from itbproto.wire import SetRate``), enums, frames, fragments;
+- :mod:`itbproto.connection`: one side of a link, bytes in -> events out (:class:`Connection`);
+- :mod:`itbproto.machines`: the pump (:class:`PumpMachine`) and the programmer (:class:`ProgrammingSession`);
+- :mod:`itbproto.firmware` and :mod:`itbproto.link`: the pump behind its links; a link in memory;
+- :mod:`itbproto.safety`, :mod:`itbproto.therapy`, :mod:`itbproto.units`: rules, dose math, exact units;
+- :mod:`itbproto.errors`: the one exception hierarchy.
+
+::
 
     >>> import itbproto
-    >>> frame = itbproto.encode(itbproto.SetRate(rate_ul_day=880), txn=7)
+    >>> from itbproto.wire import SetRate
+    >>> frame = itbproto.encode(SetRate(rate_ul_day=880), txn=7)
     >>> itbproto.decode(frame).message
     SetRate(rate_ul_day=880)
 """
 
-from itbproto.errors import *  # noqa: F403
-from itbproto.errors import __all__ as _errors_all
-from itbproto.machines import ProgrammingSession, PumpMachine
-from itbproto.safety import RuleCatalog, SafetyPolicy, Verdict, Violation, evaluate
+from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
+from itbproto.errors import (
+    ItbError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    SafetyViolation,
+    SessionError,
+    SpecError,
+    TherapyStateError,
+)
+from itbproto.firmware import Firmware
+from itbproto.link import InMemoryLink
+from itbproto.machines import DeviceState, ProgrammingSession, PumpMachine
+from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import DeviceProfile, Drug, Forecast, TherapyState, advance, apply, forecast
-from itbproto.units import *  # noqa: F403
-from itbproto.units import __all__ as _units_all
-from itbproto.wire import *  # noqa: F403
-from itbproto.wire import __all__ as _wire_all
+from itbproto.therapy import DeviceProfile, Drug, TherapyState, advance, apply
+from itbproto.wire import Frame, Message, decode, encode
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "BadRequest",
+    "Connection",
     "DeviceProfile",
+    "DeviceState",
+    "Dropped",
     "Drug",
-    "Forecast",
+    "Firmware",
+    "Frame",
+    "InMemoryLink",
+    "ItbError",
+    "LocalProtocolError",
+    "Message",
+    "Notification",
     "ProgrammingSession",
+    "ProtocolError",
     "PumpMachine",
-    "RuleCatalog",
+    "RemoteProtocolError",
+    "Reply",
+    "Request",
     "SafetyPolicy",
+    "SafetyViolation",
+    "SessionError",
+    "Side",
+    "SpecError",
     "TherapyState",
+    "TherapyStateError",
     "Verdict",
-    "Violation",
     "__version__",
     "advance",
     "apply",
+    "decode",
+    "encode",
     "evaluate",
-    "forecast",
     "load_drug",
     "load_profile",
     "load_rules",
-    *_errors_all,
-    *_units_all,
-    *_wire_all,
 ]

@@ -1,10 +1,15 @@
-"""The ``itbproto`` command: demo, decode, catalog, specs."""
+"""The ``itbproto`` command: demo, decode, catalog, rules, profiles, specs.
+
+Every failure is one line on stderr and a non-zero exit status; never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from itbproto import __version__
@@ -13,46 +18,85 @@ from itbproto.errors import ItbError
 from itbproto.wire import CATALOG, decode
 
 
-def _print_frame(prefix: str, frame_bytes: bytes) -> None:
+def parse_hex(text: str) -> bytes:
+    """Bytes from hex as people paste it: ``0x`` prefixes, spaces, newlines, ``:`` or ``-`` between bytes."""
+    digits = "".join(_clean(part) for part in text.split())
+    if len(digits) % 2:
+        raise ValueError(f"{len(digits)} hex digits: an odd number cannot be whole bytes")
+    return bytes.fromhex(digits)
+
+
+def _clean(part: str) -> str:
+    if part.lower().startswith("0x"):
+        part = part[2:]
+    bad = sorted({c for c in part if c not in "0123456789abcdefABCDEF:_-"})
+    if bad:
+        raise ValueError(f"not hex: {''.join(bad)!r} in {part[:24]!r}")
+    return re.sub(r"[:_-]", "", part)
+
+
+def _print_frame(frame_bytes: bytes) -> None:
     frame = decode(frame_bytes)
     msg = frame.message
-    print(f"{prefix}{type(msg).__name__}  (type 0x{msg.TYPE:02x}, txn {frame.txn}, seq {frame.seq})")
+    where = f"type 0x{msg.TYPE:02x}, txn {frame.txn}, seq {frame.seq}, {len(frame_bytes)} B"
+    print(f"{type(msg).__name__}  ({where})")
     rows = describe(msg)
     width = max((len(name) for name, _ in rows), default=0)
     for name, text in rows:
-        print(f"      {name:<{width}}  {text}")
+        print(f"  {name:<{width}}  {text}")
+
+
+def _frames(args: argparse.Namespace) -> Iterator[str]:
+    if args.frames and args.frames != ["-"]:
+        yield from args.frames
+        return
+    if sys.stdin.isatty():
+        print("reading hex frames from standard input, one per line (end with Ctrl-D)", file=sys.stderr)
+    for line in sys.stdin:
+        if line.strip():
+            yield line
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from itbproto.demo import run
 
-    run(args.mtu)
+    run(args.mtu or None)
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
     status = 0
-    for text in args.frames:
+    for text in _frames(args):
+        shown = " ".join(text.split())
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
         try:
-            _print_frame("", bytes.fromhex(text))
+            _print_frame(parse_hex(text))
         except (ValueError, ItbError) as exc:
-            print(f"{text[:32]}...: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"{shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
             status = 1
     return status
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
-        size = cls.CODEC.size if cls.CODEC.size is not None else "var"
+        size = f"{cls.CODEC.size}" if cls.CODEC.size is not None else f"..{cls.CODEC.max_size}"
+        effect = cls.EFFECT.value if cls.EFFECT is not None else ""
         flag = " changes delivery" if cls.CHANGES_DELIVERY else ""
-        print(f"0x{cls.TYPE:02x}  {cls.__name__:<20} {cls.KIND.value:<12} {size:>4} B{flag}")
+        print(f"0x{cls.TYPE:02x}  {cls.__name__:<20} {cls.KIND.value:<12} {effect:<8} {size:>6} B{flag}")
     return 0
+
+
+def _root(args: argparse.Namespace) -> Path:
+    root = Path(args.root)
+    if not (root / "specs" / "protocol.md").is_file():
+        raise ItbError(f"{root.resolve()} is not an itbproto checkout (no specs/protocol.md); pass --root")
+    return root
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
     from itbproto import specgen
 
-    root = Path(args.root)
+    root = _root(args)
     if args.write:
         for path in specgen.write(root):
             print(f"wrote {path}")
@@ -60,6 +104,8 @@ def cmd_specs(args: argparse.Namespace) -> int:
     stale = specgen.check(root)
     for path in stale:
         print(f"out of date: {path}  (run: itbproto specs --write)", file=sys.stderr)
+    if not stale:
+        print(f"specs/ under {root} is up to date")
     return 1 if stale else 0
 
 
@@ -69,7 +115,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from itbproto.specfiles import load_rules
 
     if args.matrix:
-        print(specgen.rule_matrix(Path(args.root) / "tests"), end="")
+        tests = Path(args.root) / "tests"
+        print(specgen.rule_matrix(tests if tests.is_dir() else None), end="")
         return 0
     points = enforcement_points()
     for rule in load_rules():
@@ -95,35 +142,75 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="itbproto", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="itbproto",
+        description="Intrathecal baclofen pump programming protocol tools "
+        "(research software, not a medical device).",
+    )
     parser.add_argument("--version", action="version", version=f"itbproto {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="a programmer session with a pump, frame by frame over BLE fragments")
-    demo.add_argument("--mtu", type=int, default=23, help="ATT MTU to fragment for (23..517, default 23)")
+    demo = sub.add_parser(
+        "demo",
+        help="a programmer session with a pump, frame by frame",
+        description="Run a clinician's session with a pump (the library's own machines) and print every "
+        "frame: its hex, which `itbproto decode` takes, and its fields.",
+    )
+    demo.add_argument(
+        "--mtu",
+        type=int,
+        default=23,
+        help="ATT MTU to split frames for (23..517; 0: whole frames; default 23)",
+    )
     demo.set_defaults(func=cmd_demo)
 
-    dec = sub.add_parser("decode", help="decode plain frames given as hex")
-    dec.add_argument("frames", nargs="+", metavar="HEX")
+    dec = sub.add_parser(
+        "decode",
+        help="decode frames given as hex",
+        description="Decode plain frames. Hex may have a 0x prefix, spaces, newlines or : between bytes. "
+        "With no HEX argument (or -), frames are read from standard input, one per line.",
+    )
+    dec.add_argument("frames", nargs="*", metavar="HEX", help="one frame per argument")
     dec.set_defaults(func=cmd_decode)
 
-    cat = sub.add_parser("catalog", help="list every message type")
+    cat = sub.add_parser(
+        "catalog",
+        help="list every message type",
+        description="Every message: type byte, name, kind, effect, payload size, whether it changes "
+        "delivery.",
+    )
     cat.set_defaults(func=cmd_catalog)
 
-    rules = sub.add_parser("rules", help="list the safety rules, or print the traceability matrix")
-    rules.add_argument("--matrix", action="store_true", help="print rule -> hazard -> enforcement -> tests")
+    rules = sub.add_parser(
+        "rules",
+        help="list the safety rules, or print the traceability matrix",
+        description="The safety rules of specs/safety-rules.toml, or (--matrix) rule -> hazard -> "
+        "enforcement -> tests.",
+    )
+    rules.add_argument("--matrix", action="store_true", help="print the traceability matrix")
     rules.add_argument(
         "-v", "--verbose", action="store_true", help="statements, enforcement points, parameters"
     )
-    rules.add_argument("--root", default=".", help="repository root, for --matrix (default: .)")
+    rules.add_argument(
+        "--root",
+        default=".",
+        help="source checkout whose tests/ the matrix reads (default: the current directory)",
+    )
     rules.set_defaults(func=cmd_rules)
 
-    profiles = sub.add_parser("profiles", help="list the device profiles")
+    profiles = sub.add_parser(
+        "profiles", help="list the device profiles", description="The device profiles in specs/profiles/."
+    )
     profiles.set_defaults(func=cmd_profiles)
 
-    specs = sub.add_parser("specs", help="check (default) or rewrite the generated parts of specs/")
+    specs = sub.add_parser(
+        "specs",
+        help="check (default) or rewrite the generated parts of specs/",
+        description="Check that the generated parts of specs/ (protocol tables, golden vectors, rule matrix, "
+        "diagrams) match the code, or rewrite them. Needs a source checkout.",
+    )
     specs.add_argument("--write", action="store_true", help="rewrite instead of checking")
-    specs.add_argument("--root", default=".", help="repository root (default: current directory)")
+    specs.add_argument("--root", default=".", help="the checkout (default: the current directory)")
     specs.set_defaults(func=cmd_specs)
     return parser
 
@@ -132,9 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ItbError, ValueError) as exc:
+    except BrokenPipeError:  # `itbproto demo | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except (ItbError, ValueError, OSError) as exc:
         print(f"itbproto: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

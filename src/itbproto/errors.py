@@ -4,30 +4,40 @@ Every error the library raises on purpose derives from :class:`ItbError` and
 carries, as attributes, what was wrong::
 
     ItbError
-     └── ProtocolError (ValueError)          bytes or values that break specs/protocol.md
-          ├── FrameError                     the envelope is wrong
-          │    ├── TruncatedFrameError       fewer bytes than the header promises
-          │    ├── FrameLengthError          more bytes than the header promises, or over the maximum
-          │    ├── BadCrcError               CRC-16/CCITT-FALSE mismatch
-          │    ├── UnsupportedVersionError   protocol version this library does not speak
-          │    ├── ReservedFlagsError        a reserved header flag is set
-          │    └── SealedFrameError          an AEAD frame handed to the plain decoder
-          ├── UnknownMessageError            message type not in the catalog
-          ├── MalformedPayloadError          payload does not parse as its message type
-          ├── FieldRangeError                a field outside its declared range (encode or decode)
-          └── FragmentError                  BLE fragment reassembly failed
-               ├── FragmentGapError          a fragment is missing
-               ├── DuplicateFragmentError    a fragment arrived twice
-               └── MessageTooLongError       a reassembled message would exceed the maximum
-     SpecError                               a file in specs/ is malformed
-     TherapyStateError                       a command that cannot apply in the current therapy state
-     SafetyViolation                         a command breaks safety rules (rule_ids, reasons)
-      └── PolicyError                        a policy that would loosen a limit (POLICY-001)
-     SessionError                            a state-machine trigger not allowed in the current state
+     ├── ProtocolError (ValueError)          bytes or values that break specs/protocol.md
+     │    ├── FrameError                     the envelope is wrong
+     │    │    ├── TruncatedFrameError       fewer bytes than the header promises
+     │    │    ├── FrameLengthError          more bytes than the header promises, or over the maximum
+     │    │    ├── BadCrcError               CRC-16/CCITT-FALSE mismatch
+     │    │    ├── UnsupportedVersionError   protocol version this library does not speak
+     │    │    ├── ReservedFlagsError        a reserved header flag is set
+     │    │    ├── SealedFrameError          an AEAD frame where a plain one was expected
+     │    │    └── StaleFrameError           a sequence number not newer than the last one received
+     │    ├── UnknownMessageError            message type not in the catalog
+     │    ├── MalformedPayloadError          payload does not parse as its message type
+     │    ├── FieldRangeError                a field outside its declared range (encode or decode)
+     │    ├── FragmentError                  BLE fragment reassembly failed
+     │    │    ├── FragmentGapError          a fragment is missing
+     │    │    ├── DuplicateFragmentError    a fragment arrived twice
+     │    │    ├── IncompleteMessageError    a message was abandoned for a newer one before it was whole
+     │    │    └── MessageTooLongError       a reassembled message would exceed the maximum
+     │    └── RemoteProtocolError            the peer's well-formed message breaks the protocol here
+     ├── LocalProtocolError                  this side was asked to break the protocol; nothing was sent
+     │    └── SessionError                   a session step not allowed in the session's current state
+     ├── SpecError                           a file in specs/ is malformed
+     ├── TherapyStateError                   a command that cannot apply in the current therapy state
+     │    ├── UnknownIdError                 it names a bolus, refill, alarm or stage that is not there
+     │    └── StaleStageError                its stage id or digest is not the staged one
+     └── SafetyViolation                     a command breaks safety rules (rule_ids, reasons)
+          └── PolicyError                    a policy that would loosen a limit (POLICY-001)
 
+As in h11, the two sides of a link keep their faults apart: what *this* side
+asked for and the protocol forbids raises :class:`LocalProtocolError` (a bug in
+the caller); what the *peer* sent that breaks the protocol is a
+:class:`ProtocolError` (codec errors or :class:`RemoteProtocolError`), which a
+:class:`~itbproto.connection.Connection` reports as an event instead of raising.
 Bad input raises one of these and changes nothing: a decoder never returns a
-half-parsed message, and a reassembler drops the partial message it was
-building.
+half-parsed message, and a reassembler never returns a partial one.
 """
 
 from __future__ import annotations
@@ -40,18 +50,24 @@ __all__ = [
     "FragmentGapError",
     "FrameError",
     "FrameLengthError",
+    "IncompleteMessageError",
     "ItbError",
+    "LocalProtocolError",
     "MalformedPayloadError",
     "MessageTooLongError",
     "PolicyError",
     "ProtocolError",
+    "RemoteProtocolError",
     "ReservedFlagsError",
     "SafetyViolation",
     "SealedFrameError",
     "SessionError",
     "SpecError",
+    "StaleFrameError",
+    "StaleStageError",
     "TherapyStateError",
     "TruncatedFrameError",
+    "UnknownIdError",
     "UnknownMessageError",
     "UnsupportedVersionError",
 ]
@@ -115,10 +131,19 @@ class ReservedFlagsError(FrameError):
 
 
 class SealedFrameError(FrameError):
-    """An AEAD-sealed frame was given to the plain-frame decoder; open it with the session channel."""
+    """An AEAD-sealed frame arrived where a plain one was expected; open it with the session channel."""
 
     def __init__(self) -> None:
         super().__init__("sealed (AEAD) frame: open it with the session's secure channel")
+
+
+class StaleFrameError(FrameError):
+    """A frame's sequence number is not newer than the last one received: a duplicate or a replay."""
+
+    def __init__(self, seq: int, last: int) -> None:
+        super().__init__(f"frame sequence {seq} is not newer than {last}: duplicate or replay")
+        self.seq = seq
+        self.last = last
 
 
 class UnknownMessageError(ProtocolError):
@@ -170,6 +195,19 @@ class DuplicateFragmentError(FragmentError):
         self.index = index
 
 
+class IncompleteMessageError(FragmentError):
+    """A first fragment of a new message arrived before the previous message was whole; it was dropped."""
+
+    def __init__(self, counter: int, received: int, total: int, new_counter: int) -> None:
+        super().__init__(
+            f"message {counter} dropped after {received} of {total} bytes: message {new_counter} began"
+        )
+        self.counter = counter
+        self.received = received
+        self.total = total
+        self.new_counter = new_counter
+
+
 class MessageTooLongError(FragmentError):
     """A message declares or reaches more bytes than allowed."""
 
@@ -177,6 +215,16 @@ class MessageTooLongError(FragmentError):
         super().__init__(f"message of {length} bytes exceeds the {limit}-byte limit")
         self.length = length
         self.limit = limit
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent a well-formed message that breaks the protocol here (a reply that answers nothing,
+    a reply type its request does not allow, a request sent to a programmer); it changed nothing."""
+
+
+class LocalProtocolError(ItbError):
+    """This side was asked to do what the protocol forbids (a second request in flight, a reply that
+    answers no request, a frame larger than the peer accepts); nothing was sent, nothing changed."""
 
 
 class SpecError(ItbError):
@@ -192,6 +240,14 @@ class TherapyStateError(ItbError):
     """A command cannot apply in the therapy's current state (no staged prescription, no refill, ...)."""
 
 
+class UnknownIdError(TherapyStateError):
+    """The command names a bolus, refill or alarm that the pump does not have."""
+
+
+class StaleStageError(TherapyStateError):
+    """The command's stage id or digest is not the one staged: the user confirmed something else."""
+
+
 class SafetyViolation(ItbError):  # noqa: N818  (the name DESIGN.md gives it)
     """A command breaks one or more safety rules; ``rule_ids`` names them. Nothing was applied."""
 
@@ -205,8 +261,8 @@ class PolicyError(SafetyViolation):
     """A safety policy tried to loosen a limit or name an unknown parameter (rule POLICY-001)."""
 
 
-class SessionError(ItbError):
-    """A trigger that the state machine does not allow in its current state; nothing changed."""
+class SessionError(LocalProtocolError):
+    """A session step that the state machine does not allow in its current state; nothing changed."""
 
     def __init__(self, machine: str, trigger: str, state: str, reason: str = "") -> None:
         why = f": {reason}" if reason else ""

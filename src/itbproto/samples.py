@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from itbproto.therapy.state import digest
 from itbproto.wire import enums as e
 from itbproto.wire import messages as m
 from itbproto.wire.message import Message
@@ -69,6 +70,8 @@ EXCHANGE: tuple[Step, ...] = (
             max_flex_steps=10,
             device_time=T0,
             paired=True,
+            max_frame=1045,
+            last_txn=0,
         ),
     ),
     *_pair(
@@ -105,7 +108,7 @@ EXCHANGE: tuple[Step, ...] = (
     ),
     *_pair(
         6,
-        m.StagePrescription(
+        STAGE := m.StagePrescription(
             prescription=m.Prescription(
                 mode=e.PrescriptionMode.CONTINUOUS,
                 origin=e.Origin.SPINAL,
@@ -118,9 +121,9 @@ EXCHANGE: tuple[Step, ...] = (
                 max_bolus_ng=50_000,
             )
         ),
-        m.PrescriptionStaged(stage_id=7, digest=0x5EED1234, daily_dose_ng=440_000),
+        m.PrescriptionStaged(stage_id=7, digest=digest(STAGE), daily_dose_ng=440_000),
     ),
-    *_pair(7, m.CommitPrescription(stage_id=7, digest=0x5EED1234), _ack(m.CommitPrescription, T0 + 40)),
+    *_pair(7, m.CommitPrescription(stage_id=7, digest=digest(STAGE)), _ack(m.CommitPrescription, T0 + 40)),
     *_pair(
         8,
         m.SetRate(rate_ul_day=1_400),
@@ -160,8 +163,8 @@ EXCHANGE: tuple[Step, ...] = (
     ),
     *_pair(
         12,
-        m.RefillStageDrug(refill_id=4, volume_ul=20_000, concentration_ug_ml=500),
-        m.RefillStaged(refill_id=4, volume_ul=20_000, concentration_ug_ml=500, digest=0x0BADCAFE),
+        DRUG := m.RefillStageDrug(refill_id=4, volume_ul=20_000, concentration_ug_ml=500),
+        m.RefillStaged(refill_id=4, volume_ul=20_000, concentration_ug_ml=500, digest=digest(DRUG)),
     ),
     *_pair(
         13,
@@ -169,7 +172,7 @@ EXCHANGE: tuple[Step, ...] = (
             refill_id=4,
             volume_ul=20_000,
             concentration_ug_ml=500,
-            digest=0x0BADCAFE,
+            digest=digest(DRUG),
             discrepancy_acknowledged=False,
         ),
         _ack(m.RefillConfirm, T0 + 600),

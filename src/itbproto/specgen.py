@@ -1,7 +1,8 @@
-"""Generates the parts of specs/ that the code defines: protocol tables and golden vectors.
+"""Generates the parts of specs/ that the code defines: protocol tables, golden vectors, rule matrix,
+diagrams.
 
-``itbproto specs --write`` regenerates them; ``itbproto specs --check`` (and a
-test) fails when the committed files differ from what the code says.
+``itbproto specs --write`` regenerates them; ``itbproto specs`` (and a test)
+fails when the committed files differ from what the code says.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from itbproto import vectors
 from itbproto.machines import DEFINITIONS
 from itbproto.safety.engine import enforcement_points
-from itbproto.samples import EXCHANGE, SAMPLES
+from itbproto.samples import SAMPLES
 from itbproto.specfiles import load_rules
 from itbproto.wire import enums
 from itbproto.wire.fields import ArrayType, FieldSpec, RecordType
-from itbproto.wire.frame import HEADER, encode
-from itbproto.wire.message import CATALOG, Message
+from itbproto.wire.frame import HEADER
+from itbproto.wire.message import CATALOG
 
 __all__ = [
     "BEGIN",
@@ -29,7 +31,6 @@ __all__ = [
     "protocol_tables",
     "rule_matrix",
     "rule_tests",
-    "vector_for",
     "write",
 ]
 
@@ -77,16 +78,18 @@ def protocol_tables() -> str:
     """The generated part of specs/protocol.md."""
     out = ["## Frame header", "", *_table(HEADER.specs), "## Messages", ""]
     out += [
-        "| type | message | kind | replies | changes delivery | roles | payload bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| type | message | kind | effect | replies | changes delivery | roles | payload bytes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
         replies = ", ".join(r.__name__ for r in cls.REPLIES) or "-"
-        size = cls.CODEC.size if cls.CODEC.size is not None else "variable"
+        size = cls.CODEC.size if cls.CODEC.size is not None else f"at most {cls.CODEC.max_size}"
         roles = ", ".join(r.name.lower() for r in sorted(cls.ROLES)) or "-"
+        effect = cls.EFFECT.value if cls.EFFECT is not None else "-"
+        delivery = "yes" if cls.CHANGES_DELIVERY else "no"
         out.append(
             f"| 0x{cls.TYPE:02x} | [{cls.__name__}](#0x{cls.TYPE:02x}-{cls.__name__.lower()}) "
-            f"| {cls.KIND.value} | {replies} | {'yes' if cls.CHANGES_DELIVERY else 'no'} | {roles} | {size} |"
+            f"| {cls.KIND.value} | {effect} | {replies} | {delivery} | {roles} | {size} |"
         )
     out.append("")
     for cls in sorted(CATALOG.values(), key=lambda c: c.TYPE):
@@ -99,27 +102,6 @@ def protocol_tables() -> str:
     for name in enums.__all__:
         out += _enum_table(getattr(enums, name))
     return "\n".join(out).rstrip() + "\n"
-
-
-def vector_for(msg: Message) -> dict[str, object]:
-    """The golden vector of a sample message: envelope fields, JSON fields and frame hex."""
-    txn = next((s.txn for s in EXCHANGE if s.message is msg), 0x100 + msg.TYPE)
-    if msg.TYPE == enums.MsgType.ALARM_NOTIFY:
-        txn = 0
-    seq = int(msg.TYPE)  # any fixed value works; the type keeps it memorable
-    return {
-        "message": type(msg).__name__,
-        "type": f"0x{msg.TYPE:02x}",
-        "txn": txn,
-        "seq": seq,
-        "fields": msg.to_json(),
-        "frame": encode(msg, txn=txn, seq=seq).hex(),
-    }
-
-
-def _vector_name(msg: Message) -> str:
-    snake = "".join(f"-{c.lower()}" if c.isupper() else c for c in type(msg).__name__).lstrip("-")
-    return f"0x{msg.TYPE:02x}-{snake}.json"
 
 
 def _rule_marks(tree: ast.Module) -> Iterator[tuple[str, list[str]]]:
@@ -163,9 +145,16 @@ def rule_tests(tests: Path) -> dict[str, list[str]]:
     return found
 
 
-def rule_matrix(tests: Path) -> str:
-    """specs/rule-matrix.md: rule -> hazard -> statement -> enforcement points -> tests."""
-    catalog, traced, points = load_rules(), rule_tests(tests), enforcement_points()
+def rule_matrix(tests: Path | None) -> str:
+    """specs/rule-matrix.md: rule -> hazard -> statement -> enforcement points -> tests.
+
+    With no tests folder (an installed package), the tests column says where to find them.
+    """
+    catalog, points = load_rules(), enforcement_points()
+    traced = rule_tests(tests) if tests is not None else {}
+    missing = (
+        "**none**" if tests is not None else "(run in a source checkout: itbproto rules --matrix --root DIR)"
+    )
     out = [
         "# Safety rule traceability matrix",
         "",
@@ -179,7 +168,7 @@ def rule_matrix(tests: Path) -> str:
     ]
     for r in catalog:
         where = ", ".join(points.get(r.id, ())) or "-"
-        tests_for = "<br>".join(f"`{t}`" for t in traced.get(r.id, [])) or "**none**"
+        tests_for = "<br>".join(f"`{t}`" for t in traced.get(r.id, [])) or missing
         out.append(f"| [{r.id}](#{r.id.lower()}) {r.title} | {r.hazard} | {where} | {tests_for} |")
     out += ["", "## Rules", ""]
     for r in catalog:
@@ -204,10 +193,17 @@ def generated_files(root: Path) -> dict[Path, str]:
     files[root / "specs" / "rule-matrix.md"] = rule_matrix(root / "tests")
     for definition in DEFINITIONS:
         files[root / "specs" / "diagrams" / f"{definition.name}.mmd"] = definition.mermaid()
+    folder = root / "specs" / "vectors"
     for msg in SAMPLES.values():
-        path = root / "specs" / "vectors" / _vector_name(msg)
-        files[path] = json.dumps(vector_for(msg), indent=2, ensure_ascii=False) + "\n"
+        files[folder / vectors.message_vector_name(msg)] = _json(vectors.message_vector(msg))
+    files[folder / "fragments.json"] = _json(vectors.fragment_vectors())
+    files[folder / "refusals.json"] = _json(vectors.refusal_vectors())
+    files[folder / "transactions.json"] = _json(vectors.transaction_vectors())
     return files
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def write(root: Path) -> list[Path]:

@@ -1,41 +1,60 @@
-"""State machines (transitions), sans-IO: the pump's behaviour and the programmer's session.
+"""State machines, sans-IO: the pump's behaviour (device side) and the programmer's session.
 
-Diagrams generated from the same tables live in specs/diagrams/.
+Each machine is a table (:class:`Definition`) that drives its runtime and its
+diagram in specs/diagrams/.
 """
 
-from itbproto.machines.alarm import ALARM, Alarm
-from itbproto.machines.definition import Definition
-from itbproto.machines.pump import PUMP, PumpMachine, state_of
+from itbproto.machines.alarm import ALARM
+from itbproto.machines.definition import Definition, StateMachine
+from itbproto.machines.pump import (
+    CLOSED,
+    PUMP,
+    Answer,
+    DeviceState,
+    EventLog,
+    PumpMachine,
+    Session,
+    mode_of,
+)
 from itbproto.machines.session import (
     SESSION,
     AlarmAnnounced,
-    Event,
-    Outgoing,
+    Ignored,
+    Mismatch,
     ProgrammingSession,
+    PumpView,
     Refused,
     Replied,
     Resolved,
+    SessionEvent,
     Summary,
     Verified,
 )
 
 __all__ = [
     "ALARM",
+    "CLOSED",
     "PUMP",
     "SESSION",
-    "Alarm",
     "AlarmAnnounced",
+    "Answer",
     "Definition",
-    "Event",
-    "Outgoing",
+    "DeviceState",
+    "EventLog",
+    "Ignored",
+    "Mismatch",
     "ProgrammingSession",
     "PumpMachine",
+    "PumpView",
     "Refused",
     "Replied",
     "Resolved",
+    "Session",
+    "SessionEvent",
+    "StateMachine",
     "Summary",
     "Verified",
-    "state_of",
+    "mode_of",
 ]
 
 DEFINITIONS = (PUMP, SESSION, ALARM)

@@ -1,9 +1,16 @@
-"""One table per state machine: it drives the runtime ``transitions`` machine and the mermaid diagram.
+"""One table per state machine: the law its runtime obeys, and the mermaid diagram in specs/diagrams/.
 
-h11's rule: everything that decides a transition lives in the table. A model
-declares its triggers as stubs (``model_override=True`` replaces them) so that
-``mypy --strict`` sees them; an invalid trigger raises :class:`SessionError` and
-changes nothing.
+h11's rule: everything that decides a transition lives in the table. A table is
+used two ways:
+
+- :meth:`Definition.machine` runs it with ``transitions`` on a private model: the
+  only way to move it is :meth:`StateMachine.fire`, so no public trigger method can
+  move it behind its owner's back (the programmer's session works this way);
+- :meth:`Definition.allows` checks one move against it, for machines whose state is
+  derived from data (the pump's mode comes from its device state; an alarm's from its
+  record), so that there is one source of truth and the table still governs it.
+
+An invalid trigger raises :class:`~itbproto.errors.SessionError` and changes nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from transitions.extensions import GraphMachine
 
 from itbproto.errors import SessionError
 
-__all__ = ["Definition", "fire"]
+__all__ = ["Definition", "StateMachine"]
 
 
 class _QuietOverride(logging.Filter):
@@ -34,24 +41,35 @@ logging.getLogger("transitions.core").addFilter(_QuietOverride())
 
 @dataclass(frozen=True)
 class Definition:
-    """States, transitions (transitions' dict form) and the initial state of one machine."""
+    """States, transitions (transitions' dict form; ``"="`` as dest: stay) and the initial state."""
 
     name: str
     states: Sequence[str]
     transitions: Sequence[Mapping[str, Any]]
     initial: str
 
-    def bind(self, model: object) -> Machine:
-        """A runtime machine driving ``model`` (whose trigger stubs it replaces)."""
-        return Machine(
-            model=model,
-            states=list(self.states),
-            transitions=[dict(t) for t in self.transitions],
-            initial=self.initial,
-            model_override=True,
-            auto_transitions=False,
-            ignore_invalid_triggers=False,
+    def __post_init__(self) -> None:
+        for t in self.transitions:
+            for state in [*_sources(t), t["dest"]]:
+                if state != "=" and state not in self.states:
+                    raise ValueError(f"{self.name}: {t['trigger']} names unknown state {state!r}")
+
+    def allows(self, trigger: str, source: str, dest: str) -> bool:
+        """True when the table has a ``trigger`` transition from ``source`` to ``dest``."""
+        return any(
+            t["trigger"] == trigger
+            and source in _sources(t)
+            and (source if t["dest"] == "=" else t["dest"]) == dest
+            for t in self.transitions
         )
+
+    def triggers(self, source: str) -> frozenset[str]:
+        """The triggers the table allows from ``source``."""
+        return frozenset(t["trigger"] for t in self.transitions if source in _sources(t))
+
+    def machine(self, initial: str | None = None) -> StateMachine:
+        """A running machine on this table (``transitions``), in ``initial`` or the table's initial state."""
+        return StateMachine(self, initial or self.initial)
 
     def mermaid(self) -> str:
         """The machine as a mermaid ``stateDiagram-v2`` (specs/diagrams/)."""
@@ -71,9 +89,44 @@ class Definition:
         return "\n".join(line.rstrip() for line in text.splitlines()).rstrip() + "\n"
 
 
-def fire(model: Any, definition: Definition, trigger: str, *args: Any) -> bool:
-    """Run ``trigger`` on ``model``; a trigger invalid in the current state raises SessionError."""
-    try:
-        return bool(getattr(model, trigger)(*args))
-    except MachineError as exc:
-        raise SessionError(definition.name, trigger, str(model.state), str(exc.value)) from None
+def _sources(transition: Mapping[str, Any]) -> list[str]:
+    source = transition["source"]
+    return [source] if isinstance(source, str) else list(source)
+
+
+class _Model:
+    """The private model a StateMachine drives; ``transitions`` adds the triggers to it."""
+
+    state: str
+
+
+class StateMachine:
+    """A ``transitions`` machine on a private model: it moves only through :meth:`fire`."""
+
+    def __init__(self, definition: Definition, initial: str) -> None:
+        self.definition = definition
+        self._model = _Model()
+        self._machine = Machine(
+            model=self._model,
+            states=list(definition.states),
+            transitions=[dict(t) for t in definition.transitions],
+            initial=initial,
+            auto_transitions=False,
+            ignore_invalid_triggers=False,
+        )
+
+    @property
+    def state(self) -> str:
+        return self._model.state
+
+    def can(self, trigger: str) -> bool:
+        return trigger in self._machine.get_triggers(self.state)
+
+    def fire(self, trigger: str) -> None:
+        """Move by ``trigger``; SessionError (and no change) if the table does not allow it here."""
+        try:
+            moved = getattr(self._model, trigger)()
+        except (MachineError, AttributeError) as exc:
+            raise SessionError(self.definition.name, trigger, self.state, str(exc)) from None
+        if not moved:
+            raise SessionError(self.definition.name, trigger, self.state)

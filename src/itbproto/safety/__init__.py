@@ -6,8 +6,9 @@ if not verdict.accepted:
 """
 
 from itbproto.safety.catalog import Param, Rule, RuleCatalog, parse_catalog
-from itbproto.safety.engine import enforced_rule_ids, evaluate
+from itbproto.safety.engine import enforcement_points, evaluate
 from itbproto.safety.policy import SafetyPolicy
+from itbproto.safety.rules import residual_needs_acknowledgement
 from itbproto.safety.verdict import Verdict, Violation
 
 __all__ = [
@@ -17,7 +18,8 @@ __all__ = [
     "SafetyPolicy",
     "Verdict",
     "Violation",
-    "enforced_rule_ids",
+    "enforcement_points",
     "evaluate",
     "parse_catalog",
+    "residual_needs_acknowledgement",
 ]

@@ -5,10 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from itbproto.errors import PolicyError
+from itbproto.errors import PolicyError, SpecError
 from itbproto.safety.catalog import RuleCatalog
+from itbproto.safety.rules import CHECKS
 
-__all__ = ["SafetyPolicy"]
+__all__ = ["SELF_ENFORCED", "SafetyPolicy", "verify_catalog"]
+
+#: rules that no command check enforces: the policy itself refuses a looser value
+SELF_ENFORCED = frozenset({"POLICY-001"})
+
+
+def verify_catalog(catalog: RuleCatalog) -> None:
+    """The engine's checks and the catalog must name the same rules: none unenforced, none unknown."""
+    checked = {check.rule_id for check in CHECKS}
+    unknown = sorted(checked - set(catalog.ids))
+    unenforced = sorted(set(catalog.ids) - checked - SELF_ENFORCED)
+    if unknown or unenforced:
+        raise SpecError(
+            "safety rule catalog", f"checks for unknown rules {unknown}; no check for {unenforced}"
+        )
 
 
 class SafetyPolicy:
@@ -17,12 +32,14 @@ class SafetyPolicy:
     ``SafetyPolicy(catalog, {"TITR-001.spinal_pct": 20})`` lowers the spinal
     titration step; ``{"TITR-001.spinal_pct": 40}`` raises :class:`PolicyError`
     (POLICY-001), as does a parameter the catalog does not have. No rule can be
-    switched off: the engine always runs every rule.
+    switched off: the engine always runs every rule. A catalog with a rule the engine
+    does not enforce, or without one it does, is refused (:class:`~itbproto.errors.SpecError`).
     """
 
     __slots__ = ("_values", "catalog")
 
     def __init__(self, catalog: RuleCatalog, overrides: Mapping[str, int] | None = None) -> None:
+        verify_catalog(catalog)
         self.catalog = catalog
         values = {f"{rule.id}.{p.name}": p.default for rule in catalog for p in rule.params}
         problems: list[str] = []

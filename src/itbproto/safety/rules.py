@@ -9,56 +9,61 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from itbproto.safety.policy import SafetyPolicy
-from itbproto.safety.verdict import Context, check
-from itbproto.therapy.flows import SCALE, bolus_flows, clip, max_window_dose, scaled_to_ng
+from itbproto.safety.verdict import Check, Context
+from itbproto.therapy.flows import SCALE, bolus_dose_ng, bolus_flows, clip, max_window_dose, scaled_to_ng
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, apply, planned_flows
 from itbproto.units import Dose, DoseRate, FlowRate, Rounding, Volume
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Origin, PatientGroup, PrescriptionMode, Severity, TherapyMode
+from itbproto.wire.message import Message
 
-__all__ = ["residual_needs_acknowledgement"]
+if TYPE_CHECKING:
+    from itbproto.safety.policy import SafetyPolicy
+
+__all__ = ["CHECKS", "residual_needs_acknowledgement"]
 
 DAY = SCALE
 
 PRESCRIBING = (m.StagePrescription, m.CommitPrescription, m.SetRate, m.RefillConfirm)
 # a timed Suspend resumes delivery by itself when it ends, so it is checked like a Resume
 STARTS_DELIVERY = (*PRESCRIBING, m.BolusStart, m.Resume, m.Suspend)
+REFILL_DRUG = (m.RefillStageDrug, m.RefillConfirm)
+RefillDrug = m.RefillStageDrug | m.RefillConfirm
 
 
 def _mg_day(scaled: int) -> str:
     return str(DoseRate(scaled_to_ng(scaled, Rounding.UP)))
 
 
-def _new_prescription(ctx: Context) -> m.Prescription | None:
+def _new_prescription(ctx: Context[Message]) -> m.Prescription | None:
     """The prescription the command stages or puts in force, if it changes one."""
     after = ctx.after
     if after is None:
         return None
     if isinstance(ctx.command, m.StagePrescription):
-        return after.staged
+        return after.staged.prescription if after.staged is not None else None
     if after.prescription is not ctx.before.prescription:
         return after.prescription
     return None
 
 
-def _in_force_after(ctx: Context) -> TherapyState | None:
+def _in_force_after(ctx: Context[Message]) -> TherapyState | None:
     """The state with the command's effect in force (a staged prescription counts as committed)."""
     after = ctx.after
     if after is None:
         return None
-    if isinstance(ctx.command, m.StagePrescription):
-        return apply(after, m.CommitPrescription(stage_id=0, digest=0))
+    if isinstance(ctx.command, m.StagePrescription) and after.staged is not None:
+        return apply(after, after.staged.commit)
     return after
 
 
 # --- dose ---------------------------------------------------------------------------------------------
 
 
-@check("DOSE-001", *STARTS_DELIVERY, consequence=True)
-def rolling_dose(ctx: Context) -> Iterator[str]:
+def rolling_dose(ctx: Context[Message]) -> Iterator[str]:
     state = _in_force_after(ctx)
     if state is None:
         return
@@ -73,22 +78,20 @@ def rolling_dose(ctx: Context) -> Iterator[str]:
         )
 
 
-def _daily_limit_ng(ctx: Context, state: TherapyState) -> int:
+def _daily_limit_ng(ctx: Context[Message], state: TherapyState) -> int:
     if state.prescription is not None:
         return state.prescription.max_daily_dose_ng
     return min(state.drug.ceiling_adult_ng_day, ctx.param("DOSE-003", "adult_ceiling_ng_day"))
 
 
-@check("DOSE-002", *PRESCRIBING, consequence=True)
-def programmed_daily_dose(ctx: Context) -> Iterator[str]:
+def programmed_daily_dose(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is not None and daily_dose_scaled(p) > p.max_daily_dose_ng * SCALE:
         programmed, limit = _mg_day(daily_dose_scaled(p)), DoseRate(p.max_daily_dose_ng)
         yield f"programmed {programmed} exceeds the prescription's {limit}"
 
 
-@check("DOSE-003", *PRESCRIBING, consequence=True)
-def daily_ceiling(ctx: Context) -> Iterator[str]:
+def daily_ceiling(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is None:
         return
@@ -103,7 +106,7 @@ def daily_ceiling(ctx: Context) -> Iterator[str]:
 # --- boluses ------------------------------------------------------------------------------------------
 
 
-def _bolus_limits(ctx: Context, dose_ng: int, prescription: m.Prescription | None) -> Iterator[str]:
+def _bolus_limits(ctx: Context[Message], dose_ng: int, prescription: m.Prescription | None) -> Iterator[str]:
     absolute = ctx.param("BOL-001", "absolute_max_bolus_ng")
     if prescription is not None and dose_ng > prescription.max_bolus_ng:
         yield f"bolus of {Dose(dose_ng)} exceeds the prescription's maximum {Dose(prescription.max_bolus_ng)}"
@@ -111,31 +114,26 @@ def _bolus_limits(ctx: Context, dose_ng: int, prescription: m.Prescription | Non
         yield f"bolus of {Dose(dose_ng)} exceeds the absolute maximum {Dose(absolute)}"
 
 
-@check("BOL-001", m.BolusStart)
-def bolus_maximum(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.BolusStart)
+def bolus_maximum(ctx: Context[m.BolusStart]) -> Iterator[str]:
     yield from _bolus_limits(
-        ctx, ctx.command.volume_ul * ctx.before.concentration_ug_ml, ctx.before.prescription
+        ctx, bolus_dose_ng(ctx.command.volume_ul, ctx.before.concentration_ug_ml), ctx.before.prescription
     )
 
 
-@check("BOL-001", *PRESCRIBING, consequence=True)
-def periodic_bolus_maximum(ctx: Context) -> Iterator[str]:
+def periodic_bolus_maximum(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is not None:
         for b in p.boluses:
-            yield from _bolus_limits(ctx, b.volume_ul * p.concentration_ug_ml, p)
+            yield from _bolus_limits(ctx, bolus_dose_ng(b.volume_ul, p.concentration_ug_ml), p)
 
 
-@check("BOL-002", m.BolusStart)
-def screening_doses(ctx: Context) -> Iterator[str]:
+def screening_doses(ctx: Context[m.BolusStart]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.BolusStart)
     if cmd.kind is not BolusKind.CLINICIAN or state.prescription is not None:
         return
     drug = state.drug
     allowed = sorted({drug.child_first_screening_ng, *drug.screening_doses_ng})
-    dose = cmd.volume_ul * state.concentration_ug_ml
+    dose = bolus_dose_ng(cmd.volume_ul, state.concentration_ug_ml)
     if dose not in allowed:
         yield f"screening dose {Dose(dose)} is not one of {', '.join(str(Dose(d)) for d in allowed)}"
         return
@@ -152,36 +150,31 @@ def screening_doses(ctx: Context) -> Iterator[str]:
         yield f"screening dose {Dose(dose)} skips a step (at most {most})"
 
 
-@check("BOL-003", m.BolusStart)
-def bolus_rate(ctx: Context) -> Iterator[str]:
+def bolus_rate(ctx: Context[m.BolusStart]) -> Iterator[str]:
     cmd = ctx.command
-    assert isinstance(cmd, m.BolusStart)
     yield from _bolus_rate(ctx, cmd.volume_ul, cmd.duration_s)
 
 
-@check("BOL-003", *PRESCRIBING, consequence=True)
-def periodic_bolus_rate(ctx: Context) -> Iterator[str]:
+def periodic_bolus_rate(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     for b in p.boluses if p is not None else ():
         yield from _bolus_rate(ctx, b.volume_ul, b.duration_s)
 
 
-def _bolus_rate(ctx: Context, volume_ul: int, duration_s: int) -> Iterator[str]:
+def _bolus_rate(ctx: Context[Message], volume_ul: int, duration_s: int) -> Iterator[str]:
     rate = bolus_flows(volume_ul, duration_s, 0, 1)[0].rate_ul_day
     limit = ctx.before.profile.max_bolus_rate_ul_day
     if rate > limit:
         yield f"{Volume(volume_ul)} in {duration_s} s is {FlowRate(rate)}, faster than {FlowRate(limit)}"
 
 
-@check("BOL-004", m.BolusStart)
-def one_bolus(ctx: Context) -> Iterator[str]:
+def one_bolus(ctx: Context[m.BolusStart]) -> Iterator[str]:
     bolus = ctx.before.bolus
     if bolus is not None and bolus.end > ctx.before.now:
         yield f"bolus {bolus.bolus_id} is still being delivered until {bolus.end}"
 
 
-@check("PBOL-001", m.BolusStart)
-def patient_lockout(ctx: Context) -> Iterator[str]:
+def patient_lockout(ctx: Context[m.BolusStart]) -> Iterator[str]:
     state = ctx.before
     if not _is_patient_bolus(ctx) or state.prescription is None:
         return
@@ -191,8 +184,7 @@ def patient_lockout(ctx: Context) -> Iterator[str]:
         yield f"lockout: last patient bolus {state.now - last[-1]} s ago, lockout {lockout} s"
 
 
-@check("PBOL-002", m.BolusStart)
-def patient_count(ctx: Context) -> Iterator[str]:
+def patient_count(ctx: Context[m.BolusStart]) -> Iterator[str]:
     state = ctx.before
     if not _is_patient_bolus(ctx) or state.prescription is None:
         return
@@ -202,10 +194,8 @@ def patient_count(ctx: Context) -> Iterator[str]:
         yield f"{count} patient boluses in the last 24 h; {allowed} allowed"
 
 
-@check("PBOL-003", m.BolusStart)
-def patient_as_prescribed(ctx: Context) -> Iterator[str]:
+def patient_as_prescribed(ctx: Context[m.BolusStart]) -> Iterator[str]:
     cmd, p = ctx.command, ctx.before.prescription
-    assert isinstance(cmd, m.BolusStart)
     if not _is_patient_bolus(ctx):
         return
     if p is None or p.patient.max_per_day == 0:
@@ -217,14 +207,12 @@ def patient_as_prescribed(ctx: Context) -> Iterator[str]:
         )
 
 
-def _is_patient_bolus(ctx: Context) -> bool:
+def _is_patient_bolus(ctx: Context[Message]) -> bool:
     return isinstance(ctx.command, m.BolusStart) and ctx.command.kind is BolusKind.PATIENT
 
 
-@check("BRIDGE-001", m.BolusStart)
-def bridge_bolus(ctx: Context) -> Iterator[str]:
+def bridge_bolus(ctx: Context[m.BolusStart]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.BolusStart)
     if cmd.kind is not BolusKind.BRIDGE:
         return
     changed, window = state.concentration_changed_at, ctx.param("BRIDGE-001", "window_s")
@@ -235,10 +223,8 @@ def bridge_bolus(ctx: Context) -> Iterator[str]:
     yield from _within_internal_volume(state, "bridge", cmd.volume_ul)
 
 
-@check("PRIME-001", m.BolusStart)
-def priming_bolus(ctx: Context) -> Iterator[str]:
+def priming_bolus(ctx: Context[m.BolusStart]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.BolusStart)
     if cmd.kind is not BolusKind.PRIMING:
         return
     if not state.needs_priming:
@@ -255,7 +241,7 @@ def _within_internal_volume(state: TherapyState, kind: str, volume_ul: int) -> I
 # --- titration ----------------------------------------------------------------------------------------
 
 
-def _increase(ctx: Context) -> tuple[m.Prescription, int, int] | None:
+def _increase(ctx: Context[Message]) -> tuple[m.Prescription, int, int] | None:
     """(new prescription, its daily dose, the current one) when the command raises the daily dose."""
     p = _new_prescription(ctx)
     if p is None:
@@ -266,8 +252,7 @@ def _increase(ctx: Context) -> tuple[m.Prescription, int, int] | None:
     return p, new, current
 
 
-@check("TITR-001", *PRESCRIBING, consequence=True)
-def titration_step(ctx: Context) -> Iterator[str]:
+def titration_step(ctx: Context[Message]) -> Iterator[str]:
     found = _increase(ctx)
     if found is None:
         return
@@ -289,8 +274,7 @@ def titration_step(ctx: Context) -> Iterator[str]:
         )
 
 
-@check("TITR-002", *PRESCRIBING, consequence=True)
-def one_increase_per_day(ctx: Context) -> Iterator[str]:
+def one_increase_per_day(ctx: Context[Message]) -> Iterator[str]:
     if _increase(ctx) is None:
         return
     state = ctx.before
@@ -305,8 +289,7 @@ def one_increase_per_day(ctx: Context) -> Iterator[str]:
 # --- prescription shape ---------------------------------------------------------------------------------
 
 
-@check("RATE-001", *PRESCRIBING, consequence=True)
-def rate_range(ctx: Context) -> Iterator[str]:
+def rate_range(ctx: Context[Message]) -> Iterator[str]:
     p, profile = _new_prescription(ctx), ctx.before.profile
     for i, step in enumerate(p.steps if p is not None else ()):
         if not profile.min_rate_ul_day <= step.rate_ul_day <= profile.max_rate_ul_day:
@@ -316,16 +299,14 @@ def rate_range(ctx: Context) -> Iterator[str]:
             )
 
 
-@check("RATE-002", *PRESCRIBING, consequence=True)
-def rate_resolution(ctx: Context) -> Iterator[str]:
+def rate_resolution(ctx: Context[Message]) -> Iterator[str]:
     p, step_size = _new_prescription(ctx), ctx.before.profile.rate_step_ul_day
     for i, step in enumerate(p.steps if p is not None else ()):
         if step.rate_ul_day % step_size:
             yield f"step {i}: {step.rate_ul_day} µL/day is not a multiple of {step_size} µL/day"
 
 
-@check("FLEX-001", *PRESCRIBING, consequence=True)
-def step_count(ctx: Context) -> Iterator[str]:
+def step_count(ctx: Context[Message]) -> Iterator[str]:
     p, limit = _new_prescription(ctx), ctx.before.profile.max_flex_steps
     if p is None:
         return
@@ -336,8 +317,7 @@ def step_count(ctx: Context) -> Iterator[str]:
         yield f"a flex prescription has 2..{limit} steps, not {n}"
 
 
-@check("FLEX-002", *PRESCRIBING, consequence=True)
-def steps_cover_the_day(ctx: Context) -> Iterator[str]:
+def steps_cover_the_day(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is None:
         return
@@ -351,43 +331,36 @@ def steps_cover_the_day(ctx: Context) -> Iterator[str]:
 # --- drug and refill ----------------------------------------------------------------------------------------
 
 
-@check("DRUG-001", *PRESCRIBING, consequence=True)
-def prescription_drug(ctx: Context) -> Iterator[str]:
+def prescription_drug(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is not None:
         yield from _listed(ctx, p.concentration_ug_ml)
 
 
-@check("DRUG-001", m.RefillStageDrug, m.RefillConfirm)
-def refill_drug(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.RefillStageDrug | m.RefillConfirm)
+def refill_drug(ctx: Context[RefillDrug]) -> Iterator[str]:
     yield from _listed(ctx, ctx.command.concentration_ug_ml)
 
 
-def _listed(ctx: Context, conc: int) -> Iterator[str]:
+def _listed(ctx: Context[Message], conc: int) -> Iterator[str]:
     table = ctx.before.drug.concentrations_ug_ml
     if conc not in table:
         yield f"{conc} µg/mL is not in the drug table ({', '.join(map(str, table))} µg/mL)"
 
 
-@check("DRUG-002", m.StagePrescription, m.CommitPrescription, m.SetRate, consequence=True)
-def matches_reservoir(ctx: Context) -> Iterator[str]:
+def matches_reservoir(ctx: Context[Message]) -> Iterator[str]:
     p = _new_prescription(ctx)
     if p is not None and p.concentration_ug_ml != ctx.before.concentration_ug_ml:
         held = ctx.before.concentration_ug_ml
         yield f"prescription is for {p.concentration_ug_ml} µg/mL; the reservoir holds {held} µg/mL"
 
 
-@check("REFILL-001", m.RefillStageDrug, m.RefillConfirm)
-def no_overfill(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.RefillStageDrug | m.RefillConfirm)
+def no_overfill(ctx: Context[RefillDrug]) -> Iterator[str]:
     capacity = ctx.before.profile.reservoir_capacity_ul
     if ctx.command.volume_ul > capacity:
         yield f"{Volume(ctx.command.volume_ul)} overfills the {Volume(capacity)} reservoir"
 
 
-@check("REFILL-002", m.RefillStageDrug, m.RefillConfirm)
-def two_step_refill(ctx: Context) -> Iterator[str]:
+def two_step_refill(ctx: Context[RefillDrug]) -> Iterator[str]:
     refill, cmd = ctx.before.refill, ctx.command
     if refill is None:
         yield "no refill in progress"
@@ -404,10 +377,8 @@ def two_step_refill(ctx: Context) -> Iterator[str]:
             )
 
 
-@check("REFILL-003", m.RefillConfirm)
-def residual_discrepancy(ctx: Context) -> Iterator[str]:
+def residual_discrepancy(ctx: Context[m.RefillConfirm]) -> Iterator[str]:
     refill, cmd = ctx.before.refill, ctx.command
-    assert isinstance(cmd, m.RefillConfirm)
     if refill is None or refill.measured_ul is None or cmd.discrepancy_acknowledged:
         return
     if residual_needs_acknowledgement(ctx.policy, refill.expected_residual_ul, refill.measured_ul):
@@ -427,8 +398,7 @@ def residual_needs_acknowledgement(policy: SafetyPolicy, expected_ul: int, measu
 # --- reservoir, battery, alarms, clock, session -----------------------------------------------------
 
 
-@check("RES-002", m.BolusStart, m.Resume, m.SetRate, m.CommitPrescription)
-def not_from_empty(ctx: Context) -> Iterator[str]:
+def not_from_empty(ctx: Context[Message]) -> Iterator[str]:
     state, cmd = ctx.before, ctx.command
     if state.empty:
         yield "the reservoir is empty"
@@ -436,15 +406,12 @@ def not_from_empty(ctx: Context) -> Iterator[str]:
         yield f"bolus of {Volume(cmd.volume_ul)} is more than the {Volume(state.reservoir_ul)} left"
 
 
-@check("BATT-001", m.BolusStart, m.Resume, m.SetRate, m.CommitPrescription, m.StagePrescription)
-def end_of_service(ctx: Context) -> Iterator[str]:
+def end_of_service(ctx: Context[Message]) -> Iterator[str]:
     if ctx.before.battery is Battery.EOS:
         yield "the battery is at end of service: the pump delivers nothing"
 
 
-@check("RES-001", m.SetThresholds)
-def low_reservoir_lead(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.SetThresholds)
+def low_reservoir_lead(ctx: Context[m.SetThresholds]) -> Iterator[str]:
     t = ctx.command.thresholds
     min_ul = max(ctx.param("RES-001", "min_low_reservoir_ul"), 0)
     min_days = ctx.param("RES-001", "min_low_reservoir_days")
@@ -454,48 +421,82 @@ def low_reservoir_lead(ctx: Context) -> Iterator[str]:
         yield f"low-reservoir alarm {t.low_reservoir_days} days before empty is later than {min_days} days"
 
 
-@check("BATT-002", m.SetThresholds)
-def eri_lead(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.SetThresholds)
+def eri_lead(ctx: Context[m.SetThresholds]) -> Iterator[str]:
     days, minimum = ctx.command.thresholds.eri_lead_days, ctx.param("BATT-002", "min_eri_lead_days")
     if days < minimum:
         yield f"ERI {days} days before end of service is later than {minimum} days"
 
 
-@check("ALARM-001", m.SetThresholds)
-def reannunciation_period(ctx: Context) -> Iterator[str]:
-    assert isinstance(ctx.command, m.SetThresholds)
+def reannunciation_period(ctx: Context[m.SetThresholds]) -> Iterator[str]:
     period, limit = ctx.command.thresholds.reannunciate_s, ctx.param("ALARM-001", "max_reannunciate_s")
     if period > limit:
         yield f"critical alarms would repeat every {period} s; at most every {limit} s"
 
 
-@check("ALARM-001", m.AlarmSilence)
-def critical_silence(ctx: Context) -> Iterator[str]:
+def critical_silence(ctx: Context[m.AlarmSilence]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.AlarmSilence)
     alarm = next((a for a in state.alarms if a.alarm_id == cmd.alarm_id), None)
     period = min(state.thresholds.reannunciate_s, ctx.param("ALARM-001", "max_reannunciate_s"))
     if alarm is not None and alarm.severity is Severity.CRITICAL and cmd.duration_s > period:
         yield f"a critical alarm is silenced for at most {period} s, not {cmd.duration_s} s"
 
 
-@check("STOP-001", m.SessionEnd)
-def no_silent_stop(ctx: Context) -> Iterator[str]:
+def no_silent_stop(ctx: Context[m.SessionEnd]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.SessionEnd)
     stopped = state.mode in (TherapyMode.STOPPED, TherapyMode.SUSPENDED) or state.battery is Battery.EOS
     if stopped and not cmd.acknowledge_stopped:
         mode = state.mode.name.lower()
         yield f"the pump is {mode}: ending the session needs the withdrawal acknowledgement"
 
 
-@check("CLOCK-001", m.SetClock)
-def small_clock_step(ctx: Context) -> Iterator[str]:
+def small_clock_step(ctx: Context[m.SetClock]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    assert isinstance(cmd, m.SetClock)
     step, limit = cmd.device_time - state.now, ctx.param("CLOCK-001", "max_step_s")
     if abs(step) > limit:
         yield f"the clock would move by {step} s; at most {limit} s"
     if cmd.device_time < state.last_event_at:
         yield f"the clock would move back past a recorded event at {state.last_event_at}"
+
+
+#: every rule check, in the order they run; SafetyPolicy verifies them against the catalog
+CHECKS: tuple[Check[Any], ...] = (
+    Check("DOSE-001", STARTS_DELIVERY, rolling_dose, consequence=True),
+    Check("DOSE-002", PRESCRIBING, programmed_daily_dose, consequence=True),
+    Check("DOSE-003", PRESCRIBING, daily_ceiling, consequence=True),
+    Check("BOL-001", (m.BolusStart,), bolus_maximum),
+    Check("BOL-001", PRESCRIBING, periodic_bolus_maximum, consequence=True),
+    Check("BOL-002", (m.BolusStart,), screening_doses),
+    Check("BOL-003", (m.BolusStart,), bolus_rate),
+    Check("BOL-003", PRESCRIBING, periodic_bolus_rate, consequence=True),
+    Check("BOL-004", (m.BolusStart,), one_bolus),
+    Check("PBOL-001", (m.BolusStart,), patient_lockout),
+    Check("PBOL-002", (m.BolusStart,), patient_count),
+    Check("PBOL-003", (m.BolusStart,), patient_as_prescribed),
+    Check("BRIDGE-001", (m.BolusStart,), bridge_bolus),
+    Check("PRIME-001", (m.BolusStart,), priming_bolus),
+    Check("TITR-001", PRESCRIBING, titration_step, consequence=True),
+    Check("TITR-002", PRESCRIBING, one_increase_per_day, consequence=True),
+    Check("RATE-001", PRESCRIBING, rate_range, consequence=True),
+    Check("RATE-002", PRESCRIBING, rate_resolution, consequence=True),
+    Check("FLEX-001", PRESCRIBING, step_count, consequence=True),
+    Check("FLEX-002", PRESCRIBING, steps_cover_the_day, consequence=True),
+    Check("DRUG-001", PRESCRIBING, prescription_drug, consequence=True),
+    Check[RefillDrug]("DRUG-001", REFILL_DRUG, refill_drug),
+    Check(
+        "DRUG-002",
+        (m.StagePrescription, m.CommitPrescription, m.SetRate),
+        matches_reservoir,
+        consequence=True,
+    ),
+    Check[RefillDrug]("REFILL-001", REFILL_DRUG, no_overfill),
+    Check[RefillDrug]("REFILL-002", REFILL_DRUG, two_step_refill),
+    Check("REFILL-003", (m.RefillConfirm,), residual_discrepancy),
+    Check("RES-002", (m.BolusStart, m.Resume, m.SetRate, m.CommitPrescription), not_from_empty),
+    Check("BATT-001", (*PRESCRIBING[:3], m.BolusStart, m.Resume), end_of_service),
+    Check("RES-001", (m.SetThresholds,), low_reservoir_lead),
+    Check("BATT-002", (m.SetThresholds,), eri_lead),
+    Check("ALARM-001", (m.SetThresholds,), reannunciation_period),
+    Check("ALARM-001", (m.AlarmSilence,), critical_silence),
+    Check("STOP-001", (m.SessionEnd,), no_silent_stop),
+    Check("CLOCK-001", (m.SetClock,), small_clock_step),
+)

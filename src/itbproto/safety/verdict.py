@@ -1,16 +1,21 @@
-"""Verdicts, the context a rule sees, and the registry of rule checks."""
+"""Verdicts, the typed context a rule check sees, and the record of one registered check."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from itbproto.errors import SafetyViolation
-from itbproto.safety.policy import SafetyPolicy
 from itbproto.therapy.state import TherapyState
 from itbproto.wire.message import Message
 
-__all__ = ["REGISTRY", "Check", "Context", "Verdict", "Violation", "check"]
+if TYPE_CHECKING:
+    from itbproto.safety.policy import SafetyPolicy
+
+__all__ = ["Check", "Context", "Verdict", "Violation"]
+
+C = TypeVar("C", bound=Message, covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +49,10 @@ class Verdict:
 
 
 @dataclass(frozen=True, slots=True)
-class Context:
+class Context(Generic[C]):
     """What a rule sees: the command, the state before it and (for consequence rules) after it."""
 
-    command: Message
+    command: C
     before: TherapyState
     after: TherapyState | None
     policy: SafetyPolicy
@@ -56,25 +61,15 @@ class Context:
         return self.policy(rule_id, name)
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+@dataclass(frozen=True)  # no slots: Check[...](...) sets __orig_class__
+class Check(Generic[C]):
+    """One registered check: rule ``rule_id`` on these command types.
+
+    ``fn`` yields one reason per violation. A consequence check needs the state the
+    command produces and runs only when the command can apply at all.
+    """
+
     rule_id: str
-    commands: tuple[type[Message], ...]
-    consequence: bool  # needs ``after``: runs only once the preconditions hold
-    fn: Callable[[Context], Iterator[str]]
-
-
-#: every rule check, in registration order; filled by itbproto.safety.rules at import
-REGISTRY: list[Check] = []
-
-
-def check(
-    rule_id: str, *commands: type[Message], consequence: bool = False
-) -> Callable[[Callable[[Context], Iterator[str]]], Callable[[Context], Iterator[str]]]:
-    """Register a check for ``rule_id`` on these command types; it yields one reason per violation."""
-
-    def register(fn: Callable[[Context], Iterator[str]]) -> Callable[[Context], Iterator[str]]:
-        REGISTRY.append(Check(rule_id, commands, consequence, fn))
-        return fn
-
-    return register
+    commands: tuple[type[C], ...]
+    fn: Callable[[Context[C]], Iterator[str]]
+    consequence: bool = False

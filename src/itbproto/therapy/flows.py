@@ -25,6 +25,7 @@ from itbproto.units import SECONDS_PER_DAY, Rounding, divide
 __all__ = [
     "SCALE",
     "Flow",
+    "bolus_dose_ng",
     "bolus_flows",
     "clip",
     "dose_between",
@@ -61,6 +62,11 @@ class Flow:
     def overlap(self, start: int, end: int) -> int:
         """Seconds of this flow inside [start, end)."""
         return max(0, min(self.end, end) - max(self.start, start))
+
+
+def bolus_dose_ng(volume_ul: int, conc_ug_ml: int) -> int:
+    """The drug in a bolus (or any volume): µL × µg/mL = ng, exactly."""
+    return volume_ul * conc_ug_ml
 
 
 def bolus_flows(volume_ul: int, duration_s: int, start: int, conc_ug_ml: int) -> tuple[Flow, ...]:

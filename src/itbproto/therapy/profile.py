@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 
 from itbproto.errors import SpecError
 from itbproto.wire.enums import PatientGroup
+from itbproto.wire.messages import AlarmThresholds
 
 __all__ = ["DeviceProfile", "Drug", "from_mapping"]
 
@@ -38,6 +39,16 @@ class DeviceProfile:
     eri_lead_days: int
     reannunciate_s: int
     battery_life_days: int
+
+    @property
+    def thresholds(self) -> AlarmThresholds:
+        """The alarm thresholds a new pump of this model starts with."""
+        return AlarmThresholds(
+            low_reservoir_ul=self.low_reservoir_ul,
+            low_reservoir_days=self.low_reservoir_days,
+            eri_lead_days=self.eri_lead_days,
+            reannunciate_s=self.reannunciate_s,
+        )
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,11 +10,21 @@ emulator run on this model; the rule engine projects with it.
 
 from __future__ import annotations
 
+import binascii
 import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from itbproto.errors import TherapyStateError
-from itbproto.therapy.flows import SCALE, Flow, bolus_flows, clip, seconds_until_volume, volume_between
+from itbproto.errors import StaleStageError, TherapyStateError, UnknownIdError
+from itbproto.therapy.alarms import quiet
+from itbproto.therapy.flows import (
+    SCALE,
+    Flow,
+    bolus_dose_ng,
+    bolus_flows,
+    clip,
+    seconds_until_volume,
+    volume_between,
+)
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
 from itbproto.wire import messages as m
@@ -28,9 +38,11 @@ __all__ = [
     "Battery",
     "BolusRecord",
     "RefillProgress",
+    "Staged",
     "TherapyState",
     "advance",
     "apply",
+    "digest",
     "planned_flows",
 ]
 
@@ -72,9 +84,30 @@ class RefillProgress:
     refill_id: int
     expected_residual_ul: int
     previous_mode: TherapyMode
+    started_at: int
     measured_ul: int | None = None
     staged_volume_ul: int | None = None
     staged_conc_ug_ml: int | None = None
+    digest: int | None = None  # of the RefillStageDrug payload; the confirm must carry it
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A prescription checked and held by the pump, awaiting the user's confirmation."""
+
+    prescription: Prescription
+    stage_id: int
+    digest: int  # of the StagePrescription payload
+
+    @property
+    def commit(self) -> m.CommitPrescription:
+        """The command that puts exactly this prescription in force."""
+        return m.CommitPrescription(stage_id=self.stage_id, digest=self.digest)
+
+
+def digest(request: Message) -> int:
+    """CRC-32 (zlib's, CRC-32/ISO-HDLC) of a request's payload: what the confirm step must repeat."""
+    return binascii.crc32(request.CODEC.encode(request))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,7 +121,9 @@ class TherapyState:
     reservoir_scaled: int = 0  # µL × 86 400
     mode: TherapyMode = TherapyMode.STOPPED
     prescription: Prescription | None = None
-    staged: Prescription | None = None
+    prescription_id: int = 0  # the stage id it was committed from; 0 when none is in force
+    committed_at: int = 0
+    staged: Staged | None = None
     suspended_until: int = 0  # 0: until resumed
     bolus: ActiveBolus | None = None
     boluses: tuple[BolusRecord, ...] = ()
@@ -99,17 +134,27 @@ class TherapyState:
     needs_priming: bool = False
     battery: Battery = Battery.OK
     motor_stalled: bool = False  # a stalled motor delivers nothing until it is cleared
-    thresholds: m.AlarmThresholds = field(
-        default_factory=lambda: m.AlarmThresholds(
-            low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600
-        )
-    )
+    thresholds: m.AlarmThresholds
     alarms: tuple[m.AlarmRecord, ...] = ()
     refill: RefillProgress | None = None
-    next_id: int = 1
-    last_event_at: int = (
-        0  # device time of the latest delivery or applied command; the clock never goes back past it
-    )
+    next_id: int = 1  # the next bolus, refill, stage or alarm id
+    # device time of the latest delivery or applied command; the clock never goes back past it
+    last_event_at: int = 0
+
+    @classmethod
+    def new(
+        cls, *, now: int, profile: DeviceProfile, drug: Drug, concentration_ug_ml: int, reservoir_ul: int
+    ) -> TherapyState:
+        """A pump as delivered: stopped, no prescription, the profile's alarm thresholds."""
+        return cls(
+            now=now,
+            profile=profile,
+            drug=drug,
+            concentration_ug_ml=concentration_ug_ml,
+            reservoir_scaled=reservoir_ul * SCALE,
+            thresholds=profile.thresholds,
+            last_event_at=now,
+        )
 
     @property
     def reservoir_ul(self) -> int:
@@ -119,6 +164,13 @@ class TherapyState:
     @property
     def empty(self) -> bool:
         return self.reservoir_scaled <= 0
+
+    @property
+    def delivery_mode(self) -> TherapyMode:
+        """STOPPED, INFUSING or SUSPENDED: what delivery does (during a refill, what it did before)."""
+        if self.mode is TherapyMode.REFILL and self.refill is not None:
+            return self.refill.previous_mode
+        return self.mode
 
     def daily_dose_at(self, t: int) -> int | None:
         """Programmed daily dose (scaled) in force at ``t``; None if no prescription was."""
@@ -137,9 +189,10 @@ def planned_flows(state: TherapyState, start: int, end: int) -> tuple[Flow, ...]
     if state.bolus is not None:
         flows += clip(state.bolus.flows, start, end)
     p = state.prescription
-    if p is not None and state.mode is not TherapyMode.STOPPED:
+    mode = state.delivery_mode
+    if p is not None and mode is not TherapyMode.STOPPED:
         resume = start
-        if state.mode is TherapyMode.SUSPENDED:
+        if mode is TherapyMode.SUSPENDED:
             resume = state.suspended_until if state.suspended_until else end
         if resume < end:
             flows += prescription_flows(p, max(start, resume), end)
@@ -200,11 +253,28 @@ def _prune_dose_log(log: tuple[tuple[int, int], ...], keep: int) -> tuple[tuple[
     return (*older[-1:], *(entry for entry in log if entry[0] > keep))
 
 
-def _with_prescription(state: TherapyState, p: Prescription) -> TherapyState:
+def _with_prescription(state: TherapyState, p: Prescription, prescription_id: int) -> TherapyState:
     dose = daily_dose_scaled(p)
     log = state.dose_log if state.daily_dose_at(state.now) == dose else (*state.dose_log, (state.now, dose))
     mode = TherapyMode.INFUSING if state.mode is TherapyMode.STOPPED else state.mode
-    return replace(state, prescription=p, staged=None, dose_log=log, mode=mode)
+    return replace(
+        state,
+        prescription=p,
+        prescription_id=prescription_id,
+        committed_at=state.now,
+        staged=None,
+        dose_log=log,
+        mode=mode,
+    )
+
+
+def _commit(state: TherapyState, cmd: m.CommitPrescription) -> TherapyState:
+    staged = state.staged
+    if staged is None:
+        raise TherapyStateError("no staged prescription to commit")
+    if (cmd.stage_id, cmd.digest) != (staged.stage_id, staged.digest):
+        raise StaleStageError("stage id or digest does not match the staged prescription")
+    return _with_prescription(state, staged.prescription, staged.stage_id)
 
 
 def _bolus(state: TherapyState, cmd: m.BolusStart) -> TherapyState:
@@ -215,7 +285,7 @@ def _bolus(state: TherapyState, cmd: m.BolusStart) -> TherapyState:
     flows = bolus_flows(cmd.volume_ul, cmd.duration_s, state.now, state.concentration_ug_ml)
     active = ActiveBolus(state.next_id, cmd.kind, state.now, cmd.volume_ul, flows)
     screening = cmd.kind is BolusKind.CLINICIAN and state.prescription is None
-    dose = cmd.volume_ul * state.concentration_ug_ml
+    dose = bolus_dose_ng(cmd.volume_ul, state.concentration_ug_ml)
     record = BolusRecord(state.now, cmd.kind, cmd.volume_ul, dose, screening)
     return replace(
         state,
@@ -227,16 +297,20 @@ def _bolus(state: TherapyState, cmd: m.BolusStart) -> TherapyState:
     )
 
 
-def _refill(state: TherapyState) -> RefillProgress:
+def _refill(state: TherapyState, refill_id: int) -> RefillProgress:
     if state.refill is None:
         raise TherapyStateError("no refill in progress")
+    if state.refill.refill_id != refill_id:
+        raise UnknownIdError(f"no refill {refill_id} in progress")
     return state.refill
 
 
-def _confirm_refill(state: TherapyState) -> TherapyState:
-    refill = _refill(state)
+def _confirm_refill(state: TherapyState, cmd: m.RefillConfirm) -> TherapyState:
+    refill = _refill(state, cmd.refill_id)
     if refill.staged_volume_ul is None or refill.staged_conc_ug_ml is None:
         raise TherapyStateError("refill not staged")
+    if cmd.digest != refill.digest:
+        raise StaleStageError("digest does not match the staged refill")
     conc = refill.staged_conc_ug_ml
     new = replace(
         state,
@@ -250,30 +324,16 @@ def _confirm_refill(state: TherapyState) -> TherapyState:
     new = replace(new, concentration_changed_at=state.now, bridge_given=False)
     if state.prescription is None:
         return new
-    return _with_prescription(new, rescale(state.prescription, conc, state.profile.rate_step_ul_day))
+    rescaled = rescale(state.prescription, conc, state.profile.rate_step_ul_day)
+    return _with_prescription(new, rescaled, state.prescription_id)
 
 
 def _set_rate(state: TherapyState, rate: int) -> TherapyState:
     p = state.prescription
     if p is None or p.mode is not PrescriptionMode.CONTINUOUS:
         raise TherapyStateError("SetRate needs a continuous prescription in force")
-    return _with_prescription(state, replace(p, steps=(m.FlexStep(start_s=0, rate_ul_day=rate),)))
-
-
-def _alarm(state: TherapyState, alarm_id: int, silenced_until: int | None) -> TherapyState:
-    if all(a.alarm_id != alarm_id for a in state.alarms):
-        raise TherapyStateError(f"no active alarm {alarm_id}")
-    alarms = tuple(
-        a
-        if a.alarm_id != alarm_id
-        else replace(
-            a,
-            acknowledged=True,
-            silenced_until=a.silenced_until if silenced_until is None else silenced_until,
-        )
-        for a in state.alarms
-    )
-    return replace(state, alarms=alarms)
+    steps = (m.FlexStep(start_s=0, rate_ul_day=rate),)
+    return _with_prescription(state, replace(p, steps=steps), state.prescription_id)
 
 
 def apply(state: TherapyState, command: Message) -> TherapyState:
@@ -287,18 +347,19 @@ def apply(state: TherapyState, command: Message) -> TherapyState:
 def _apply(state: TherapyState, command: Message) -> TherapyState:
     match command:
         case m.StagePrescription(prescription=p):
-            return replace(state, staged=p)
+            staged = Staged(p, state.next_id, digest(command))
+            return replace(state, staged=staged, next_id=state.next_id + 1)
         case m.CommitPrescription():
-            if state.staged is None:
-                raise TherapyStateError("no staged prescription to commit")
-            return _with_prescription(state, state.staged)
+            return _commit(state, command)
         case m.SetRate(rate_ul_day=rate):
             return _set_rate(state, rate)
         case m.BolusStart():
             return _bolus(state, command)
-        case m.BolusCancel():
+        case m.BolusCancel(bolus_id=bolus_id):
             if state.bolus is None:
                 raise TherapyStateError("no bolus to cancel")
+            if state.bolus.bolus_id != bolus_id:
+                raise UnknownIdError(f"no bolus {bolus_id} running")
             return replace(state, bolus=None)
         case m.Suspend(duration_s=duration):
             if state.mode in (TherapyMode.STOPPED, TherapyMode.REFILL):
@@ -312,23 +373,25 @@ def _apply(state: TherapyState, command: Message) -> TherapyState:
         case m.RefillBegin():
             if state.refill is not None:
                 raise TherapyStateError("a refill is already in progress")
-            progress = RefillProgress(state.next_id, state.reservoir_ul, state.mode)
+            progress = RefillProgress(state.next_id, state.reservoir_ul, state.mode, state.now)
             return replace(state, refill=progress, mode=TherapyMode.REFILL, next_id=state.next_id + 1)
-        case m.RefillResidual(measured_ul=measured):
-            return replace(state, refill=replace(_refill(state), measured_ul=measured))
-        case m.RefillStageDrug(volume_ul=volume, concentration_ug_ml=conc):
-            refill = _refill(state)
+        case m.RefillResidual(refill_id=rid, measured_ul=measured):
+            return replace(state, refill=replace(_refill(state, rid), measured_ul=measured))
+        case m.RefillStageDrug(refill_id=rid, volume_ul=volume, concentration_ug_ml=conc):
+            refill = _refill(state, rid)
             if refill.measured_ul is None:
                 raise TherapyStateError("record the residual volume first")
-            return replace(state, refill=replace(refill, staged_volume_ul=volume, staged_conc_ug_ml=conc))
+            drug = replace(refill, staged_volume_ul=volume, staged_conc_ug_ml=conc, digest=digest(command))
+            return replace(state, refill=drug)
         case m.RefillConfirm():
-            return _confirm_refill(state)
-        case m.RefillAbort():
-            return replace(state, refill=None, mode=_refill(state).previous_mode)
+            return _confirm_refill(state, command)
+        case m.RefillAbort(refill_id=rid):
+            return replace(state, refill=None, mode=_refill(state, rid).previous_mode)
         case m.AlarmAcknowledge(alarm_id=alarm_id):
-            return _alarm(state, alarm_id, None)
+            return replace(state, alarms=quiet(state.alarms, alarm_id, state.now, None, state.thresholds))
         case m.AlarmSilence(alarm_id=alarm_id, duration_s=duration):
-            return _alarm(state, alarm_id, state.now + duration)
+            until = state.now + duration
+            return replace(state, alarms=quiet(state.alarms, alarm_id, state.now, until, state.thresholds))
         case m.SetThresholds(thresholds=thresholds):
             return replace(state, thresholds=thresholds)
         case m.SetClock(device_time=t):

@@ -24,15 +24,18 @@ from itbproto.wire.frame import (
     HEADER_SIZE,
     MAX_FRAME,
     MAX_PAYLOAD,
-    Envelope,
+    PLAIN,
+    Channel,
     Frame,
     FrameHeader,
+    PlainChannel,
+    check_header,
     crc16,
     decode,
     encode,
-    parse_envelope,
+    open_frame,
 )
-from itbproto.wire.message import CATALOG, Kind, Message, Record, message_class
+from itbproto.wire.message import CATALOG, Effect, Kind, Message, Record, message_class
 from itbproto.wire.messages import *  # noqa: F403  (the catalog is the public API)
 from itbproto.wire.messages import __all__ as _messages_all
 
@@ -42,9 +45,11 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_FRAME",
     "MAX_PAYLOAD",
+    "PLAIN",
     "AlarmCode",
     "BolusKind",
-    "Envelope",
+    "Channel",
+    "Effect",
     "ErrorCode",
     "EventCode",
     "Frame",
@@ -54,6 +59,7 @@ __all__ = [
     "MsgType",
     "Origin",
     "PatientGroup",
+    "PlainChannel",
     "PrescriptionMode",
     "Procedure",
     "Reassembler",
@@ -61,11 +67,12 @@ __all__ = [
     "Role",
     "Severity",
     "TherapyMode",
+    "check_header",
     "crc16",
     "decode",
     "encode",
     "fragment",
     "message_class",
-    "parse_envelope",
+    "open_frame",
     *_messages_all,
 ]

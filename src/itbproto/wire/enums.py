@@ -89,11 +89,13 @@ class Role(enum.IntEnum):
 class TherapyMode(enum.IntEnum):
     """What the pump is doing."""
 
-    STOPPED = 0
+    STOPPED = 0  # no prescription in force, or never started
     INFUSING = 1
-    BOLUS = 2
+    BOLUS = 2  # a bolus on top of the basal flow
     SUSPENDED = 3
-    REFILL = 4
+    REFILL = 4  # a refill is in progress; delivery continues from the residual
+    HALTED = 5  # meant to deliver but nothing flows: empty reservoir or stalled motor (see alarms)
+    END_OF_SERVICE = 6  # the battery is spent: the pump delivers nothing, for good
 
 
 class PrescriptionMode(enum.IntEnum):
@@ -153,22 +155,24 @@ class Severity(enum.IntEnum):
 
 
 class ErrorCode(enum.IntEnum):
-    """Why a request was refused (carried in Nack)."""
+    """Why a request was refused (carried in Nack); specs/protocol.md says when each applies."""
 
-    MALFORMED = 1
-    UNKNOWN_MESSAGE = 2
-    UNSUPPORTED_VERSION = 3
-    FIELD_RANGE = 4
-    WRONG_STATE = 5
-    NOT_AUTHENTICATED = 6
-    ROLE_FORBIDDEN = 7
-    SAFETY_RULE = 8
-    REPLAY = 9
-    STALE_STAGE = 10
-    UNKNOWN_ID = 11
-    HARDWARE_FAULT = 12
-    BUSY = 13
-    INTERNAL = 14
+    MALFORMED = 1  # the payload does not parse, or a reserved header flag is set
+    UNKNOWN_MESSAGE = 2  # the type is not in the catalog, or is not a request
+    UNSUPPORTED_VERSION = 3  # frame or Hello version the pump does not speak
+    FIELD_RANGE = 4  # a field outside its declared range
+    WRONG_STATE = 5  # the command cannot apply in the pump's current state
+    NOT_AUTHENTICATED = 6  # no session: Hello first (or after SessionEnd)
+    ROLE_FORBIDDEN = 7  # the session's role may not send this request
+    SAFETY_RULE = 8  # safety rules refused it; Nack.rules names them
+    REPLAY = 9  # a transaction id not newer than the last one answered, and not the stored one
+    STALE_STAGE = 10  # stage id or digest differs from what was staged
+    UNKNOWN_ID = 11  # no such bolus, refill or alarm
+    HARDWARE_FAULT = 12  # end of service: the pump accepts no command
+    BUSY = 13  # another programmer holds the programming session
+    INTERNAL = 14  # the pump failed; nothing was applied
+    BAD_TXN = 15  # transaction id 0, or a jump too far ahead of the last one
+    TXN_REUSED = 16  # the stored transaction id with a different request
 
 
 class EventCode(enum.IntEnum):
@@ -194,3 +198,7 @@ class EventCode(enum.IntEnum):
     CLOCK_SET = 18
     COMMAND_REFUSED = 19
     PROCEDURE_RECORDED = 20
+    REFILL_BEGUN = 21
+    PRESCRIPTION_STAGED = 22
+    ALARM_CLEARED = 23
+    FAULT = 24

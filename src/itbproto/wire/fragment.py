@@ -3,16 +3,18 @@
 One ATT write or notification carries at most ``MTU - 3`` bytes. Each fragment
 starts with a small header::
 
-    byte 0      message counter (per direction, wraps at 256)
+    byte 0      message counter (per direction: 0 for the first message of a link, +1 per
+                message, 255 wraps to 0)
     byte 1      fragment index, 0 for the first
     bytes 2-3   total message length, little-endian; first fragment only
 
 A message of up to ``MTU - 7`` bytes therefore still travels in one fragment.
-The reassembler accepts fragments strictly in order. A fragment with a new
-counter and index 0 starts a new message; anything else out of place (a gap, a
-repeat, more bytes than announced, an announced length over the limit) raises a
-:class:`~itbproto.errors.FragmentError` and drops the partial message, so the
-next first fragment starts clean. Sans-IO: bytes in, bytes out.
+The reassembler takes fragments in order. A first fragment (index 0) with a new
+counter starts a new message; if the previous one was not whole, it is dropped
+and reported (its sender moved on: a lost tail, then a retry). A continuation
+that does not fit (a gap, a wrong counter, more bytes than announced) drops the
+partial message; a fragment that repeats one already taken is refused and
+changes nothing. Sans-IO: bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from itbproto.errors import DuplicateFragmentError, FragmentError, FragmentGapError, MessageTooLongError
+from itbproto.errors import (
+    DuplicateFragmentError,
+    FragmentError,
+    FragmentGapError,
+    IncompleteMessageError,
+    MessageTooLongError,
+)
 from itbproto.wire.frame import MAX_FRAME
 
 __all__ = [
@@ -69,9 +77,10 @@ class Reassembler:
     def __init__(self, max_length: int = MAX_FRAME) -> None:
         self.max_length = max_length
         self._parts: list[bytes] = []
-        self._counter: int | None = None
-        self._last_counter: int | None = None
+        self._counter: int | None = None  # the message being joined
+        self._last_counter: int | None = None  # the last message completed on this link
         self._next_index = 0
+        self._total = 0
         self._remaining = 0
 
     @property
@@ -80,64 +89,74 @@ class Reassembler:
         return self._counter is None
 
     def reset(self) -> None:
-        """Drop a partial message (for example after a disconnect)."""
-        self._parts.clear()
-        self._counter = None
-        self._next_index = 0
-        self._remaining = 0
+        """A new link: forget the partial message and the counters of the old one."""
+        self._drop()
+        self._last_counter = None
 
-    def feed(self, chunk: bytes) -> bytes | None:
-        """Take one fragment; return the whole message when this fragment completes it."""
+    def feed(self, chunk: bytes) -> list[bytes | FragmentError]:
+        """Take one fragment; return what came out of it, in order.
+
+        That is the whole message if this fragment completes one, and a
+        :class:`~itbproto.errors.FragmentError` for whatever was refused or
+        dropped. Nothing is ever raised.
+        """
         if len(chunk) < NEXT_HEADER:
-            self.reset()
-            raise FragmentError(f"fragment of {len(chunk)} bytes is shorter than its header")
+            return [FragmentError(f"fragment of {len(chunk)} bytes is shorter than its header")]
         counter, index = chunk[0], chunk[1]
         if index == 0:
             return self._start(counter, chunk)
-        if self._counter is None or counter != self._counter:
-            expected = self._next_index if self._counter is not None else 0
-            self.reset()
+        if counter != self._counter:
             if counter == self._last_counter:
-                raise DuplicateFragmentError(counter, index)
-            raise FragmentGapError(expected, index)
-        if index != self._next_index:
+                return [DuplicateFragmentError(counter, index)]
+            expected = self._next_index if self._counter is not None else 0
+            self._drop()  # its sender has moved on: the partial message will never be whole
+            return [FragmentGapError(expected, index)]
+        if index < self._next_index:
+            return [DuplicateFragmentError(counter, index)]
+        if index > self._next_index:
             expected = self._next_index
-            self.reset()
-            if index < expected:
-                raise DuplicateFragmentError(counter, index)
-            raise FragmentGapError(expected, index)
+            self._drop()
+            return [FragmentGapError(expected, index)]
         return self._add(chunk[NEXT_HEADER:])
 
-    def _start(self, counter: int, chunk: bytes) -> bytes | None:
-        if self._counter is not None:
-            expected, same = self._next_index, counter == self._counter
-            self.reset()
-            if same:
-                raise DuplicateFragmentError(counter, 0)
-            raise FragmentGapError(expected, 0)
-        if counter == self._last_counter:
-            raise DuplicateFragmentError(counter, 0)
+    def _start(self, counter: int, chunk: bytes) -> list[bytes | FragmentError]:
+        if counter in (self._counter, self._last_counter):
+            return [DuplicateFragmentError(counter, 0)]
+        out = self._abandon(counter)
         if len(chunk) < FIRST_HEADER:
-            raise FragmentError(f"first fragment of {len(chunk)} bytes is shorter than its header")
+            return [*out, FragmentError(f"first fragment of {len(chunk)} bytes is shorter than its header")]
         (total,) = struct.unpack_from("<H", chunk, 2)
         if total > self.max_length:
-            raise MessageTooLongError(total, self.max_length)
-        self._counter = counter
-        self._next_index = 0
-        self._remaining = total
-        return self._add(chunk[FIRST_HEADER:])
+            return [*out, MessageTooLongError(total, self.max_length)]
+        self._counter, self._next_index, self._total, self._remaining = counter, 0, total, total
+        return [*out, *self._add(chunk[FIRST_HEADER:])]
 
-    def _add(self, data: bytes) -> bytes | None:
+    def _abandon(self, new_counter: int) -> list[bytes | FragmentError]:
+        """Drop the partial message, if any, and report it: message ``new_counter`` takes its place."""
+        if self._counter is None:
+            return []
+        report = IncompleteMessageError(
+            self._counter, self._total - self._remaining, self._total, new_counter
+        )
+        self._drop()
+        return [report]
+
+    def _add(self, data: bytes) -> list[bytes | FragmentError]:
         if len(data) > self._remaining:
-            received = sum(map(len, self._parts))
-            self.reset()
-            raise MessageTooLongError(received + len(data), received + self._remaining)
+            received = self._total - self._remaining
+            self._drop()
+            return [MessageTooLongError(received + len(data), received + self._remaining)]
         self._parts.append(data)
         self._remaining -= len(data)
         self._next_index += 1
         if self._remaining:
-            return None
+            return []
         message = b"".join(self._parts)
         self._last_counter = self._counter
-        self.reset()
-        return message
+        self._drop()
+        return [message]
+
+    def _drop(self) -> None:
+        self._parts.clear()
+        self._counter = None
+        self._next_index = self._total = self._remaining = 0

@@ -1,4 +1,4 @@
-"""The frame envelope: header, payload, integrity trailer.
+"""The frame envelope: header, payload, and what protects them (the channel's trailer).
 
 ::
 
@@ -11,11 +11,15 @@
     11      2     length         payload bytes, <= MAX_PAYLOAD
     13      n     payload        the message, see specs/protocol.md
     13+n    2|8   trailer        plain: CRC-16/CCITT-FALSE over bytes 0..13+n, little-endian
-                                 sealed: 8-byte AES-CCM tag (added by the security layer)
+                                 sealed: 8-byte AES-CCM tag (the security layer's channel)
 
-All integers are little-endian. :func:`encode` and :func:`decode` handle plain
-frames; :func:`parse_envelope` checks the envelope of either kind and hands a
-sealed frame's parts to the secure channel.
+All integers are little-endian. What protects a frame is a :class:`Channel`:
+:data:`PLAIN` adds and checks the CRC; the security layer's sealed channel
+encrypts the payload and adds the tag, with the header as associated data. The
+:class:`~itbproto.connection.Connection` holds one channel per link and swaps it
+when a session key exists. :func:`encode` and :func:`decode` work on plain frames
+(or any channel given); :func:`open_frame` and :func:`check_header` are the
+receiver's steps one by one, in the order specs/protocol.md gives them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from itbproto.errors import (
     BadCrcError,
@@ -43,14 +48,18 @@ __all__ = [
     "HEADER_SIZE",
     "MAX_FRAME",
     "MAX_PAYLOAD",
+    "PLAIN",
+    "RESERVED_FLAGS",
     "TAG_SIZE",
-    "Envelope",
+    "Channel",
     "Frame",
     "FrameHeader",
+    "PlainChannel",
+    "check_header",
     "crc16",
     "decode",
     "encode",
-    "parse_envelope",
+    "open_frame",
 ]
 
 FLAG_SEALED = 0x01
@@ -79,89 +88,113 @@ HEADER_SIZE = _HEADER.size
 MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + TAG_SIZE
 
 
-def crc16(data: bytes) -> int:
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final XOR)."""
-    return binascii.crc_hqx(data, 0xFFFF)
+    return binascii.crc_hqx(data, crc)
+
+
+class Channel(Protocol):
+    """What protects the frames of one link in one direction pair: a CRC, or an AEAD seal."""
+
+    #: the header flag bits every frame of this channel carries
+    flags: int
+
+    def seal(self, header: bytes, payload: bytes) -> bytes:
+        """The bytes that follow ``header``: the payload as sent and the trailer."""
+        ...
+
+    def open(self, header: FrameHeader, header_bytes: bytes, body: bytes) -> bytes:
+        """The payload of a frame whose envelope is sound; raise a FrameError if it is not intact."""
+        ...
+
+
+class PlainChannel:
+    """Plain frames: the payload in clear and a CRC-16/CCITT-FALSE over header and payload."""
+
+    flags = 0
+
+    def seal(self, header: bytes, payload: bytes) -> bytes:
+        return payload + _CRC.pack(crc16(payload, crc16(header)))
+
+    def open(self, header: FrameHeader, header_bytes: bytes, body: bytes) -> bytes:
+        if header.flags & FLAG_SEALED:
+            raise SealedFrameError()
+        payload, (carried,) = body[:-CRC_SIZE], _CRC.unpack(body[-CRC_SIZE:])
+        computed = crc16(payload, crc16(header_bytes))
+        if carried != computed:
+            raise BadCrcError(computed, carried)
+        return payload
+
+
+PLAIN = PlainChannel()
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """A decoded plain frame: the message and the envelope fields that travel with it."""
+    """A decoded frame: the message and the envelope fields that travel with it."""
 
     message: Message
     txn: int = 0
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A frame whose envelope has been checked; its payload is not decoded yet."""
-
-    header: FrameHeader
-    payload: bytes
-    trailer: bytes
-
-    @property
-    def sealed(self) -> bool:
-        return bool(self.header.flags & FLAG_SEALED)
-
-    @property
-    def authenticated_data(self) -> bytes:
-        """The header bytes: AEAD associated data and part of the CRC input."""
-        h = self.header
-        return _HEADER.pack(h.version, h.flags, h.seq, h.txn, h.msg_type, h.length)
-
-
-def encode(message: Message, *, txn: int = 0, seq: int = 0) -> bytes:
-    """A plain frame carrying ``message``; every field is range-checked first."""
+def encode(message: Message, *, txn: int = 0, seq: int = 0, channel: Channel = PLAIN) -> bytes:
+    """A frame carrying ``message``; every field is range-checked first."""
     U32.check(txn, "txn")
     U32.check(seq, "seq")
     payload = message.CODEC.encode(message)
     if len(payload) > MAX_PAYLOAD:
         raise FieldRangeError("length", len(payload), f"0..{MAX_PAYLOAD}")
-    head = _HEADER.pack(PROTOCOL_VERSION, 0, seq, txn, message.TYPE, len(payload)) + payload
-    return head + _CRC.pack(crc16(head))
+    head = _HEADER.pack(PROTOCOL_VERSION, channel.flags, seq, txn, message.TYPE, len(payload))
+    return head + channel.seal(head, payload)
 
 
-def _open(data: bytes) -> tuple[int, int, int, int, int]:
-    """Check a frame's envelope; return (flags, seq, txn, msg_type, payload end)."""
+def open_frame(data: bytes, channel: Channel = PLAIN) -> tuple[FrameHeader, bytes]:
+    """Check a frame's size and integrity; return its header and payload.
+
+    Until this succeeds nothing in the header can be trusted. The version, the
+    flags, the type and the payload are not looked at yet (:func:`check_header`).
+    """
     size = len(data)
     if size < HEADER_SIZE + CRC_SIZE:
         raise TruncatedFrameError(HEADER_SIZE + CRC_SIZE, size)
     version, flags, seq, txn, msg_type, length = _HEADER.unpack_from(data)
     if length > MAX_PAYLOAD:
         raise FrameLengthError(HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE, HEADER_SIZE + length + CRC_SIZE)
-    end = HEADER_SIZE + length
-    expected = end + (TAG_SIZE if flags & FLAG_SEALED else CRC_SIZE)
+    expected = HEADER_SIZE + length + (TAG_SIZE if flags & FLAG_SEALED else CRC_SIZE)
     if size < expected:
         raise TruncatedFrameError(expected, size)
     if size > expected:
         raise FrameLengthError(expected, size)
-    if not flags & FLAG_SEALED:
-        (carried,) = _CRC.unpack_from(data, end)
-        computed = crc16(data[:end])
-        if carried != computed:
-            raise BadCrcError(computed, carried)
-    if version != PROTOCOL_VERSION:
-        raise UnsupportedVersionError(version, PROTOCOL_VERSION)
-    if flags & RESERVED_FLAGS:
-        raise ReservedFlagsError(flags, RESERVED_FLAGS)
-    return flags, seq, txn, msg_type, end
+    header = FrameHeader(version=version, flags=flags, seq=seq, txn=txn, msg_type=msg_type, length=length)
+    payload = channel.open(header, bytes(data[:HEADER_SIZE]), bytes(data[HEADER_SIZE:]))
+    return header, payload
 
 
-def parse_envelope(data: bytes) -> Envelope:
-    """Check the envelope of a plain or sealed frame; verify the CRC of a plain one."""
-    flags, seq, txn, msg_type, end = _open(data)
-    header = FrameHeader(
-        version=PROTOCOL_VERSION, flags=flags, seq=seq, txn=txn, msg_type=msg_type, length=end - HEADER_SIZE
-    )
-    return Envelope(header, bytes(data[HEADER_SIZE:end]), bytes(data[end:]))
+def check_header(header: FrameHeader) -> None:
+    """Refuse a version this library does not speak, and reserved flag bits."""
+    if header.version != PROTOCOL_VERSION:
+        raise UnsupportedVersionError(header.version, PROTOCOL_VERSION)
+    if header.flags & RESERVED_FLAGS:
+        raise ReservedFlagsError(header.flags, RESERVED_FLAGS)
 
 
-def decode(data: bytes) -> Frame:
-    """Decode a plain frame; raise a :class:`~itbproto.errors.ProtocolError` subclass on any fault."""
-    flags, seq, txn, msg_type, end = _open(data)
-    if flags & FLAG_SEALED:
-        raise SealedFrameError()
-    msg = message_class(msg_type).CODEC.decode(data, HEADER_SIZE, end)
-    return Frame(msg, txn=txn, seq=seq)
+def decode(data: bytes, channel: Channel = PLAIN) -> Frame:
+    """Decode a frame; raise a :class:`~itbproto.errors.ProtocolError` subclass on any fault."""
+    if channel is PLAIN:  # the hot path, inline: one header unpack, one CRC
+        size = len(data)
+        if size >= HEADER_SIZE + CRC_SIZE:
+            version, flags, seq, txn, msg_type, length = _HEADER.unpack_from(data)
+            end = HEADER_SIZE + length
+            if (
+                size == end + CRC_SIZE
+                and flags == 0
+                and version == PROTOCOL_VERSION
+                and length <= MAX_PAYLOAD
+            ):
+                (carried,) = _CRC.unpack_from(data, end)
+                if carried == crc16(data[:end]):
+                    return Frame(message_class(msg_type).CODEC.decode(data, HEADER_SIZE, end), txn, seq)
+    header, payload = open_frame(data, channel)
+    check_header(header)
+    return Frame(message_class(header.msg_type).CODEC.decode(payload), header.txn, header.seq)

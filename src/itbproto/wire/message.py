@@ -20,7 +20,7 @@ from itbproto.errors import MalformedPayloadError, UnknownMessageError
 from itbproto.wire.enums import MsgType, Role
 from itbproto.wire.fields import FieldSpec, Json, RecordType, field
 
-__all__ = ["CATALOG", "Kind", "Message", "Record", "message", "message_class", "record"]
+__all__ = ["CATALOG", "Effect", "Kind", "Message", "Record", "message", "message_class", "record"]
 
 R = TypeVar("R", bound="Record")
 M = TypeVar("M", bound="Message")
@@ -53,6 +53,21 @@ class Kind(enum.Enum):
     NOTIFICATION = "notification"
 
 
+class Effect(enum.Enum):
+    """What a request does to the pump; it decides how its transaction id is treated.
+
+    - ``OPEN`` (Hello, pairing): allowed without a session; outside the transaction sequence.
+    - ``READ``: changes nothing; outside the transaction sequence (a lost read is sent again
+      with a new id).
+    - ``COMMAND``: changes the pump; its id must be new, and it is applied at most once: the
+      identical request with the same id gets the stored reply.
+    """
+
+    OPEN = "open"
+    READ = "read"
+    COMMAND = "command"
+
+
 def _dataclass(cls: type[R]) -> type[R]:
     return dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
 
@@ -72,7 +87,10 @@ class Message(Record):
     KIND: ClassVar[Kind]
     #: responses a device may send to this request (Nack is always possible)
     REPLIES: ClassVar[tuple[type[Message], ...]] = ()
-    #: True when applying this request changes what the pump delivers (at-most-once)
+    #: what a request does to the pump (None for responses and notifications)
+    EFFECT: ClassVar[Effect | None] = None
+    #: True when applying this request changes what the pump delivers (a command whose lost reply
+    #: leaves the programmer uncertain until the pump says whether it was applied)
     CHANGES_DELIVERY: ClassVar[bool] = False
     #: roles that may send this request (empty for responses and notifications)
     ROLES: ClassVar[frozenset[Role]] = frozenset()
@@ -140,10 +158,13 @@ def message(
     kind: Kind,
     *,
     replies: tuple[type[Message], ...] = (),
+    effect: Effect = Effect.COMMAND,
     changes_delivery: bool = False,
     roles: frozenset[Role] = frozenset({Role.CLINICIAN}),
 ) -> Callable[[type[M]], type[M]]:
     """Declare a top-level message with its type byte and register it in :data:`CATALOG`."""
+    if changes_delivery and effect is not Effect.COMMAND:
+        raise ValueError("only a command changes delivery")
 
     def wrap(cls: type[M]) -> type[M]:
         if msg_type in _CATALOG:
@@ -152,6 +173,7 @@ def message(
         dc.TYPE = msg_type
         dc.KIND = kind
         dc.REPLIES = replies
+        dc.EFFECT = effect if kind is Kind.REQUEST else None
         dc.CHANGES_DELIVERY = changes_delivery
         dc.ROLES = roles if kind is Kind.REQUEST else frozenset()
         dc.CODEC = PayloadCodec(dc)

@@ -37,16 +37,22 @@ from itbproto.wire.fields import (
     TextType,
     field,
 )
-from itbproto.wire.message import Kind, Message, Record, message, record
+from itbproto.wire.message import Effect, Kind, Message, Record, message, record
 
 __all__ = [
     "MAX_ALARMS",
     "MAX_CONCENTRATION_UG_ML",
+    "MAX_DETAIL",
     "MAX_EVENTS_PER_PAGE",
     "MAX_FLEX_STEPS",
+    "MAX_HISTORY_BOLUSES",
+    "MAX_HISTORY_DOSES",
+    "MAX_HISTORY_FLOWS",
     "MAX_PERIODIC_BOLUSES",
     "MAX_RATE_UL_DAY",
+    "MAX_RULE_IDS",
     "MAX_VOLUME_UL",
+    "MIN_MAX_FRAME",
     "PROTOCOL_VERSION",
     "Ack",
     "AlarmAcknowledge",
@@ -103,6 +109,7 @@ __all__ = [
     "Suspend",
     "TherapyHistory",
     "ThresholdsReport",
+    "role_refusal",
 ]
 
 PROTOCOL_VERSION = 1
@@ -116,8 +123,14 @@ MAX_FLEX_STEPS = 10
 MAX_PERIODIC_BOLUSES = 8
 MAX_ALARMS = 16
 MAX_EVENTS_PER_PAGE = 32
-MAX_RULE_IDS = 8
+MAX_RULE_IDS = 8  # rule IDs a Nack carries
+MAX_DETAIL = 96  # characters of a Nack's reason
 MAX_HISTORY_FLOWS = 40
+MAX_HISTORY_DOSES = 8
+MAX_HISTORY_BOLUSES = 16
+#: the smallest ``max_frame`` a programmer may announce: every reply but the two paged ones
+#: (EventLogPage, TherapyHistory, which the pump trims to fit) is at most this long, sealed
+MIN_MAX_FRAME = 272
 
 ID = U32
 ANYONE = frozenset(Role)  # session, reads, alarms
@@ -142,7 +155,21 @@ class Nack(Message):
     request: int = field(U8, doc="type byte of the refused request (may be unknown)")
     code: ErrorCode = field(EnumType(ErrorCode, U16))
     rules: tuple[str, ...] = field(ArrayType(TextType(16, 1), MAX_RULE_IDS), doc="IDs of the safety rules")
-    detail: str = field(TextType(96), doc="human-readable reason")
+    detail: str = field(TextType(MAX_DETAIL), doc="human-readable reason (ASCII: µg is written ug)")
+
+    @classmethod
+    def refusing(cls, request: int, code: ErrorCode, detail: str, rules: tuple[str, ...] = ()) -> Nack:
+        """A Nack that always encodes: the reason in ASCII, cut to fit, at most 8 rule IDs."""
+        text = detail.translate(_ASCII)
+        text = "".join(c if c.isascii() and c.isprintable() else "?" for c in text)
+        if len(text) > MAX_DETAIL:
+            text = text[: MAX_DETAIL - 3] + "..."
+        return cls(
+            request=int(request), code=code, rules=tuple(dict.fromkeys(rules))[:MAX_RULE_IDS], detail=text
+        )
+
+
+_ASCII = str.maketrans({"µ": "u", "×": "x", "–": "-", "—": "-", "≤": "<=", "≥": ">=", "→": "->", "…": "..."})
 
 
 # --- session -------------------------------------------------------------------------------------
@@ -164,19 +191,21 @@ class DeviceInfo(Message):
     max_flex_steps: int = field(U8, lo=1, hi=MAX_FLEX_STEPS)
     device_time: int = field(U32, unit="s", doc="device time")
     paired: bool = field(BOOL)
+    max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the pump accepts")
+    last_txn: int = field(ID, doc="last command transaction id answered; number the next one above it")
 
 
-@message(MsgType.HELLO, Kind.REQUEST, replies=(DeviceInfo,), roles=ANYONE)
+@message(MsgType.HELLO, Kind.REQUEST, replies=(DeviceInfo,), effect=Effect.OPEN, roles=ANYONE)
 class Hello(Message):
-    """Opens a session: the programmer names its protocol version and role."""
+    """Opens a session: the programmer names the highest protocol version it speaks and its role."""
 
-    protocol_version: int = field(U8, lo=1)
+    protocol_version: int = field(U8, lo=1, doc="highest version the programmer speaks")
     role: Role = field(EnumType(Role))
-    max_frame: int = field(U16, unit="B", lo=64, doc="largest frame the programmer accepts")
+    max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the programmer accepts")
     client: str = field(TextType(16), doc="programmer name, for the event log")
 
 
-@message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), changes_delivery=True, roles=ANYONE)
+@message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
 class SessionEnd(Message):
     """Closes the session; ending with the pump stopped needs the explicit acknowledgement."""
 
@@ -194,7 +223,7 @@ class PairReply(Message):
     salt: bytes = field(BlobType(16, 16))
 
 
-@message(MsgType.PAIR_START, Kind.REQUEST, replies=(PairReply,), roles=ANYONE)
+@message(MsgType.PAIR_START, Kind.REQUEST, replies=(PairReply,), effect=Effect.OPEN, roles=ANYONE)
 class PairStart(Message):
     """Programmer's SPAKE2 message for the requested role."""
 
@@ -210,7 +239,7 @@ class PairResult(Message):
     key_id: int = field(ID)
 
 
-@message(MsgType.PAIR_CONFIRM, Kind.REQUEST, replies=(PairResult,), roles=ANYONE)
+@message(MsgType.PAIR_CONFIRM, Kind.REQUEST, replies=(PairResult,), effect=Effect.OPEN, roles=ANYONE)
 class PairConfirm(Message):
     """Programmer's key confirmation."""
 
@@ -225,19 +254,19 @@ class StatusReport(Message):
     """The pump's state in one frame; the hot path of the protocol."""
 
     device_time: int = field(U32, unit="s", doc="device time")
-    mode: TherapyMode = field(EnumType(TherapyMode))
+    mode: TherapyMode = field(EnumType(TherapyMode), doc="what the pump is doing (HALTED: nothing flows)")
     alarms: frozenset[AlarmCode] = field(FlagSetType(AlarmCode, U16), doc="active alarms")
     reservoir_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", hi=MAX_CONCENTRATION_UG_ML)
-    rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate now")
+    rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate flowing now, 0 if none")
     bolus_remaining_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
-    delivered_24h_ng: int = field(U32, unit="ng", doc="delivered in the last 24 h")
-    battery_days: int = field(U16, unit="day", doc="days to the elective replacement indicator")
-    prescription_id: int = field(ID)
-    last_txn: int = field(ID, doc="last transaction id applied (uncertain-delivery resolution)")
+    delivered_24h_ng: int = field(U32, unit="ng", doc="delivered in the last 24 h, rounded up")
+    battery_days: int = field(U16, unit="day", doc="days to the elective replacement indicator, 0 at it")
+    prescription_id: int = field(ID, doc="0: none in force")
+    last_txn: int = field(ID, doc="last command transaction id answered (uncertain-delivery resolution)")
 
 
-@message(MsgType.STATUS_REQUEST, Kind.REQUEST, replies=(StatusReport,), roles=ANYONE)
+@message(MsgType.STATUS_REQUEST, Kind.REQUEST, replies=(StatusReport,), effect=Effect.READ, roles=ANYONE)
 class StatusRequest(Message):
     """Asks for a StatusReport."""
 
@@ -303,7 +332,9 @@ class PrescriptionReport(Message):
     prescription: Prescription = field(RecordType(Prescription))
 
 
-@message(MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,), roles=ANYONE)
+@message(
+    MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,), effect=Effect.READ, roles=ANYONE
+)
 class ReadPrescription(Message):
     """Asks for the prescription in force (read-back after programming)."""
 
@@ -313,7 +344,7 @@ class PrescriptionStaged(Message):
     """The device checked and holds a staged prescription; nothing delivered yet."""
 
     stage_id: int = field(ID)
-    digest: int = field(U32, doc="CRC-32 of the staged prescription's payload")
+    digest: int = field(U32, doc="CRC-32 (zlib) of the StagePrescription payload")
     daily_dose_ng: int = field(U32, unit="ng", doc="basal + periodic boluses per day, device-computed")
 
 
@@ -439,7 +470,7 @@ class RefillStaged(Message):
     refill_id: int = field(ID)
     volume_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
-    digest: int = field(U32, doc="binds the confirm to this staging")
+    digest: int = field(U32, doc="CRC-32 (zlib) of the RefillStageDrug payload")
 
 
 @message(MsgType.REFILL_STAGE_DRUG, Kind.REQUEST, replies=(RefillStaged,))
@@ -515,7 +546,7 @@ class AlarmList(Message):
     alarms: tuple[AlarmRecord, ...] = field(ArrayType(RecordType(AlarmRecord), MAX_ALARMS))
 
 
-@message(MsgType.ALARM_LIST_REQUEST, Kind.REQUEST, replies=(AlarmList,), roles=ANYONE)
+@message(MsgType.ALARM_LIST_REQUEST, Kind.REQUEST, replies=(AlarmList,), effect=Effect.READ, roles=ANYONE)
 class AlarmListRequest(Message):
     """Asks for the active alarms."""
 
@@ -542,7 +573,7 @@ class ThresholdsReport(Message):
     thresholds: AlarmThresholds = field(RecordType(AlarmThresholds))
 
 
-@message(MsgType.READ_THRESHOLDS, Kind.REQUEST, replies=(ThresholdsReport,), roles=ANYONE)
+@message(MsgType.READ_THRESHOLDS, Kind.REQUEST, replies=(ThresholdsReport,), effect=Effect.READ, roles=ANYONE)
 class ReadThresholds(Message):
     """Asks for the alarm thresholds."""
 
@@ -576,7 +607,7 @@ class EventLogPage(Message):
     events: tuple[EventRecord, ...] = field(ArrayType(RecordType(EventRecord), MAX_EVENTS_PER_PAGE))
 
 
-@message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,), roles=ANYONE)
+@message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,), effect=Effect.READ, roles=ANYONE)
 class EventLogRead(Message):
     """Reads up to ``count`` entries starting at ``first``."""
 
@@ -625,10 +656,27 @@ class TherapyHistory(Message):
     concentration_changed_at: int = field(U32, unit="s", doc="device time of the last change, 0 if none")
     bridge_given: bool = field(BOOL)
     flows: tuple[FlowRecord, ...] = field(ArrayType(RecordType(FlowRecord), MAX_HISTORY_FLOWS))
-    doses: tuple[DoseChange, ...] = field(ArrayType(RecordType(DoseChange), 8))
-    boluses: tuple[BolusEntry, ...] = field(ArrayType(RecordType(BolusEntry), 16))
+    doses: tuple[DoseChange, ...] = field(ArrayType(RecordType(DoseChange), MAX_HISTORY_DOSES))
+    boluses: tuple[BolusEntry, ...] = field(ArrayType(RecordType(BolusEntry), MAX_HISTORY_BOLUSES))
 
 
-@message(MsgType.READ_HISTORY, Kind.REQUEST, replies=(TherapyHistory,), roles=ANYONE)
+@message(MsgType.READ_HISTORY, Kind.REQUEST, replies=(TherapyHistory,), effect=Effect.READ, roles=ANYONE)
 class ReadHistory(Message):
     """Asks for the therapy history the safety rules look at."""
+
+
+# --- roles: the one table both sides enforce -------------------------------------------------------
+
+
+def role_refusal(role: Role, request: Message) -> str | None:
+    """Why a session in ``role`` may not send ``request``; None when it may.
+
+    The ``roles`` of each request's declaration, plus one rule: a patient starts only the
+    prescribed patient bolus. The programmer checks before sending, the pump before applying.
+    """
+    name = type(request).__name__
+    if role not in request.ROLES:
+        return f"a {role.name.lower()} may not send {name}"
+    if isinstance(request, BolusStart) and role is Role.PATIENT and request.kind is not BolusKind.PATIENT:
+        return "a patient may start only the patient bolus"
+    return None

@@ -1,0 +1,253 @@
+"""PumpMachine: the device's behaviour, sans-IO. A request in, one answer out; time is a parameter.
+
+Every request goes through the same steps, in the order specs/protocol.md gives
+(the first that refuses it decides the Nack; a refusal changes nothing):
+
+1. it must be a request with a transaction id (``BAD_TXN``);
+2. a session must be open, except for Hello (``NOT_AUTHENTICATED``);
+3. the session's role must allow it (``ROLE_FORBIDDEN``);
+4. a command's transaction id: the id of a remembered command with the identical
+   request gets that command's stored reply again; with a different request,
+   ``TXN_REUSED``; an id not newer than ``last_txn``, ``REPLAY``; one too far ahead,
+   ``BAD_TXN``. From here on the command has used its id: its answer, whatever it is,
+   is remembered for a retry;
+5. a pump at end of service takes no command but ending the session and quieting
+   alarms (``HARDWARE_FAULT``);
+6. its handler (:mod:`~itbproto.machines.pump.handlers`): the safety engine and the
+   therapy model (``WRONG_STATE``, ``UNKNOWN_ID``, ``STALE_STAGE``, ``SAFETY_RULE``),
+   the move in the mode table (``WRONG_STATE`` if it has none), the reply, the event.
+
+The whole mutable state is one value, :attr:`PumpMachine.state`; the event log
+is kept beside it. The emulator wraps this class with hardware, faults,
+persistence and servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from itbproto.errors import StaleStageError, TherapyStateError, UnknownIdError
+from itbproto.machines.pump import alarms, reports
+from itbproto.machines.pump.handlers import EOS_ALLOWED, HANDLERS, Handler, Refusal, Step, event_value
+from itbproto.machines.pump.log import EventLog
+from itbproto.machines.pump.state import MAX_TXN_STEP, TXN_MEMORY, Answer, DeviceState, Outcome, Session
+from itbproto.machines.pump.table import PUMP, TIME_TRIGGERS, mode_of
+from itbproto.safety import SafetyPolicy, evaluate
+from itbproto.therapy.state import Battery, TherapyState, advance, apply
+from itbproto.wire import messages as m
+from itbproto.wire.enums import ErrorCode, EventCode
+from itbproto.wire.message import Effect, Kind, Message
+
+__all__ = ["REFILL_TIMEOUT_S", "PumpMachine"]
+
+REFILL_TIMEOUT_S = 3_600
+_TIME_EVENTS = {
+    "bolus_done": EventCode.BOLUS_COMPLETED,
+    "auto_resume": EventCode.RESUMED,
+    "refill_timeout": EventCode.REFILL_ABORTED,
+    "end_of_service": EventCode.FAULT,
+}
+
+
+class PumpMachine:
+    """The pump: :meth:`handle` answers one request, :meth:`tick` lets time pass. No I/O, no clock."""
+
+    def __init__(self, state: DeviceState, policy: SafetyPolicy, *, log: EventLog | None = None) -> None:
+        self._state = state
+        self.policy = policy
+        self.log = log if log is not None else EventLog()
+
+    @classmethod
+    def new(cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str = "ITB-000001") -> PumpMachine:
+        """A pump switched on for the first time (its log starts with BOOT)."""
+        pump = cls(DeviceState(serial=serial, therapy=therapy), policy)
+        pump.log.append(therapy.now, EventCode.BOOT)
+        return pump
+
+    @property
+    def state(self) -> DeviceState:
+        """Everything the pump keeps, as one immutable value."""
+        return self._state
+
+    @property
+    def therapy(self) -> TherapyState:
+        return self._state.therapy
+
+    @property
+    def mode(self) -> str:
+        """The pump's state in the mode table (derived from the therapy, never stored)."""
+        return mode_of(self._state.therapy)
+
+    # --- the request path ------------------------------------------------------------------------------
+
+    def handle(self, request: Message, txn: int, now: int, session: Session) -> Answer:
+        """The answer to ``request`` (transaction ``txn``) at device time ``now``, in ``session``."""
+        notifications = self.tick(now)
+        try:
+            remembered = self._admit(request, txn, session)
+        except Refusal as refusal:  # steps 1-4: the id is not used
+            return Answer(self._refused(request, txn, refusal), session, notifications)
+        if remembered is not None:
+            return Answer(remembered, session, notifications)
+        try:
+            reply, session = self._apply(request, txn, session)
+        except Refusal as refusal:  # steps 5-6: a command's id is used by its refusal
+            reply = self._refused(request, txn, refusal)
+            if request.EFFECT is Effect.COMMAND:
+                self._state = self._remember(self._state, txn, request, reply)
+        return Answer(reply, session, notifications)
+
+    def _refused(self, request: Message, txn: int, refusal: Refusal) -> m.Nack:
+        self.log.append(self.therapy.now, EventCode.COMMAND_REFUSED, txn, int(refusal.code))
+        return m.Nack.refusing(request.TYPE, refusal.code, refusal.detail, refusal.rules)
+
+    def _admit(self, request: Message, txn: int, session: Session) -> Message | None:
+        """Steps 1-4; returns a remembered reply to send again, or None to go on."""
+        if request.KIND is not Kind.REQUEST:
+            raise Refusal(ErrorCode.UNKNOWN_MESSAGE, f"{type(request).__name__} is not a request")
+        if txn == 0:
+            raise Refusal(ErrorCode.BAD_TXN, "a request needs a transaction id (not 0)")
+        if request.EFFECT is not Effect.OPEN:
+            if session.role is None:
+                raise Refusal(ErrorCode.NOT_AUTHENTICATED, "no session: send Hello first")
+            why = m.role_refusal(session.role, request)
+            if why is not None:
+                raise Refusal(ErrorCode.ROLE_FORBIDDEN, why)
+        if request.EFFECT is not Effect.COMMAND:
+            return None
+        state = self._state
+        stored = state.outcome(txn)
+        if stored is not None:
+            if stored.request != request:
+                raise Refusal(ErrorCode.TXN_REUSED, f"transaction {txn} was used by another request")
+            return stored.reply
+        if txn <= state.last_txn:
+            raise Refusal(ErrorCode.REPLAY, f"transaction {txn} is not newer than {state.last_txn}")
+        if txn > state.last_txn + MAX_TXN_STEP:
+            raise Refusal(
+                ErrorCode.BAD_TXN, f"transaction {txn} jumps more than {MAX_TXN_STEP} past {state.last_txn}"
+            )
+        return None
+
+    def _apply(self, request: Message, txn: int, session: Session) -> tuple[Message, Session]:
+        """Steps 5-6. Everything is computed first; the new state is kept only at the end."""
+        if (
+            self.mode == "end_of_service"
+            and request.EFFECT is Effect.COMMAND
+            and not isinstance(request, EOS_ALLOWED)
+        ):
+            raise Refusal(ErrorCode.HARDWARE_FAULT, "end of service: the pump takes no commands")
+        handler = HANDLERS[type(request)]
+        before = self._state
+        therapy = self._engine(request, before.therapy) if handler.engine else before.therapy
+        self._check_mode(handler, before.therapy, therapy)
+        step = Step(request, txn, session, before, replace(before, therapy=therapy), self.policy, self.log)
+        if handler.check is not None:
+            handler.check(step)
+        reply = handler.reply(step)
+        after = step.after
+        if request.EFFECT is Effect.COMMAND:
+            after = self._remember(after, txn, request, reply)
+        self._state = after
+        if handler.event is not None:
+            code = handler.event if isinstance(handler.event, EventCode) else handler.event(step)
+            self.log.append(before.therapy.now, code, txn, event_value(request))
+        return reply, session if handler.session is None else handler.session(session, request)
+
+    def _engine(self, request: Message, therapy: TherapyState) -> TherapyState:
+        """The safety engine's verdict; the therapy the accepted command produces."""
+        try:
+            verdict = evaluate(request, therapy, self.policy)
+        except UnknownIdError as exc:
+            raise Refusal(ErrorCode.UNKNOWN_ID, str(exc)) from None
+        except StaleStageError as exc:
+            raise Refusal(ErrorCode.STALE_STAGE, str(exc)) from None
+        except TherapyStateError as exc:
+            raise Refusal(ErrorCode.WRONG_STATE, str(exc)) from None
+        if not verdict.accepted:
+            raise Refusal(ErrorCode.SAFETY_RULE, verdict.violations[0].reason, verdict.rule_ids)
+        assert verdict.after is not None  # an accepted verdict carries the state it produces
+        return verdict.after
+
+    @staticmethod
+    def _check_mode(handler: Handler, before: TherapyState, after: TherapyState) -> None:
+        """A command moves the mode only along its transition in the table."""
+        src, dst = mode_of(before), mode_of(after)
+        if handler.trigger is None:
+            if src != dst:
+                raise Refusal(
+                    ErrorCode.INTERNAL, f"the mode would move from {src} to {dst} without a transition"
+                )
+        elif not PUMP.allows(handler.trigger, src, dst):
+            raise Refusal(ErrorCode.WRONG_STATE, f"cannot {handler.trigger.replace('_', ' ')} when {src}")
+
+    @staticmethod
+    def _remember(state: DeviceState, txn: int, request: Message, reply: Message) -> DeviceState:
+        outcomes = (*state.outcomes, Outcome(txn, request, reply))[-TXN_MEMORY:]
+        return replace(state, last_txn=max(state.last_txn, txn), outcomes=outcomes)
+
+    # --- time and hardware -------------------------------------------------------------------------------
+
+    def tick(self, now: int) -> tuple[m.AlarmNotify, ...]:
+        """Let delivery run until ``now``; move the mode as time does; raise, sound and clear alarms.
+
+        Returns the notifications to send on every link. A ``now`` in the past changes nothing.
+        """
+        therapy = self._state.therapy
+        if now > therapy.now:
+            therapy = self._elapse(therapy, now)
+        return self._alarms(therapy)
+
+    def _elapse(self, therapy: TherapyState, now: int) -> TherapyState:
+        refill = therapy.refill
+        if refill is not None and now >= refill.started_at + REFILL_TIMEOUT_S:
+            timeout = refill.started_at + REFILL_TIMEOUT_S
+            if timeout > therapy.now:
+                therapy = self._move(therapy, advance(therapy, timeout)[0])
+            therapy = self._move(therapy, apply(therapy, m.RefillAbort(refill_id=refill.refill_id)))
+        return self._move(therapy, advance(therapy, now)[0])
+
+    def _move(self, before: TherapyState, after: TherapyState) -> TherapyState:
+        """A change time made: it must follow a time-driven transition of the table; it is logged."""
+        src, dst = mode_of(before), mode_of(after)
+        if src != dst:
+            trigger = next((t for t in TIME_TRIGGERS if PUMP.allows(t, src, dst)), None)
+            if trigger is None:
+                raise AssertionError(f"time moved the pump from {src} to {dst}: not in the mode table")
+            self.log.append(after.now, _TIME_EVENTS[trigger])
+        self._state = replace(self._state, therapy=after)
+        return after
+
+    def _alarms(self, therapy: TherapyState) -> tuple[m.AlarmNotify, ...]:
+        therapy, announce, cleared = alarms.update(therapy)
+        for record in announce:
+            self.log.append(therapy.now, EventCode.ALARM_RAISED, 0, int(record.code))
+        for record in cleared:
+            self.log.append(therapy.now, EventCode.ALARM_CLEARED, 0, int(record.code))
+        self._state = replace(self._state, therapy=therapy)
+        return tuple(m.AlarmNotify(alarm=record) for record in announce)
+
+    def set_battery(self, level: Battery, now: int) -> tuple[m.AlarmNotify, ...]:
+        """A hardware event: the battery reached ``level`` (end of service is final)."""
+        notes = self.tick(now)
+        therapy = self._state.therapy
+        if therapy.battery is Battery.EOS:
+            return notes
+        return notes + self._fault(therapy, replace(therapy, battery=level))
+
+    def set_motor_stalled(self, stalled: bool, now: int) -> tuple[m.AlarmNotify, ...]:
+        """A hardware event: the motor stalled (nothing flows) or runs again."""
+        notes = self.tick(now)
+        therapy = self._state.therapy
+        return notes + self._fault(therapy, replace(therapy, motor_stalled=stalled))
+
+    def _fault(self, before: TherapyState, after: TherapyState) -> tuple[m.AlarmNotify, ...]:
+        if after != before:
+            self.log.append(before.now, EventCode.FAULT)
+            self._move(before, after)
+        return self._alarms(self._state.therapy)
+
+    # --- reports -------------------------------------------------------------------------------------------
+
+    def status(self) -> m.StatusReport:
+        return reports.status(self._state)

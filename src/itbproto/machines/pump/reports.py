@@ -1,0 +1,168 @@
+"""What the pump reports: status, device info, prescription, history, alarms, log pages.
+
+Reports tell the truth about delivery: the mode says HALTED when a prescription
+is meant to run but nothing flows (empty reservoir, stalled motor) and
+END_OF_SERVICE when the battery is spent, and the rate is what flows now.
+List replies are cut to fit the frame size the programmer announced (newest
+entries kept; TherapyHistory says so with ``complete`` false).
+"""
+
+from __future__ import annotations
+
+from itbproto.machines.pump.log import EventLog
+from itbproto.machines.pump.state import DeviceState
+from itbproto.therapy.flows import SCALE, Flow, clip, dose_between, scaled_to_ng
+from itbproto.therapy.schedule import basal_flows
+from itbproto.therapy.state import Battery, TherapyState
+from itbproto.units import Rounding
+from itbproto.wire import messages as m
+from itbproto.wire.enums import TherapyMode
+from itbproto.wire.fields import RecordType
+from itbproto.wire.frame import HEADER_SIZE, MAX_FRAME, TAG_SIZE
+
+__all__ = [
+    "FIRMWARE",
+    "device_info",
+    "event_page",
+    "flowing_rate",
+    "history",
+    "reported_mode",
+    "status",
+]
+
+FIRMWARE = "itbproto-0.2"
+U16_MAX = 2**16 - 1
+U32_MAX = 2**32 - 1
+_FLOW_SIZE = RecordType(m.FlowRecord).max_size
+_EVENT_SIZE = RecordType(m.EventRecord).max_size
+
+
+def _room(max_frame: int) -> int:
+    """Payload bytes that fit a frame of ``max_frame`` bytes, whatever its trailer."""
+    return max_frame - HEADER_SIZE - TAG_SIZE
+
+
+def reported_mode(t: TherapyState) -> TherapyMode:
+    """What the pump is doing, as StatusReport says it."""
+    if t.battery is Battery.EOS:
+        return TherapyMode.END_OF_SERVICE
+    if t.refill is not None:
+        return TherapyMode.REFILL
+    mode = t.delivery_mode
+    if mode is TherapyMode.SUSPENDED:
+        return mode
+    if t.bolus is None and (t.prescription is None or mode is not TherapyMode.INFUSING):
+        return TherapyMode.STOPPED
+    if t.empty or t.motor_stalled:
+        return TherapyMode.HALTED
+    return TherapyMode.BOLUS if t.bolus is not None else TherapyMode.INFUSING
+
+
+def flowing_rate(t: TherapyState) -> int:
+    """The basal rate (µL/day) flowing now; 0 when nothing flows."""
+    p = t.prescription
+    if p is None or t.battery is Battery.EOS or t.empty or t.motor_stalled:
+        return 0
+    if t.delivery_mode is not TherapyMode.INFUSING:
+        return 0
+    return sum(f.rate_ul_day for f in basal_flows(p, t.now, t.now + 1))
+
+
+def status(state: DeviceState) -> m.StatusReport:
+    t = state.therapy
+    remaining = 0
+    if t.bolus is not None:
+        given = sum(f.rate_ul_day * f.overlap(t.bolus.start, t.now) for f in t.bolus.flows)
+        remaining = t.bolus.volume_ul - given // SCALE
+    delivered = scaled_to_ng(dose_between(t.delivered, t.now - SCALE, t.now), Rounding.UP)
+    return m.StatusReport(
+        device_time=t.now,
+        mode=reported_mode(t),
+        alarms=frozenset(a.code for a in t.alarms),
+        reservoir_ul=t.reservoir_ul,
+        concentration_ug_ml=t.concentration_ug_ml,
+        rate_ul_day=flowing_rate(t),
+        bolus_remaining_ul=remaining,
+        delivered_24h_ng=min(delivered, U32_MAX),
+        battery_days=min(t.profile.battery_life_days, U16_MAX) if t.battery is Battery.OK else 0,
+        prescription_id=t.prescription_id,
+        last_txn=state.last_txn,
+    )
+
+
+def device_info(state: DeviceState) -> m.DeviceInfo:
+    p = state.therapy.profile
+    return m.DeviceInfo(
+        protocol_version=m.PROTOCOL_VERSION,
+        model=p.model,
+        serial=state.serial,
+        firmware=FIRMWARE,
+        profile=p.id,
+        reservoir_capacity_ul=p.reservoir_capacity_ul,
+        min_rate_ul_day=p.min_rate_ul_day,
+        max_rate_ul_day=p.max_rate_ul_day,
+        rate_step_ul_day=p.rate_step_ul_day,
+        max_flex_steps=p.max_flex_steps,
+        device_time=state.therapy.now,
+        paired=False,
+        max_frame=MAX_FRAME,
+        last_txn=state.last_txn,
+    )
+
+
+def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
+    """The last 24 h as the rules see them: delivery, dose changes, boluses (newest kept)."""
+    doses = tuple(m.DoseChange(since=max(0, at), daily_dose_scaled=d) for at, d in t.dose_log)
+    boluses = tuple(
+        m.BolusEntry(
+            start=b.start, kind=b.kind, volume_ul=b.volume_ul, dose_ng=b.dose_ng, screening=b.screening
+        )
+        for b in t.boluses
+    )
+    flows = tuple(
+        m.FlowRecord(start=f.start, end=f.end, rate_ul_day=f.rate_ul_day, concentration_ug_ml=f.conc_ug_ml)
+        for f in _merge(clip(t.delivered, t.now - SCALE, t.now))
+    )
+    report = m.TherapyHistory(
+        complete=True,
+        needs_priming=t.needs_priming,
+        concentration_changed_at=t.concentration_changed_at or 0,
+        bridge_given=t.bridge_given,
+        flows=(),
+        doses=doses[-m.MAX_HISTORY_DOSES :],
+        boluses=boluses[-m.MAX_HISTORY_BOLUSES :],
+    )
+    room = (_room(max_frame) - len(report.CODEC.encode(report))) // _FLOW_SIZE
+    keep = flows[len(flows) - min(len(flows), room, m.MAX_HISTORY_FLOWS) :]
+    return m.TherapyHistory(
+        complete=len(keep) == len(flows) and len(report.doses) == len(doses),
+        needs_priming=report.needs_priming,
+        concentration_changed_at=report.concentration_changed_at,
+        bridge_given=report.bridge_given,
+        flows=keep,
+        doses=report.doses,
+        boluses=report.boluses,
+    )
+
+
+def event_page(log: EventLog, request: m.EventLogRead, max_frame: int) -> m.EventLogPage:
+    """Entries from ``request.first``, as many as asked and as fit the programmer's frame size."""
+    empty = m.EventLogPage(total=log.total, events=())
+    fit = (_room(max_frame) - len(empty.CODEC.encode(empty))) // _EVENT_SIZE
+    return m.EventLogPage(total=log.total, events=log.page(request.first, min(request.count, fit)))
+
+
+def _merge(flows: tuple[Flow, ...]) -> tuple[Flow, ...]:
+    """Adjacent flows at the same rate and concentration as one (history is sent compactly)."""
+    out: list[Flow] = []
+    for f in sorted(flows):
+        last = out[-1] if out else None
+        if last is not None and (last.end, last.rate_ul_day, last.conc_ug_ml) == (
+            f.start,
+            f.rate_ul_day,
+            f.conc_ug_ml,
+        ):
+            out[-1] = Flow(last.start, f.end, f.rate_ul_day, f.conc_ug_ml)
+        else:
+            out.append(f)
+    return tuple(out)

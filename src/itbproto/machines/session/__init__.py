@@ -1,0 +1,32 @@
+"""The programmer's side of a session, sans-IO: its table, its view of the pump, its events."""
+
+from itbproto.machines.session.events import (
+    AlarmAnnounced,
+    Ignored,
+    Mismatch,
+    Refused,
+    Replied,
+    Resolved,
+    SessionEvent,
+    Summary,
+    Verified,
+)
+from itbproto.machines.session.session import ProgrammingSession, Uncertain
+from itbproto.machines.session.table import SESSION
+from itbproto.machines.session.view import PumpView
+
+__all__ = [
+    "SESSION",
+    "AlarmAnnounced",
+    "Ignored",
+    "Mismatch",
+    "ProgrammingSession",
+    "PumpView",
+    "Refused",
+    "Replied",
+    "Resolved",
+    "SessionEvent",
+    "Summary",
+    "Uncertain",
+    "Verified",
+]

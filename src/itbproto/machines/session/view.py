@@ -1,0 +1,154 @@
+"""What a programmer knows of the pump, and the therapy state it checks commands against.
+
+The programmer runs the same safety engine as the pump, on a *mirror*: a
+therapy state built from what it has read, erring towards more drug delivered.
+With the status, the prescription and the history read, its verdicts equal the
+pump's (a differential property test proves it); without them it is
+conservative, or refuses to guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from itbproto.therapy.flows import SCALE, Flow, dose_between
+from itbproto.therapy.profile import DeviceProfile, Drug
+from itbproto.therapy.schedule import daily_dose_scaled
+from itbproto.therapy.state import ActiveBolus, Battery, BolusRecord, RefillProgress, TherapyState
+from itbproto.units import Rounding, divide
+from itbproto.wire import messages as m
+from itbproto.wire.enums import AlarmCode, BolusKind, TherapyMode
+from itbproto.wire.message import Message
+
+__all__ = ["PumpView"]
+
+
+@dataclass
+class PumpView:
+    """The replies a programmer has read, newest kept."""
+
+    device: m.DeviceInfo | None = None
+    status: m.StatusReport | None = None
+    prescription: m.Prescription | None = None
+    history: m.TherapyHistory | None = None
+    thresholds: m.AlarmThresholds | None = None
+    alarms: dict[int, m.AlarmRecord] = field(default_factory=dict)
+    refill: m.RefillSession | None = None
+    residual: m.ResidualRecorded | None = None
+    refill_stage: m.RefillStaged | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """True when the last status said nothing is delivered (a withdrawal risk)."""
+        flowing = (TherapyMode.INFUSING, TherapyMode.BOLUS, TherapyMode.REFILL)
+        return self.status is not None and self.status.mode not in flowing
+
+    def learn(self, reply: Message) -> None:
+        """Keep what a reply says about the pump."""
+        match reply:
+            case m.DeviceInfo():
+                self.device = reply
+            case m.StatusReport():
+                self.status = reply
+            case m.PrescriptionReport():
+                self.prescription = reply.prescription
+            case m.TherapyHistory():
+                self.history = reply
+            case m.ThresholdsReport():
+                self.thresholds = reply.thresholds
+            case m.AlarmList():
+                self.alarms = {a.alarm_id: a for a in reply.alarms}
+            case m.RefillSession():
+                self.refill, self.residual, self.refill_stage = reply, None, None
+            case m.ResidualRecorded():
+                self.residual = reply
+            case m.RefillStaged():
+                self.refill_stage = reply
+
+    def end_refill(self) -> None:
+        self.refill = self.residual = self.refill_stage = None
+
+    def mirror(self, profile: DeviceProfile, drug: Drug) -> TherapyState | None:
+        """What the programmer knows of the pump, erring towards more drug delivered.
+
+        Whatever was delivered in the last 24 h beyond what the history shows
+        (``StatusReport.delivered_24h_ng`` minus the history) is put at the very last
+        second, so every future window counts it. Without a status read there is
+        nothing to check against (None).
+        """
+        status = self.status
+        if status is None:
+            return None
+        conc, now = status.concentration_ug_ml, status.device_time
+        h = self.history
+        flows = (
+            tuple(Flow(f.start, f.end, f.rate_ul_day, f.concentration_ug_ml) for f in h.flows) if h else ()
+        )
+        unknown = status.delivered_24h_ng * SCALE - dose_between(flows, now - SCALE, now)
+        if unknown > 0 and conc:
+            flows += (Flow(now - 1, now, divide(unknown, conc, Rounding.UP), conc),)
+        p = self.prescription
+        mode = {
+            TherapyMode.BOLUS: TherapyMode.INFUSING,
+            TherapyMode.HALTED: TherapyMode.INFUSING,
+            TherapyMode.END_OF_SERVICE: TherapyMode.STOPPED,
+        }.get(status.mode, status.mode)
+        bolus = None
+        if status.mode is TherapyMode.BOLUS:  # the remaining volume, as if delivered at once
+            volume = max(status.bolus_remaining_ul, 1)
+            bolus = ActiveBolus(
+                0, BolusKind.CLINICIAN, now, volume, (Flow(now, now + 1, volume * SCALE, conc),)
+            )
+        battery = Battery.OK
+        if AlarmCode.BATTERY_EOS in status.alarms or status.mode is TherapyMode.END_OF_SERVICE:
+            battery = Battery.EOS
+        elif AlarmCode.BATTERY_ERI in status.alarms:
+            battery = Battery.ERI
+        doses = tuple((d.since, d.daily_dose_scaled) for d in h.doses) if h else ()
+        if not doses and p is not None:
+            doses = ((now, daily_dose_scaled(p)),)
+        state = TherapyState(
+            now=now,
+            profile=profile,
+            drug=drug,
+            concentration_ug_ml=conc,
+            reservoir_scaled=status.reservoir_ul * SCALE,
+            mode=mode,
+            prescription=p,
+            prescription_id=status.prescription_id,
+            bolus=bolus,
+            delivered=flows,
+            dose_log=doses,
+            battery=battery,
+            motor_stalled=AlarmCode.MOTOR_STALL in status.alarms,
+            thresholds=self.thresholds or profile.thresholds,
+            last_event_at=now,
+            alarms=tuple(self.alarms.values()),
+            refill=self._refill_progress(mode, now),
+        )
+        if h is None:
+            return state
+        return replace(
+            state,
+            boluses=tuple(
+                BolusRecord(b.start, b.kind, b.volume_ul, b.dose_ng, b.screening) for b in h.boluses
+            ),
+            needs_priming=h.needs_priming,
+            concentration_changed_at=h.concentration_changed_at or None,
+            bridge_given=h.bridge_given,
+        )
+
+    def _refill_progress(self, mode: TherapyMode, now: int) -> RefillProgress | None:
+        if self.refill is None:
+            return None
+        residual, staged = self.residual, self.refill_stage
+        return RefillProgress(
+            refill_id=self.refill.refill_id,
+            expected_residual_ul=self.refill.expected_residual_ul,
+            previous_mode=TherapyMode.INFUSING if mode is TherapyMode.REFILL else mode,
+            started_at=now,
+            measured_ul=residual.measured_ul if residual is not None else None,
+            staged_volume_ul=staged.volume_ul if staged is not None else None,
+            staged_conc_ug_ml=staged.concentration_ug_ml if staged is not None else None,
+            digest=staged.digest if staged is not None else None,
+        )

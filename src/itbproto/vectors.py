@@ -1,0 +1,227 @@
+"""Golden vectors: what an independent implementation checks itself against (specs/vectors/).
+
+Every vector is generated from the library itself and frozen by a test, so it
+is both an example and a regression check. The JSON format is written out in
+specs/vectors/README.md:
+
+- one file per message type: a frame, its envelope fields and its decoded fields;
+- ``fragments.json``: frames split for ATT MTUs, fragment by fragment;
+- ``refusals.json``: bad frames sent to a pump in session, and what it answers (or not);
+- ``transactions.json``: the transaction-id rules as a script of requests and answers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from itbproto.connection import Connection, Side
+from itbproto.firmware import Firmware
+from itbproto.machines.pump import CLOSED, PumpMachine, Session
+from itbproto.safety import SafetyPolicy
+from itbproto.samples import EXCHANGE, PRESCRIPTION, SAMPLES
+from itbproto.specfiles import load_drug, load_profile, load_rules
+from itbproto.therapy.state import TherapyState
+from itbproto.wire import enums
+from itbproto.wire import messages as m
+from itbproto.wire.fields import Json
+from itbproto.wire.fragment import fragment
+from itbproto.wire.frame import FLAG_SEALED, crc16, decode, encode
+from itbproto.wire.message import Message
+
+__all__ = [
+    "fragment_vectors",
+    "message_vector",
+    "message_vector_name",
+    "refusal_vectors",
+    "transaction_vectors",
+]
+
+T0 = 40_000_000
+_HEADER = struct.Struct("<BBIIBH")
+
+
+def message_vector(msg: Message) -> dict[str, Json]:
+    """The golden vector of a sample message: envelope fields, JSON fields and frame hex."""
+    txn = next((s.txn for s in EXCHANGE if s.message is msg), 0x100 + msg.TYPE)
+    if msg.KIND.value == "notification":
+        txn = 0
+    seq = int(msg.TYPE)  # any fixed value works; the type keeps it memorable
+    return {
+        "message": type(msg).__name__,
+        "type": f"0x{msg.TYPE:02x}",
+        "txn": txn,
+        "seq": seq,
+        "fields": msg.to_json(),
+        "frame": encode(msg, txn=txn, seq=seq).hex(),
+    }
+
+
+def message_vector_name(msg: Message) -> str:
+    snake = "".join(f"-{c.lower()}" if c.isupper() else c for c in type(msg).__name__).lstrip("-")
+    return f"0x{msg.TYPE:02x}-{snake}.json"
+
+
+def fragment_vectors() -> dict[str, Json]:
+    """Frames split into fragments for a few ATT MTUs."""
+    cases: list[Json] = []
+    for msg_type, mtu, counter in (
+        (enums.MsgType.SET_RATE, 23, 0),
+        (enums.MsgType.STATUS_REPORT, 23, 1),
+        (enums.MsgType.STATUS_REPORT, 59, 2),
+        (enums.MsgType.PRESCRIPTION_REPORT, 23, 255),
+        (enums.MsgType.PRESCRIPTION_REPORT, 185, 7),
+    ):
+        frame = encode(SAMPLES[msg_type], txn=9, seq=4)
+        cases.append(
+            {
+                "message": type(SAMPLES[msg_type]).__name__,
+                "mtu": mtu,
+                "counter": counter,
+                "frame": frame.hex(),
+                "fragments": [f.hex() for f in fragment(frame, mtu, counter)],
+            }
+        )
+    return {
+        "about": "frames split for ATT MTUs: each fragment is one ATT write or notification",
+        "cases": cases,
+    }
+
+
+def _pump() -> tuple[Firmware, int]:
+    profile, drug = load_profile("itb-20"), load_drug()
+    therapy = TherapyState.new(
+        now=T0, profile=profile, drug=drug, concentration_ug_ml=500, reservoir_ul=20_000
+    )
+    firmware = Firmware(PumpMachine.new(therapy, SafetyPolicy(load_rules()), serial="ITB20-VECTORS"))
+    return firmware, firmware.attach(Connection(Side.PUMP))
+
+
+def _frame(msg_type: int, payload: bytes, *, txn: int, seq: int, version: int = 1, flags: int = 0) -> bytes:
+    head = _HEADER.pack(version, flags, seq, txn, msg_type, len(payload)) + payload
+    return head + struct.pack("<H", crc16(head))
+
+
+def _answers(firmware: Firmware, link: int, data: bytes) -> list[Json]:
+    replies: list[Json] = []
+    for chunk in firmware.receive(link, data, T0).get(link, []):
+        frame = decode(chunk)
+        fields = frame.message.to_json()
+        if isinstance(frame.message, m.Nack):
+            fields.pop("detail")  # free text: not part of the vector
+        replies.append(
+            {
+                "message": type(frame.message).__name__,
+                "txn": frame.txn,
+                "fields": fields,
+                "frame": chunk.hex(),
+            }
+        )
+    return replies
+
+
+def refusal_vectors() -> dict[str, Json]:
+    """Bad frames sent to a pump with a clinician session open, and what it answers."""
+    firmware, link = _pump()
+    hello = m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=1045, client="vectors")
+    firmware.receive(link, encode(hello, txn=1, seq=0), T0)
+    set_rate = encode(m.SetRate(rate_ul_day=880), txn=5, seq=20)
+    rate = m.SetRate.TYPE
+    cases: list[tuple[str, bytes]] = [
+        ("bad CRC: the header cannot be trusted, no answer", set_rate[:-1] + bytes([set_rate[-1] ^ 0xFF])),
+        ("truncated: no answer", set_rate[:-1]),
+        ("longer than its header says: no answer", set_rate + b"\x00"),
+        (
+            "sealed frame on a plain link: no answer",
+            _frame(rate, bytes(4), txn=5, seq=21, flags=FLAG_SEALED)[:-2] + bytes(8),
+        ),
+        ("unsupported version", _frame(rate, bytes(4), txn=6, seq=22, version=2)),
+        ("reserved flag set", _frame(rate, bytes(4), txn=7, seq=23, flags=0x02)),
+        ("unknown message type", _frame(0xEE, b"", txn=8, seq=24)),
+        ("payload too short", _frame(rate, bytes(3), txn=9, seq=25)),
+        ("field out of range", _frame(rate, struct.pack("<I", m.MAX_RATE_UL_DAY + 1), txn=10, seq=26)),
+        (
+            "a response sent as a request",
+            _frame(m.Ack.TYPE, bytes([rate]) + struct.pack("<I", 0), txn=11, seq=27),
+        ),
+        ("transaction id 0", _frame(enums.MsgType.STATUS_REQUEST, b"", txn=0, seq=28)),
+        (
+            "sequence number not newer than the last one: no answer",
+            _frame(enums.MsgType.STATUS_REQUEST, b"", txn=12, seq=28),
+        ),
+    ]
+    out: list[Json] = [
+        {"case": case, "input": data.hex(), "answers": _answers(firmware, link, data)} for case, data in cases
+    ]
+    return {
+        "about": "frames a pump (plain link, clinician session open, last seq 0) receives, in order, and "
+        "what it sends back; a Nack's detail is free text and left out",
+        "cases": out,
+    }
+
+
+@dataclass(frozen=True)
+class _Step:
+    what: str
+    request: Message
+    txn: int
+    session: Callable[[Session], Session] = lambda s: s
+
+
+def transaction_vectors() -> dict[str, Json]:
+    """The transaction-id and session rules, as a script a conforming pump must answer the same way."""
+    firmware, _ = _pump()
+    pump = firmware.pump
+    clinician = Session(role=enums.Role.CLINICIAN, max_frame=1045, client="vectors")
+    patient = Session(role=enums.Role.PATIENT, max_frame=1045, client="vectors")
+    stage = m.StagePrescription(prescription=PRESCRIPTION)
+    steps = [
+        _Step("no session yet", m.StatusRequest(), 1, lambda s: CLOSED),
+        _Step(
+            "Hello opens a session, whatever its id",
+            m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=1045, client="vectors"),
+            77,
+        ),
+        _Step("a read, any id", m.StatusRequest(), 3),
+        _Step("a command with a new id", stage, 10),
+        _Step("the identical command again: the stored reply, not applied again", stage, 10),
+        _Step("another request with that id", m.SetRate(rate_ul_day=880), 10),
+        _Step("an id not newer than last_txn", m.Resume(), 9),
+        _Step("transaction id 0", m.Resume(), 0),
+        _Step("an id too far ahead", m.Resume(), 10 + 65_537),
+        _Step("a role that may not send it", m.SetRate(rate_ul_day=880), 11, lambda s: patient),
+        _Step("a refused command uses its id", m.Resume(), 12, lambda s: clinician),
+        _Step("and its retry gets the same refusal", m.Resume(), 12),
+        _Step("SessionEnd", m.SessionEnd(acknowledge_stopped=True), 13),
+        _Step(
+            "after SessionEnd, even a reused id is not authenticated",
+            m.SessionEnd(acknowledge_stopped=True),
+            13,
+        ),
+    ]
+    session, out = CLOSED, list[Json]()
+    for step in steps:
+        session = step.session(session)
+        answer = pump.handle(step.request, step.txn, T0, session)
+        session = answer.session
+        fields = answer.reply.to_json()
+        if isinstance(answer.reply, m.Nack):
+            fields.pop("detail")
+        out.append(
+            {
+                "step": step.what,
+                "role": session.role.name if session.role is not None else None,
+                "request": type(step.request).__name__,
+                "txn": step.txn,
+                "frame": encode(step.request, txn=step.txn).hex(),
+                "reply": type(answer.reply).__name__,
+                "fields": fields if isinstance(answer.reply, m.Nack | m.Ack) else None,
+                "last_txn": pump.state.last_txn,
+            }
+        )
+    return {
+        "about": "requests a new pump answers, in order; role is the session's role when the request arrives "
+        "(the patient step is another programmer's session); a Nack's detail is left out",
+        "steps": out,
+    }
