@@ -246,3 +246,25 @@ def test_unknown_alarm_bits_are_refused_on_decode() -> None:
     with pytest.raises(errors.FieldRangeError) as info:
         decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.STATUS_REPORT, len(payload)) + payload))
     assert info.value.field == "alarms"
+
+
+def test_every_reply_but_the_paged_ones_fits_the_smallest_frame_a_programmer_may_announce() -> None:
+    from itbproto.wire import MIN_MAX_FRAME, TAG_SIZE
+
+    paged = {"EventLogPage", "TherapyHistory"}
+    for cls in ALL_TYPES:
+        if cls.KIND is not Kind.REQUEST and cls.__name__ not in paged:
+            assert HEADER_SIZE + cls.CODEC.max_size + TAG_SIZE <= MIN_MAX_FRAME, cls.__name__
+
+
+def test_the_core_does_not_need_hypothesis() -> None:
+    """hypothesis is the itbproto[qa] extra: importing the library and running a session works without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['hypothesis'] = None\n"
+        "import itbproto, itbproto.cli, itbproto.demo, itbproto.vectors\n"
+        "itbproto.demo.run(23, say=lambda line: None)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

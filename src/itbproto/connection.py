@@ -47,6 +47,7 @@ from itbproto.errors import (
     UnsupportedVersionError,
 )
 from itbproto.wire.enums import ErrorCode
+from itbproto.wire.fields import U32
 from itbproto.wire.fragment import MAX_ATT_MTU, MIN_ATT_MTU, Reassembler, fragment
 from itbproto.wire.frame import MAX_FRAME, PLAIN, Channel, check_header, encode, open_frame
 from itbproto.wire.message import Kind, Message, message_class
@@ -65,7 +66,7 @@ __all__ = [
     "error_code",
 ]
 
-MAX_TXN = 2**32 - 1
+MAX_TXN = U32.hi
 
 
 class Side(enum.Enum):

@@ -27,7 +27,7 @@ from itbproto.wire import enums
 from itbproto.wire import messages as m
 from itbproto.wire.fields import Json
 from itbproto.wire.fragment import fragment
-from itbproto.wire.frame import FLAG_SEALED, crc16, decode, encode
+from itbproto.wire.frame import FLAG_SEALED, MAX_FRAME, crc16, decode, encode
 from itbproto.wire.message import Message
 
 __all__ = [
@@ -124,7 +124,7 @@ def _answers(firmware: Firmware, link: int, data: bytes) -> list[Json]:
 def refusal_vectors() -> dict[str, Json]:
     """Bad frames sent to a pump with a clinician session open, and what it answers."""
     firmware, link = _pump()
-    hello = m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=1045, client="vectors")
+    hello = m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=MAX_FRAME, client="vectors")
     firmware.receive(link, encode(hello, txn=1, seq=0), T0)
     set_rate = encode(m.SetRate(rate_ul_day=880), txn=5, seq=20)
     rate = m.SetRate.TYPE
@@ -173,14 +173,14 @@ def transaction_vectors() -> dict[str, Json]:
     """The transaction-id and session rules, as a script a conforming pump must answer the same way."""
     firmware, _ = _pump()
     pump = firmware.pump
-    clinician = Session(role=enums.Role.CLINICIAN, max_frame=1045, client="vectors")
-    patient = Session(role=enums.Role.PATIENT, max_frame=1045, client="vectors")
+    clinician = Session(role=enums.Role.CLINICIAN, max_frame=MAX_FRAME, client="vectors")
+    patient = Session(role=enums.Role.PATIENT, max_frame=MAX_FRAME, client="vectors")
     stage = m.StagePrescription(prescription=PRESCRIPTION)
     steps = [
         _Step("no session yet", m.StatusRequest(), 1, lambda s: CLOSED),
         _Step(
             "Hello opens a session, whatever its id",
-            m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=1045, client="vectors"),
+            m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=MAX_FRAME, client="vectors"),
             77,
         ),
         _Step("a read, any id", m.StatusRequest(), 3),

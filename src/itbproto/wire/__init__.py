@@ -20,11 +20,13 @@ from itbproto.wire.enums import (
 )
 from itbproto.wire.fragment import Reassembler, fragment
 from itbproto.wire.frame import (
+    CRC_SIZE,
     FLAG_SEALED,
     HEADER_SIZE,
     MAX_FRAME,
     MAX_PAYLOAD,
     PLAIN,
+    TAG_SIZE,
     Channel,
     Frame,
     FrameHeader,
@@ -41,11 +43,13 @@ from itbproto.wire.messages import __all__ as _messages_all
 
 __all__ = [
     "CATALOG",
+    "CRC_SIZE",
     "FLAG_SEALED",
     "HEADER_SIZE",
     "MAX_FRAME",
     "MAX_PAYLOAD",
     "PLAIN",
+    "TAG_SIZE",
     "AlarmCode",
     "BolusKind",
     "Channel",

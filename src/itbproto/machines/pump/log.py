@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from itbproto.wire.enums import EventCode
+from itbproto.wire.fields import I32
 from itbproto.wire.messages import EventRecord
 
 __all__ = ["EVENT_LOG_LIMIT", "EventLog"]
 
 #: entries kept in memory; older ones are only in the emulator's store
 EVENT_LOG_LIMIT = 10_000
-_I32 = (-(2**31), 2**31 - 1)
 
 
 class EventLog:
@@ -23,7 +23,7 @@ class EventLog:
     def append(self, at: int, code: EventCode, txn: int = 0, value: int = 0) -> EventRecord:
         """Record one event; ``value`` (µL, µL/day, an id or a code) is clamped to the wire's i32."""
         record = EventRecord(
-            index=self.total, at=at, code=code, txn=txn, value=min(max(value, _I32[0]), _I32[1])
+            index=self.total, at=at, code=code, txn=txn, value=min(max(value, I32.lo), I32.hi)
         )
         self._entries.append(record)
         self.total += 1

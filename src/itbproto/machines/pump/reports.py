@@ -17,7 +17,7 @@ from itbproto.therapy.state import Battery, TherapyState
 from itbproto.units import Rounding
 from itbproto.wire import messages as m
 from itbproto.wire.enums import TherapyMode
-from itbproto.wire.fields import RecordType
+from itbproto.wire.fields import U16, U32, RecordType
 from itbproto.wire.frame import HEADER_SIZE, MAX_FRAME, TAG_SIZE
 
 __all__ = [
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 FIRMWARE = "itbproto-0.2"
-U16_MAX = 2**16 - 1
-U32_MAX = 2**32 - 1
 _FLOW_SIZE = RecordType(m.FlowRecord).max_size
 _EVENT_SIZE = RecordType(m.EventRecord).max_size
 
@@ -83,8 +81,8 @@ def status(state: DeviceState) -> m.StatusReport:
         concentration_ug_ml=t.concentration_ug_ml,
         rate_ul_day=flowing_rate(t),
         bolus_remaining_ul=remaining,
-        delivered_24h_ng=min(delivered, U32_MAX),
-        battery_days=min(t.profile.battery_life_days, U16_MAX) if t.battery is Battery.OK else 0,
+        delivered_24h_ng=min(delivered, U32.hi),
+        battery_days=min(t.profile.battery_life_days, U16.hi) if t.battery is Battery.OK else 0,
         prescription_id=t.prescription_id,
         last_txn=state.last_txn,
     )
