@@ -558,3 +558,21 @@ def test_refusal_raises_with_every_rule_id() -> None:
 def test_commit_of_a_valid_staged_prescription_is_accepted() -> None:
     staged = apply(programmed(), stage())
     assert verdict(commit(staged), staged).accepted
+
+
+@rule("STOP-001")
+@pytest.mark.parametrize(
+    "nothing_flows",
+    ["empty", "stalled", "refill begun while suspended"],
+)
+def test_a_session_ending_while_nothing_flows_needs_the_acknowledgement(nothing_flows: str) -> None:
+    """Found writing the honest status: the rule looked at the programmed mode, not at what flows."""
+    state = programmed()
+    if nothing_flows == "empty":
+        state = replace(state, reservoir_scaled=0)
+    elif nothing_flows == "stalled":
+        state = replace(state, motor_stalled=True)
+    else:
+        state = apply(apply(state, Suspend(duration_s=0)), RefillBegin())
+    assert "STOP-001" in refused_by(SessionEnd(acknowledge_stopped=False), state)
+    assert "STOP-001" not in refused_by(SessionEnd(acknowledge_stopped=True), state)

@@ -73,3 +73,26 @@ def test_transaction_vectors_decode() -> None:
     for step in _load(FOLDER / "transactions.json")["steps"]:
         frame = decode(bytes.fromhex(step["frame"]))
         assert (type(frame.message).__name__, frame.txn) == (step["request"], step["txn"])
+
+
+def test_the_sample_digests_are_real() -> None:
+    """Issue 12: the vectors carried placeholder digests that contradicted the spec."""
+    import binascii
+
+    def payload(name: str) -> bytes:
+        frame = bytes.fromhex(_load(FOLDER / name)["frame"])
+        return frame[13:-2]
+
+    def field(name: str, key: str) -> int:
+        value = _load(FOLDER / name)["fields"][key]
+        assert isinstance(value, int)
+        return value
+
+    stage = binascii.crc32(payload("0x32-stage-prescription.json"))
+    assert (
+        field("0x33-prescription-staged.json", "digest")
+        == stage
+        == field("0x34-commit-prescription.json", "digest")
+    )
+    drug = binascii.crc32(payload("0x54-refill-stage-drug.json"))
+    assert field("0x55-refill-staged.json", "digest") == drug == field("0x56-refill-confirm.json", "digest")

@@ -115,8 +115,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from itbproto.specfiles import load_rules
 
     if args.matrix:
-        tests = Path(args.root) / "tests"
-        print(specgen.rule_matrix(tests if tests.is_dir() else None), end="")
+        root = Path(args.root)
+        checkout = (root / "specs" / "safety-rules.toml").is_file() and (root / "tests").is_dir()
+        print(specgen.rule_matrix(root / "tests" if checkout else None), end="")
         return 0
     points = enforcement_points()
     for rule in load_rules():

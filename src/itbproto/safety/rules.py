@@ -17,7 +17,7 @@ from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import Battery, TherapyState, apply, planned_flows
 from itbproto.units import Dose, DoseRate, FlowRate, Rounding, Volume
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, Origin, PatientGroup, PrescriptionMode, Severity, TherapyMode
+from itbproto.wire.enums import BolusKind, Origin, PatientGroup, PrescriptionMode, Severity
 from itbproto.wire.message import Message
 
 if TYPE_CHECKING:
@@ -443,10 +443,8 @@ def critical_silence(ctx: Context[m.AlarmSilence]) -> Iterator[str]:
 
 def no_silent_stop(ctx: Context[m.SessionEnd]) -> Iterator[str]:
     cmd, state = ctx.command, ctx.before
-    stopped = state.mode in (TherapyMode.STOPPED, TherapyMode.SUSPENDED) or state.battery is Battery.EOS
-    if stopped and not cmd.acknowledge_stopped:
-        mode = state.mode.name.lower()
-        yield f"the pump is {mode}: ending the session needs the withdrawal acknowledgement"
+    if not state.delivering and not cmd.acknowledge_stopped:
+        yield "nothing is being delivered: ending the session needs the withdrawal acknowledgement"
 
 
 def small_clock_step(ctx: Context[m.SetClock]) -> Iterator[str]:

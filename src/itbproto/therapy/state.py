@@ -166,6 +166,16 @@ class TherapyState:
         return self.reservoir_scaled <= 0
 
     @property
+    def delivering(self) -> bool:
+        """True when drug flows now: something programmed runs and nothing stops it (battery, reservoir,
+        motor)."""
+        if self.battery is Battery.EOS or self.empty or self.motor_stalled:
+            return False
+        return self.bolus is not None or (
+            self.prescription is not None and self.delivery_mode is TherapyMode.INFUSING
+        )
+
+    @property
     def delivery_mode(self) -> TherapyMode:
         """STOPPED, INFUSING or SUSPENDED: what delivery does (during a refill, what it did before)."""
         if self.mode is TherapyMode.REFILL and self.refill is not None:

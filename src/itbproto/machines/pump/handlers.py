@@ -22,7 +22,7 @@ from itbproto.therapy.flows import SCALE, bolus_dose_ng, scaled_to_ng
 from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.units import Rounding
 from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode, EventCode, TherapyMode
+from itbproto.wire.enums import ErrorCode, EventCode
 from itbproto.wire.message import Message
 
 __all__ = ["EOS_ALLOWED", "HANDLERS", "Handler", "Refusal", "Step"]
@@ -83,8 +83,7 @@ def _open(session: Session, request: Message) -> Session:
 
 
 def _ended(step: Step) -> EventCode:
-    stopped = step.before.therapy.delivery_mode in (TherapyMode.STOPPED, TherapyMode.SUSPENDED)
-    return EventCode.SESSION_ENDED_STOPPED if stopped else EventCode.SESSION_ENDED
+    return EventCode.SESSION_ENDED if step.before.therapy.delivering else EventCode.SESSION_ENDED_STOPPED
 
 
 def _prescription(step: Step) -> Message:

@@ -1,21 +1,21 @@
 """PumpMachine: the device's behaviour, sans-IO. A request in, one answer out; time is a parameter.
 
-Every request goes through the same steps, in the order specs/protocol.md gives
-(the first that refuses it decides the Nack; a refusal changes nothing):
+Every request goes through the steps of specs/protocol.md §5, in their order (the
+first that refuses it decides the Nack; a refusal changes nothing):
 
-1. it must be a request with a transaction id (``BAD_TXN``);
-2. a session must be open, except for Hello (``NOT_AUTHENTICATED``);
-3. the session's role must allow it (``ROLE_FORBIDDEN``);
-4. a command's transaction id: the id of a remembered command with the identical
-   request gets that command's stored reply again; with a different request,
-   ``TXN_REUSED``; an id not newer than ``last_txn``, ``REPLAY``; one too far ahead,
-   ``BAD_TXN``. From here on the command has used its id: its answer, whatever it is,
-   is remembered for a retry;
-5. a pump at end of service takes no command but ending the session and quieting
-   alarms (``HARDWARE_FAULT``);
-6. its handler (:mod:`~itbproto.machines.pump.handlers`): the safety engine and the
-   therapy model (``WRONG_STATE``, ``UNKNOWN_ID``, ``STALE_STAGE``, ``SAFETY_RULE``),
-   the move in the mode table (``WRONG_STATE`` if it has none), the reply, the event.
+1-2. it must be a request (``UNKNOWN_MESSAGE``), with a transaction id (``BAD_TXN``);
+3-4. a session must be open, except for Hello (``NOT_AUTHENTICATED``), and its role
+     must allow the request (``ROLE_FORBIDDEN``);
+5-7. a command's transaction id: the id of a remembered command with the identical
+     request gets that command's stored reply again; with a different request,
+     ``TXN_REUSED``; an id not newer than ``last_txn``, ``REPLAY``; one too far ahead,
+     ``BAD_TXN``. From here on the command has used its id: its answer, whatever it
+     is, is remembered for a retry;
+8.   a pump at end of service takes no command but ending the session and quieting
+     alarms (``HARDWARE_FAULT``);
+9-10. its handler (:mod:`~itbproto.machines.pump.handlers`): the therapy model and the
+     safety engine (``WRONG_STATE``, ``UNKNOWN_ID``, ``STALE_STAGE``, ``SAFETY_RULE``),
+     the move in the mode table (``WRONG_STATE`` if it has none), the reply, the event.
 
 The whole mutable state is one value, :attr:`PumpMachine.state`; the event log
 is kept beside it. The emulator wraps this class with hardware, faults,
@@ -85,13 +85,13 @@ class PumpMachine:
         notifications = self.tick(now)
         try:
             remembered = self._admit(request, txn, session)
-        except Refusal as refusal:  # steps 1-4: the id is not used
+        except Refusal as refusal:  # steps 1-7: the id is not used
             return Answer(self._refused(request, txn, refusal), session, notifications)
         if remembered is not None:
             return Answer(remembered, session, notifications)
         try:
             reply, session = self._apply(request, txn, session)
-        except Refusal as refusal:  # steps 5-6: a command's id is used by its refusal
+        except Refusal as refusal:  # steps 8-10: a command's id is used by its refusal
             reply = self._refused(request, txn, refusal)
             if request.EFFECT is Effect.COMMAND:
                 self._state = self._remember(self._state, txn, request, reply)
@@ -102,7 +102,7 @@ class PumpMachine:
         return m.Nack.refusing(request.TYPE, refusal.code, refusal.detail, refusal.rules)
 
     def _admit(self, request: Message, txn: int, session: Session) -> Message | None:
-        """Steps 1-4; returns a remembered reply to send again, or None to go on."""
+        """Steps 1-7; returns a remembered reply to send again, or None to go on."""
         if request.KIND is not Kind.REQUEST:
             raise Refusal(ErrorCode.UNKNOWN_MESSAGE, f"{type(request).__name__} is not a request")
         if txn == 0:
@@ -130,7 +130,7 @@ class PumpMachine:
         return None
 
     def _apply(self, request: Message, txn: int, session: Session) -> tuple[Message, Session]:
-        """Steps 5-6. Everything is computed first; the new state is kept only at the end."""
+        """Steps 8-10. Everything is computed first; the new state is kept only at the end."""
         if (
             self.mode == "end_of_service"
             and request.EFFECT is Effect.COMMAND

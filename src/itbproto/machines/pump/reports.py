@@ -9,6 +9,8 @@ entries kept; TherapyHistory says so with ``complete`` false).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.state import DeviceState
 from itbproto.therapy.flows import SCALE, Flow, clip, dose_between, scaled_to_ng
@@ -59,9 +61,7 @@ def reported_mode(t: TherapyState) -> TherapyMode:
 def flowing_rate(t: TherapyState) -> int:
     """The basal rate (µL/day) flowing now; 0 when nothing flows."""
     p = t.prescription
-    if p is None or t.battery is Battery.EOS or t.empty or t.motor_stalled:
-        return 0
-    if t.delivery_mode is not TherapyMode.INFUSING:
+    if p is None or not t.delivering or t.delivery_mode is not TherapyMode.INFUSING:
         return 0
     return sum(f.rate_ul_day for f in basal_flows(p, t.now, t.now + 1))
 
@@ -132,15 +132,8 @@ def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
     )
     room = (_room(max_frame) - len(report.CODEC.encode(report))) // _FLOW_SIZE
     keep = flows[len(flows) - min(len(flows), room, m.MAX_HISTORY_FLOWS) :]
-    return m.TherapyHistory(
-        complete=len(keep) == len(flows) and len(report.doses) == len(doses),
-        needs_priming=report.needs_priming,
-        concentration_changed_at=report.concentration_changed_at,
-        bridge_given=report.bridge_given,
-        flows=keep,
-        doses=report.doses,
-        boluses=report.boluses,
-    )
+    complete = len(keep) == len(flows) and len(report.doses) == len(doses)
+    return replace(report, flows=keep, complete=complete)
 
 
 def event_page(log: EventLog, request: m.EventLogRead, max_frame: int) -> m.EventLogPage:
