@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from weakref import WeakKeyDictionary
+
 from factories import POLICY, empty_pump
 from itbproto.connection import Connection, Side
 from itbproto.firmware import Firmware
@@ -10,7 +13,7 @@ from itbproto.machines import PumpMachine, Session
 from itbproto.machines.session import ProgrammingSession
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.therapy import TherapyState
-from itbproto.wire import Message, Role
+from itbproto.wire import Hello, Kind, Message, Role, decode, encode
 from itbproto.wire.frame import MAX_FRAME
 
 CLINICIAN = Session(role=Role.CLINICIAN, max_frame=MAX_FRAME, client="test")
@@ -24,11 +27,35 @@ def new_pump(therapy: TherapyState | None = None) -> PumpMachine:
     return PumpMachine.new(therapy or empty_pump(), POLICY)
 
 
+@dataclass
+class _Links:
+    firmware: Firmware
+    by_role: dict[Role, list[int]] = field(default_factory=dict)  # role -> [link, next seq]
+
+
+_FIRMWARE: WeakKeyDictionary[PumpMachine, _Links] = WeakKeyDictionary()
+
+
 def answer(
     pump: PumpMachine, request: Message, txn: int, now: int | None = None, role: Role = Role.CLINICIAN
 ) -> Message:
-    """The pump's reply to one request in a session of ``role`` (time: the pump's own, by default)."""
-    return pump.handle(request, txn, pump.therapy.now if now is None else now, session_of(role)).reply
+    """The pump's reply to one request, through the bytes: encoded, received by the pump's firmware on a
+    link whose session is in ``role`` (opened with Hello), the reply decoded. Time: the pump's, by default."""
+    links = _FIRMWARE.setdefault(pump, _Links(Firmware(pump)))
+    now = pump.therapy.now if now is None else now
+    if role not in links.by_role:
+        link = links.firmware.attach(Connection(Side.PUMP))
+        links.by_role[role] = [link, 0]
+        _carry(links, role, Hello(protocol_version=1, role=role, max_frame=MAX_FRAME, client="test"), 1, now)
+    return _carry(links, role, request, txn, now)
+
+
+def _carry(links: _Links, role: Role, request: Message, txn: int, now: int) -> Message:
+    link, seq = links.by_role[role]
+    links.by_role[role][1] += 1
+    out = links.firmware.receive(link, encode(request, txn=txn, seq=seq), now).get(link, [])
+    (reply,) = [m for m in (decode(chunk).message for chunk in out) if m.KIND is Kind.RESPONSE]
+    return reply
 
 
 def new_session(role: Role = Role.CLINICIAN, mtu: int | None = None) -> ProgrammingSession:

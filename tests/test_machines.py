@@ -592,3 +592,13 @@ def test_a_long_reason_is_cut_to_fit() -> None:
     assert len(nack.detail) == 96
     assert nack.detail.endswith("...")
     assert len(nack.rules) == 8
+
+
+def test_a_command_that_makes_an_alarm_condition_true_raises_it_at_once() -> None:
+    """Found by the any-message property: a new low-reservoir threshold waited for the next tick."""
+    from itbproto.wire import AlarmThresholds, SetThresholds
+
+    pump = new_pump(programmed())
+    low = AlarmThresholds(low_reservoir_ul=19_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600)
+    answered = pump.handle(SetThresholds(thresholds=low), 1, T0, CLINICIAN)
+    assert [n.alarm.code for n in answered.notifications] == [AlarmCode.LOW_RESERVOIR]

@@ -95,7 +95,9 @@ class PumpMachine:
             reply = self._refused(request, txn, refusal)
             if request.EFFECT is Effect.COMMAND:
                 self._state = self._remember(self._state, txn, request, reply)
-        return Answer(reply, session, notifications)
+            return Answer(reply, session, notifications)
+        # what was applied may raise or clear an alarm at once (new thresholds, a refill, a commit)
+        return Answer(reply, session, notifications + self._alarms(self._state.therapy))
 
     def _refused(self, request: Message, txn: int, refusal: Refusal) -> m.Nack:
         self.log.append(self.therapy.now, EventCode.COMMAND_REFUSED, txn, int(refusal.code))
