@@ -20,7 +20,17 @@ from collections.abc import Callable
 from itbproto.connection import Connection, Side
 from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
 from itbproto.samples import SAMPLES
-from itbproto.wire import AlarmCode, MsgType, StatusReport, StatusRequest, TherapyMode, crc16, decode, encode
+from itbproto.wire import (
+    AlarmCode,
+    MsgType,
+    Phase,
+    StatusReport,
+    StatusRequest,
+    TherapyMode,
+    crc16,
+    decode,
+    encode,
+)
 from itbproto.wire.frame import Frame
 
 #: the goals of issue 12: every type with a payload of at most 256 bytes both ways, Status within 4x struct
@@ -29,7 +39,7 @@ GOAL_PAYLOAD = 256
 GOAL_RATIO = 4.0
 
 _HEADER = struct.Struct("<BBIIBH")
-_STATUS = struct.Struct("<IBHIIIIIHII")
+_STATUS = struct.Struct("<IBBHIIIIIHII")
 _CRC = struct.Struct("<H")
 
 
@@ -50,15 +60,16 @@ def baseline_decode(data: bytes) -> Frame:
     msg = StatusReport(
         device_time=f[0],
         mode=TherapyMode(f[1]),
-        alarms=frozenset(code for code in AlarmCode if f[2] >> code & 1),
-        reservoir_ul=f[3],
-        concentration_ug_ml=f[4],
-        rate_ul_day=f[5],
-        bolus_remaining_ul=f[6],
-        delivered_24h_ng=f[7],
-        battery_days=f[8],
-        prescription_id=f[9],
-        last_txn=f[10],
+        phase=Phase(f[2]),
+        alarms=frozenset(code for code in AlarmCode if f[3] >> code & 1),
+        reservoir_ul=f[4],
+        concentration_ug_ml=f[5],
+        rate_ul_day=f[6],
+        bolus_remaining_ul=f[7],
+        delivered_24h_ng=f[8],
+        battery_days=f[9],
+        prescription_id=f[10],
+        last_txn=f[11],
     )
     return Frame(msg, txn=txn, seq=seq)
 
@@ -68,6 +79,7 @@ def baseline_encode(msg: StatusReport, txn: int, seq: int) -> bytes:
     payload = _STATUS.pack(
         msg.device_time,
         msg.mode,
+        msg.phase,
         sum(1 << code for code in msg.alarms),
         msg.reservoir_ul,
         msg.concentration_ug_ml,

@@ -9,14 +9,22 @@ from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy import TherapyState, advance, apply
 from itbproto.wire import (
+    NO_ACK,
+    Acknowledgement,
     CommitPrescription,
     FlexStep,
     Message,
     Origin,
     PatientBolusPolicy,
     PatientGroup,
+    PatientRecord,
+    Phase,
     Prescription,
     PrescriptionMode,
+    RefillBegin,
+    RefillConfirm,
+    RefillResidual,
+    RefillStageDrug,
     StagePrescription,
 )
 
@@ -24,13 +32,30 @@ DAY = 86_400
 T0 = 100 * DAY  # device midnight, day 100
 POLICY = SafetyPolicy(load_rules())
 
+#: an adult of spinal origin in therapy, screened with an effective 300 µg (a first daily dose up to 600 µg)
+PATIENT = PatientRecord(
+    group=PatientGroup.ADULT,
+    origin=Origin.SPINAL,
+    risks=frozenset(),
+    phase=Phase.THERAPY,
+    screening_dose_ng=300_000,
+    screening_effect_s=2 * 3600,
+)
+
+
+def patient(**changes: Any) -> PatientRecord:
+    return replace(PATIENT, **changes)
+
+
+def ack(*rules: str) -> Acknowledgement:
+    """The user acknowledges these rules' hazards."""
+    return Acknowledgement(rules=rules, by="test")
+
 
 def prescription(rate: int = 800, **changes: Any) -> Prescription:
     """A continuous 500 µg/mL prescription: 800 µL/day = 400 µg/day, max 600 µg/day, 50 µg bolus."""
     base = Prescription(
         mode=PrescriptionMode.CONTINUOUS,
-        origin=Origin.SPINAL,
-        group=PatientGroup.ADULT,
         concentration_ug_ml=500,
         steps=(FlexStep(start_s=0, rate_ul_day=rate),),
         boluses=(),
@@ -41,18 +66,23 @@ def prescription(rate: int = 800, **changes: Any) -> Prescription:
     return replace(base, **changes)
 
 
-def empty_pump(**changes: Any) -> TherapyState:
-    """A new pump: 20 mL of 500 µg/mL, stopped, no prescription."""
+def empty_pump(record: PatientRecord = PATIENT, **changes: Any) -> TherapyState:
+    """A pump in therapy: 20 mL of 500 µg/mL, stopped, no prescription yet, its path full of drug."""
     state = TherapyState.new(
-        now=T0, profile=load_profile("itb-20"), drug=load_drug(), concentration_ug_ml=500, reservoir_ul=20_000
+        now=changes.pop("now", T0),
+        profile=load_profile("itb-20"),
+        drug=load_drug(),
+        concentration_ug_ml=changes.pop("concentration_ug_ml", 500),
+        reservoir_ul=20_000,
+        record=record,
     )
     return replace(state, **changes)
 
 
-def commit(state: TherapyState) -> CommitPrescription:
+def commit(state: TherapyState, **changes: Any) -> CommitPrescription:
     """The command that commits what ``state`` has staged."""
     assert state.staged is not None, "nothing staged"
-    return state.staged.commit
+    return replace(state.staged.commit, **changes)
 
 
 def in_force(state: TherapyState, p: Prescription) -> TherapyState:
@@ -61,9 +91,13 @@ def in_force(state: TherapyState, p: Prescription) -> TherapyState:
     return apply(staged, commit(staged))
 
 
-def programmed(p: Prescription | None = None, *, history_days: int = 2, **changes: Any) -> TherapyState:
+def programmed(
+    p: Prescription | None = None, *, history_days: int = 2, record: PatientRecord = PATIENT, **changes: Any
+) -> TherapyState:
     """A pump that has run ``p`` for ``history_days`` days (so titration has a 24 h reference)."""
-    state = in_force(empty_pump(now=T0 - history_days * DAY), p or prescription())
+    start = T0 - history_days * DAY
+    p = p or prescription()
+    state = in_force(empty_pump(record, now=start, concentration_ug_ml=p.concentration_ug_ml), p)
     state, _ = advance(state, T0)
     return replace(state, **changes)
 
@@ -73,4 +107,38 @@ def verdict(command: Message, state: TherapyState, policy: SafetyPolicy = POLICY
 
 
 def refused_by(command: Message, state: TherapyState, policy: SafetyPolicy = POLICY) -> set[str]:
-    return set(verdict(command, state, policy).rule_ids)
+    """The rules that refuse the command: broken limits and hazards it does not acknowledge."""
+    v = verdict(command, state, policy)
+    return {x.rule_id for x in (*v.violations, *v.unacknowledged)}
+
+
+def rid(state: TherapyState) -> int:
+    """The id of the refill in progress (or of the one the next RefillBegin starts)."""
+    return state.refill.refill_id if state.refill is not None else state.next_id
+
+
+def refill_staged(
+    state: TherapyState, volume: int = 20_000, conc: int = 500, measured: int | None = None
+) -> TherapyState:
+    state = apply(state, RefillBegin())
+    assert state.refill is not None
+    expected = state.refill.expected_residual_ul
+    state = apply(
+        state, RefillResidual(refill_id=rid(state), measured_ul=expected if measured is None else measured)
+    )
+    return apply(state, RefillStageDrug(refill_id=rid(state), volume_ul=volume, concentration_ug_ml=conc))
+
+
+def confirm(
+    state: TherapyState, volume: int = 20_000, conc: int = 500, acknowledged: bool = False
+) -> RefillConfirm:
+    """The second confirmation of what ``state`` has staged (its digest, if it staged anything)."""
+    digest = state.refill.digest if state.refill is not None and state.refill.digest is not None else 0
+    return RefillConfirm(
+        refill_id=rid(state),
+        volume_ul=volume,
+        concentration_ug_ml=conc,
+        digest=digest,
+        bridge=False,
+        ack=ack("REFILL-003") if acknowledged else NO_ACK,
+    )

@@ -20,15 +20,21 @@ def test_demo_runs_a_whole_session_and_shows_every_frame(capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "session closed." in out
     assert "read-back matches what was confirmed" in out
-    assert "TITR-001" in out  # the second titration step is refused
-    assert "acknowledge the withdrawal risk" in out
+    # what the programmer refuses on the way: each step of the therapy path has its rule
+    for rule in ("BOL-002", "SCREEN-001", "TITR-001", "TITR-002", "FLOW-001", "MRI-002", "STOP-001"):
+        assert f"{rule}:" in out, rule
     for name in (
         "Hello",
+        "SetPatientRecord",
+        "RecordScreeningResponse",
+        "RecordProcedure",
         "StagePrescription",
         "CommitPrescription",
         "BolusStarted",
         "AlarmNotify",
         "RefillConfirm",
+        "MriBegin",
+        "MriEnd",
     ):
         assert name in out
     assert max(len(line) for line in out.splitlines()) <= 100  # wrapped, never cut

@@ -130,7 +130,8 @@ def test_out_of_range_fields_are_refused_on_encode(cls: type[Message], data: st.
 
 @given(st.integers(0, 10**6))
 def test_rate_above_wire_maximum_is_refused_on_decode(rate: int) -> None:
-    body = struct.pack("<BBIIBHI", 1, 0, 0, 1, MsgType.SET_RATE, 4, rate)
+    # no rule acknowledged, by ""
+    body = struct.pack("<BBIIBHIBB", 1, 0, 0, 1, MsgType.SET_RATE, 6, rate, 0, 0)
     frame = _reframe(body)
     if rate <= 100_000:
         assert decode(frame).message == SetRate(rate_ul_day=rate)
@@ -198,9 +199,9 @@ def test_the_channel_slot_seals_and_opens_frames() -> None:
     channel = _Tagged()
     sealed = encode(SetRate(rate_ul_day=880), txn=1, seq=5, channel=channel)
     assert sealed[1] == FLAG_SEALED
-    assert len(sealed) == HEADER_SIZE + 4 + 8
+    assert len(sealed) == HEADER_SIZE + 6 + 8
     header, payload = open_frame(sealed, channel)
-    assert (header.seq, header.txn, payload) == (5, 1, (880).to_bytes(4, "little"))
+    assert (header.seq, header.txn, payload) == (5, 1, (880).to_bytes(4, "little") + bytes(2))
     assert decode(sealed, channel) == Frame(SetRate(rate_ul_day=880), txn=1, seq=5)
     with pytest.raises(errors.SealedFrameError):
         decode(sealed)  # the plain channel refuses a sealed frame
@@ -242,10 +243,15 @@ def test_every_request_names_its_replies() -> None:
 def test_unknown_alarm_bits_are_refused_on_decode() -> None:
     msg = SAMPLES[MsgType.STATUS_REPORT]
     payload = bytearray(msg.CODEC.encode(msg))
-    payload[5:7] = (1 << 15).to_bytes(2, "little")  # alarms: no AlarmCode has bit 15
+    payload[6:8] = (1 << 15).to_bytes(2, "little")  # alarms: no AlarmCode has bit 15
     with pytest.raises(errors.FieldRangeError) as info:
         decode(_reframe(struct.pack("<BBIIBH", 1, 0, 0, 1, MsgType.STATUS_REPORT, len(payload)) + payload))
     assert info.value.field == "alarms"
+
+
+def test_every_message_fits_a_frame() -> None:
+    for cls in ALL_TYPES:
+        assert cls.CODEC.max_size <= MAX_PAYLOAD, cls.__name__
 
 
 def test_every_reply_but_the_paged_ones_fits_the_smallest_frame_a_programmer_may_announce() -> None:

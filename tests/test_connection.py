@@ -128,7 +128,7 @@ def test_local_misuse_raises_and_sends_nothing() -> None:
         Ack(request=MsgType.STATUS_REQUEST, applied_at=T0),
         SAMPLES[MsgType.EVENT_LOG_PAGE],
         SAMPLES[MsgType.PRESCRIPTION_REPORT],
-        PrescriptionStaged(stage_id=1, digest=2, daily_dose_ng=3),
+        PrescriptionStaged(stage_id=1, digest=2, daily_dose_ng=3, acknowledge=()),
     ],
     ids=lambda m: type(m).__name__,
 )

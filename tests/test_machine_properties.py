@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from factories import DAY, POLICY, T0, prescription, programmed
+from factories import DAY, POLICY, T0, ack, patient, prescription, programmed
 from itbproto.connection import Connection, Side
 from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
 from itbproto.firmware import Firmware
@@ -21,7 +22,9 @@ from itbproto.qa.strategies import messages
 from itbproto.safety import evaluate
 from itbproto.therapy import Battery
 from itbproto.wire import (
+    NO_ACK,
     Ack,
+    Acknowledgement,
     AlarmAcknowledge,
     AlarmSilence,
     BolusCancel,
@@ -32,9 +35,17 @@ from itbproto.wire import (
     Hello,
     Kind,
     Message,
+    MriBegin,
+    MriEnd,
     Nack,
+    Origin,
+    PatientGroup,
+    PatientRecord,
+    Phase,
     PrescriptionStaged,
+    Procedure,
     Reassembler,
+    RecordProcedure,
     RefillBegin,
     RefillConfirm,
     RefillResidual,
@@ -43,11 +54,13 @@ from itbproto.wire import (
     RefillStageDrug,
     Resume,
     Role,
+    SetPatientRecord,
     SetRate,
     Severity,
     StagePrescription,
     StatusRequest,
     Suspend,
+    WithdrawalRisk,
     decode,
     encode,
     fragment,
@@ -68,9 +81,16 @@ class PumpProperties(RuleBasedStateMachine):
         self.staged: PrescriptionStaged | None = None
         self.refill: RefillSession | None = None
 
-    def send(self, request: Message) -> Message:
+    def send(self, request: Message, acknowledge: bool = False) -> Message:
+        """Send ``request``; acknowledging: with exactly the hazards its verdict asks to acknowledge."""
         self.pump.tick(self.now)
         before = self.pump.state
+        if acknowledge and isinstance(getattr(request, "ack", None), Acknowledgement):
+            try:
+                rules = evaluate(request, before.therapy, POLICY).to_acknowledge
+            except TherapyStateError:
+                rules = ()
+            request = replace(cast(Any, request), ack=ack(*rules))
         self.txn += 1
         reply = self.pump.handle(request, self.txn, self.now, CLINICIAN).reply
         assert decode(encode(reply, txn=self.txn)).message == reply, "every reply the pump makes can be sent"
@@ -99,55 +119,86 @@ class PumpProperties(RuleBasedStateMachine):
         if isinstance(request, RefillResidual) and not isinstance(reply, Nack):
             self.refill_steps[request.refill_id].add("residual")
 
-    @rule(rate=st.integers(40, 1_400))
-    def set_rate(self, rate: int) -> None:
-        self.send(SetRate(rate_ul_day=rate))
+    @rule(rate=st.integers(40, 1_400), acknowledge=st.booleans())
+    def set_rate(self, rate: int, acknowledge: bool) -> None:
+        self.send(SetRate(rate_ul_day=rate), acknowledge)
 
-    @rule(rate=st.integers(40, 1_400), limit=st.integers(100_000, 1_000_000))
-    def stage_and_commit(self, rate: int, limit: int) -> None:
+    @rule(rate=st.integers(40, 1_400), limit=st.integers(100_000, 1_000_000), acknowledge=st.booleans())
+    def stage_and_commit(self, rate: int, limit: int, acknowledge: bool) -> None:
         self.send(
             StagePrescription(
                 prescription=prescription(rate=rate, max_daily_dose_ng=limit, max_bolus_ng=100_000)
             )
         )
         if self.staged is not None:
-            self.send(CommitPrescription(stage_id=self.staged.stage_id, digest=self.staged.digest))
+            commit = CommitPrescription(stage_id=self.staged.stage_id, digest=self.staged.digest)
+            self.send(commit, acknowledge)
 
     @rule(
         kind=st.sampled_from(BolusKind),
         volume=st.integers(1, 300),
         duration=st.sampled_from([600, 3600, 7200]),
+        acknowledge=st.booleans(),
     )
-    def bolus(self, kind: BolusKind, volume: int, duration: int) -> None:
-        self.send(BolusStart(kind=kind, volume_ul=volume, duration_s=duration))
+    def bolus(self, kind: BolusKind, volume: int, duration: int, acknowledge: bool) -> None:
+        self.send(BolusStart(kind=kind, volume_ul=volume, duration_s=duration), acknowledge)
+
+    @rule(procedure=st.sampled_from(Procedure), catheter=st.integers(0, 300))
+    def surgery(self, procedure: Procedure, catheter: int) -> None:
+        self.send(RecordProcedure(procedure=procedure, catheter_volume_ul=catheter))
+
+    @rule(
+        group=st.sampled_from(PatientGroup),
+        origin=st.sampled_from(Origin),
+        phase=st.sampled_from(Phase),
+        risks=st.frozensets(st.sampled_from(WithdrawalRisk)),
+    )
+    def patient_record(
+        self, group: PatientGroup, origin: Origin, phase: Phase, risks: frozenset[WithdrawalRisk]
+    ) -> None:
+        self.send(SetPatientRecord(group=group, origin=origin, risks=risks, phase=phase))
+
+    @rule(emptied=st.integers(0, 21_000), acknowledge=st.booleans())
+    def mri(self, emptied: int, acknowledge: bool) -> None:
+        self.send(MriBegin(emptied_ul=emptied), acknowledge)
+        self.send(MriEnd())
 
     @rule()
     def cancel(self) -> None:
         bolus = self.pump.therapy.bolus
         self.send(BolusCancel(bolus_id=bolus.bolus_id if bolus else 999))
 
-    @rule(duration=st.sampled_from([0, 600, DAY]))
-    def suspend(self, duration: int) -> None:
-        self.send(Suspend(duration_s=duration))
+    @rule(duration=st.sampled_from([0, 600, DAY]), acknowledge=st.booleans())
+    def suspend(self, duration: int, acknowledge: bool) -> None:
+        self.send(Suspend(duration_s=duration), acknowledge)
 
-    @rule()
-    def resume(self) -> None:
-        self.send(Resume())
+    @rule(acknowledge=st.booleans())
+    def resume(self, acknowledge: bool) -> None:
+        self.send(Resume(), acknowledge)
 
-    @rule(delta=st.integers(-3_000, 3_000), volume=st.integers(5_000, 21_000), early=st.booleans())
-    def refill_flow(self, delta: int, volume: int, early: bool) -> None:
+    @rule(
+        delta=st.integers(-3_000, 3_000),
+        volume=st.integers(5_000, 21_000),
+        conc=st.sampled_from([500, 2000]),
+        early=st.booleans(),
+        bridge=st.booleans(),
+        acknowledge=st.booleans(),
+    )
+    def refill_flow(
+        self, delta: int, volume: int, conc: int, early: bool, bridge: bool, acknowledge: bool
+    ) -> None:
         if not isinstance(self.send(RefillBegin()), RefillSession) or self.refill is None:
             return
         rid = self.refill.refill_id
         confirm = RefillConfirm(
-            refill_id=rid, volume_ul=volume, concentration_ug_ml=500, digest=0, discrepancy_acknowledged=True
+            refill_id=rid, volume_ul=volume, concentration_ug_ml=conc, digest=0, bridge=bridge
         )
         if early:  # try to confirm before both steps
-            self.send(confirm)
+            self.send(confirm, acknowledge)
         self.send(RefillResidual(refill_id=rid, measured_ul=max(0, self.refill.expected_residual_ul + delta)))
-        staged = self.send(RefillStageDrug(refill_id=rid, volume_ul=volume, concentration_ug_ml=500))
+        staged = self.send(RefillStageDrug(refill_id=rid, volume_ul=volume, concentration_ug_ml=conc))
         digest = staged.digest if isinstance(staged, RefillStaged) else 0
-        self.send(replace(confirm, digest=digest))
+        self.send(replace(confirm, digest=digest), acknowledge)
 
     @rule(data=st.data())
     def handle_alarm(self, data: st.DataObject) -> None:
@@ -236,12 +287,14 @@ class SessionProperties(RuleBasedStateMachine):
 
     @rule(lose=st.booleans())
     def suspend_resume(self, lose: bool) -> None:
-        self.attempt(lambda: self.session.suspend(600), lose)
+        self.attempt(lambda: self.session.suspend(600, ack("STOP-002")), lose)
+        self.read()
         self.attempt(self.session.resume, lose)
 
     @rule()
     def read(self) -> None:
         self.attempt(self.session.read_status, False)
+        self.attempt(self.session.read_prescription, False)
         self.attempt(self.session.read_history, False)
 
     @rule()
@@ -277,10 +330,13 @@ SessionProperties.TestCase.settings = settings(max_examples=150, stateful_step_c
 TestSessionProperties = SessionProperties.TestCase
 
 
-@pytest.mark.rule("DOSE-001", "BOL-001", "TITR-001", "TITR-002", "PBOL-001", "PBOL-002")
+@pytest.mark.rule(
+    "DOSE-001", "BOL-001", "TITR-001", "TITR-002", "PBOL-001", "PBOL-002", "STOP-002", "MRI-002"
+)
 @settings(max_examples=150, deadline=None)
 @given(
     rate=st.integers(400, 1_000),
+    record=st.builds(patient, group=st.sampled_from(PatientGroup), origin=st.sampled_from(Origin)),
     events=st.lists(
         st.tuples(
             st.integers(60, 8 * 3600), st.sampled_from(["patient", "clinician", "rate_up", "rate_down"])
@@ -295,13 +351,19 @@ TestSessionProperties = SessionProperties.TestCase
             volume_ul=st.sampled_from([10, 50, 100, 250]),
             duration_s=st.sampled_from([600, 3600]),
         ),
+        st.builds(
+            Suspend, duration_s=st.sampled_from([0, 600]), ack=st.sampled_from([NO_ACK, ack("STOP-002")])
+        ),
+        st.builds(MriBegin, emptied_ul=st.just(0), ack=st.sampled_from([NO_ACK, ack("MRI-002")])),
     ),
 )
 def test_programmer_and_pump_reach_the_same_verdict(
-    rate: int, events: list[tuple[int, str]], command: Message
+    rate: int, record: PatientRecord, events: list[tuple[int, str]], command: Message
 ) -> None:
-    """With status, prescription and history read, the programmer's checks equal the pump's."""
-    link = Link.new(programmed(prescription(rate=rate, max_daily_dose_ng=900_000, max_bolus_ng=60_000)))
+    """With status, patient record, prescription and history read, the programmer's checks equal the
+    pump's."""
+    p = prescription(rate=rate, max_daily_dose_ng=900_000, max_bolus_ng=60_000)
+    link = Link.new(programmed(p, record=record))
     txn = 100
     for wait, what in events:
         link.wait(wait)

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from conftest import ROOT
-from factories import DAY, POLICY, T0, commit, empty_pump, prescription, programmed
-from itbproto.errors import SafetyViolation, SessionError
+from factories import DAY, POLICY, T0, ack, commit, empty_pump, prescription, programmed
+from itbproto.errors import AcknowledgementRequired, SafetyViolation, SessionError
 from itbproto.machines import (
     ALARM,
     PUMP,
@@ -160,7 +160,7 @@ def test_programmer_refuses_what_it_cannot_check() -> None:
 def test_a_new_session_numbers_its_requests_above_the_pumps_last() -> None:
     """Issue 12: transaction ids carry over sessions; a programmer learns where to start from DeviceInfo."""
     link = Link.new(programmed())
-    answer(link.pump, Suspend(duration_s=60), 5_000)
+    answer(link.pump, Suspend(duration_s=60, ack=ack("STOP-002")), 5_000)
     s = link.ready()
     assert s.connection.last_txn >= 5_000
     link.exchange(s.read_prescription())
@@ -174,7 +174,7 @@ def test_a_new_session_numbers_its_requests_above_the_pumps_last() -> None:
 def test_a_lost_reply_is_resolved_by_the_pumps_memory(drop: bool) -> None:
     link = Link.new(programmed())
     s = link.ready()
-    sent = s.suspend(600)
+    sent = s.suspend(600, ack("STOP-002"))
     link.exchange(sent, lose_reply=True)  # the pump applied it; the reply was lost
     if drop:
         link.drop()
@@ -200,12 +200,12 @@ def test_a_lost_reply_is_resolved_by_the_pumps_memory(drop: bool) -> None:
 def test_a_command_that_never_reached_the_pump_resolves_as_not_applied() -> None:
     link = Link.new(programmed())
     s = link.ready()
-    s.suspend(600)  # lost before it reached the pump
+    s.suspend(600, ack("STOP-002"))  # lost before it reached the pump
     link.drop()
     link.exchange(s.open())
     events = link.exchange(s.authenticated())
     assert [e for e in events if isinstance(e, Resolved)] == [
-        Resolved(Suspend(duration_s=600), applied=False)
+        Resolved(Suspend(duration_s=600, ack=ack("STOP-002")), applied=False)
     ]
     assert link.pump.mode == "infusing"
     assert s.state == "ready"
@@ -242,21 +242,21 @@ def test_a_non_delivery_command_is_simply_sent_again() -> None:
 def test_withdrawal_guard() -> None:
     link = Link.new(programmed())
     s = link.ready()
-    link.exchange(s.suspend(0))
+    link.exchange(s.suspend(0, ack("STOP-002")))
     link.exchange(s.read_status())
     assert s.pump.stopped
-    with pytest.raises(SessionError, match="withdrawal"):
+    with pytest.raises(AcknowledgementRequired, match="STOP-001"):
         s.end()
     assert s.state == "ready"
-    link.exchange(s.end(acknowledge_stopped=True))
+    link.exchange(s.end(ack("STOP-001")))
     assert s.state == "closed"
     assert EventCode.SESSION_ENDED_STOPPED in [e.code for e in link.pump.log.page(0, 100)]
 
 
 def test_device_refuses_an_unacknowledged_stop_even_from_a_careless_programmer() -> None:
     pump = new_pump(programmed())
-    answer(pump, Suspend(duration_s=0), 90)
-    reply = answer(pump, SessionEnd(acknowledge_stopped=False), 91)
+    answer(pump, Suspend(duration_s=0, ack=ack("STOP-002")), 90)
+    reply = answer(pump, SessionEnd(), 91)
     assert isinstance(reply, Nack)
     assert reply.rules == ("STOP-001",)
 
@@ -269,15 +269,17 @@ def test_refill_flow_with_discrepancy_acknowledgement() -> None:
     link.exchange(s.record_residual(s.pump.refill.expected_residual_ul - 5_000))
     assert s.pump.residual is not None
     assert s.pump.residual.needs_acknowledgement
-    link.exchange(s.stage_drug(20_000, 500))
+    link.exchange(s.stage_drug(15_000, 500))  # 5 mL may still be in it: 15 mL fill it
     assert s.state == "refill_staged"
     with pytest.raises(SessionError, match="differs"):
-        s.confirm_refill_drug(19_000, 500, discrepancy_acknowledged=True)
-    with pytest.raises(SessionError, match="discrepancy"):
-        s.confirm_refill_drug(20_000, 500)
-    link.exchange(s.confirm_refill_drug(20_000, 500, discrepancy_acknowledged=True))
+        s.confirm_refill_drug(14_000, 500, ack=ack("REFILL-003"))
+    with pytest.raises(AcknowledgementRequired, match="REFILL-003"):
+        s.confirm_refill_drug(15_000, 500)
+    link.exchange(s.confirm_refill_drug(15_000, 500, ack=ack("REFILL-003")))
     assert s.state == "ready"
-    assert link.pump.therapy.reservoir_ul == 20_000
+    assert link.pump.therapy.reservoir_ul == 15_000
+    logged = [e.detail for e in link.pump.log.page(0, 100) if e.code is EventCode.ACKNOWLEDGED]
+    assert logged == ["REFILL-003 by test"]
 
 
 def test_alarms_are_announced_and_critical_ones_again() -> None:
@@ -344,7 +346,7 @@ def test_bolus_ends_by_itself_and_suspension_expires() -> None:
     assert pump.mode == "bolus"
     pump.tick(T0 + 601)
     assert pump.mode == "infusing"
-    answer(pump, Suspend(duration_s=600), 2, T0 + 700)
+    answer(pump, Suspend(duration_s=600, ack=ack("STOP-002")), 2, T0 + 700)
     assert pump.mode == "suspended"
     pump.tick(T0 + 1_301)
     assert pump.mode == "infusing"
@@ -367,7 +369,7 @@ def test_refill_times_out() -> None:
 def test_a_refill_begun_while_suspended_delivers_nothing() -> None:
     """Found rewriting the pump: delivery ran during a refill begun while suspended."""
     pump = new_pump(programmed())
-    answer(pump, Suspend(duration_s=0), 1, T0)
+    answer(pump, Suspend(duration_s=0, ack=ack("STOP-002")), 1, T0)
     answer(pump, RefillBegin(), 2, T0)
     before = pump.therapy.reservoir_scaled
     pump.tick(T0 + 1_800)
@@ -468,7 +470,7 @@ def test_nothing_before_hello_and_nothing_after_session_end() -> None:
     assert isinstance(reply, Nack)
     assert reply.code is ErrorCode.NOT_AUTHENTICATED
     assert isinstance(pump.handle(StatusRequest(), 2, T0, CLINICIAN).reply, StatusReport)
-    ended = pump.handle(SessionEnd(acknowledge_stopped=False), 3, T0, CLINICIAN)
+    ended = pump.handle(SessionEnd(), 3, T0, CLINICIAN)
     assert ended.session == CLOSED
     after = pump.handle(StatusRequest(), 4, T0, ended.session).reply
     assert isinstance(after, Nack)
@@ -525,7 +527,7 @@ def test_a_different_request_reusing_a_transaction_id_gets_its_own_error() -> No
     pump = new_pump(programmed())
     answer(pump, SetRate(rate_ul_day=800), 6, T0)
     before = pump.state
-    reply = answer(pump, Suspend(duration_s=60), 6, T0)
+    reply = answer(pump, Suspend(duration_s=60, ack=ack("STOP-002")), 6, T0)
     assert isinstance(reply, Nack)
     assert reply.code is ErrorCode.TXN_REUSED
     assert pump.state == before
@@ -543,7 +545,7 @@ def test_transaction_id_zero_is_refused() -> None:
 def test_after_session_end_a_reused_id_is_not_authenticated() -> None:
     """Issue 12: a Resume reusing SessionEnd's id got the stored Ack."""
     pump = new_pump(programmed())
-    ended = pump.handle(SessionEnd(acknowledge_stopped=False), 7, T0, CLINICIAN)
+    ended = pump.handle(SessionEnd(), 7, T0, CLINICIAN)
     reply = pump.handle(Resume(), 7, T0, ended.session).reply
     assert isinstance(reply, Nack)
     assert reply.code is ErrorCode.NOT_AUTHENTICATED

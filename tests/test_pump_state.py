@@ -11,15 +11,18 @@ from itbproto.errors import SpecError
 from itbproto.machines import PumpMachine
 from itbproto.machines.pump import EventLog, snapshot
 from itbproto.machines.pump.handlers import HANDLERS
+from itbproto.safety import evaluate
 from itbproto.wire import (
     CATALOG,
     BolusKind,
     BolusStart,
+    CommitPrescription,
     ErrorCode,
     EventCode,
     Kind,
     Message,
     Nack,
+    PrescriptionStaged,
     RefillBegin,
     SetRate,
     StagePrescription,
@@ -76,15 +79,19 @@ def test_a_snapshot_that_is_not_one_is_refused(data: object) -> None:
 
 
 def test_the_mode_table_is_the_law() -> None:
-    """The therapy model would begin a refill during a bolus; the table has no such move: the pump refuses."""
+    """The therapy model would commit a prescription during a refill; the table has no such move: the pump
+    refuses."""
     pump = new_pump(programmed())
-    answer(pump, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=20, duration_s=3_600), 1, T0)
-    assert pump.mode == "bolus"
-    reply = answer(pump, RefillBegin(), 2, T0 + 60)
+    answer(pump, RefillBegin(), 1, T0)
+    staged = answer(pump, StagePrescription(prescription=prescription(rate=840)), 2, T0 + 60)
+    assert isinstance(staged, PrescriptionStaged)
+    commit = CommitPrescription(stage_id=staged.stage_id, digest=staged.digest)
+    assert evaluate(commit, pump.therapy, POLICY).accepted  # the therapy model alone would take it
+    reply = answer(pump, commit, 3, T0 + 60)
     assert isinstance(reply, Nack)
     assert reply.code is ErrorCode.WRONG_STATE
-    assert "begin refill" in reply.detail
-    assert pump.mode == "bolus"
+    assert "commit" in reply.detail
+    assert pump.mode == "refill_begun"
 
 
 def test_the_event_log_pages_and_keeps_its_numbering() -> None:

@@ -6,11 +6,26 @@ from dataclasses import replace
 
 import pytest
 
-from factories import DAY, POLICY, T0, commit, empty_pump, prescription, programmed, refused_by, verdict
+from factories import (
+    DAY,
+    POLICY,
+    T0,
+    ack,
+    commit,
+    confirm,
+    empty_pump,
+    patient,
+    prescription,
+    programmed,
+    refill_staged,
+    refused_by,
+    rid,
+    verdict,
+)
 from itbproto.errors import PolicyError, SafetyViolation
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
-from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply
+from itbproto.therapy import SCALE, Battery, advance, apply
 from itbproto.wire import (
     AlarmCode,
     AlarmRecord,
@@ -22,14 +37,16 @@ from itbproto.wire import (
     Origin,
     PatientGroup,
     PeriodicBolus,
+    Phase,
     PrescriptionMode,
     Procedure,
     RecordProcedure,
+    RecordScreeningResponse,
     RefillBegin,
-    RefillConfirm,
     RefillResidual,
     RefillStageDrug,
     Resume,
+    ScreeningResponse,
     SessionEnd,
     SetClock,
     SetRate,
@@ -41,6 +58,7 @@ from itbproto.wire import (
 )
 
 rule = pytest.mark.rule
+SCREENING = patient(phase=Phase.SCREENING, screening_dose_ng=0, screening_effect_s=0)
 
 
 def bolus(volume: int = 100, duration: int = 3600, kind: BolusKind = BolusKind.CLINICIAN) -> BolusStart:
@@ -85,7 +103,7 @@ def test_timed_suspension_that_would_resume_into_an_overdose_is_refused() -> Non
     # fine, but a timed suspension resumes delivery by itself, so it is checked like a Resume
     state = programmed(prescription(rate=2000, max_daily_dose_ng=1_000_000), history_days=0)
     state, _ = advance(state, T0 + 7200)  # 83.3 µg in two hours
-    state = apply(state, Suspend(duration_s=0))
+    state = apply(state, Suspend(duration_s=0, ack=ack("STOP-002")))
     low = stage(rate=200, max_daily_dose_ng=100_000)  # 100 µg/day from now on
     assert verdict(low, state).accepted
     state = apply(apply(state, low), commit(apply(state, low)))
@@ -115,8 +133,8 @@ def test_daily_limit_above_the_group_ceiling_is_refused() -> None:
     state = programmed()
     assert "DOSE-003" in refused_by(stage(max_daily_dose_ng=2_000_001), state)
     assert "DOSE-003" not in refused_by(stage(max_daily_dose_ng=2_000_000), state)
-    child = stage(group=PatientGroup.CHILD, max_daily_dose_ng=1_000_001)
-    assert "DOSE-003" in refused_by(child, state)
+    child = programmed(record=patient(group=PatientGroup.CHILD))
+    assert "DOSE-003" in refused_by(stage(max_daily_dose_ng=1_000_001), child)
 
 
 @rule("DOSE-003")
@@ -176,16 +194,48 @@ def test_absolute_bolus_maximum_applies_without_prescription() -> None:
 
 @rule("BOL-002")
 def test_screening_doses_follow_the_label() -> None:
-    pump = empty_pump(concentration_ug_ml=50)
+    pump = empty_pump(SCREENING, concentration_ug_ml=50)
     assert "BOL-002" in refused_by(bolus(volume=1500), pump)  # 75 µg first: skips 50 µg
     assert "BOL-002" in refused_by(bolus(volume=1200), pump)  # 60 µg is not a screening dose
+    assert "BOL-002" in refused_by(bolus(volume=500), pump)  # 25 µg: for children only
     assert not refused_by(bolus(volume=1000), pump)  # 50 µg over 1 h
     after = apply(pump, bolus(volume=1000))
-    after, _ = advance(after, T0 + 8 * 3600)
-    assert "BOL-002" in refused_by(bolus(volume=1500), after)  # only 8 h later
     after, _ = advance(after, T0 + DAY)
-    assert "BOL-002" not in refused_by(bolus(volume=1500), after)  # 75 µg the next day
+    assert "BOL-002" in refused_by(bolus(volume=1500), after)  # its response is not recorded yet
+    after = apply(after, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0))
     assert "BOL-002" in refused_by(bolus(volume=2000), after)  # 100 µg skips 75 µg
+    assert "BOL-002" not in refused_by(bolus(volume=1500), after)  # 75 µg the next day
+    early = apply(
+        apply(pump, bolus(volume=1000)), RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0)
+    )
+    early, _ = advance(early, T0 + DAY - 1)
+    assert "BOL-002" in refused_by(bolus(volume=1500), early)  # a second short of 24 h
+
+
+@rule("BOL-002")
+def test_screening_ends_with_a_response_or_after_the_highest_dose() -> None:
+    pump = empty_pump(SCREENING, concentration_ug_ml=50)
+    worked = apply(
+        apply(pump, bolus(volume=1000)),
+        RecordScreeningResponse(response=ScreeningResponse.EFFECTIVE, effect_s=3600),
+    )
+    worked, _ = advance(worked, T0 + DAY)
+    assert "BOL-002" in refused_by(bolus(volume=1500), worked)  # screening is over
+    assert worked.record.screening_dose_ng == 50_000
+    state = pump
+    for day, volume in enumerate((1000, 1500, 2000)):
+        state, _ = advance(state, T0 + day * DAY)
+        state = apply(state, bolus(volume=volume))
+        state = apply(state, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0))
+    state, _ = advance(state, T0 + 3 * DAY)
+    assert "BOL-002" in refused_by(bolus(volume=2000), state)  # not a candidate
+
+
+@rule("BOL-002")
+def test_a_child_may_start_screening_at_25_ug() -> None:
+    child = empty_pump(patient(group=PatientGroup.CHILD, phase=Phase.SCREENING), concentration_ug_ml=50)
+    assert "BOL-002" not in refused_by(bolus(volume=500), child)
+    assert "BOL-002" not in refused_by(bolus(volume=1000), child)
 
 
 @rule("BOL-003")
@@ -239,7 +289,7 @@ def test_patient_bolus_must_be_the_prescribed_one() -> None:
 
 @rule("BRIDGE-001")
 def test_bridge_bolus_only_after_a_concentration_change() -> None:
-    bridge = bolus(volume=50, duration=3600, kind=BolusKind.BRIDGE)
+    bridge = bolus(volume=50, duration=3 * 3600, kind=BolusKind.BRIDGE)
     state = programmed()
     assert "BRIDGE-001" in refused_by(bridge, state)
     changed = replace(state, concentration_changed_at=T0 - 3600)
@@ -247,19 +297,22 @@ def test_bridge_bolus_only_after_a_concentration_change() -> None:
     assert "BRIDGE-001" in refused_by(bolus(volume=251, duration=36_000, kind=BolusKind.BRIDGE), changed)
     assert "BRIDGE-001" in refused_by(bridge, replace(changed, bridge_given=True))
     assert "BRIDGE-001" in refused_by(bridge, replace(state, concentration_changed_at=T0 - DAY - 1))
+    # 50 µL of 500 µg/mL is 25 µg: at 400 µg/day that takes 5400 s, no less
+    assert "BRIDGE-001" not in refused_by(bolus(volume=50, duration=5400, kind=BolusKind.BRIDGE), changed)
+    assert "BRIDGE-001" in refused_by(bolus(volume=50, duration=5399, kind=BolusKind.BRIDGE), changed)
 
 
 @rule("PRIME-001")
 def test_priming_bolus_only_after_catheter_work() -> None:
-    prime = bolus(volume=60, duration=3600, kind=BolusKind.PRIMING)
+    prime = bolus(volume=120, duration=600, kind=BolusKind.PRIMING)
     state = programmed(prescription(max_bolus_ng=200_000))
     assert "PRIME-001" in refused_by(prime, state)
-    state = apply(state, RecordProcedure(procedure=Procedure.CATHETER_REVISION))
-    assert verdict(prime, state).accepted
-    assert "PRIME-001" in refused_by(bolus(volume=251, duration=36_000, kind=BolusKind.PRIMING), state)
+    state = apply(state, RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=120))
+    assert verdict(prime, state).accepted  # the new catheter's 120 µL of saline
+    assert "PRIME-001" in refused_by(bolus(volume=121, duration=600, kind=BolusKind.PRIMING), state)
     state = apply(state, prime)
     state, _ = advance(state, T0 + 2 * 3600)
-    assert "PRIME-001" in refused_by(prime, state)  # primed: a second priming bolus would overdose
+    assert "PRIME-001" in refused_by(prime, state)  # primed: a second priming bolus would push out drug
 
 
 # --- titration -------------------------------------------------------------------------------------
@@ -275,7 +328,7 @@ def test_priming_bolus_only_after_catheter_work() -> None:
     ],
 )
 def test_titration_step_limit(origin: Origin, group: PatientGroup, allowed_rate: int) -> None:
-    state = programmed(prescription(origin=origin, group=group, max_daily_dose_ng=900_000))
+    state = programmed(prescription(max_daily_dose_ng=900_000), record=patient(origin=origin, group=group))
     assert "TITR-001" not in refused_by(SetRate(rate_ul_day=allowed_rate), state)
     assert "TITR-001" in refused_by(SetRate(rate_ul_day=allowed_rate + 1), state)
 
@@ -346,37 +399,6 @@ def test_steps_cover_the_day() -> None:
 # --- drug and refill -------------------------------------------------------------------------------
 
 
-def rid(state: TherapyState) -> int:
-    """The id of the refill in progress (or of the one the next RefillBegin starts)."""
-    return state.refill.refill_id if state.refill is not None else state.next_id
-
-
-def refill_staged(
-    state: TherapyState, volume: int = 20_000, conc: int = 500, measured: int | None = None
-) -> TherapyState:
-    state = apply(state, RefillBegin())
-    assert state.refill is not None
-    expected = state.refill.expected_residual_ul
-    state = apply(
-        state, RefillResidual(refill_id=rid(state), measured_ul=expected if measured is None else measured)
-    )
-    return apply(state, RefillStageDrug(refill_id=rid(state), volume_ul=volume, concentration_ug_ml=conc))
-
-
-def confirm(
-    state: TherapyState, volume: int = 20_000, conc: int = 500, acknowledged: bool = False
-) -> RefillConfirm:
-    """The second confirmation of what ``state`` has staged (its digest, if it staged anything)."""
-    digest = state.refill.digest if state.refill is not None and state.refill.digest is not None else 0
-    return RefillConfirm(
-        refill_id=rid(state),
-        volume_ul=volume,
-        concentration_ug_ml=conc,
-        digest=digest,
-        discrepancy_acknowledged=acknowledged,
-    )
-
-
 @rule("DRUG-001")
 def test_concentrations_come_from_the_drug_table() -> None:
     state = programmed()
@@ -399,9 +421,12 @@ def test_prescription_must_match_the_reservoir() -> None:
 
 @rule("DRUG-002")
 def test_refill_with_a_new_concentration_rescales_the_rates() -> None:
-    state = refill_staged(programmed(), conc=2000)
-    assert verdict(confirm(state, conc=2000), state).accepted
-    after = apply(state, confirm(state, conc=2000))
+    state = refill_staged(programmed(), conc=2000, volume=10_000)  # 50 days at 0.2 mL/day
+    # no bridge: a quarter of the dose at the tip for a while
+    assert refused_by(confirm(state, 10_000, 2000), state) == {"FLOW-001"}
+    bridged = replace(confirm(state, 10_000, 2000), bridge=True)
+    assert verdict(bridged, state).accepted
+    after = apply(state, bridged)
     assert after.prescription is not None
     assert after.prescription.concentration_ug_ml == 2000
     assert after.prescription.steps[0].rate_ul_day == 200  # 400 µg/day at 2 mg/mL
@@ -442,9 +467,9 @@ def test_refill_needs_both_steps_and_matching_confirmation() -> None:
 @rule("REFILL-003")
 def test_residual_discrepancy_needs_acknowledgement() -> None:
     state = programmed()  # about 19.2 mL expected after two days
-    off = refill_staged(state, measured=10_000)
-    assert "REFILL-003" in refused_by(confirm(off), off)
-    assert verdict(confirm(off, acknowledged=True), off).accepted
+    off = refill_staged(state, measured=10_000, volume=11_000)
+    assert "REFILL-003" in refused_by(confirm(off, volume=11_000), off)
+    assert verdict(confirm(off, volume=11_000, acknowledged=True), off).accepted
     close = refill_staged(state, measured=19_000)  # within 20 % and... above the 0.5 mL floor
     assert "REFILL-003" not in refused_by(confirm(close), close)
     strict = SafetyPolicy(load_rules(), {"REFILL-003.discrepancy_pct": 1})
@@ -521,11 +546,11 @@ def test_critical_alarm_silence_is_bounded() -> None:
 @rule("STOP-001")
 def test_session_cannot_end_with_the_pump_stopped_unacknowledged() -> None:
     running = programmed()
-    assert verdict(SessionEnd(acknowledge_stopped=False), running).accepted
+    assert verdict(SessionEnd(), running).accepted
     suspended = apply(running, Suspend(duration_s=0))
-    assert refused_by(SessionEnd(acknowledge_stopped=False), suspended) == {"STOP-001"}
-    assert verdict(SessionEnd(acknowledge_stopped=True), suspended).accepted
-    assert refused_by(SessionEnd(acknowledge_stopped=False), empty_pump()) == {"STOP-001"}
+    assert refused_by(SessionEnd(), suspended) == {"STOP-001"}
+    assert verdict(SessionEnd(ack=ack("STOP-001")), suspended).accepted
+    assert refused_by(SessionEnd(), empty_pump()) == {"STOP-001"}
 
 
 @rule("CLOCK-001")
@@ -552,7 +577,7 @@ def test_refusal_raises_with_every_rule_id() -> None:
     assert not v.accepted
     with pytest.raises(SafetyViolation) as info:
         v.raise_if_refused()
-    assert set(info.value.rule_ids) == {"DOSE-001", "DOSE-002", "TITR-001"}
+    assert set(info.value.rule_ids) == {"DOSE-001", "DOSE-002", "TITR-001", "FLEX-003"}
 
 
 def test_commit_of_a_valid_staged_prescription_is_accepted() -> None:
@@ -574,5 +599,5 @@ def test_a_session_ending_while_nothing_flows_needs_the_acknowledgement(nothing_
         state = replace(state, motor_stalled=True)
     else:
         state = apply(apply(state, Suspend(duration_s=0)), RefillBegin())
-    assert "STOP-001" in refused_by(SessionEnd(acknowledge_stopped=False), state)
-    assert "STOP-001" not in refused_by(SessionEnd(acknowledge_stopped=True), state)
+    assert "STOP-001" in refused_by(SessionEnd(), state)
+    assert "STOP-001" not in refused_by(SessionEnd(ack=ack("STOP-001")), state)

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from factories import DAY, T0, empty_pump, prescription, programmed
+from itbproto.errors import TherapyStateError
 from itbproto.therapy import SCALE, Flow, advance, apply, bolus_flows, dose_between, max_window_dose
 from itbproto.therapy.forecast import bridge_bolus, forecast, priming_bolus
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
-from itbproto.wire import BolusKind, FlexStep, PeriodicBolus, PrescriptionMode, Suspend, TherapyMode
+from itbproto.wire import (
+    BolusKind,
+    FlexStep,
+    PeriodicBolus,
+    PrescriptionMode,
+    Procedure,
+    RecordProcedure,
+    Suspend,
+    TherapyMode,
+)
 
 flows_st = st.lists(
     st.builds(
@@ -99,11 +110,17 @@ def test_rescale_keeps_the_dose_or_lowers_it() -> None:
 
 
 def test_bridge_and_priming_boluses() -> None:
-    profile = empty_pump().profile
-    bridge = bridge_bolus(prescription(), 500, profile)  # 250 µL of 500 µg/mL = 125 µg at 400 µg/day
+    # the bridge: the 250 µL path of 500 µg/mL (125 µg) at the prescribed 400 µg/day
+    bridge = bridge_bolus(programmed())
     assert (bridge.kind, bridge.volume_ul, bridge.duration_s) == (BolusKind.BRIDGE, 250, 27_000)
-    prime = priming_bolus(profile, 3600)
-    assert (prime.kind, prime.volume_ul) == (BolusKind.PRIMING, 250)
+    # priming after a catheter revision: only the new catheter (120 µL) holds saline
+    revised = apply(
+        programmed(), RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=120)
+    )
+    prime = priming_bolus(revised, 3600)
+    assert (prime.kind, prime.volume_ul, prime.duration_s) == (BolusKind.PRIMING, 120, 3600)
+    with pytest.raises(TherapyStateError):
+        bridge_bolus(empty_pump())
 
 
 def test_state_history_is_bounded() -> None:

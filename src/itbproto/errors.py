@@ -29,6 +29,7 @@ carries, as attributes, what was wrong::
      │    ├── UnknownIdError                 it names a bolus, refill, alarm or stage that is not there
      │    └── StaleStageError                its stage id or digest is not the staged one
      └── SafetyViolation                     a command breaks safety rules (rule_ids, reasons)
+          ├── AcknowledgementRequired        it meets hazards the user must acknowledge first
           └── PolicyError                    a policy that would loosen a limit (POLICY-001)
 
 As in h11, the two sides of a link keep their faults apart: what *this* side
@@ -43,6 +44,7 @@ half-parsed message, and a reassembler never returns a partial one.
 from __future__ import annotations
 
 __all__ = [
+    "AcknowledgementRequired",
     "BadCrcError",
     "DuplicateFragmentError",
     "FieldRangeError",
@@ -249,12 +251,17 @@ class StaleStageError(TherapyStateError):
 
 
 class SafetyViolation(ItbError):  # noqa: N818  (the name DESIGN.md gives it)
-    """A command breaks one or more safety rules; ``rule_ids`` names them. Nothing was applied."""
+    """A command breaks one or more safety rules; ``rule_ids`` names them (once each, as a ``Nack`` does),
+    ``reasons`` says why, one per violation. Nothing was applied."""
 
     def __init__(self, rule_ids: tuple[str, ...], reasons: tuple[str, ...]) -> None:
         super().__init__("; ".join(f"{r}: {why}" for r, why in zip(rule_ids, reasons, strict=True)))
-        self.rule_ids = rule_ids
+        self.rule_ids = tuple(dict.fromkeys(rule_ids))
         self.reasons = reasons
+
+
+class AcknowledgementRequired(SafetyViolation):
+    """The command meets hazards the user must acknowledge (``rule_ids``): send it again, acknowledging."""
 
 
 class PolicyError(SafetyViolation):

@@ -66,9 +66,12 @@ class InMemoryLink:
         self.link = self.firmware.attach(Connection(Side.PUMP, mtu=self.session.connection.mtu))
 
     def ready(self, client: str = "itbproto") -> ProgrammingSession:
-        """Open the session and read the status: the session is ready (or uncertain)."""
+        """Open the session, read the status and the patient record: the session is ready (or uncertain,
+        when a delivery change's fate must be resolved first)."""
         self.exchange(self.session.open(client))
         self.exchange(self.session.authenticated())
+        if self.session.state == "ready":
+            self.exchange(self.session.read_patient_record())
         return self.session
 
     def _tap(self, sender: str, chunk: bytes) -> None:

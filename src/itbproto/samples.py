@@ -7,7 +7,7 @@ maintenance, a 10 % titration step, a 20 mL reservoir); they are illustrative.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from itbproto.therapy.state import digest
@@ -15,14 +15,23 @@ from itbproto.wire import enums as e
 from itbproto.wire import messages as m
 from itbproto.wire.message import Message
 
-__all__ = ["EXCHANGE", "PRESCRIPTION", "SAMPLES", "Step"]
+__all__ = ["EXCHANGE", "FIRST_PRESCRIPTION", "IN_THERAPY", "PRESCRIPTION", "SAMPLES", "SCREENED", "Step"]
 
 T0 = 40_000_000  # device time at the start of the session (about 463 days after the epoch)
 
+#: a patient screened with an effective 50 µg dose (its effect lasted 6 h), implanted, in therapy
+SCREENED = m.PatientRecord(
+    group=e.PatientGroup.ADULT,
+    origin=e.Origin.SPINAL,
+    risks=frozenset(),
+    phase=e.Phase.IMPLANTED,
+    screening_dose_ng=50_000,
+    screening_effect_s=6 * 3600,
+)
+IN_THERAPY = replace(SCREENED, phase=e.Phase.THERAPY)
+
 PRESCRIPTION = m.Prescription(
     mode=e.PrescriptionMode.FLEX,
-    origin=e.Origin.SPINAL,
-    group=e.PatientGroup.ADULT,
     concentration_ug_ml=500,
     steps=(
         m.FlexStep(start_s=0, rate_ul_day=720),  # 360 µg/day overnight
@@ -33,6 +42,17 @@ PRESCRIPTION = m.Prescription(
     patient=m.PatientBolusPolicy(volume_ul=10, duration_s=600, lockout_s=4 * 3600, max_per_day=3),
     max_daily_dose_ng=600_000,
     max_bolus_ng=50_000,
+)
+
+#: the first daily dose after an effective 50 µg screening dose: 100 µg/day (SCREEN-001 allows twice it)
+FIRST_PRESCRIPTION = m.Prescription(
+    mode=e.PrescriptionMode.CONTINUOUS,
+    concentration_ug_ml=500,
+    steps=(m.FlexStep(start_s=0, rate_ul_day=200),),
+    boluses=(),
+    patient=m.PatientBolusPolicy(volume_ul=10, duration_s=600, lockout_s=4 * 3600, max_per_day=3),
+    max_daily_dose_ng=150_000,
+    max_bolus_ng=25_000,
 )
 
 
@@ -70,6 +90,7 @@ EXCHANGE: tuple[Step, ...] = (
             max_flex_steps=10,
             device_time=T0,
             paired=True,
+            pump_kind=e.PumpKind.MOTOR,
             max_frame=1045,
             last_txn=0,
         ),
@@ -90,6 +111,7 @@ EXCHANGE: tuple[Step, ...] = (
         m.StatusReport(
             device_time=T0 + 5,
             mode=e.TherapyMode.INFUSING,
+            phase=e.Phase.THERAPY,
             alarms=frozenset({e.AlarmCode.LOW_RESERVOIR}),
             reservoir_ul=2_150,
             concentration_ug_ml=500,
@@ -111,8 +133,6 @@ EXCHANGE: tuple[Step, ...] = (
         STAGE := m.StagePrescription(
             prescription=m.Prescription(
                 mode=e.PrescriptionMode.CONTINUOUS,
-                origin=e.Origin.SPINAL,
-                group=e.PatientGroup.ADULT,
                 concentration_ug_ml=500,
                 steps=(m.FlexStep(start_s=0, rate_ul_day=880),),  # +10 %: 400 -> 440 µg/day
                 boluses=(),
@@ -121,7 +141,7 @@ EXCHANGE: tuple[Step, ...] = (
                 max_bolus_ng=50_000,
             )
         ),
-        m.PrescriptionStaged(stage_id=7, digest=digest(STAGE), daily_dose_ng=440_000),
+        m.PrescriptionStaged(stage_id=7, digest=digest(STAGE), daily_dose_ng=440_000, acknowledge=()),
     ),
     *_pair(7, m.CommitPrescription(stage_id=7, digest=digest(STAGE)), _ack(m.CommitPrescription, T0 + 40)),
     *_pair(
@@ -173,7 +193,7 @@ EXCHANGE: tuple[Step, ...] = (
             volume_ul=20_000,
             concentration_ug_ml=500,
             digest=digest(DRUG),
-            discrepancy_acknowledged=False,
+            bridge=False,
         ),
         _ack(m.RefillConfirm, T0 + 600),
     ),
@@ -182,17 +202,33 @@ EXCHANGE: tuple[Step, ...] = (
         m.BolusStart(kind=e.BolusKind.CLINICIAN, volume_ul=100, duration_s=60),
         m.BolusStarted(bolus_id=88, dose_ng=50_000, ends_at=T0 + 720),
     ),
-    *_pair(15, m.SessionEnd(acknowledge_stopped=False), _ack(m.SessionEnd, T0 + 900)),
+    *_pair(15, m.SessionEnd(), _ack(m.SessionEnd, T0 + 900)),
 )
 
 _EXTRA: tuple[Message, ...] = (
     m.SetClock(device_time=T0 + 3),
     m.BolusCancel(bolus_id=88),
     m.BolusCancelled(bolus_id=88, delivered_ul=40, not_delivered_ul=60),
-    m.Suspend(duration_s=3_600),
+    m.Suspend(duration_s=3_600, ack=m.Acknowledgement(rules=("STOP-002",), by="dr-lee")),
     m.Resume(),
     m.RefillAbort(refill_id=4),
-    m.RecordProcedure(procedure=e.Procedure.CATHETER_REVISION),
+    m.RecordProcedure(procedure=e.Procedure.CATHETER_REVISION, catheter_volume_ul=140),
+    m.ReadPatientRecord(),
+    m.PatientRecordReport(
+        records=(
+            m.RecordChange(since=T0 - 400 * 86_400, record=SCREENED),
+            m.RecordChange(since=T0 - 380 * 86_400, record=replace(SCREENED, phase=e.Phase.THERAPY)),
+        )
+    ),
+    m.SetPatientRecord(
+        group=e.PatientGroup.ADULT,
+        origin=e.Origin.SPINAL,
+        risks=frozenset({e.WithdrawalRisk.HIGH_SPINAL_INJURY}),
+        phase=e.Phase.THERAPY,
+    ),
+    m.RecordScreeningResponse(response=e.ScreeningResponse.EFFECTIVE, effect_s=6 * 3600),
+    m.MriBegin(emptied_ul=0, ack=m.Acknowledgement(rules=("MRI-002",), by="dr-lee")),
+    m.MriEnd(),
     m.AlarmListRequest(),
     m.AlarmList(
         alarms=(
@@ -232,17 +268,25 @@ _EXTRA: tuple[Message, ...] = (
         needs_priming=False,
         concentration_changed_at=0,
         bridge_given=False,
+        last_delivery_at=T0,
+        filled_at=T0 - 40 * 86_400,
+        path=(m.PathSegment(volume_scaled=250 * 86_400, concentration_ug_ml=500),),
         flows=(
             m.FlowRecord(start=T0 - 86_400, end=T0 - 3_600, rate_ul_day=800, concentration_ug_ml=500),
             m.FlowRecord(start=T0 - 3_600, end=T0, rate_ul_day=880, concentration_ug_ml=500),
         ),
         doses=(
-            m.DoseChange(since=T0 - 30 * 86_400, daily_dose_scaled=400_000 * 86_400),
-            m.DoseChange(since=T0 - 3_600, daily_dose_scaled=440_000 * 86_400),
+            m.DoseChange(since=T0 - 30 * 86_400, daily_dose_scaled=400_000 * 86_400, peak_ng_day=400_000),
+            m.DoseChange(since=T0 - 3_600, daily_dose_scaled=440_000 * 86_400, peak_ng_day=440_000),
         ),
         boluses=(
             m.BolusEntry(
-                start=T0 - 7_200, kind=e.BolusKind.PATIENT, volume_ul=10, dose_ng=5_000, screening=False
+                start=T0 - 7_200,
+                kind=e.BolusKind.PATIENT,
+                volume_ul=10,
+                dose_ng=5_000,
+                screening=False,
+                response=e.ScreeningResponse.PENDING,
             ),
         ),
     ),
@@ -250,8 +294,17 @@ _EXTRA: tuple[Message, ...] = (
     m.EventLogPage(
         total=122,
         events=(
-            m.EventRecord(index=120, at=T0 + 40, code=e.EventCode.PRESCRIPTION_COMMITTED, txn=7, value=13),
-            m.EventRecord(index=121, at=T0 + 600, code=e.EventCode.REFILL_CONFIRMED, txn=13, value=20_000),
+            m.EventRecord(
+                index=120, at=T0 + 40, code=e.EventCode.PRESCRIPTION_COMMITTED, txn=7, value=13, detail=""
+            ),
+            m.EventRecord(
+                index=121,
+                at=T0 + 600,
+                code=e.EventCode.ACKNOWLEDGED,
+                txn=13,
+                value=0,
+                detail="REFILL-003 by dr-lee",
+            ),
         ),
     ),
 )

@@ -193,10 +193,10 @@ def transaction_vectors() -> dict[str, Json]:
         _Step("a role that may not send it", m.SetRate(rate_ul_day=880), 11, lambda s: patient),
         _Step("a refused command uses its id", m.Resume(), 12, lambda s: clinician),
         _Step("and its retry gets the same refusal", m.Resume(), 12),
-        _Step("SessionEnd", m.SessionEnd(acknowledge_stopped=True), 13),
+        _Step("SessionEnd", m.SessionEnd(ack=m.Acknowledgement(rules=("STOP-001",), by="vectors")), 13),
         _Step(
             "after SessionEnd, even a reused id is not authenticated",
-            m.SessionEnd(acknowledge_stopped=True),
+            m.SessionEnd(ack=m.Acknowledgement(rules=("STOP-001",), by="vectors")),
             13,
         ),
     ]

@@ -19,10 +19,12 @@ from itbproto.errors import TherapyStateError
 from itbproto.safety.policy import SafetyPolicy
 from itbproto.safety.rules import CHECKS
 from itbproto.safety.verdict import Context, Verdict, Violation
-from itbproto.therapy.state import TherapyState, apply
+from itbproto.therapy.commands import apply
+from itbproto.therapy.state import TherapyState
 from itbproto.wire.message import Message
+from itbproto.wire.messages import Acknowledgement, StagePrescription
 
-__all__ = ["enforcement_points", "evaluate"]
+__all__ = ["acknowledged_by", "enforcement_points", "evaluate"]
 
 
 def _run(ctx: Context[Any], consequence: bool) -> list[Violation]:
@@ -33,22 +35,33 @@ def _run(ctx: Context[Any], consequence: bool) -> list[Violation]:
     return found
 
 
+def acknowledged_by(command: Message) -> frozenset[str]:
+    """The rule IDs a command acknowledges (none for a command that carries no acknowledgement)."""
+    ack = getattr(command, "ack", None)
+    return frozenset(ack.rules) if isinstance(ack, Acknowledgement) else frozenset()
+
+
 def evaluate(command: Message, state: TherapyState, policy: SafetyPolicy) -> Verdict:
-    """Every rule the command would break in ``state``; accepted when none.
+    """Every rule the command would break or hazard it would meet in ``state``.
 
     Raises :class:`~itbproto.errors.TherapyStateError` (or a subclass) when the
     command cannot apply at all in this state (for example a commit with nothing
     staged): that is a wrong-state error, not a safety verdict.
     """
     pre = _run(Context(command, state, None, policy), consequence=False)
+    after: TherapyState | None = None
     try:
         after = apply(state, command)
     except TherapyStateError:
-        if pre:  # a broken precondition is why it cannot apply: report the rules
-            return Verdict(command, tuple(pre))
-        raise
-    post = _run(Context(command, state, after, policy), consequence=True)
-    return Verdict(command, (*pre, *post), after)
+        if not [v for v in pre if not policy.catalog[v.rule_id].acknowledgeable]:
+            raise  # no broken limit explains why it cannot apply
+    found = pre if after is None else [*pre, *_run(Context(command, state, after, policy), consequence=True)]
+    limits = tuple(v for v in found if not policy.catalog[v.rule_id].acknowledgeable)
+    hazards = tuple(v for v in found if policy.catalog[v.rule_id].acknowledgeable)
+    acknowledged = acknowledged_by(command)
+    if isinstance(command, StagePrescription):  # staging shows the hazards; the commit acknowledges them
+        acknowledged = frozenset(v.rule_id for v in hazards)
+    return Verdict(command, limits, hazards, acknowledged, after)
 
 
 def enforcement_points() -> dict[str, tuple[str, ...]]:

@@ -53,6 +53,8 @@ class SafetyPolicy:
                 problems.append(
                     f"{key} = {value!r} is looser than {param.default} (may only go {param.tighten})"
                 )
+            elif not param.within_limit(value):
+                problems.append(f"{key} = {value!r} is past {param.limit}, the most the pump can enforce")
             else:
                 values[key] = value
         if problems:

@@ -1,10 +1,12 @@
 """Therapy model and exact dose math (sans-IO): profiles, drugs, flows, schedules, state."""
 
+from itbproto.therapy.commands import apply
 from itbproto.therapy.flows import SCALE, Flow, bolus_flows, dose_between, max_window_dose, volume_between
+from itbproto.therapy.fluid import Path, Segment, push
 from itbproto.therapy.forecast import Forecast, bridge_bolus, forecast, priming_bolus
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
-from itbproto.therapy.state import Battery, TherapyState, advance, apply, planned_flows
+from itbproto.therapy.state import Battery, TherapyState, advance, planned_flows, planned_tip_flows
 
 __all__ = [
     "SCALE",
@@ -13,6 +15,8 @@ __all__ = [
     "Drug",
     "Flow",
     "Forecast",
+    "Path",
+    "Segment",
     "TherapyState",
     "advance",
     "apply",
@@ -23,8 +27,10 @@ __all__ = [
     "forecast",
     "max_window_dose",
     "planned_flows",
+    "planned_tip_flows",
     "prescription_flows",
     "priming_bolus",
+    "push",
     "rescale",
     "volume_between",
 ]

@@ -25,6 +25,7 @@ SEVERITY = {
     AlarmCode.BATTERY_EOS: Severity.CRITICAL,
     AlarmCode.MOTOR_STALL: Severity.CRITICAL,
     AlarmCode.DELIVERY_STOPPED: Severity.NON_CRITICAL,
+    AlarmCode.DRUG_EXPIRED: Severity.NON_CRITICAL,
 }
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from itbproto.errors import TherapyStateError
+from itbproto.therapy.commands import bridge_duration_s
 from itbproto.therapy.flows import SCALE, seconds_until_volume
-from itbproto.therapy.profile import DeviceProfile
-from itbproto.therapy.schedule import daily_dose_scaled
 from itbproto.therapy.state import TherapyState, planned_flows
-from itbproto.units import Rounding, divide
 from itbproto.wire.enums import BolusKind
-from itbproto.wire.messages import BolusStart, Prescription
+from itbproto.wire.messages import BolusStart
 
 __all__ = ["HORIZON_S", "Forecast", "bridge_bolus", "forecast", "priming_bolus"]
 
@@ -36,7 +35,7 @@ class Forecast:
         return None if t is None else (t - now) // SCALE
 
 
-def forecast(state: TherapyState, filled_at: int | None = None) -> Forecast:
+def forecast(state: TherapyState) -> Forecast:
     """When ``state``'s reservoir empties and when its alarms and refill fall due."""
     now = state.now
     empty_at = _when_delivered(state, state.reservoir_scaled)
@@ -45,7 +44,7 @@ def forecast(state: TherapyState, filled_at: int | None = None) -> Forecast:
     if empty_at is not None:
         candidates.append(max(now, empty_at - state.thresholds.low_reservoir_days * SCALE))
     low_at = min(candidates, default=None)
-    stability_ends = (now if filled_at is None else filled_at) + state.drug.stability_days * SCALE
+    stability_ends = state.stability_ends_at
     due = [t for t in (empty_at, low_at, stability_ends) if t is not None]
     return Forecast(empty_at, low_at, stability_ends, min(due) if due else None)
 
@@ -65,15 +64,18 @@ def _when_delivered(state: TherapyState, volume_scaled: int) -> int | None:
     return None
 
 
-def bridge_bolus(p: Prescription, old_conc_ug_ml: int, profile: DeviceProfile) -> BolusStart:
-    """The bridge bolus after a concentration change: push the internal volume, still holding the old
-    drug, at the prescribed daily dose (duration rounded up, so never faster)."""
-    volume = profile.internal_volume_ul
-    daily = daily_dose_scaled(p) // SCALE or 1
-    duration = divide(volume * old_conc_ug_ml * SCALE, daily, Rounding.UP)
-    return BolusStart(kind=BolusKind.BRIDGE, volume_ul=volume, duration_s=min(max(duration, 1), SCALE))
+def bridge_bolus(state: TherapyState) -> BolusStart:
+    """The bridge after a concentration change: deliver the drug still in the fluid path at the prescribed
+    daily dose, in place of the basal flow (duration rounded up, so never faster). The pump computes the
+    same bridge itself for ``RefillConfirm(bridge=True)``."""
+    if state.prescription is None:
+        raise TherapyStateError("a bridge needs a prescription in force")
+    volume = state.path.volume_scaled // SCALE
+    return BolusStart(kind=BolusKind.BRIDGE, volume_ul=volume, duration_s=bridge_duration_s(state))
 
 
-def priming_bolus(profile: DeviceProfile, duration_s: int) -> BolusStart:
-    """The priming bolus after implant or catheter work: fill the internal volume."""
-    return BolusStart(kind=BolusKind.PRIMING, volume_ul=profile.internal_volume_ul, duration_s=duration_s)
+def priming_bolus(state: TherapyState, duration_s: int) -> BolusStart:
+    """The priming bolus after implant or catheter work: push the saline out of the fluid path."""
+    return BolusStart(
+        kind=BolusKind.PRIMING, volume_ul=state.path.saline_scaled // SCALE, duration_s=duration_s
+    )

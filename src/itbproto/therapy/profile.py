@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
 from itbproto.errors import SpecError
-from itbproto.wire.enums import PatientGroup
+from itbproto.wire.enums import PatientGroup, PumpKind
 from itbproto.wire.messages import AlarmThresholds
 
 __all__ = ["DeviceProfile", "Drug", "from_mapping"]
@@ -33,7 +33,9 @@ class DeviceProfile:
     rate_step_ul_day: int
     max_flex_steps: int
     max_bolus_rate_ul_day: int
-    internal_volume_ul: int
+    pump_kind: PumpKind
+    pump_path_ul: int
+    catheter_ul: int
     low_reservoir_ul: int
     low_reservoir_days: int
     eri_lead_days: int
@@ -85,6 +87,12 @@ def from_mapping(cls: type[R], data: Mapping[str, Any], source: str) -> R:
     values: dict[str, Any] = {}
     for name, value in data.items():
         wanted = str(fields[name].type)
+        if wanted == "PumpKind":
+            if not isinstance(value, str) or value.upper() not in PumpKind.__members__:
+                raise SpecError(
+                    source, f"{name} must be one of {[k.name.lower() for k in PumpKind]}, got {value!r}"
+                )
+            value = PumpKind[value.upper()]
         if wanted == "int" and (type(value) is not int):
             raise SpecError(source, f"{name} must be an integer, got {value!r}")
         if wanted == "str" and type(value) is not str:

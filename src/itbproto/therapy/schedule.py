@@ -17,6 +17,7 @@ __all__ = [
     "basal_flows",
     "daily_dose_scaled",
     "daily_volume_scaled",
+    "peak_ng_day",
     "periodic_bolus_flows",
     "prescription_flows",
     "rescale",
@@ -63,6 +64,11 @@ def daily_volume_scaled(p: Prescription) -> int:
 def daily_dose_scaled(p: Prescription) -> int:
     """Scaled dose (ng × 86 400) ``p`` delivers per day: basal plus periodic boluses, exactly."""
     return daily_volume_scaled(p) * p.concentration_ug_ml
+
+
+def peak_ng_day(p: Prescription) -> int:
+    """The highest basal dose rate of ``p`` (ng/day): its highest step."""
+    return max(s.rate_ul_day for s in p.steps) * p.concentration_ug_ml
 
 
 def rescale(p: Prescription, concentration_ug_ml: int, step_ul_day: int) -> Prescription:

@@ -12,11 +12,15 @@ __all__ = [
     "MsgType",
     "Origin",
     "PatientGroup",
+    "Phase",
     "PrescriptionMode",
     "Procedure",
+    "PumpKind",
     "Role",
+    "ScreeningResponse",
     "Severity",
     "TherapyMode",
+    "WithdrawalRisk",
 ]
 
 
@@ -59,6 +63,12 @@ class MsgType(enum.IntEnum):
     REFILL_CONFIRM = 0x56
     REFILL_ABORT = 0x57
     RECORD_PROCEDURE = 0x58
+    READ_PATIENT_RECORD = 0x59
+    PATIENT_RECORD_REPORT = 0x5A
+    SET_PATIENT_RECORD = 0x5B
+    RECORD_SCREENING_RESPONSE = 0x5C
+    MRI_BEGIN = 0x5D
+    MRI_END = 0x5E
 
     ALARM_NOTIFY = 0x60
     ALARM_LIST_REQUEST = 0x61
@@ -96,6 +106,7 @@ class TherapyMode(enum.IntEnum):
     REFILL = 4  # a refill is in progress; delivery continues from the residual
     HALTED = 5  # meant to deliver but nothing flows: empty reservoir or stalled motor (see alarms)
     END_OF_SERVICE = 6  # the battery is spent: the pump delivers nothing, for good
+    MRI = 7  # prepared for an MRI scan: nothing flows until the scan is over and delivery resumes
 
 
 class PrescriptionMode(enum.IntEnum):
@@ -106,17 +117,48 @@ class PrescriptionMode(enum.IntEnum):
 
 
 class Origin(enum.IntEnum):
-    """Origin of the spasticity; it sets the titration step limit."""
+    """Origin of the spasticity (the pump's patient record); it sets the titration step limit."""
 
     SPINAL = 1
     CEREBRAL = 2
 
 
 class PatientGroup(enum.IntEnum):
-    """Adult or child; children get the stricter titration limit."""
+    """Adult or child (the pump's patient record); children get the stricter limits."""
 
     ADULT = 1
     CHILD = 2
+
+
+class WithdrawalRisk(enum.IntEnum):
+    """What makes a withdrawal more likely or harder to notice (label boxed warning): bits of a flag set."""
+
+    HIGH_SPINAL_INJURY = 0  # spinal cord injury at T6 or above
+    COMMUNICATION = 1  # communication difficulties
+    WITHDRAWAL_HISTORY = 2  # a withdrawal before
+
+
+class Phase(enum.IntEnum):
+    """Where the patient is on the therapy path."""
+
+    SCREENING = 1  # test boluses: 50, 75, 100 µg, 24 h apart
+    IMPLANTED = 2  # the pump is in; the catheter must be primed before therapy
+    THERAPY = 3  # titration and maintenance
+
+
+class ScreeningResponse(enum.IntEnum):
+    """What the clinician observed after a screening dose."""
+
+    PENDING = 0  # not recorded yet
+    NONE = 1  # no response: the next dose may follow after 24 h
+    EFFECTIVE = 2  # a response: screening is over; this is the effective screening dose
+
+
+class PumpKind(enum.IntEnum):
+    """How the pump meters the drug; it decides what an MRI does to it."""
+
+    MOTOR = 1  # a peristaltic motor: a strong magnetic field can stall it
+    VALVE = 2  # a gas-driven reservoir behind valves: a strong field can open them and discharge it
 
 
 class BolusKind(enum.IntEnum):
@@ -145,6 +187,7 @@ class AlarmCode(enum.IntEnum):
     BATTERY_EOS = 4
     MOTOR_STALL = 5
     DELIVERY_STOPPED = 6
+    DRUG_EXPIRED = 7  # the drug in the reservoir is past its stability date
 
 
 class Severity(enum.IntEnum):
@@ -173,6 +216,7 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 14  # the pump failed; nothing was applied
     BAD_TXN = 15  # transaction id 0, or a jump too far ahead of the last one
     TXN_REUSED = 16  # the stored transaction id with a different request
+    NEEDS_ACKNOWLEDGEMENT = 17  # a hazard the user must acknowledge; Nack.rules names the rules
 
 
 class EventCode(enum.IntEnum):
@@ -202,3 +246,8 @@ class EventCode(enum.IntEnum):
     PRESCRIPTION_STAGED = 22
     ALARM_CLEARED = 23
     FAULT = 24
+    PATIENT_RECORD_SET = 25
+    SCREENING_RESPONSE = 26
+    MRI_BEGUN = 27
+    MRI_ENDED = 28
+    ACKNOWLEDGED = 29  # a hazard acknowledged with a command: detail names the rule and who

@@ -517,12 +517,17 @@ def field(
     lo: int | None = None,
     hi: int | None = None,
     doc: str = "",
+    default: T | None = None,
 ) -> T:
-    """Declare a message field. ``lo``/``hi`` narrow an integer field's range (inclusive)."""
+    """Declare a message field. ``lo``/``hi`` narrow an integer field's range (inclusive); a
+    ``default`` (immutable) lets a constructor leave the field out (it is always on the wire)."""
     if (lo is not None or hi is not None) and not isinstance(wire, IntType):
         raise TypeError("lo/hi narrow integer fields only; lengths belong to the wire type")
     spec = FieldSpec(name="", wire=wire, unit=unit, lo=lo, hi=hi, doc=doc)
-    return cast(T, dataclasses.field(metadata={"subcon": wire.dataclass_subcon, "spec": spec}))
+    metadata = {"subcon": wire.dataclass_subcon, "spec": spec}
+    if default is None:
+        return cast(T, dataclasses.field(metadata=metadata))
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def field_specs(cls: type) -> tuple[FieldSpec, ...]:

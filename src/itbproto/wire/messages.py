@@ -16,11 +16,15 @@ from itbproto.wire.enums import (
     MsgType,
     Origin,
     PatientGroup,
+    Phase,
     PrescriptionMode,
     Procedure,
+    PumpKind,
     Role,
+    ScreeningResponse,
     Severity,
     TherapyMode,
+    WithdrawalRisk,
 )
 from itbproto.wire.fields import (
     BOOL,
@@ -40,6 +44,7 @@ from itbproto.wire.fields import (
 from itbproto.wire.message import Effect, Kind, Message, Record, message, record
 
 __all__ = [
+    "MAX_ACKNOWLEDGED",
     "MAX_ALARMS",
     "MAX_CONCENTRATION_UG_ML",
     "MAX_DETAIL",
@@ -48,13 +53,16 @@ __all__ = [
     "MAX_HISTORY_BOLUSES",
     "MAX_HISTORY_DOSES",
     "MAX_HISTORY_FLOWS",
+    "MAX_LOG_DETAIL",
     "MAX_PERIODIC_BOLUSES",
     "MAX_RATE_UL_DAY",
     "MAX_RULE_IDS",
     "MAX_VOLUME_UL",
     "MIN_MAX_FRAME",
+    "NO_ACK",
     "PROTOCOL_VERSION",
     "Ack",
+    "Acknowledgement",
     "AlarmAcknowledge",
     "AlarmList",
     "AlarmListRequest",
@@ -76,20 +84,28 @@ __all__ = [
     "FlexStep",
     "FlowRecord",
     "Hello",
+    "MriBegin",
+    "MriEnd",
     "Nack",
     "PairConfirm",
     "PairReply",
     "PairResult",
     "PairStart",
+    "PathSegment",
     "PatientBolusPolicy",
+    "PatientRecord",
+    "PatientRecordReport",
     "PeriodicBolus",
     "Prescription",
     "PrescriptionReport",
     "PrescriptionStaged",
     "ReadHistory",
+    "ReadPatientRecord",
     "ReadPrescription",
     "ReadThresholds",
+    "RecordChange",
     "RecordProcedure",
+    "RecordScreeningResponse",
     "RefillAbort",
     "RefillBegin",
     "RefillConfirm",
@@ -101,6 +117,7 @@ __all__ = [
     "Resume",
     "SessionEnd",
     "SetClock",
+    "SetPatientRecord",
     "SetRate",
     "SetThresholds",
     "StagePrescription",
@@ -122,10 +139,14 @@ DAY_END_S = 86_399
 MAX_FLEX_STEPS = 10
 MAX_PERIODIC_BOLUSES = 8
 MAX_ALARMS = 16
-MAX_EVENTS_PER_PAGE = 32
+MAX_EVENTS_PER_PAGE = 20
 MAX_RULE_IDS = 8  # rule IDs a Nack carries
+MAX_ACKNOWLEDGED = 8  # rule IDs one command acknowledges
+MAX_LOG_DETAIL = 24
+MAX_PATH_SEGMENTS = 8
+MAX_CATHETER_UL = 10_000
 MAX_DETAIL = 96  # characters of a Nack's reason
-MAX_HISTORY_FLOWS = 40
+MAX_HISTORY_FLOWS = 28
 MAX_HISTORY_DOSES = 8
 MAX_HISTORY_BOLUSES = 16
 #: the smallest ``max_frame`` a programmer may announce: every reply but the two paged ones
@@ -135,6 +156,25 @@ MIN_MAX_FRAME = 272
 ID = U32
 ANYONE = frozenset(Role)  # session, reads, alarms
 STAFF = frozenset({Role.CLINICIAN, Role.SERVICE})  # device upkeep, no therapy changes
+
+
+RULE_ID = TextType(16, 1)
+
+
+@record
+class Acknowledgement(Record):
+    """Hazards the user accepted for this command, by rule ID, and who (for the log)."""
+
+    rules: tuple[str, ...] = field(ArrayType(RULE_ID, MAX_ACKNOWLEDGED), doc="IDs of the rules acknowledged")
+    by: str = field(TextType(16), doc="who acknowledged (a user id)")
+
+
+#: a command that acknowledges nothing
+NO_ACK = Acknowledgement(rules=(), by="")
+
+
+def _ack() -> Acknowledgement:
+    return field(RecordType(Acknowledgement), default=NO_ACK, doc="hazards acknowledged, and by whom")
 
 
 # --- generic replies -----------------------------------------------------------------------------
@@ -154,7 +194,7 @@ class Nack(Message):
 
     request: int = field(U8, doc="type byte of the refused request (may be unknown)")
     code: ErrorCode = field(EnumType(ErrorCode, U16))
-    rules: tuple[str, ...] = field(ArrayType(TextType(16, 1), MAX_RULE_IDS), doc="IDs of the safety rules")
+    rules: tuple[str, ...] = field(ArrayType(RULE_ID, MAX_RULE_IDS), doc="IDs of the safety rules")
     detail: str = field(TextType(MAX_DETAIL), doc="human-readable reason (ASCII: µg is written ug)")
 
     @classmethod
@@ -191,6 +231,7 @@ class DeviceInfo(Message):
     max_flex_steps: int = field(U8, lo=1, hi=MAX_FLEX_STEPS)
     device_time: int = field(U32, unit="s", doc="device time")
     paired: bool = field(BOOL)
+    pump_kind: PumpKind = field(EnumType(PumpKind), doc="what a strong magnetic field does to it")
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the pump accepts")
     last_txn: int = field(ID, doc="last command transaction id answered; number the next one above it")
 
@@ -207,9 +248,9 @@ class Hello(Message):
 
 @message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
 class SessionEnd(Message):
-    """Closes the session; ending with the pump stopped needs the explicit acknowledgement."""
+    """Closes the session; ending it while nothing is delivered needs the acknowledgement (STOP-001)."""
 
-    acknowledge_stopped: bool = field(BOOL, doc="user confirmed leaving the pump stopped/suspended")
+    ack: Acknowledgement = _ack()
 
 
 # --- pairing (SPAKE2 placeholders; the security layer fills them) ---------------------------------
@@ -255,6 +296,7 @@ class StatusReport(Message):
 
     device_time: int = field(U32, unit="s", doc="device time")
     mode: TherapyMode = field(EnumType(TherapyMode), doc="what the pump is doing (HALTED: nothing flows)")
+    phase: Phase = field(EnumType(Phase), doc="the patient record's phase")
     alarms: frozenset[AlarmCode] = field(FlagSetType(AlarmCode, U16), doc="active alarms")
     reservoir_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", hi=MAX_CONCENTRATION_UG_ML)
@@ -313,8 +355,6 @@ class Prescription(Record):
     """A complete daily therapy program with its limits."""
 
     mode: PrescriptionMode = field(EnumType(PrescriptionMode))
-    origin: Origin = field(EnumType(Origin))
-    group: PatientGroup = field(EnumType(PatientGroup))
     concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
     steps: tuple[FlexStep, ...] = field(ArrayType(RecordType(FlexStep), MAX_FLEX_STEPS, 1))
     boluses: tuple[PeriodicBolus, ...] = field(ArrayType(RecordType(PeriodicBolus), MAX_PERIODIC_BOLUSES))
@@ -346,6 +386,9 @@ class PrescriptionStaged(Message):
     stage_id: int = field(ID)
     digest: int = field(U32, doc="CRC-32 (zlib) of the StagePrescription payload")
     daily_dose_ng: int = field(U32, unit="ng", doc="basal + periodic boluses per day, device-computed")
+    acknowledge: tuple[str, ...] = field(
+        ArrayType(RULE_ID, MAX_ACKNOWLEDGED), doc="rules whose hazards the commit must acknowledge"
+    )
 
 
 @message(MsgType.STAGE_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionStaged,))
@@ -361,6 +404,7 @@ class CommitPrescription(Message):
 
     stage_id: int = field(ID)
     digest: int = field(U32, doc="must equal the staged digest")
+    ack: Acknowledgement = _ack()
 
 
 @message(MsgType.SET_RATE, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
@@ -368,6 +412,7 @@ class SetRate(Message):
     """Changes the rate of a continuous prescription (titration)."""
 
     rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY)
+    ack: Acknowledgement = _ack()
 
 
 # --- boluses, suspend, resume --------------------------------------------------------------------
@@ -390,11 +435,12 @@ class BolusStarted(Message):
     roles=frozenset({Role.CLINICIAN, Role.PATIENT}),
 )
 class BolusStart(Message):
-    """Starts a bolus of ``volume_ul`` over ``duration_s`` on top of the basal rate."""
+    """Starts a bolus of ``volume_ul`` over ``duration_s`` on top of the basal rate (a bridge replaces it)."""
 
     kind: BolusKind = field(EnumType(BolusKind))
     volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
     duration_s: int = field(U32, unit="s", lo=1, hi=86_400)
+    ack: Acknowledgement = _ack()
 
 
 @message(MsgType.BOLUS_CANCELLED, Kind.RESPONSE)
@@ -415,14 +461,17 @@ class BolusCancel(Message):
 
 @message(MsgType.SUSPEND, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
 class Suspend(Message):
-    """Stops delivery for ``duration_s`` (0: until Resume). A withdrawal hazard."""
+    """Stops delivery for ``duration_s`` (0: until Resume). A withdrawal hazard (STOP-002)."""
 
     duration_s: int = field(U32, unit="s", hi=MAX_DURATION_S)
+    ack: Acknowledgement = _ack()
 
 
 @message(MsgType.RESUME, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
 class Resume(Message):
     """Resumes the prescription in force."""
+
+    ack: Acknowledgement = _ack()
 
 
 # --- refill ----------------------------------------------------------------------------------------
@@ -490,7 +539,10 @@ class RefillConfirm(Message):
     volume_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     concentration_ug_ml: int = field(U32, unit="µg/mL", lo=1, hi=MAX_CONCENTRATION_UG_ML)
     digest: int = field(U32)
-    discrepancy_acknowledged: bool = field(BOOL)
+    bridge: bool = field(
+        BOOL, doc="on a concentration change: deliver the path's old drug at its old rate first"
+    )
+    ack: Acknowledgement = _ack()
 
 
 @message(MsgType.REFILL_ABORT, Kind.REQUEST, replies=(Ack,))
@@ -502,9 +554,85 @@ class RefillAbort(Message):
 
 @message(MsgType.RECORD_PROCEDURE, Kind.REQUEST, replies=(Ack,), roles=STAFF)
 class RecordProcedure(Message):
-    """Records implant or catheter work: the catheter must be primed before therapy."""
+    """Records implant or catheter work: the new parts hold saline and must be primed before therapy."""
 
     procedure: Procedure = field(EnumType(Procedure))
+    catheter_volume_ul: int = field(
+        U32, unit="µL", hi=MAX_CATHETER_UL, doc="the catheter's volume (implant, revision); else ignored"
+    )
+
+
+# --- the patient: record, screening, MRI ------------------------------------------------------------
+
+
+@record
+class PatientRecord(Record):
+    """Who the pump treats: the category the rules read, the withdrawal risks, the phase, the screening."""
+
+    group: PatientGroup = field(EnumType(PatientGroup))
+    origin: Origin = field(EnumType(Origin))
+    risks: frozenset[WithdrawalRisk] = field(FlagSetType(WithdrawalRisk, U8), doc="withdrawal-risk flags")
+    phase: Phase = field(EnumType(Phase))
+    screening_dose_ng: int = field(U32, unit="ng", doc="the effective screening dose, 0 if none yet")
+    screening_effect_s: int = field(U32, unit="s", doc="how long its effect lasted")
+
+
+@record
+class RecordChange(Record):
+    """From ``since``, this patient record was in force."""
+
+    since: int = field(U32, unit="s", doc="device time")
+    record: PatientRecord = field(RecordType(PatientRecord))
+
+
+@message(MsgType.PATIENT_RECORD_REPORT, Kind.RESPONSE)
+class PatientRecordReport(Message):
+    """The patient records in force lately, oldest first; the last is the one in force now. The limits
+    use the strictest category of the last 24 h."""
+
+    records: tuple[RecordChange, ...] = field(ArrayType(RecordType(RecordChange), MAX_HISTORY_DOSES, 1))
+
+
+@message(
+    MsgType.READ_PATIENT_RECORD,
+    Kind.REQUEST,
+    replies=(PatientRecordReport,),
+    effect=Effect.READ,
+    roles=ANYONE,
+)
+class ReadPatientRecord(Message):
+    """Asks for the patient record."""
+
+
+@message(MsgType.SET_PATIENT_RECORD, Kind.REQUEST, replies=(Ack,))
+class SetPatientRecord(Message):
+    """Sets the patient record (the screening result is kept; the phase moves forward only, PHASE-001)."""
+
+    group: PatientGroup = field(EnumType(PatientGroup))
+    origin: Origin = field(EnumType(Origin))
+    risks: frozenset[WithdrawalRisk] = field(FlagSetType(WithdrawalRisk, U8))
+    phase: Phase = field(EnumType(Phase))
+
+
+@message(MsgType.RECORD_SCREENING_RESPONSE, Kind.REQUEST, replies=(Ack,))
+class RecordScreeningResponse(Message):
+    """What the clinician observed after the last screening dose (and, if it worked, for how long)."""
+
+    response: ScreeningResponse = field(EnumType(ScreeningResponse), doc="NONE or EFFECTIVE")
+    effect_s: int = field(U32, unit="s", hi=7 * 86_400, doc="how long the effect lasted (EFFECTIVE)")
+
+
+@message(MsgType.MRI_BEGIN, Kind.REQUEST, replies=(Ack,), changes_delivery=True)
+class MriBegin(Message):
+    """Before a scan: delivery stops (a valve-gated pump must have been emptied first). MRI-001."""
+
+    emptied_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL, doc="what was withdrawn from the reservoir")
+    ack: Acknowledgement = _ack()
+
+
+@message(MsgType.MRI_END, Kind.REQUEST, replies=(Ack,))
+class MriEnd(Message):
+    """After the scan, the pump checked: it leaves MRI mode stopped; Resume restarts delivery."""
 
 
 # --- alarms ------------------------------------------------------------------------------------------
@@ -597,6 +725,7 @@ class EventRecord(Record):
     code: EventCode = field(EnumType(EventCode, U16))
     txn: int = field(ID, doc="transaction that caused it, 0 if none")
     value: int = field(I32, doc="event-specific: µL, ng or an id")
+    detail: str = field(TextType(MAX_LOG_DETAIL), doc="event-specific: who acknowledged which rule")
 
 
 @message(MsgType.EVENT_LOG_PAGE, Kind.RESPONSE)
@@ -634,6 +763,7 @@ class DoseChange(Record):
 
     since: int = field(U32, unit="s", doc="device time")
     daily_dose_scaled: int = field(U64, unit="ng×86400")
+    peak_ng_day: int = field(U64, unit="ng/day", doc="its highest basal dose rate")
 
 
 @record
@@ -645,6 +775,17 @@ class BolusEntry(Record):
     volume_ul: int = field(U32, unit="µL")
     dose_ng: int = field(U32, unit="ng")
     screening: bool = field(BOOL)
+    response: ScreeningResponse = field(
+        EnumType(ScreeningResponse), doc="a screening dose's recorded response"
+    )
+
+
+@record
+class PathSegment(Record):
+    """Part of the fluid path (tip first): its volume and the concentration of what it holds."""
+
+    volume_scaled: int = field(U64, unit="µL×86400")
+    concentration_ug_ml: int = field(U32, unit="µg/mL", doc="0: saline, not primed")
 
 
 @message(MsgType.THERAPY_HISTORY, Kind.RESPONSE)
@@ -655,6 +796,11 @@ class TherapyHistory(Message):
     needs_priming: bool = field(BOOL, doc="implant or catheter work recorded, catheter not yet primed")
     concentration_changed_at: int = field(U32, unit="s", doc="device time of the last change, 0 if none")
     bridge_given: bool = field(BOOL)
+    last_delivery_at: int = field(U32, unit="s", doc="when drug last left the catheter tip")
+    filled_at: int = field(U32, unit="s", doc="when the drug now in the reservoir was filled")
+    path: tuple[PathSegment, ...] = field(
+        ArrayType(RecordType(PathSegment), MAX_PATH_SEGMENTS), doc="the fluid path, tip first"
+    )
     flows: tuple[FlowRecord, ...] = field(ArrayType(RecordType(FlowRecord), MAX_HISTORY_FLOWS))
     doses: tuple[DoseChange, ...] = field(ArrayType(RecordType(DoseChange), MAX_HISTORY_DOSES))
     boluses: tuple[BolusEntry, ...] = field(ArrayType(RecordType(BolusEntry), MAX_HISTORY_BOLUSES))

@@ -33,6 +33,8 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
         active.add(AlarmCode.BATTERY_EOS)
     if t.motor_stalled:
         active.add(AlarmCode.MOTOR_STALL)
+    if not t.empty and t.now >= t.stability_ends_at:
+        active.add(AlarmCode.DRUG_EXPIRED)
     return active
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from itbproto.errors import TherapyStateError
 from itbproto.machines.alarm import ALARM
 from itbproto.machines.pump import reports
 from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.state import CLOSED, DeviceState, Session
-from itbproto.safety import SafetyPolicy, residual_needs_acknowledgement
+from itbproto.safety import SafetyPolicy, evaluate, residual_needs_acknowledgement
 from itbproto.therapy.alarms import alarm_state
 from itbproto.therapy.flows import SCALE, bolus_dose_ng, scaled_to_ng
 from itbproto.therapy.schedule import daily_dose_scaled
@@ -96,10 +97,25 @@ def _prescription(step: Step) -> Message:
 
 
 def _staged(step: Step) -> Message:
-    staged = step.after.therapy.staged
+    therapy = step.after.therapy
+    staged = therapy.staged
     assert staged is not None
     daily = scaled_to_ng(daily_dose_scaled(staged.prescription), Rounding.UP)  # what the user confirms
-    return m.PrescriptionStaged(stage_id=staged.stage_id, digest=staged.digest, daily_dose_ng=daily)
+    try:  # the hazards the commit will meet: the summary shows them and the commit acknowledges them
+        hazards = evaluate(staged.commit, therapy, step.policy).to_acknowledge
+    except TherapyStateError:
+        hazards = ()
+    return m.PrescriptionStaged(
+        stage_id=staged.stage_id,
+        digest=staged.digest,
+        daily_dose_ng=daily,
+        acknowledge=hazards[: m.MAX_ACKNOWLEDGED],
+    )
+
+
+def _patient_record(step: Step) -> Message:
+    records = step.before.therapy.records[-m.MAX_HISTORY_DOSES :]
+    return m.PatientRecordReport(records=tuple(m.RecordChange(since=max(0, t), record=r) for t, r in records))
 
 
 def _bolus_started(step: Step) -> Message:
@@ -211,7 +227,12 @@ HANDLERS: dict[type[Message], Handler] = {
     m.RefillStageDrug: Handler(reply=_refill_staged, trigger="stage_drug"),
     m.RefillConfirm: Handler(reply=_ack, trigger="confirm_refill", event=EventCode.REFILL_CONFIRMED),
     m.RefillAbort: Handler(reply=_ack, trigger="abort_refill", event=EventCode.REFILL_ABORTED),
-    m.RecordProcedure: Handler(reply=_ack, event=EventCode.PROCEDURE_RECORDED),
+    m.RecordProcedure: Handler(reply=_ack, trigger="record_procedure", event=EventCode.PROCEDURE_RECORDED),
+    m.ReadPatientRecord: _read(_patient_record),
+    m.SetPatientRecord: Handler(reply=_ack, event=EventCode.PATIENT_RECORD_SET),
+    m.RecordScreeningResponse: Handler(reply=_ack, event=EventCode.SCREENING_RESPONSE),
+    m.MriBegin: Handler(reply=_ack, trigger="begin_mri", event=EventCode.MRI_BEGUN),
+    m.MriEnd: Handler(reply=_ack, trigger="end_mri", event=EventCode.MRI_ENDED),
     m.AlarmListRequest: _read(lambda s: m.AlarmList(alarms=s.before.therapy.alarms[: m.MAX_ALARMS])),
     m.AlarmAcknowledge: Handler(
         reply=_ack, event=EventCode.ALARM_ACKNOWLEDGED, check=_alarm_move("acknowledge")
@@ -229,7 +250,17 @@ EOS_ALLOWED = (m.SessionEnd, m.AlarmAcknowledge, m.AlarmSilence)
 
 def event_value(request: Message) -> int:
     """A number worth keeping in the log for the request: µL, µL/day, s, an id or a code."""
-    for name in ("rate_ul_day", "volume_ul", "duration_s", "alarm_id", "device_time", "procedure", "role"):
+    names = (
+        "rate_ul_day",
+        "volume_ul",
+        "duration_s",
+        "alarm_id",
+        "device_time",
+        "procedure",
+        "role",
+        "phase",
+    )
+    for name in (*names, "response", "emptied_ul"):
         value = getattr(request, name, None)
         if isinstance(value, int):
             return int(value)

@@ -20,10 +20,10 @@ class EventLog:
         self._entries = list(entries[-limit:])
         self.total = entries[-1].index + 1 if entries else 0
 
-    def append(self, at: int, code: EventCode, txn: int = 0, value: int = 0) -> EventRecord:
+    def append(self, at: int, code: EventCode, txn: int = 0, value: int = 0, detail: str = "") -> EventRecord:
         """Record one event; ``value`` (µL, µL/day, an id or a code) is clamped to the wire's i32."""
         record = EventRecord(
-            index=self.total, at=at, code=code, txn=txn, value=min(max(value, I32.lo), I32.hi)
+            index=self.total, at=at, code=code, txn=txn, value=min(max(value, I32.lo), I32.hi), detail=detail
         )
         self._entries.append(record)
         self.total += 1

@@ -32,8 +32,9 @@ from itbproto.machines.pump.handlers import EOS_ALLOWED, HANDLERS, Handler, Refu
 from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.state import MAX_TXN_STEP, TXN_MEMORY, Answer, DeviceState, Outcome, Session
 from itbproto.machines.pump.table import PUMP, TIME_TRIGGERS, mode_of
-from itbproto.safety import SafetyPolicy, evaluate
-from itbproto.therapy.state import Battery, TherapyState, advance, apply
+from itbproto.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.therapy.commands import apply
+from itbproto.therapy.state import Battery, TherapyState, advance
 from itbproto.wire import messages as m
 from itbproto.wire.enums import ErrorCode, EventCode
 from itbproto.wire.message import Effect, Kind, Message
@@ -141,7 +142,8 @@ class PumpMachine:
             raise Refusal(ErrorCode.HARDWARE_FAULT, "end of service: the pump takes no commands")
         handler = HANDLERS[type(request)]
         before = self._state
-        therapy = self._engine(request, before.therapy) if handler.engine else before.therapy
+        verdict = self._engine(request, before.therapy) if handler.engine else None
+        therapy = before.therapy if verdict is None or verdict.after is None else verdict.after
         self._check_mode(handler, before.therapy, therapy)
         step = Step(request, txn, session, before, replace(before, therapy=therapy), self.policy, self.log)
         if handler.check is not None:
@@ -154,10 +156,20 @@ class PumpMachine:
         if handler.event is not None:
             code = handler.event if isinstance(handler.event, EventCode) else handler.event(step)
             self.log.append(before.therapy.now, code, txn, event_value(request))
+        if verdict is not None:
+            self._log_acknowledgements(verdict, txn, before.therapy.now)
         return reply, session if handler.session is None else handler.session(session, request)
 
-    def _engine(self, request: Message, therapy: TherapyState) -> TherapyState:
-        """The safety engine's verdict; the therapy the accepted command produces."""
+    def _log_acknowledgements(self, verdict: Verdict, txn: int, at: int) -> None:
+        """Each hazard the applied command acknowledged, and who did: one log entry each."""
+        ack = getattr(verdict.command, "ack", m.NO_ACK)
+        for rule_id in verdict.to_acknowledge:
+            self.log.append(
+                at, EventCode.ACKNOWLEDGED, txn, 0, f"{rule_id} by {ack.by or '?'}"[: m.MAX_LOG_DETAIL]
+            )
+
+    def _engine(self, request: Message, therapy: TherapyState) -> Verdict:
+        """The safety engine's verdict on a command it accepts (with the therapy it produces); or refused."""
         try:
             verdict = evaluate(request, therapy, self.policy)
         except UnknownIdError as exc:
@@ -166,10 +178,13 @@ class PumpMachine:
             raise Refusal(ErrorCode.STALE_STAGE, str(exc)) from None
         except TherapyStateError as exc:
             raise Refusal(ErrorCode.WRONG_STATE, str(exc)) from None
-        if not verdict.accepted:
+        if verdict.violations:
             raise Refusal(ErrorCode.SAFETY_RULE, verdict.violations[0].reason, verdict.rule_ids)
+        if verdict.unacknowledged:
+            first = verdict.unacknowledged[0]
+            raise Refusal(ErrorCode.NEEDS_ACKNOWLEDGEMENT, f"acknowledge: {first.reason}", verdict.rule_ids)
         assert verdict.after is not None  # an accepted verdict carries the state it produces
-        return verdict.after
+        return verdict
 
     @staticmethod
     def _check_mode(handler: Handler, before: TherapyState, after: TherapyState) -> None:

@@ -49,7 +49,7 @@ def reported_mode(t: TherapyState) -> TherapyMode:
     if t.refill is not None:
         return TherapyMode.REFILL
     mode = t.delivery_mode
-    if mode is TherapyMode.SUSPENDED:
+    if mode in (TherapyMode.SUSPENDED, TherapyMode.MRI):
         return mode
     if t.bolus is None and (t.prescription is None or mode is not TherapyMode.INFUSING):
         return TherapyMode.STOPPED
@@ -76,6 +76,7 @@ def status(state: DeviceState) -> m.StatusReport:
     return m.StatusReport(
         device_time=t.now,
         mode=reported_mode(t),
+        phase=t.record.phase,
         alarms=frozenset(a.code for a in t.alarms),
         reservoir_ul=t.reservoir_ul,
         concentration_ug_ml=t.concentration_ug_ml,
@@ -103,6 +104,7 @@ def device_info(state: DeviceState) -> m.DeviceInfo:
         max_flex_steps=p.max_flex_steps,
         device_time=state.therapy.now,
         paired=False,
+        pump_kind=p.pump_kind,
         max_frame=MAX_FRAME,
         last_txn=state.last_txn,
     )
@@ -110,10 +112,18 @@ def device_info(state: DeviceState) -> m.DeviceInfo:
 
 def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
     """The last 24 h as the rules see them: delivery, dose changes, boluses (newest kept)."""
-    doses = tuple(m.DoseChange(since=max(0, at), daily_dose_scaled=d) for at, d in t.dose_log)
+    doses = tuple(
+        m.DoseChange(since=max(0, e.since), daily_dose_scaled=e.daily_scaled, peak_ng_day=e.peak_ng_day)
+        for e in t.dose_log
+    )
     boluses = tuple(
         m.BolusEntry(
-            start=b.start, kind=b.kind, volume_ul=b.volume_ul, dose_ng=b.dose_ng, screening=b.screening
+            start=b.start,
+            kind=b.kind,
+            volume_ul=b.volume_ul,
+            dose_ng=b.dose_ng,
+            screening=b.screening,
+            response=b.response,
         )
         for b in t.boluses
     )
@@ -126,13 +136,20 @@ def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
         needs_priming=t.needs_priming,
         concentration_changed_at=t.concentration_changed_at or 0,
         bridge_given=t.bridge_given,
+        last_delivery_at=max(0, t.last_delivery_at),
+        filled_at=max(0, t.filled_at),
+        path=tuple(
+            m.PathSegment(volume_scaled=s.volume_scaled, concentration_ug_ml=s.conc_ug_ml)
+            for s in t.path.segments
+        )[: m.MAX_PATH_SEGMENTS],
         flows=(),
         doses=doses[-m.MAX_HISTORY_DOSES :],
         boluses=boluses[-m.MAX_HISTORY_BOLUSES :],
     )
     room = (_room(max_frame) - len(report.CODEC.encode(report))) // _FLOW_SIZE
     keep = flows[len(flows) - min(len(flows), room, m.MAX_HISTORY_FLOWS) :]
-    complete = len(keep) == len(flows) and len(report.doses) == len(doses)
+    whole_path = len(report.path) == len(t.path.segments)
+    complete = len(keep) == len(flows) and len(report.doses) == len(doses) and whole_path
     return replace(report, flows=keep, complete=complete)
 
 

@@ -27,7 +27,7 @@ def _to(trigger: str, sources: list[str] | str, dests: list[str]) -> list[dict[s
 
 PUMP = Definition(
     name="pump",
-    states=(*_RUNNING, *_REFILL, "end_of_service"),
+    states=(*_RUNNING, *_REFILL, "mri", "end_of_service"),
     transitions=(
         *_to("commit", "stopped", ["infusing", "bolus"]),
         {"trigger": "commit", "source": ["infusing", "bolus", "suspended"], "dest": "="},
@@ -41,10 +41,15 @@ PUMP = Definition(
         {"trigger": "begin_refill", "source": _BACK, "dest": "refill_begun"},
         {"trigger": "record_residual", "source": "refill_begun", "dest": "residual_measured"},
         {"trigger": "stage_drug", "source": ["residual_measured", "drug_staged"], "dest": "drug_staged"},
-        *_to("confirm_refill", "drug_staged", _BACK),
+        *_to("confirm_refill", "drug_staged", [*_BACK, "bolus"]),  # (a bridge starts a bolus)
         *_to("abort_refill", _REFILL, _BACK),
         *_to("refill_timeout", _REFILL, _BACK),
-        {"trigger": "end_of_service", "source": [*_RUNNING, *_REFILL], "dest": "end_of_service"},
+        # surgery is recorded whatever the mode; it ends a running bolus
+        *_to("record_procedure", "bolus", ["infusing", "stopped"]),
+        {"trigger": "record_procedure", "source": [*_BACK, *_REFILL, "mri", "end_of_service"], "dest": "="},
+        {"trigger": "begin_mri", "source": _BACK, "dest": "mri"},
+        {"trigger": "end_mri", "source": "mri", "dest": "stopped"},
+        {"trigger": "end_of_service", "source": [*_RUNNING, *_REFILL, "mri"], "dest": "end_of_service"},
     ),
     initial="stopped",
 )
@@ -64,6 +69,8 @@ def mode_of(therapy: TherapyState) -> str:
         return "residual_measured" if refill.measured_ul is not None else "refill_begun"
     if therapy.bolus is not None:
         return "bolus"
-    if therapy.mode is TherapyMode.INFUSING:
-        return "infusing"
-    return "suspended" if therapy.mode is TherapyMode.SUSPENDED else "stopped"
+    return {
+        TherapyMode.INFUSING: "infusing",
+        TherapyMode.SUSPENDED: "suspended",
+        TherapyMode.MRI: "mri",
+    }.get(therapy.mode, "stopped")

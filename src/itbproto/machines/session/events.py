@@ -96,3 +96,4 @@ class Summary:
     daily_dose_ng: int
     stage_id: int
     digest: int
+    acknowledge: tuple[str, ...] = ()  # hazards the commit must acknowledge (the pump said so)

@@ -41,12 +41,23 @@ from itbproto.machines.session.events import (
     Verified,
 )
 from itbproto.machines.session.table import SESSION
-from itbproto.machines.session.view import PumpView
+from itbproto.machines.session.view import ALARM_HANDLING, PumpView
 from itbproto.safety import SafetyPolicy, evaluate
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.state import TherapyState
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, ErrorCode, Procedure, Role, Severity
+from itbproto.wire.enums import (
+    BolusKind,
+    ErrorCode,
+    Origin,
+    PatientGroup,
+    Phase,
+    Procedure,
+    Role,
+    ScreeningResponse,
+    Severity,
+    WithdrawalRisk,
+)
 from itbproto.wire.frame import MAX_FRAME
 from itbproto.wire.message import Effect, Message
 
@@ -61,6 +72,9 @@ _BACK = {
     "refill_confirming": "refill_confirm_refused",
     "closing": "close_refused",
 }
+
+#: replies to the steps of a transaction: the therapy is unchanged until it is committed or confirmed
+_STEPS = (m.PrescriptionStaged, m.RefillSession, m.ResidualRecorded, m.RefillStaged)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +183,17 @@ class ProgrammingSession:
             raise SessionError("session", "stage", self.state, "no draft")
         return self._send(m.StagePrescription(prescription=self.draft_prescription), "stage")
 
-    def confirm_summary(self, digest: int) -> list[bytes]:
-        """The user confirmed the summary they were shown (its digest); commit exactly that."""
+    def confirm_summary(self, digest: int, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
+        """The user confirmed the summary they were shown (its digest), acknowledging the hazards it listed;
+        commit exactly that."""
         summary = self.summary
         if self.state != "awaiting_confirmation" or summary is None or summary.digest != digest:
             raise SessionError("session", "confirm", self.state, "confirm the summary that was shown")
-        return self._send(m.CommitPrescription(stage_id=summary.stage_id, digest=summary.digest), "confirm")
+        commit = m.CommitPrescription(stage_id=summary.stage_id, digest=summary.digest, ack=ack)
+        missing = [rule for rule in summary.acknowledge if rule not in ack.rules]
+        if missing:
+            raise SessionError("session", "confirm", self.state, f"acknowledge {', '.join(missing)} first")
+        return self._send(commit, "confirm")
 
     def verify(self) -> list[bytes]:
         """After the commit was acknowledged: read the prescription back and compare."""
@@ -188,20 +207,23 @@ class ProgrammingSession:
 
     # --- single commands and reads ---------------------------------------------------------------------
 
-    def set_rate(self, rate_ul_day: int) -> list[bytes]:
-        return self._command(m.SetRate(rate_ul_day=rate_ul_day))
+    def set_rate(self, rate_ul_day: int, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
+        return self._command(m.SetRate(rate_ul_day=rate_ul_day, ack=ack))
 
-    def start_bolus(self, kind: BolusKind, volume_ul: int, duration_s: int) -> list[bytes]:
-        return self._command(m.BolusStart(kind=kind, volume_ul=volume_ul, duration_s=duration_s))
+    def start_bolus(
+        self, kind: BolusKind, volume_ul: int, duration_s: int, ack: m.Acknowledgement = m.NO_ACK
+    ) -> list[bytes]:
+        return self._command(m.BolusStart(kind=kind, volume_ul=volume_ul, duration_s=duration_s, ack=ack))
 
     def cancel_bolus(self, bolus_id: int) -> list[bytes]:
         return self._command(m.BolusCancel(bolus_id=bolus_id))
 
-    def suspend(self, duration_s: int) -> list[bytes]:
-        return self._command(m.Suspend(duration_s=duration_s))
+    def suspend(self, duration_s: int, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
+        """Stop delivery for a while (0: until resumed); a withdrawal hazard to acknowledge (STOP-002)."""
+        return self._command(m.Suspend(duration_s=duration_s, ack=ack))
 
-    def resume(self) -> list[bytes]:
-        return self._command(m.Resume())
+    def resume(self, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
+        return self._command(m.Resume(ack=ack))
 
     def acknowledge_alarm(self, alarm_id: int) -> list[bytes]:
         return self._command(m.AlarmAcknowledge(alarm_id=alarm_id))
@@ -216,8 +238,33 @@ class ProgrammingSession:
     def set_clock(self, device_time: int) -> list[bytes]:
         return self._command(m.SetClock(device_time=device_time))
 
-    def record_procedure(self, procedure: Procedure) -> list[bytes]:
-        return self._command(m.RecordProcedure(procedure=procedure))
+    def record_procedure(self, procedure: Procedure, catheter_volume_ul: int = 0) -> list[bytes]:
+        return self._command(m.RecordProcedure(procedure=procedure, catheter_volume_ul=catheter_volume_ul))
+
+    def set_patient_record(
+        self,
+        group: PatientGroup,
+        origin: Origin,
+        phase: Phase,
+        risks: frozenset[WithdrawalRisk] = frozenset(),
+    ) -> list[bytes]:
+        """Set the category the limits read, the withdrawal risks and the phase (PHASE-001)."""
+        return self._command(m.SetPatientRecord(group=group, origin=origin, risks=risks, phase=phase))
+
+    def record_screening_response(self, response: ScreeningResponse, effect_s: int = 0) -> list[bytes]:
+        """What the last screening dose did (BOL-002, SCREEN-001)."""
+        return self._command(m.RecordScreeningResponse(response=response, effect_s=effect_s))
+
+    def begin_mri(self, emptied_ul: int, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
+        """Before a scan: stop delivery (a valve-gated pump emptied first: MRI-001, MRI-002)."""
+        return self._command(m.MriBegin(emptied_ul=emptied_ul, ack=ack))
+
+    def end_mri(self) -> list[bytes]:
+        """After the scan, once the pump was checked: it stays stopped until resumed (RESTART-001)."""
+        return self._command(m.MriEnd())
+
+    def read_patient_record(self) -> list[bytes]:
+        return self._command(m.ReadPatientRecord())
 
     def read_status(self) -> list[bytes]:
         """A status read: the one request allowed while a delivery change is uncertain."""
@@ -264,9 +311,18 @@ class ProgrammingSession:
         return self._send(message)
 
     def confirm_refill_drug(
-        self, volume_ul: int, concentration_ug_ml: int, *, discrepancy_acknowledged: bool = False
+        self,
+        volume_ul: int,
+        concentration_ug_ml: int,
+        *,
+        bridge: bool = False,
+        ack: m.Acknowledgement = m.NO_ACK,
     ) -> list[bytes]:
-        """Second confirmation: the user types volume and concentration again; they must match the staging."""
+        """Second confirmation: the user types volume and concentration again; they must match the staging.
+
+        ``bridge``: after a concentration change, the pump delivers the old drug still in the fluid path at
+        its old rate first (else the change is an overdose or an underdose at the tip: DOSE-001, FLOW-001).
+        """
         staged, residual = self.pump.refill_stage, self.pump.residual
         if self.state != "refill_staged" or staged is None or residual is None:
             raise SessionError("session", "confirm_refill", self.state, "stage the drug first")
@@ -274,17 +330,15 @@ class ProgrammingSession:
             raise SessionError(
                 "session", "confirm_refill", self.state, "volume or concentration differs from the staging"
             )
-        if residual.needs_acknowledgement and not discrepancy_acknowledged:
-            raise SessionError(
-                "session", "confirm_refill", self.state, "acknowledge the residual discrepancy"
-            )
         confirm = m.RefillConfirm(
             refill_id=staged.refill_id,
             volume_ul=volume_ul,
             concentration_ug_ml=concentration_ug_ml,
             digest=staged.digest,
-            discrepancy_acknowledged=discrepancy_acknowledged,
+            bridge=bridge,
+            ack=ack,
         )
+        self._guard(confirm)
         return self._send(confirm, "confirm_refill")
 
     def abort_refill(self) -> list[bytes]:
@@ -301,13 +355,13 @@ class ProgrammingSession:
 
     # --- closing: the withdrawal guard ---------------------------------------------------------------------
 
-    def end(self, *, acknowledge_stopped: bool = False) -> list[bytes]:
+    def end(self, ack: m.Acknowledgement = m.NO_ACK) -> list[bytes]:
         """Close the session. With nothing delivered the user must acknowledge it (STOP-001)."""
-        if (self.pump.stopped or self.pump.status is None) and not acknowledge_stopped:
-            raise SessionError(
-                "session", "close", self.state, "delivery is stopped: acknowledge the withdrawal risk"
-            )
-        return self._send(m.SessionEnd(acknowledge_stopped=acknowledge_stopped), "close")
+        end = m.SessionEnd(ack=ack)
+        if self.pump.status is None and "STOP-001" not in ack.rules:
+            raise SessionError("session", "close", self.state, "the status is unknown: acknowledge STOP-001")
+        self._guard(end)
+        return self._send(end, "close")
 
     # --- what the pump says ------------------------------------------------------------------------------
 
@@ -351,6 +405,7 @@ class ProgrammingSession:
                     reply.daily_dose_ng,
                     reply.stage_id,
                     reply.digest,
+                    reply.acknowledge,
                 )
                 self._machine.fire("staged")
             case m.PrescriptionReport() if self.state == "verifying":
@@ -369,6 +424,8 @@ class ProgrammingSession:
                 self._machine.fire("refill_staged")
             case m.Ack():
                 self._acked(request)
+        if request.EFFECT is Effect.COMMAND and not isinstance(reply, _STEPS):
+            self.pump.changed(request)
         if self.state == "commanding":
             self._machine.fire("answered")
         return events
@@ -417,6 +474,7 @@ class ProgrammingSession:
             forgotten = reply.code in (ErrorCode.REPLAY, ErrorCode.TXN_REUSED)
             return [Resolved(u.request, applied=None if forgotten else False, reply=reply)]
         self.pump.learn(reply)
+        self.pump.changed(u.request)
         if isinstance(u.request, m.RefillConfirm):
             self.pump.end_refill()
         return [Resolved(u.request, applied=True, reply=reply)]
@@ -449,6 +507,10 @@ class ProgrammingSession:
         """The programmer's check: the safety engine on a conservative mirror of the pump."""
         if message.EFFECT is not Effect.COMMAND:
             return
+        stale = [] if isinstance(message, ALARM_HANDLING) else self.pump.to_reread()
+        if stale:
+            why = f"read the {', '.join(stale)} again first: a change applied since made them out of date"
+            raise SessionError("session", type(message).__name__, self.state, why)
         mirror = self.mirror()
         if mirror is None:
             return

@@ -12,15 +12,34 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from itbproto.therapy.flows import SCALE, Flow, dose_between
+from itbproto.therapy.fluid import Path, Segment
 from itbproto.therapy.profile import DeviceProfile, Drug
-from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.therapy.state import ActiveBolus, Battery, BolusRecord, RefillProgress, TherapyState
+from itbproto.therapy.schedule import daily_dose_scaled, peak_ng_day
+from itbproto.therapy.state import (
+    NEW_PATIENT,
+    ActiveBolus,
+    Battery,
+    BolusRecord,
+    DoseEntry,
+    RefillProgress,
+    TherapyState,
+)
 from itbproto.units import Rounding, divide
 from itbproto.wire import messages as m
 from itbproto.wire.enums import AlarmCode, BolusKind, TherapyMode
 from itbproto.wire.message import Message
 
-__all__ = ["PumpView"]
+__all__ = ["ALARM_HANDLING", "PumpView"]
+
+#: commands checked against the alarm list alone (kept up to date as alarms are announced and handled)
+ALARM_HANDLING = m.AlarmAcknowledge | m.AlarmSilence
+
+_READ_NAMES: dict[type[Message], str] = {
+    m.StatusReport: "status",
+    m.TherapyHistory: "history",
+    m.PrescriptionReport: "prescription",
+    m.PatientRecordReport: "patient record",
+}
 
 
 @dataclass
@@ -31,20 +50,41 @@ class PumpView:
     status: m.StatusReport | None = None
     prescription: m.Prescription | None = None
     history: m.TherapyHistory | None = None
+    records: tuple[m.RecordChange, ...] = ()
     thresholds: m.AlarmThresholds | None = None
     alarms: dict[int, m.AlarmRecord] = field(default_factory=dict)
     refill: m.RefillSession | None = None
     residual: m.ResidualRecorded | None = None
     refill_stage: m.RefillStaged | None = None
+    #: the reads a change applied since has made out of date (``status``, ``history``, ...)
+    outdated: set[str] = field(default_factory=set)
 
     @property
     def stopped(self) -> bool:
         """True when the last status said nothing is delivered (a withdrawal risk)."""
-        flowing = (TherapyMode.INFUSING, TherapyMode.BOLUS, TherapyMode.REFILL)
+        flowing = (TherapyMode.INFUSING, TherapyMode.BOLUS, TherapyMode.REFILL)  # (a refill: as before it)
         return self.status is not None and self.status.mode not in flowing
+
+    def changed(self, request: Message) -> None:
+        """The pump applied ``request``: what was read before is out of date (alarm handling aside)."""
+        if isinstance(request, ALARM_HANDLING | m.SessionEnd):
+            return
+        read: dict[str, object] = {"status": self.status, "history": self.history}
+        if isinstance(request, m.CommitPrescription | m.SetRate):
+            read["prescription"] = self.prescription
+        self.outdated |= {name for name, reply in read.items() if reply is not None}
+        if isinstance(request, m.SetPatientRecord | m.RecordScreeningResponse) and self.records:
+            self.outdated.add("patient record")
+
+    def to_reread(self) -> list[str]:
+        """The reads to repeat before a command can be checked (a prescription only if one is in force)."""
+        if self.status is not None and not self.status.prescription_id and "status" not in self.outdated:
+            self.outdated.discard("prescription")
+        return sorted(self.outdated)
 
     def learn(self, reply: Message) -> None:
         """Keep what a reply says about the pump."""
+        self.outdated.discard(_READ_NAMES.get(type(reply), ""))
         match reply:
             case m.DeviceInfo():
                 self.device = reply
@@ -54,6 +94,8 @@ class PumpView:
                 self.prescription = reply.prescription
             case m.TherapyHistory():
                 self.history = reply
+            case m.PatientRecordReport():
+                self.records = reply.records
             case m.ThresholdsReport():
                 self.thresholds = reply.thresholds
             case m.AlarmList():
@@ -93,6 +135,7 @@ class PumpView:
             TherapyMode.HALTED: TherapyMode.INFUSING,
             TherapyMode.END_OF_SERVICE: TherapyMode.STOPPED,
         }.get(status.mode, status.mode)
+        records = tuple((r.since, r.record) for r in self.records)
         bolus = None
         if status.mode is TherapyMode.BOLUS:  # the remaining volume, as if delivered at once
             volume = max(status.bolus_remaining_ul, 1)
@@ -104,9 +147,9 @@ class PumpView:
             battery = Battery.EOS
         elif AlarmCode.BATTERY_ERI in status.alarms:
             battery = Battery.ERI
-        doses = tuple((d.since, d.daily_dose_scaled) for d in h.doses) if h else ()
+        doses = tuple(DoseEntry(d.since, d.daily_dose_scaled, d.peak_ng_day) for d in h.doses) if h else ()
         if not doses and p is not None:
-            doses = ((now, daily_dose_scaled(p)),)
+            doses = (DoseEntry(now, daily_dose_scaled(p), peak_ng_day(p)),)
         state = TherapyState(
             now=now,
             profile=profile,
@@ -125,17 +168,28 @@ class PumpView:
             last_event_at=now,
             alarms=tuple(self.alarms.values()),
             refill=self._refill_progress(mode, now),
+            filled_at=now,  # unknown until the history is read: the pump checks the drug's age
         )
-        if h is None:
-            return state
+        if records:
+            state = replace(state, record=records[-1][1], records=records)
+        else:  # the strictest category until the record is read
+            record = replace(NEW_PATIENT, phase=status.phase)
+            state = replace(state, record=record, records=((now, record),))
+        if h is None:  # the path as if it held the reservoir's drug: the pump checks the transients
+            path_ul = profile.pump_path_ul + profile.catheter_ul
+            return replace(state, path=Path.filled(path_ul, conc))
         return replace(
             state,
             boluses=tuple(
-                BolusRecord(b.start, b.kind, b.volume_ul, b.dose_ng, b.screening) for b in h.boluses
+                BolusRecord(b.start, b.kind, b.volume_ul, b.dose_ng, b.screening, b.response)
+                for b in h.boluses
             ),
             needs_priming=h.needs_priming,
             concentration_changed_at=h.concentration_changed_at or None,
             bridge_given=h.bridge_given,
+            last_delivery_at=h.last_delivery_at,
+            filled_at=h.filled_at,
+            path=Path(tuple(Segment(s.volume_scaled, s.concentration_ug_ml) for s in h.path)),
         )
 
     def _refill_progress(self, mode: TherapyMode, now: int) -> RefillProgress | None:

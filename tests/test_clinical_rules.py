@@ -1,0 +1,457 @@
+"""The clinical model's rules, by ID: the patient record and its phases, screening, the fluid path counted at
+the tip, acknowledgeable hazards, MRI. Each boundary from both sides, a tightened policy, each command."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from factories import (
+    DAY,
+    POLICY,
+    T0,
+    ack,
+    commit,
+    confirm,
+    empty_pump,
+    patient,
+    prescription,
+    programmed,
+    refill_staged,
+    refused_by,
+    verdict,
+)
+from itbproto.machines.pump.alarms import conditions
+from itbproto.safety import SafetyPolicy
+from itbproto.specfiles import load_profile, load_rules
+from itbproto.therapy import SCALE, TherapyState, advance, apply
+from itbproto.wire import (
+    AlarmCode,
+    BolusKind,
+    BolusStart,
+    FlexStep,
+    Message,
+    MriBegin,
+    MriEnd,
+    Origin,
+    PatientGroup,
+    Phase,
+    Prescription,
+    PrescriptionMode,
+    Procedure,
+    RecordProcedure,
+    RecordScreeningResponse,
+    Resume,
+    ScreeningResponse,
+    SessionEnd,
+    SetPatientRecord,
+    SetRate,
+    StagePrescription,
+    Suspend,
+    TherapyMode,
+)
+
+rule = pytest.mark.rule
+HOUR = 3600
+
+
+def policy(**values: int) -> SafetyPolicy:
+    """The default policy tightened: ``TITR_003__pct=10`` sets TITR-003's ``pct``."""
+    return SafetyPolicy(
+        load_rules(), {key.replace("__", ".").replace("_", "-", 1): v for key, v in values.items()}
+    )
+
+
+def stage(p: Prescription) -> StagePrescription:
+    return StagePrescription(prescription=p)
+
+
+def staged_commit(state: TherapyState, p: Prescription, *rules: str) -> tuple[Message, TherapyState]:
+    """The commit of ``p`` (acknowledging ``rules``) and the state it is checked in."""
+    staged = apply(state, stage(p))
+    return commit(staged, ack=ack(*rules)), staged
+
+
+def set_record(state: TherapyState, **changes: object) -> SetPatientRecord:
+    record = replace(state.record, **changes)  # type: ignore[arg-type]
+    return SetPatientRecord(group=record.group, origin=record.origin, risks=record.risks, phase=record.phase)
+
+
+def flex(low: int, high: int) -> Prescription:
+    """Half a day at ``low`` µL/day, half at ``high``."""
+    return prescription(
+        mode=PrescriptionMode.FLEX,
+        steps=(FlexStep(start_s=0, rate_ul_day=low), FlexStep(start_s=DAY // 2, rate_ul_day=high)),
+    )
+
+
+# --- titration at high doses, decreases, the peak --------------------------------------------------
+
+
+HIGH = prescription(rate=1600, max_daily_dose_ng=2_000_000)  # 800 µg/day: the top of the adult range
+
+
+@rule("TITR-003")
+def test_a_large_step_above_the_maintenance_range_needs_acknowledgement() -> None:
+    state = programmed(HIGH)
+    assert refused_by(SetRate(rate_ul_day=1920), state) == set()  # +20 %
+    assert refused_by(SetRate(rate_ul_day=1921), state) == {"TITR-003"}
+    assert verdict(SetRate(rate_ul_day=1921, ack=ack("TITR-003")), state).accepted
+    strict = policy(TITR_003__pct=10)
+    assert refused_by(SetRate(rate_ul_day=1760), state, strict) == set()
+    assert refused_by(SetRate(rate_ul_day=1761), state, strict) == {"TITR-003"}
+
+
+@rule("TITR-003")
+def test_steps_within_the_maintenance_range_need_nothing() -> None:
+    state = programmed(prescription(rate=1300, max_daily_dose_ng=2_000_000))  # 650 µg/day
+    assert refused_by(SetRate(rate_ul_day=1600), state) == set()  # 800 µg/day: not above the range
+    assert refused_by(SetRate(rate_ul_day=1601), state) == {"TITR-003"}  # +23 %, above it
+
+
+@rule("TITR-003")
+def test_staging_shows_the_hazard_and_the_commit_acknowledges_it() -> None:
+    state = programmed(HIGH)
+    raised = prescription(rate=1921, max_daily_dose_ng=2_000_000)
+    staging = verdict(stage(raised), state)
+    assert staging.accepted
+    assert staging.to_acknowledge == ("TITR-003",)
+    plain, staged = staged_commit(state, raised)
+    assert refused_by(plain, staged) == {"TITR-003"}
+    acknowledged, staged = staged_commit(state, raised, "TITR-003")
+    assert verdict(acknowledged, staged).accepted
+
+
+@rule("DECR-001")
+def test_a_large_decrease_needs_acknowledgement() -> None:
+    state = programmed()  # 400 µg/day
+    assert refused_by(SetRate(rate_ul_day=560), state) == set()  # -30 %
+    assert refused_by(SetRate(rate_ul_day=559), state) == {"DECR-001"}
+    assert refused_by(SetRate(rate_ul_day=48), state) == {"DECR-001"}  # 400 -> 24 µg/day
+    assert verdict(SetRate(rate_ul_day=48, ack=ack("DECR-001")), state).accepted
+    strict = policy(DECR_001__max_decrease_pct=10)
+    assert refused_by(SetRate(rate_ul_day=720), state, strict) == set()
+    assert refused_by(SetRate(rate_ul_day=719), state, strict) == {"DECR-001"}
+    plain, staged = staged_commit(state, prescription(rate=48))
+    assert refused_by(plain, staged) == {"DECR-001"}
+
+
+@rule("FLEX-003")
+def test_reshaping_a_schedule_into_a_higher_peak_is_a_titration_of_the_peak() -> None:
+    state = programmed()  # 800 µL/day all day: peak 400 µg/day
+    # the same 400 µg/day, its peak at 520 µg/day (+30 %), then a hair more
+    assert refused_by(stage(flex(560, 1040)), state) == set()
+    assert refused_by(stage(flex(559, 1041)), state) == {"FLEX-003"}
+    strict = policy(FLEX_003__peak_pct=10)
+    assert refused_by(stage(flex(720, 880)), state, strict) == set()
+    assert refused_by(stage(flex(719, 881)), state, strict) == {"FLEX-003"}
+
+
+@rule("FLEX-003")
+def test_the_peak_reference_is_the_lowest_peak_of_the_last_day() -> None:
+    state = programmed(flex(400, 1200), history_days=2)  # peak 600 µg/day
+    state = apply(state, stage(prescription(rate=800)))
+    state = apply(state, commit(state))  # the peak lowered to 400 µg/day now
+    state, _ = advance(state, T0 + HOUR)
+    assert refused_by(stage(flex(400, 1200)), state) == {"FLEX-003"}  # back to 600: +50 % over 400
+
+
+# --- the refill and the drug's age ------------------------------------------------------------------
+
+
+@rule("REFILL-004")
+def test_a_refill_lasting_beyond_the_drugs_stability_needs_acknowledgement() -> None:
+    state = programmed(prescription(rate=200))  # 200 µL/day; stable 77 days: 15.4 mL
+    fits = refill_staged(state, volume=15_400)
+    assert refused_by(confirm(fits, volume=15_400), fits) == set()
+    longer = refill_staged(state, volume=15_401)
+    assert refused_by(confirm(longer, volume=15_401), longer) == {"REFILL-004"}
+    acknowledged = replace(confirm(longer, volume=15_401), ack=ack("REFILL-004"))
+    assert verdict(acknowledged, longer).accepted
+
+
+@rule("RES-003")
+def test_delivery_from_drug_past_its_stability_needs_acknowledgement() -> None:
+    fresh = programmed(filled_at=T0 - 77 * DAY + 1)
+    expired = programmed(filled_at=T0 - 77 * DAY)
+    assert "RES-003" not in refused_by(SetRate(rate_ul_day=810), fresh)
+    assert refused_by(SetRate(rate_ul_day=810), expired) == {"RES-003"}
+    suspended = replace(expired, mode=TherapyMode.SUSPENDED)
+    assert refused_by(Resume(), suspended) == {"RES-003"}
+    assert verdict(Resume(ack=ack("RES-003")), suspended).accepted
+    assert AlarmCode.DRUG_EXPIRED in conditions(expired)
+    assert AlarmCode.DRUG_EXPIRED not in conditions(fresh)
+
+
+@rule("REFILL-001")
+def test_overfill_counts_what_may_still_be_in_the_reservoir() -> None:
+    # expected 2.0 mL, withdrawn 1.0 (acknowledged): 1.0 mL may still be in; a 20 mL pump takes 19 mL more
+    state = replace(programmed(), reservoir_scaled=2_000 * SCALE)
+    short = refill_staged(state, volume=19_000, measured=1_000)
+    assert verdict(replace(confirm(short, volume=19_000), ack=ack("REFILL-003")), short).accepted
+    over = refill_staged(state, volume=20_000, measured=1_000)
+    assert "REFILL-001" in refused_by(replace(confirm(over), ack=ack("REFILL-003")), over)
+
+
+# --- the fluid path: concentration changes, surgery ---------------------------------------------------
+
+
+STRONG = prescription(rate=200, concentration_ug_ml=2000)  # 400 µg/day of 2000 µg/mL
+
+
+@rule("DOSE-001")
+def test_diluting_without_a_bridge_pushes_the_old_concentrate_fast_an_overdose() -> None:
+    state = programmed(STRONG)  # refill at 500 µg/mL: 800 µL/day pushes the 250 µL of 2000 µg/mL out
+    diluted = refill_staged(state, volume=10_000, conc=500)
+    assert "DOSE-001" in refused_by(confirm(diluted, volume=10_000, conc=500), diluted)
+    bridged = replace(confirm(diluted, volume=10_000, conc=500), bridge=True)
+    assert refused_by(bridged, diluted) == set()
+
+
+@rule("FLOW-001")
+def test_concentrating_without_a_bridge_leaves_a_quarter_dose_at_the_tip() -> None:
+    state = programmed()
+    strong = refill_staged(state, volume=5_000, conc=2000)
+    plain = verdict(confirm(strong, volume=5_000, conc=2000), strong)
+    assert plain.rule_ids == ("FLOW-001",)
+    assert "for 1 d 6 h" in plain.unacknowledged[0].reason  # 250 µL at 200 µL/day: the interval shown
+    bridged = replace(confirm(strong, volume=5_000, conc=2000), bridge=True)
+    assert verdict(bridged, strong).accepted
+
+
+def revised(catheter_ul: int) -> TherapyState:
+    """2400 µL/day (100 µL an hour) after a catheter revision: the new catheter full of saline."""
+    state = programmed(prescription(rate=2400, max_daily_dose_ng=1_500_000))
+    return apply(
+        state, RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=catheter_ul)
+    )
+
+
+@rule("FLOW-001")
+def test_leaving_a_saline_path_unprimed_needs_acknowledgement() -> None:
+    assert refused_by(SessionEnd(), revised(100)) == set()  # an hour without drug at the tip
+    assert refused_by(SessionEnd(), revised(101)) == {"FLOW-001"}  # 3636 s
+    assert verdict(SessionEnd(ack=ack("FLOW-001")), revised(101)).accepted
+    strict = policy(FLOW_001__max_gap_s=1800)
+    assert refused_by(SessionEnd(), revised(50), strict) == set()
+    assert refused_by(SessionEnd(), revised(51), strict) == {"FLOW-001"}
+    primed = apply(revised(101), BolusStart(kind=BolusKind.PRIMING, volume_ul=101, duration_s=600))
+    assert refused_by(SessionEnd(), primed) == set()
+
+
+@rule("FLOW-001")
+def test_recording_surgery_is_never_refused() -> None:
+    state = programmed()
+    for procedure in Procedure:
+        command = RecordProcedure(procedure=procedure, catheter_volume_ul=300)
+        assert verdict(command, state).accepted
+
+
+@rule("PRIME-001")
+def test_surgery_ends_a_running_bolus_and_asks_for_priming() -> None:
+    # found by the stateful proof: a bridge kept running after surgery pushed the new drug at its rate
+    state = programmed()
+    state = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=20, duration_s=HOUR))
+    after = apply(state, RecordProcedure(procedure=Procedure.PUMP_REPLACEMENT, catheter_volume_ul=0))
+    assert after.bolus is None
+    assert after.needs_priming
+    assert after.path.saline_scaled == after.path.volume_scaled == 250 * SCALE
+
+
+# --- restarting -----------------------------------------------------------------------------------------
+
+
+def interrupted(gap_s: int) -> TherapyState:
+    """400 µg/day for days, then stopped: no drug at the tip for ``gap_s``."""
+    state = programmed(history_days=5)
+    return replace(state, mode=TherapyMode.STOPPED, last_delivery_at=T0 - gap_s)
+
+
+@rule("RESTART-001")
+def test_restarting_at_the_full_dose_after_a_long_interruption_needs_acknowledgement() -> None:
+    assert refused_by(Resume(), interrupted(2 * DAY)) == set()
+    assert refused_by(Resume(), interrupted(2 * DAY + 1)) == {"RESTART-001"}
+    assert verdict(Resume(ack=ack("RESTART-001")), interrupted(2 * DAY + 1)).accepted
+    strict = policy(RESTART_001__max_gap_s=DAY)
+    assert refused_by(Resume(), interrupted(DAY), strict) == set()
+    assert refused_by(Resume(), interrupted(DAY + 1), strict) == {"RESTART-001"}
+
+
+@rule("RESTART-001")
+def test_restarting_at_half_the_dose_needs_no_acknowledgement() -> None:
+    state = interrupted(3 * DAY)
+    half, staged = staged_commit(state, prescription(rate=400), "DECR-001")
+    assert refused_by(half, staged) == set()
+    more, staged = staged_commit(state, prescription(rate=401), "DECR-001")
+    assert refused_by(more, staged) == {"RESTART-001"}
+    strict = policy(RESTART_001__ramp_pct=25)
+    quarter, staged = staged_commit(state, prescription(rate=200), "DECR-001")
+    assert refused_by(quarter, staged, strict) == set()
+    more, staged = staged_commit(state, prescription(rate=201), "DECR-001")
+    assert refused_by(more, staged, strict) == {"RESTART-001"}
+
+
+# --- stopping ---------------------------------------------------------------------------------------------
+
+
+@rule("STOP-002")
+@pytest.mark.parametrize("duration", [0, 600, DAY])
+def test_suspending_delivery_needs_acknowledgement(duration: int) -> None:
+    state = programmed()
+    assert refused_by(Suspend(duration_s=duration), state) == {"STOP-002"}
+    assert verdict(Suspend(duration_s=duration, ack=ack("STOP-002")), state).accepted
+
+
+# --- the patient record and the therapy path ---------------------------------------------------------------
+
+
+SCREENING = patient(phase=Phase.SCREENING, screening_dose_ng=0, screening_effect_s=0)
+
+
+@rule("PHASE-001")
+def test_the_phase_moves_forward_one_step_at_a_time() -> None:
+    screening = empty_pump(SCREENING)
+    assert refused_by(set_record(screening, phase=Phase.IMPLANTED), screening) == {"PHASE-001"}
+    screened = empty_pump(replace(SCREENING, screening_dose_ng=75_000, screening_effect_s=6 * HOUR))
+    assert refused_by(set_record(screened, phase=Phase.IMPLANTED), screened) == set()
+    assert refused_by(set_record(screened, phase=Phase.THERAPY), screened) == {"PHASE-001"}  # a skip
+    therapy = empty_pump()
+    assert refused_by(set_record(therapy, phase=Phase.SCREENING), therapy) == {"PHASE-001"}  # back
+    assert refused_by(set_record(therapy, group=PatientGroup.CHILD), therapy) == set()  # same phase
+
+
+@rule("PHASE-001")
+def test_therapy_starts_once_the_path_is_primed() -> None:
+    implanted = empty_pump(patient(phase=Phase.IMPLANTED))
+    implanted = apply(implanted, RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=120))
+    assert refused_by(set_record(implanted, phase=Phase.THERAPY), implanted) == {"PHASE-001"}
+    primed = apply(implanted, BolusStart(kind=BolusKind.PRIMING, volume_ul=250, duration_s=HOUR))
+    assert refused_by(set_record(primed, phase=Phase.THERAPY), primed) == {"PHASE-001"}  # not through yet
+    primed, _ = advance(primed, primed.now + HOUR)
+    assert refused_by(set_record(primed, phase=Phase.THERAPY), primed) == set()
+
+
+@rule("PHASE-001")
+@pytest.mark.parametrize(
+    ("phase", "command"),
+    [
+        (Phase.SCREENING, BolusStart(kind=BolusKind.PRIMING, volume_ul=10, duration_s=HOUR)),
+        (Phase.SCREENING, BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600)),
+        (Phase.SCREENING, stage(prescription())),
+        (Phase.SCREENING, SetRate(rate_ul_day=800)),
+        (Phase.IMPLANTED, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=100, duration_s=HOUR)),
+        (Phase.IMPLANTED, stage(prescription())),
+        (Phase.THERAPY, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0)),
+    ],
+)
+def test_each_phase_allows_its_own_commands(phase: Phase, command: Message) -> None:
+    state = empty_pump(patient(phase=phase))
+    assert "PHASE-001" in refused_by(command, state)
+
+
+@rule("SCREEN-001")
+def test_the_first_daily_dose_is_at_most_twice_the_screening_dose() -> None:
+    state = empty_pump()  # 300 µg effective for 2 h
+    assert refused_by(stage(prescription(rate=1200, max_daily_dose_ng=900_000)), state) == set()
+    assert refused_by(stage(prescription(rate=1201, max_daily_dose_ng=900_000)), state) == {"SCREEN-001"}
+    strict = policy(SCREEN_001__factor_pct=150)
+    assert refused_by(stage(prescription(rate=900, max_daily_dose_ng=900_000)), state, strict) == set()
+    refused = refused_by(stage(prescription(rate=901, max_daily_dose_ng=900_000)), state, strict)
+    assert refused == {"SCREEN-001"}
+
+
+@rule("SCREEN-001")
+@pytest.mark.parametrize(
+    ("effect_s", "long_effect_s", "most_ul_day"),
+    [(8 * HOUR - 1, None, 1200), (8 * HOUR, None, 600), (2 * HOUR, 2 * HOUR, 600)],
+)
+def test_a_long_screening_effect_makes_the_screening_dose_the_first_daily_dose(
+    effect_s: int, long_effect_s: int | None, most_ul_day: int
+) -> None:
+    state = empty_pump(patient(screening_effect_s=effect_s))
+    rules = POLICY if long_effect_s is None else policy(SCREEN_001__long_effect_s=long_effect_s)
+    fits = prescription(rate=most_ul_day, max_daily_dose_ng=900_000)
+    assert refused_by(stage(fits), state, rules) == set()
+    over = prescription(rate=most_ul_day + 1, max_daily_dose_ng=900_000)
+    assert refused_by(stage(over), state, rules) == {"SCREEN-001"}
+
+
+@rule("SCREEN-001")
+def test_no_prescription_without_an_effective_screening_dose() -> None:
+    state = empty_pump(patient(screening_dose_ng=0, screening_effect_s=0))
+    assert refused_by(stage(prescription(rate=48)), state) == {"SCREEN-001"}
+
+
+@rule("BOL-002")
+def test_an_effective_screening_dose_is_recorded_on_the_pump() -> None:
+    state = empty_pump(SCREENING)
+    state = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=100, duration_s=600))
+    state, _ = advance(state, T0 + 8 * HOUR)
+    state = apply(state, RecordScreeningResponse(response=ScreeningResponse.EFFECTIVE, effect_s=5 * HOUR))
+    assert (state.record.screening_dose_ng, state.record.screening_effect_s) == (50_000, 5 * HOUR)
+
+
+@rule("TITR-001")
+def test_a_relabelled_record_does_not_loosen_the_step_for_a_day() -> None:
+    child = programmed(prescription(max_daily_dose_ng=900_000), record=patient(group=PatientGroup.CHILD))
+    adult = apply(child, set_record(child, group=PatientGroup.ADULT))
+    assert "TITR-001" in refused_by(SetRate(rate_ul_day=1040), adult)  # +30 %: the child's 15 % still holds
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=920), adult)
+    later, _ = advance(adult, T0 + DAY + 1)
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=1040), later)
+    cerebral = programmed(prescription(max_daily_dose_ng=900_000), record=patient(origin=Origin.CEREBRAL))
+    spinal = apply(cerebral, set_record(cerebral, origin=Origin.SPINAL))
+    assert "TITR-001" in refused_by(SetRate(rate_ul_day=1040), spinal)
+
+
+@rule("TITR-002")
+def test_a_longer_increase_interval_in_the_policy_is_kept() -> None:
+    # the dose log was pruned to 24 h: a second raise 36 h after the first passed a 2-day policy
+    two_days = policy(TITR_002__interval_s=2 * DAY)
+    state = programmed(prescription(max_daily_dose_ng=900_000), history_days=4)
+    state = apply(state, SetRate(rate_ul_day=900))
+    state, _ = advance(state, T0 + 36 * HOUR)
+    assert "TITR-002" in refused_by(SetRate(rate_ul_day=1000), state, two_days)
+    state, _ = advance(state, T0 + 2 * DAY)
+    assert "TITR-002" not in refused_by(SetRate(rate_ul_day=1000), state, two_days)
+
+
+# --- MRI ----------------------------------------------------------------------------------------------
+
+
+def valve(reservoir_ul: int = 10_000) -> TherapyState:
+    state = programmed(profile=load_profile("itbv-20"))
+    return replace(state, reservoir_scaled=reservoir_ul * SCALE)
+
+
+@rule("MRI-001")
+def test_a_valve_gated_pump_is_emptied_before_an_mri() -> None:
+    state = valve()  # 10 mL held: within 20 % (2 mL) of it must come out
+    assert refused_by(MriBegin(emptied_ul=8_000, ack=ack("MRI-002")), state) == set()
+    assert refused_by(MriBegin(emptied_ul=7_999, ack=ack("MRI-002")), state) == {"MRI-001"}
+    strict = policy(REFILL_003__discrepancy_pct=10)
+    assert refused_by(MriBegin(emptied_ul=8_999, ack=ack("MRI-002")), state, strict) == {"MRI-001"}
+    scanned = apply(state, MriBegin(emptied_ul=8_000, ack=ack("MRI-002")))
+    assert (scanned.mode, scanned.reservoir_scaled) == (TherapyMode.MRI, 0)
+
+
+@rule("MRI-001")
+def test_a_motor_pump_is_stopped_not_emptied() -> None:
+    state = programmed()
+    assert refused_by(MriBegin(emptied_ul=0, ack=ack("MRI-002")), state) == set()
+    scanned = apply(state, MriBegin(emptied_ul=0, ack=ack("MRI-002")))
+    assert (scanned.mode, scanned.reservoir_scaled) == (TherapyMode.MRI, state.reservoir_scaled)
+    assert not scanned.delivering
+
+
+@rule("MRI-002")
+def test_the_mri_interruption_is_acknowledged_and_counted_on_restart() -> None:
+    state = programmed(history_days=5)
+    assert refused_by(MriBegin(emptied_ul=0), state) == {"MRI-002"}
+    scanned = apply(state, MriBegin(emptied_ul=0, ack=ack("MRI-002")))
+    scanned, flows = advance(scanned, T0 + 3 * DAY)
+    assert flows == ()  # the motor stopped: nothing moves in the path
+    stopped = apply(scanned, MriEnd())
+    assert stopped.mode is TherapyMode.STOPPED
+    assert refused_by(Resume(), stopped) == {"RESTART-001"}
