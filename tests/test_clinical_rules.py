@@ -22,12 +22,15 @@ from factories import (
     refused_by,
     verdict,
 )
+from itbproto.errors import TherapyStateError
 from itbproto.machines.pump.alarms import conditions
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.therapy import SCALE, TherapyState, advance, apply
+from itbproto.therapy.commands import bridge_duration_s
 from itbproto.wire import (
     AlarmCode,
+    BolusCancel,
     BolusKind,
     BolusStart,
     FlexStep,
@@ -42,6 +45,7 @@ from itbproto.wire import (
     Procedure,
     RecordProcedure,
     RecordScreeningResponse,
+    RefillBegin,
     Resume,
     ScreeningResponse,
     SessionEnd,
@@ -455,3 +459,41 @@ def test_the_mri_interruption_is_acknowledged_and_counted_on_restart() -> None:
     stopped = apply(scanned, MriEnd())
     assert stopped.mode is TherapyMode.STOPPED
     assert refused_by(Resume(), stopped) == {"RESTART-001"}
+
+
+# --- defects the stateful proof found (each pinned here) --------------------------------------------------
+
+
+@rule("DOSE-001")
+def test_cancelling_a_bridge_that_would_push_the_old_drug_fast_is_refused() -> None:
+    state = programmed(STRONG)
+    diluted = refill_staged(state, volume=10_000, conc=500)
+    bridged = apply(diluted, replace(confirm(diluted, volume=10_000, conc=500), bridge=True))
+    assert bridged.bolus is not None
+    # the basal 800 µL/day would push the path's 2000 µg/mL out at 1.6 mg/day
+    assert refused_by(BolusCancel(bolus_id=bridged.bolus.bolus_id), bridged) == {"DOSE-001"}
+
+
+@rule("BRIDGE-001")
+def test_a_bridge_through_saline_is_no_faster_than_the_pump_bolus_rate() -> None:
+    state = apply(programmed(), RecordProcedure(procedure=Procedure.PUMP_REPLACEMENT, catheter_volume_ul=0))
+    assert state.path.dose_scaled == 0  # no drug to deliver at the dose rate: the volume sets the pace
+    assert bridge_duration_s(state) == 900  # 250 µL at 24 mL/day
+
+
+@rule("DOSE-001")
+def test_windows_are_checked_until_the_path_has_cleared() -> None:
+    # 300 µL of saline, then 130 µL of 2000 µg/mL reach the tip only after 1.8 days at 170 µL/day
+    state = empty_pump(concentration_ug_ml=2000)
+    state = apply(state, RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=300))
+    refilled = refill_staged(state, volume=10_000, conc=1000)
+    state = apply(refilled, confirm(refilled, volume=10_000, conc=1000))
+    p = prescription(rate=170, concentration_ug_ml=1000, max_daily_dose_ng=210_000)
+    assert "DOSE-001" in refused_by(stage(p), state)
+    assert "DOSE-001" not in refused_by(stage(replace(p, max_daily_dose_ng=300_000)), state)
+
+
+def test_a_refill_cannot_begin_while_a_bolus_runs() -> None:
+    state = apply(programmed(), BolusStart(kind=BolusKind.CLINICIAN, volume_ul=20, duration_s=HOUR))
+    with pytest.raises(TherapyStateError):
+        apply(state, RefillBegin())

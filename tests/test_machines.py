@@ -157,6 +157,32 @@ def test_programmer_refuses_what_it_cannot_check() -> None:
     assert s.state == "ready"
 
 
+def test_a_change_outdates_what_the_programmer_read() -> None:
+    # found by the demo: checks ran on a status and a history from before the programmer's own last command
+    link = Link.new(programmed())
+    s = link.ready()
+    link.exchange(s.read_prescription())
+    link.exchange(s.read_history())
+    link.exchange(s.set_rate(850))
+    assert s.pump.to_reread() == ["history", "prescription", "status"]
+    with pytest.raises(SessionError, match="read the history, prescription, status again"):
+        s.set_rate(840)
+    link.exchange(s.read_status())
+    link.exchange(s.read_history())
+    assert s.pump.to_reread() == ["prescription"]
+    link.exchange(s.read_prescription())
+    assert s.pump.to_reread() == []
+    link.exchange(s.set_rate(840))
+    assert link.pump.therapy.prescription is not None
+    assert link.pump.therapy.prescription.steps[0].rate_ul_day == 840
+    # handling an alarm reads nothing: the alarm list is kept as alarms are announced and handled
+    link.pump.set_motor_stalled(True, link.now)
+    link.exchange(s.read_alarms())
+    (alarm,) = s.pump.alarms.values()
+    events = link.exchange(s.acknowledge_alarm(alarm.alarm_id))
+    assert not [e for e in events if isinstance(e, Refused)]
+
+
 def test_a_new_session_numbers_its_requests_above_the_pumps_last() -> None:
     """Issue 12: transaction ids carry over sessions; a programmer learns where to start from DeviceInfo."""
     link = Link.new(programmed())
