@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from conftest import examples
 from factories import DAY, POLICY, T0, ack, commit, empty_pump, in_force, patient, prescription
 from itbproto.errors import TherapyStateError
 from itbproto.safety import evaluate
@@ -434,9 +435,7 @@ class PumpSafety(RuleBasedStateMachine):
 
 
 # 1,000 sequences of up to 40 steps in every run (about 50 s); HYPOTHESIS_PROFILE=thorough raises it
-PumpSafety.TestCase.settings = settings(
-    max_examples=max(1_000, settings().max_examples), stateful_step_count=40, deadline=None
-)
+PumpSafety.TestCase.settings = settings(max_examples=examples(1_000), stateful_step_count=40, deadline=None)
 TestPumpSafety = pytest.mark.rule("DOSE-001", "BOL-001", "RES-002", "PRIME-001")(PumpSafety.TestCase)
 
 

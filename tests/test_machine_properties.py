@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from conftest import examples
 from factories import DAY, POLICY, T0, ack, patient, prescription, programmed
 from itbproto.connection import Connection, Side
 from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
@@ -252,7 +253,7 @@ class PumpProperties(RuleBasedStateMachine):
                 assert alarm.silenced_until - self.pump.therapy.now <= MAX_SILENCE
 
 
-PumpProperties.TestCase.settings = settings(max_examples=200, stateful_step_count=30, deadline=None)
+PumpProperties.TestCase.settings = settings(max_examples=examples(200), stateful_step_count=30, deadline=None)
 TestPumpProperties = PumpProperties.TestCase
 
 
@@ -326,14 +327,16 @@ class SessionProperties(RuleBasedStateMachine):
             assert self.session.state != "uncertain"
 
 
-SessionProperties.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+SessionProperties.TestCase.settings = settings(
+    max_examples=examples(150), stateful_step_count=30, deadline=None
+)
 TestSessionProperties = SessionProperties.TestCase
 
 
 @pytest.mark.rule(
     "DOSE-001", "BOL-001", "TITR-001", "TITR-002", "PBOL-001", "PBOL-002", "STOP-002", "MRI-002"
 )
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     rate=st.integers(400, 1_000),
     record=st.builds(patient, group=st.sampled_from(PatientGroup), origin=st.sampled_from(Origin)),
@@ -388,7 +391,7 @@ def test_programmer_and_pump_reach_the_same_verdict(
     assert evaluate(command, mirror, POLICY).rule_ids == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     requests=st.lists(st.tuples(messages(), st.integers(0, 2**32 - 1)), max_size=8),
     role=st.sampled_from(Role),
