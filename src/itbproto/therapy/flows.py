@@ -29,6 +29,7 @@ __all__ = [
     "bolus_flows",
     "clip",
     "dose_between",
+    "joined",
     "max_window_dose",
     "scaled_to_ng",
     "seconds_until_volume",
@@ -67,6 +68,23 @@ class Flow:
 def bolus_dose_ng(volume_ul: int, conc_ug_ml: int) -> int:
     """The drug in a bolus (or any volume): µL × µg/mL = ng, exactly."""
     return volume_ul * conc_ug_ml
+
+
+def joined(flows: Iterable[Flow]) -> tuple[Flow, ...]:
+    """Flows in the order given, each one that continues the previous one at the same rate and concentration
+    joined to it."""
+    out: list[Flow] = []
+    for f in flows:
+        last = out[-1] if out else None
+        if last is not None and (last.end, last.rate_ul_day, last.conc_ug_ml) == (
+            f.start,
+            f.rate_ul_day,
+            f.conc_ug_ml,
+        ):
+            out[-1] = Flow(last.start, f.end, f.rate_ul_day, f.conc_ug_ml)
+        else:
+            out.append(f)
+    return tuple(out)
 
 
 def bolus_flows(volume_ul: int, duration_s: int, start: int, conc_ug_ml: int) -> tuple[Flow, ...]:

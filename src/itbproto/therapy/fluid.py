@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
-from itbproto.therapy.flows import Flow
+from itbproto.therapy.flows import Flow, joined
 
 __all__ = ["Path", "Segment", "outlet_steps", "push"]
 
@@ -144,7 +144,7 @@ def push(path: Path, flows: Iterable[Flow]) -> tuple[Path, tuple[Flow, ...]]:
                 segments.pop(0)
             else:
                 segments[0] = Segment(s.volume_scaled - take, s.conc_ug_ml)
-    return _merged(segments), _compact(tip)
+    return _merged(segments), joined(tip)
 
 
 def _emit(tip: list[Flow], t: int, carry: int, volume: int, rate: int, conc: int) -> tuple[int, int]:
@@ -170,19 +170,3 @@ def _emit(tip: list[Flow], t: int, carry: int, volume: int, rate: int, conc: int
 def _add(tip: list[Flow], flow: Flow) -> None:
     if flow.rate_ul_day:
         tip.append(flow)
-
-
-def _compact(flows: list[Flow]) -> tuple[Flow, ...]:
-    """Adjacent tip flows at the same rate and concentration as one."""
-    out: list[Flow] = []
-    for f in flows:
-        last = out[-1] if out else None
-        if last is not None and (last.end, last.rate_ul_day, last.conc_ug_ml) == (
-            f.start,
-            f.rate_ul_day,
-            f.conc_ug_ml,
-        ):
-            out[-1] = Flow(last.start, f.end, f.rate_ul_day, f.conc_ug_ml)
-        else:
-            out.append(f)
-    return tuple(out)

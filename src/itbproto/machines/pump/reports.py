@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.state import DeviceState
-from itbproto.therapy.flows import SCALE, Flow, clip, dose_between, scaled_to_ng
+from itbproto.therapy.flows import SCALE, clip, dose_between, joined, scaled_to_ng
 from itbproto.therapy.schedule import basal_flows
 from itbproto.therapy.state import Battery, TherapyState
 from itbproto.units import Rounding
@@ -129,7 +129,7 @@ def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
     )
     flows = tuple(
         m.FlowRecord(start=f.start, end=f.end, rate_ul_day=f.rate_ul_day, concentration_ug_ml=f.conc_ug_ml)
-        for f in _merge(clip(t.delivered, t.now - SCALE, t.now))
+        for f in joined(sorted(clip(t.delivered, t.now - SCALE, t.now)))
     )
     report = m.TherapyHistory(
         complete=True,
@@ -158,19 +158,3 @@ def event_page(log: EventLog, request: m.EventLogRead, max_frame: int) -> m.Even
     empty = m.EventLogPage(total=log.total, events=())
     fit = (_room(max_frame) - len(empty.CODEC.encode(empty))) // _EVENT_SIZE
     return m.EventLogPage(total=log.total, events=log.page(request.first, min(request.count, fit)))
-
-
-def _merge(flows: tuple[Flow, ...]) -> tuple[Flow, ...]:
-    """Adjacent flows at the same rate and concentration as one (history is sent compactly)."""
-    out: list[Flow] = []
-    for f in sorted(flows):
-        last = out[-1] if out else None
-        if last is not None and (last.end, last.rate_ul_day, last.conc_ug_ml) == (
-            f.start,
-            f.rate_ul_day,
-            f.conc_ug_ml,
-        ):
-            out[-1] = Flow(last.start, f.end, f.rate_ul_day, f.conc_ug_ml)
-        else:
-            out.append(f)
-    return tuple(out)
