@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench specs clean
+.PHONY: demo test lint typecheck pytest bench specs mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,5 +33,11 @@ bench: $(STAMP)
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write
 
+# mutation testing of safety/, therapy/ and machines/ (not part of `make test`: about an hour on 2 cores)
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run
+	$(BIN)/python bench/mutation_score.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants

@@ -24,8 +24,12 @@ from factories import (
 )
 from itbproto.errors import PolicyError, SafetyViolation
 from itbproto.safety import SafetyPolicy
+from itbproto.safety.rules.common import mg_day, span
 from itbproto.specfiles import load_rules
 from itbproto.therapy import SCALE, Battery, advance, apply
+from itbproto.therapy.fluid import Path, Segment
+from itbproto.therapy.state import BolusRecord
+from itbproto.units import DoseRate
 from itbproto.wire import (
     AlarmCode,
     AlarmRecord,
@@ -55,6 +59,7 @@ from itbproto.wire import (
     StagePrescription,
     Suspend,
     TherapyMode,
+    WithdrawalRisk,
 )
 
 rule = pytest.mark.rule
@@ -601,3 +606,122 @@ def test_a_session_ending_while_nothing_flows_needs_the_acknowledgement(nothing_
         state = apply(apply(state, Suspend(duration_s=0)), RefillBegin())
     assert "STOP-001" in refused_by(SessionEnd(), state)
     assert "STOP-001" not in refused_by(SessionEnd(ack=ack("STOP-001")), state)
+
+
+# --- boundaries pinned by mutation testing: each limit from both sides ------------------------------------
+
+
+@rule("BOL-001")
+def test_a_bolus_of_exactly_the_absolute_maximum_is_allowed() -> None:
+    state = programmed(prescription(max_bolus_ng=200_000, max_daily_dose_ng=2_000_000))
+    assert "BOL-001" not in refused_by(bolus(volume=400, duration=4 * 3600), state)  # 200 µg
+    assert "BOL-001" in refused_by(bolus(volume=401, duration=4 * 3600), state)
+
+
+@rule("BOL-001")
+def test_a_bolus_tip_dose_is_rounded_up() -> None:
+    # a bolus of 400 µL pushes 1/86 400 µL of 2000 µg/mL ahead of 500 µg/mL drug: a hair over 200 µg
+    state = programmed(prescription(max_bolus_ng=200_000, max_daily_dose_ng=2_000_000))
+    state = replace(state, path=Path((Segment(1, 2000), Segment(250 * SCALE - 1, 500))))
+    assert "BOL-001" in refused_by(bolus(volume=400, duration=4 * 3600), state)
+
+
+@rule("BRIDGE-001")
+def test_the_bridge_window_and_volume_include_their_bounds() -> None:
+    state = replace(programmed(), concentration_changed_at=T0 - DAY)  # exactly the window ago
+    assert "BRIDGE-001" not in refused_by(bolus(volume=250, duration=36_000, kind=BolusKind.BRIDGE), state)
+
+
+@rule("PBOL-002")
+def test_patient_boluses_are_counted_over_the_last_24_h_exactly() -> None:
+    state = programmed(prescription(patient=replace(prescription().patient, lockout_s=60)))
+    record = BolusRecord(start=T0 - DAY, kind=BolusKind.PATIENT, volume_ul=10, dose_ng=5_000)
+    three = (record, replace(record, start=T0 - DAY + 1), replace(record, start=T0 - DAY + 2))
+    assert "PBOL-002" not in refused_by(bolus(10, 600, BolusKind.PATIENT), replace(state, boluses=three))
+    later = tuple(replace(b, start=b.start + 1) for b in three)
+    assert "PBOL-002" in refused_by(bolus(10, 600, BolusKind.PATIENT), replace(state, boluses=later))
+
+
+@rule("BOL-002")
+def test_after_75_ug_without_response_comes_100_ug() -> None:
+    state = empty_pump(SCREENING, concentration_ug_ml=50)
+    for day, volume in enumerate((1000, 1500)):
+        state, _ = advance(state, T0 + day * DAY)
+        state = apply(state, bolus(volume=volume))
+        state = apply(state, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0))
+    state, _ = advance(state, T0 + 2 * DAY)
+    assert "BOL-002" not in refused_by(bolus(volume=2000), state)
+
+
+@rule("ALARM-001")
+def test_re_annunciation_at_the_limit_is_allowed() -> None:
+    period = AlarmThresholds(
+        low_reservoir_ul=2_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=3_600
+    )
+    assert verdict(SetThresholds(thresholds=period), programmed()).accepted
+
+
+@rule("CLOCK-001")
+def test_the_clock_may_be_set_to_the_last_event() -> None:
+    state = replace(programmed(), last_event_at=T0 - 100)
+    assert "CLOCK-001" not in refused_by(SetClock(device_time=T0 - 100), state)
+    assert "CLOCK-001" in refused_by(SetClock(device_time=T0 - 101), state)
+
+
+@rule("REFILL-003")
+def test_a_discrepancy_must_pass_both_the_floor_and_the_percentage() -> None:
+    state = replace(programmed(), reservoir_scaled=2_000 * SCALE)  # expected 2 mL: 20 % is 400 µL, floor 500
+    at_floor = refill_staged(state, volume=10_000, measured=1_500)
+    assert "REFILL-003" not in refused_by(confirm(at_floor, volume=10_000), at_floor)
+    past = refill_staged(state, volume=10_000, measured=1_499)
+    assert "REFILL-003" in refused_by(confirm(past, volume=10_000), past)
+
+
+@rule("REFILL-001")
+@rule("REFILL-002")
+def test_staging_before_the_residual_is_a_missing_step_not_an_overfill() -> None:
+    state = apply(programmed(), RefillBegin())
+    stage_all = RefillStageDrug(refill_id=rid(state), volume_ul=20_000, concentration_ug_ml=500)
+    assert refused_by(stage_all, state) == {"REFILL-002"}
+
+
+@rule("POLICY-001")
+def test_a_policy_names_every_bad_key_and_never_crashes_on_one() -> None:
+    with pytest.raises(PolicyError) as info:
+        SafetyPolicy(load_rules(), {"TITR-001.spinal.pct": 20, "NOPE-001.x": 1})
+    assert "TITR-001.spinal.pct" in str(info.value)
+    assert "NOPE-001.x" in str(info.value)
+
+
+@rule("TITR-001")
+def test_a_running_bolus_is_not_a_new_daily_dose() -> None:
+    state = programmed(prescription(max_daily_dose_ng=900_000, max_bolus_ng=100_000))
+    state = apply(state, bolus(volume=150, duration=3600))  # 75 µg now
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=1040), state)  # +30 %
+
+
+def test_reasons_show_spans_doses_and_risks_as_people_read_them() -> None:
+    spans = (span(DAY + 3 * 3600 + 5 * 60 + 59), span(3600), span(59))
+    assert spans == ("1 d 3 h 5 min", "1 h", "59 s")
+    assert mg_day(400_000 * DAY + 1) == str(DoseRate(400_001))
+    risky = programmed(record=patient(risks=frozenset(WithdrawalRisk)))
+    (reason,) = verdict(Suspend(duration_s=600), risky).unacknowledged
+    assert reason.reason == (
+        "delivery stops for 10 min: a withdrawal risk (withdrawal risk: spinal cord injury at T6 or above, "
+        "communication difficulties, a withdrawal before)"
+    )
+    (until,) = verdict(Suspend(duration_s=0), programmed()).unacknowledged
+    assert until.reason == "delivery stops until resumed: a withdrawal risk"
+    stopped = replace(risky, mode=TherapyMode.STOPPED)
+    (stop,) = verdict(SessionEnd(), stopped).unacknowledged
+    assert stop.reason.endswith("communication difficulties, a withdrawal before)")
+
+
+def test_refill_reasons_say_what_may_still_be_in_and_how_long_it_lasts() -> None:
+    state = replace(programmed(prescription(rate=200)), reservoir_scaled=2_000 * SCALE)
+    over = refill_staged(state, volume=20_000, measured=1_000)
+    (overfill,) = verdict(replace(confirm(over), ack=ack("REFILL-003")), over).violations
+    assert "1 mL that may still be in it" in overfill.reason
+    long = refill_staged(state, volume=15_500, measured=2_000)
+    (stability,) = verdict(confirm(long, volume=15_500), long).unacknowledged
+    assert stability.reason.startswith("15.5 mL lasts 77 days; the drug is stable 77 days")

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factories import DAY, T0, empty_pump, prescription, programmed
+from factories import DAY, T0, confirm, empty_pump, patient, prescription, programmed, refill_staged
 from itbproto.errors import TherapyStateError
 from itbproto.therapy import SCALE, Flow, advance, apply, bolus_flows, dose_between, max_window_dose
+from itbproto.therapy.alarms import alarm_state, quiet, sound_again
+from itbproto.therapy.commands import bridge_duration_s
+from itbproto.therapy.fluid import Path, Segment
 from itbproto.therapy.forecast import bridge_bolus, forecast, priming_bolus
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
 from itbproto.wire import (
+    AlarmCode,
+    AlarmRecord,
     BolusKind,
+    BolusStart,
     FlexStep,
     PeriodicBolus,
+    Phase,
     PrescriptionMode,
     Procedure,
     RecordProcedure,
+    RecordScreeningResponse,
+    ScreeningResponse,
+    Severity,
     Suspend,
     TherapyMode,
 )
@@ -138,3 +149,161 @@ def test_out_of_order_steps_are_total_not_a_crash() -> None:
     )
     assert daily_dose_scaled(p) == 400 * 86_400 * 500  # only the well-ordered part delivers
     assert all(f.end > f.start for f in prescription_flows(p, T0, T0 + DAY))
+
+
+# --- pinned by mutation testing: each boundary and each field the model sets ---------------------------
+
+
+def test_rescale_rounds_rates_down_to_the_step_and_drops_boluses_that_vanish() -> None:
+    p = prescription(
+        rate=1000,
+        boluses=(
+            PeriodicBolus(start_s=0, volume_ul=20, duration_s=900),
+            PeriodicBolus(start_s=3600, volume_ul=3, duration_s=900),
+        ),
+    )
+    strong = rescale(p, 2000, 7)  # 1000 µL/day of 500 = 250 µL/day of 2000, 245 on a 7 µL/day step
+    assert strong.concentration_ug_ml == 2000
+    assert [s.rate_ul_day for s in strong.steps] == [245]
+    assert [(b.start_s, b.volume_ul) for b in strong.boluses] == [(0, 5)]  # 3 µL -> 0.75: dropped
+    weak = rescale(p, 50, 1)
+    assert [s.rate_ul_day for s in weak.steps] == [10_000]
+    assert [b.volume_ul for b in weak.boluses] == [200, 30]
+
+
+def test_bolus_flows_need_volume_and_time_and_never_go_below_one_unit() -> None:
+    for volume, duration in [(0, 600), (10, 0), (-1, 600)]:
+        with pytest.raises(ValueError, match="positive"):
+            bolus_flows(volume, duration, T0, 500)
+    assert bolus_flows(1, 100_000, T0, 500) == (Flow(T0, T0 + 86_400, 1, 500),)  # slower than 1 unit/s
+
+
+def test_split_at_and_between_segment_boundaries() -> None:
+    path = Path((Segment(10, 2000), Segment(30, 500), Segment(5, 0)))
+    assert path.split(10) == (Path((Segment(10, 2000),)), Path((Segment(30, 500), Segment(5, 0))))
+    assert path.split(25) == (
+        Path((Segment(10, 2000), Segment(15, 500))),
+        Path((Segment(15, 500), Segment(5, 0))),
+    )
+    assert path.split(0) == (Path(()), path)
+    assert path.split(45) == (path, Path(()))
+
+
+def test_the_forecast_follows_the_reservoir_for_months() -> None:
+    state = programmed(prescription(rate=200), reservoir_scaled=19_000 * SCALE)  # 95 days at 200 µL/day
+    f = forecast(state)
+    assert f.empty_at == T0 + 95 * DAY
+    assert f.low_reservoir_at == T0 + 85 * DAY  # 2 mL left (10 days) comes before 7 days left
+    assert f.days_until(f.empty_at, T0) == 95
+    assert isinstance(f.days_until(T0 + DAY + 1, T0), int)
+    assert f.days_until(None, T0) is None
+    assert f.refill_by == min(f.stability_ends_at, T0 + 85 * DAY)
+    stopped = forecast(empty_pump())
+    assert (stopped.empty_at, stopped.low_reservoir_at) == (None, None)
+    assert stopped.refill_by == stopped.stability_ends_at
+
+
+def test_boluses_get_new_ids_and_only_clinician_boluses_in_screening_are_screening_doses() -> None:
+    state = programmed(prescription(max_bolus_ng=200_000))
+    first = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600))
+    assert first.bolus is not None
+    assert (first.bolus.bolus_id, first.next_id) == (state.next_id, state.next_id + 1)
+    assert not first.boluses[-1].screening  # therapy, not screening
+    assert not first.bridge_given
+    ended, _ = advance(first, T0 + 600)
+    again = apply(ended, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600))  # at its end
+    assert again.bolus is not None
+    with pytest.raises(TherapyStateError):
+        apply(again, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600))
+    screening = empty_pump(patient(phase=Phase.SCREENING))
+    patient_bolus = apply(screening, BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600))
+    assert not patient_bolus.boluses[-1].screening
+    dose = apply(screening, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=100, duration_s=600))
+    assert dose.boluses[-1].screening
+
+
+def test_a_screening_response_goes_to_the_last_screening_dose_only() -> None:
+    state = empty_pump(patient(phase=Phase.SCREENING))
+    state = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=100, duration_s=600))
+    state, _ = advance(state, T0 + 600)
+    state = apply(state, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0))
+    state, _ = advance(state, T0 + DAY)
+    state = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=150, duration_s=600))
+    state, _ = advance(state, T0 + DAY + 600)
+    state = apply(state, BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600))  # (no rules here)
+    state = apply(state, RecordScreeningResponse(response=ScreeningResponse.EFFECTIVE, effect_s=3600))
+    assert [b.response for b in state.boluses] == [
+        ScreeningResponse.NONE,
+        ScreeningResponse.EFFECTIVE,
+        ScreeningResponse.PENDING,
+    ]
+    assert state.record.screening_dose_ng == 75_000
+    with pytest.raises(TherapyStateError):
+        apply(state, RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0))
+    with pytest.raises(TherapyStateError):
+        apply(state, RecordScreeningResponse(response=ScreeningResponse.PENDING, effect_s=0))
+
+
+def test_a_refill_restarts_the_drugs_age_and_a_new_concentration_the_bridge() -> None:
+    state = replace(programmed(), bridge_given=True, filled_at=T0 - 50 * DAY)
+    same = refill_staged(state, volume=10_000)
+    refilled = apply(same, confirm(same, volume=10_000))
+    assert refilled.filled_at == T0
+    assert refilled.bridge_given  # the same drug: nothing to bridge anew
+    strong = refill_staged(state, volume=5_000, conc=2000)
+    changed = apply(strong, confirm(strong, volume=5_000, conc=2000))
+    assert (changed.concentration_changed_at, changed.bridge_given) == (T0, False)
+    bridged = apply(strong, replace(confirm(strong, volume=5_000, conc=2000), bridge=True))
+    assert bridged.bridge_given
+    assert bridged.bolus is not None
+    assert bridged.bolus.volume_ul == 250
+
+
+def test_a_new_catheter_is_remembered() -> None:
+    state = apply(
+        programmed(), RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=150)
+    )
+    assert state.catheter_ul == 150
+    replaced = apply(state, RecordProcedure(procedure=Procedure.PUMP_REPLACEMENT, catheter_volume_ul=0))
+    assert replaced.path.volume_scaled == (150 + 130) * SCALE  # the new pump's tubing and the same catheter
+
+
+def test_bridge_durations_round_up_and_last_at_least_a_second() -> None:
+    state = programmed()  # 250 µL of 500 µg/mL: 125 µg at 400 µg/day = 27 000 s
+    assert bridge_duration_s(state) == 27_000
+    odd = replace(state, path=Path((Segment(250 * SCALE + 1, 500),)))
+    assert bridge_duration_s(odd) == 27_001  # a hair more drug: a second more, never faster
+    saline = replace(state, path=Path((Segment(250 * SCALE + 1, 0),)))
+    assert bridge_duration_s(saline) == 901  # by the bolus rate, rounded up
+    nothing = replace(state, path=Path(()))
+    assert bridge_duration_s(nothing) == 1
+    idle = replace(state, prescription=prescription(steps=(FlexStep(start_s=0, rate_ul_day=0),)))
+    assert bridge_duration_s(idle) == DAY
+
+
+def test_bridge_and_priming_volumes_are_whole_microlitres() -> None:
+    state = programmed()
+    assert type(bridge_bolus(state).volume_ul) is int
+    revised = apply(state, RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=120))
+    assert type(priming_bolus(revised, 600).volume_ul) is int
+
+
+def test_alarms_are_quieted_one_at_a_time() -> None:
+    thresholds = empty_pump().thresholds
+    low = AlarmRecord(
+        alarm_id=1,
+        code=AlarmCode.LOW_RESERVOIR,
+        severity=Severity.NON_CRITICAL,
+        raised_at=T0,
+        silenced_until=0,
+        acknowledged=False,
+    )
+    stall = replace(low, alarm_id=2, code=AlarmCode.MOTOR_STALL, severity=Severity.CRITICAL)
+    after = quiet((low, stall), 1, T0 + 5, None, thresholds)
+    assert after == (replace(low, acknowledged=True), stall)
+    assert alarm_state(after[0]) == "acknowledged"
+    critical = quiet((low, stall), 2, T0 + 5, None, thresholds)
+    assert critical[1] == replace(stall, acknowledged=True, silenced_until=T0 + 5 + thresholds.reannunciate_s)
+    assert alarm_state(critical[1]) == "silenced"
+    assert sound_again(critical[1]) == stall
+    assert alarm_state(stall) == "sounding"

@@ -88,8 +88,10 @@ def screening_doses(ctx: Context[m.BolusStart]) -> Iterator[str]:
             yield f"the previous screening dose was {state.now - last.start} s ago; wait {interval} s"
         step_cap = allowed.index(last.dose_ng) + 1 if last.dose_ng in allowed else 0
     if allowed.index(dose) > step_cap:
-        most = Dose(allowed[min(step_cap, len(allowed) - 1)])
-        yield f"screening dose {Dose(dose)} skips a step (at most {most})"
+        yield (
+            f"screening dose {Dose(dose)} skips a step "
+            f"(at most {Dose(allowed[min(step_cap, len(allowed) - 1)])})"
+        )
 
 
 def _rate(ctx: Context[Message], volume_ul: int, duration_s: int) -> Iterator[str]:
@@ -189,5 +191,7 @@ def priming_bolus(ctx: Context[m.BolusStart]) -> Iterator[str]:
         yield "no implant or catheter work recorded since the fluid path was last primed"
     saline_ul = state.path.saline_scaled // SCALE
     if cmd.volume_ul > saline_ul:
-        volume, saline = Volume(cmd.volume_ul), Volume(saline_ul)
-        yield f"priming volume {volume} is more than the {saline} of saline to push out"
+        yield (
+            f"priming volume {Volume(cmd.volume_ul)} is more than the {Volume(saline_ul)} "
+            "of saline to push out"
+        )

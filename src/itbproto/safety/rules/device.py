@@ -84,14 +84,19 @@ def small_clock_step(ctx: Context[m.SetClock]) -> Iterator[str]:
 def no_silent_stop(ctx: Context[m.SessionEnd]) -> Iterator[str]:
     """STOP-001 (acknowledge): a session ends while nothing is delivered."""
     if not ctx.before.delivering:
-        risk = at_risk(ctx.before)
-        yield f"nothing is being delivered: ending the session leaves the patient without drug{risk}"
+        yield (
+            "nothing is being delivered: ending the session leaves the patient without drug"
+            f"{at_risk(ctx.before)}"
+        )
 
 
 def suspend_acknowledged(ctx: Context[m.Suspend]) -> Iterator[str]:
     """STOP-002 (acknowledge): suspending delivery."""
-    how_long = f"for {span(ctx.command.duration_s)}" if ctx.command.duration_s else "until resumed"
-    yield f"delivery stops {how_long}: a withdrawal risk{at_risk(ctx.before)}"
+    duration = ctx.command.duration_s
+    yield (
+        f"delivery stops {f'for {span(duration)}' if duration else 'until resumed'}: "
+        f"a withdrawal risk{at_risk(ctx.before)}"
+    )
 
 
 def tip_gap(ctx: Context[Message]) -> Iterator[str]:
@@ -137,8 +142,10 @@ def phase_order(ctx: Context[Message]) -> Iterator[str]:
     match cmd:
         case m.SetPatientRecord(phase=new):
             if not phase <= new <= phase + 1:
-                was, to = phase.name.lower(), new.name.lower()
-                yield f"the phase moves forward one step at a time: {was} cannot become {to}"
+                yield (
+                    "the phase moves forward one step at a time: "
+                    f"{phase.name.lower()} cannot become {new.name.lower()}"
+                )
             elif new > phase and new is Phase.IMPLANTED and not state.record.screening_dose_ng:
                 yield "implanted: no effective screening dose is on record"
             elif new > phase and new is Phase.THERAPY and (state.needs_priming or _saline(state)):

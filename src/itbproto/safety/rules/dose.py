@@ -69,8 +69,10 @@ def programmed_daily_dose(ctx: Context[Message]) -> Iterator[str]:
     """DOSE-002: a prescription's own daily dose within its own maximum."""
     p = new_prescription(ctx)
     if p is not None and daily_dose_scaled(p) > p.max_daily_dose_ng * DAY:
-        most = DoseRate(p.max_daily_dose_ng)
-        yield f"programmed {mg_day(daily_dose_scaled(p))} exceeds the prescription's {most}"
+        yield (
+            f"programmed {mg_day(daily_dose_scaled(p))} exceeds the prescription's "
+            f"{DoseRate(p.max_daily_dose_ng)}"
+        )
 
 
 def daily_ceiling(ctx: Context[Message]) -> Iterator[str]:
@@ -83,9 +85,10 @@ def daily_ceiling(ctx: Context[Message]) -> Iterator[str]:
     drug = ctx.before.drug
     ceiling = min(param, drug.ceiling_child_ng_day if young else drug.ceiling_adult_ng_day)
     if p.max_daily_dose_ng > ceiling:
-        group = "child" if young else "adult"
-        most = DoseRate(p.max_daily_dose_ng)
-        yield f"maximum daily dose {most} is above the {group} ceiling {DoseRate(ceiling)}"
+        yield (
+            f"maximum daily dose {DoseRate(p.max_daily_dose_ng)} is above the "
+            f"{'child' if young else 'adult'} ceiling {DoseRate(ceiling)}"
+        )
 
 
 def _new_daily(ctx: Context[Message], p: m.Prescription) -> int:
@@ -224,8 +227,8 @@ def first_daily_dose(ctx: Context[Message]) -> Iterator[str]:
     factor = 100 if long_effect else ctx.param("SCREEN-001", "factor_pct")
     allowed = screening * factor // 100
     if daily_dose_scaled(p) > allowed * DAY:
-        why = "its effect lasted 8 h or more" if long_effect else f"{factor} % of it"
         yield (
             f"the first daily dose {mg_day(daily_dose_scaled(p))} is more than {DoseRate(allowed)}: the "
-            f"effective screening dose was {Dose(screening)} ({why})"
+            f"effective screening dose was {Dose(screening)} "
+            f"({'its effect lasted 8 h or more' if long_effect else f'{factor} % of it'})"
         )

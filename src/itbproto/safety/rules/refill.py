@@ -41,10 +41,10 @@ def no_overfill(ctx: Context[RefillDrug]) -> Iterator[str]:
     if refill is not None and refill.measured_ul is not None:
         left = max(0, refill.expected_residual_ul - refill.measured_ul)
     if volume + left > capacity:
-        may = (
-            f" with {Volume(left)} that may still be in it (less was withdrawn than expected)" if left else ""
+        yield (
+            f"{Volume(volume)} overfills the {Volume(capacity)} reservoir"
+            f"{f' with {Volume(left)} that may still be in it (less was withdrawn)' if left else ''}"
         )
-        yield f"{Volume(volume)} overfills the {Volume(capacity)} reservoir{may}"
 
 
 def two_step_refill(ctx: Context[RefillDrug]) -> Iterator[str]:
@@ -85,17 +85,20 @@ def stability(ctx: Context[m.RefillConfirm]) -> Iterator[str]:
     days = after.drug.stability_days
     per_day = daily_volume_scaled(after.prescription)  # µL × 86 400 a day
     if ctx.command.volume_ul * DAY > days * per_day:
-        lasts = ctx.command.volume_ul * DAY // per_day
-        volume = Volume(ctx.command.volume_ul)
-        yield f"{volume} lasts {lasts} days; the drug is stable {days} days: refill sooner"
+        yield (
+            f"{Volume(ctx.command.volume_ul)} lasts {ctx.command.volume_ul * DAY // per_day} days; "
+            f"the drug is stable {days} days: refill sooner"
+        )
 
 
 def expired_drug(ctx: Context[Message]) -> Iterator[str]:
     """RES-003 (acknowledge): delivery started or changed from drug past its stability date."""
     after = in_force_after(ctx)
     if after is not None and after.delivering and after.now >= after.stability_ends_at:
-        days = (after.now - after.stability_ends_at) // DAY
-        yield f"the drug in the reservoir passed its stability date {days} days ago"
+        yield (
+            "the drug in the reservoir passed its stability date "
+            f"{(after.now - after.stability_ends_at) // DAY} days ago"
+        )
 
 
 def not_from_empty(ctx: Context[Message]) -> Iterator[str]:
