@@ -2,9 +2,9 @@
 
 A mutant is *killed* when a test failed (or timed out: an endless loop is caught too), *survived* when every
 test passed, *untested* when no test ran its code. A survivor is *equivalent* when no test can tell it from
-the original: it belongs to one of the classes below (each with the reason), or it is named in
-bench/mutation_survivors.toml with its own. The score is killed / (killed + survived + untested). Prints a
-table, every survivor not shown equivalent with its change, and, as its last line, one JSON object.
+the original: one of the classes in bench/mutation_survivors.toml takes it, each with its reason. The score
+is killed / (killed + survived + untested). Prints a table, every survivor not shown equivalent with its
+change, and, as its last line, one JSON object.
 """
 
 from __future__ import annotations
@@ -33,17 +33,6 @@ def results(mutants: Path) -> dict[str, int | None]:
     return codes
 
 
-#: (reason, a pattern every changed line of the original matches, one the mutant's lines match)
-EQUIVALENT_CLASSES = (
-    ("typing.cast returns its value unchanged whatever type it names", r"\bcast\(", r"\bcast\("),
-    (
-        "zip(strict=True) only asserts lengths that are equal by construction",
-        r"zip\(.*strict=True",
-        r"zip\((?!.*strict=True)",
-    ),
-)
-
-
 @functools.cache
 def functions(path: Path) -> dict[str, list[str]]:
     """The body lines of every function in a file."""
@@ -66,11 +55,17 @@ def changes(mutants: Path, mutant: str) -> tuple[list[str], list[str]]:
     return [d[1:] for d in diff if d.startswith("-")], [d[1:] for d in diff if d.startswith("+")]
 
 
-def equivalence(removed: list[str], added: list[str]) -> str | None:
-    for reason, before, after in EQUIVALENT_CLASSES:
-        matches = removed and all(re.search(before, line) for line in removed)
-        if matches and added and all(re.search(after, line) for line in added):
-            return reason
+def equivalence(
+    mutant: str, removed: list[str], added: list[str], classes: list[dict[str, str]]
+) -> str | None:
+    """Why the mutant is equivalent, if one of the classes in mutation_survivors.toml takes it."""
+    for c in classes:
+        if not mutant.startswith(c["function"]) or not removed or not added:
+            continue
+        if all(re.search(c["original"], line) for line in removed) and all(
+            re.search(c["mutant"], line) for line in added
+        ):
+            return c["why"]
     return None
 
 
@@ -84,13 +79,13 @@ def main() -> int:
     if not codes:
         print("no results in mutants/: run `make mutation`", file=sys.stderr)
         return 1
-    named = tomllib.loads((ROOT / "bench" / "mutation_survivors.toml").read_text()).get("equivalent", {})
+    classes = tomllib.loads((ROOT / "bench" / "mutation_survivors.toml").read_text())["equivalent"]
     equivalent: dict[str, str] = {}
     survivors: dict[str, tuple[list[str], list[str]]] = {}
     for mutant, code in codes.items():
         if code in SURVIVED:
             removed, added = changes(ROOT / "mutants", mutant)
-            reason = named.get(mutant) or equivalence(removed, added)
+            reason = equivalence(mutant, removed, added, classes)
             if reason:
                 equivalent[mutant] = reason
             else:

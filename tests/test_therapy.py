@@ -108,6 +108,10 @@ def test_forecast_of_a_continuous_prescription() -> None:
     assert f.low_reservoir_at == T0 + 18 * DAY  # 7 days before empty beats 2 mL left (day 22.5)
     assert f.refill_by == f.low_reservoir_at
     assert f.days_until(f.empty_at, T0) == 25
+    slow = programmed(prescription(rate=48), reservoir_scaled=48 * 399 * SCALE)
+    assert forecast(slow).empty_at == T0 + 399 * DAY
+    beyond = programmed(prescription(rate=48), reservoir_scaled=48 * 401 * SCALE)
+    assert forecast(beyond).empty_at is None  # past the 400-day horizon
     stopped = forecast(empty_pump())
     assert stopped.empty_at is None
     assert stopped.refill_by == stopped.stability_ends_at == T0 + 77 * DAY
@@ -198,6 +202,10 @@ def test_the_forecast_follows_the_reservoir_for_months() -> None:
     assert isinstance(f.days_until(T0 + DAY + 1, T0), int)
     assert f.days_until(None, T0) is None
     assert f.refill_by == min(f.stability_ends_at, T0 + 85 * DAY)
+    slow = programmed(prescription(rate=48), reservoir_scaled=48 * 399 * SCALE)
+    assert forecast(slow).empty_at == T0 + 399 * DAY
+    beyond = programmed(prescription(rate=48), reservoir_scaled=48 * 401 * SCALE)
+    assert forecast(beyond).empty_at is None  # past the 400-day horizon
     stopped = forecast(empty_pump())
     assert (stopped.empty_at, stopped.low_reservoir_at) == (None, None)
     assert stopped.refill_by == stopped.stability_ends_at

@@ -52,9 +52,9 @@ def forecast(state: TherapyState) -> Forecast:
 def _when_delivered(state: TherapyState, volume_scaled: int) -> int | None:
     """Device time at which the plan has delivered ``volume_scaled`` (rounded down), looking a month
     at a time up to the horizon."""
-    start, remaining = state.now, volume_scaled
-    while start < state.now + HORIZON_S:
-        end = start + 30 * SCALE
+    start, remaining, horizon = state.now, volume_scaled, state.now + HORIZON_S
+    while start < horizon:
+        end = min(start + 30 * SCALE, horizon)
         flows = planned_flows(state, start, end)
         seconds = seconds_until_volume(flows, start, remaining)
         if seconds is not None:
