@@ -220,7 +220,9 @@ def test_concentrating_without_a_bridge_leaves_a_quarter_dose_at_the_tip() -> No
     strong = refill_staged(state, volume=5_000, conc=2000)
     plain = verdict(confirm(strong, volume=5_000, conc=2000), strong)
     assert plain.rule_ids == ("FLOW-001",)
-    assert "for 1 d 6 h" in plain.unacknowledged[0].reason  # 250 µL at 200 µL/day: the interval shown
+    reason = plain.unacknowledged[0].reason  # 250 µL at 200 µL/day: the interval shown, and how little
+    assert "for 1 d 6 h" in reason
+    assert "(25 % overall)" in reason
     bridged = replace(confirm(strong, volume=5_000, conc=2000), bridge=True)
     assert verdict(bridged, strong).accepted
 

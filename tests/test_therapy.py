@@ -6,23 +6,37 @@ from dataclasses import replace
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from factories import DAY, T0, confirm, empty_pump, patient, prescription, programmed, refill_staged
 from itbproto.errors import TherapyStateError
-from itbproto.therapy import SCALE, Flow, advance, apply, bolus_flows, dose_between, max_window_dose
+from itbproto.specfiles import load_drug, load_profile
+from itbproto.therapy import (
+    SCALE,
+    Flow,
+    TherapyState,
+    advance,
+    apply,
+    bolus_flows,
+    dose_between,
+    max_window_dose,
+)
 from itbproto.therapy.alarms import alarm_state, quiet, sound_again
 from itbproto.therapy.commands import bridge_duration_s
+from itbproto.therapy.flows import seconds_until_volume
 from itbproto.therapy.fluid import Path, Segment
 from itbproto.therapy.forecast import bridge_bolus, forecast, priming_bolus
 from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
+from itbproto.therapy.state import BolusRecord
 from itbproto.wire import (
     AlarmCode,
     AlarmRecord,
     BolusKind,
     BolusStart,
     FlexStep,
+    PatientGroup,
     PeriodicBolus,
     Phase,
     PrescriptionMode,
@@ -30,6 +44,8 @@ from itbproto.wire import (
     RecordProcedure,
     RecordScreeningResponse,
     ScreeningResponse,
+    SetPatientRecord,
+    SetRate,
     Severity,
     Suspend,
     TherapyMode,
@@ -315,3 +331,108 @@ def test_alarms_are_quieted_one_at_a_time() -> None:
     assert alarm_state(critical[1]) == "silenced"
     assert sound_again(critical[1]) == stall
     assert alarm_state(stall) == "sounding"
+
+
+def brute_max_in(flows: list[Flow], window: int, since: int, until: int) -> Fraction:
+    """The largest dose in a window starting in [since, until]: at its ends or where a start or end meets a
+    breakpoint (the dose is piecewise linear in the start)."""
+    if until < since:
+        return Fraction(0)
+    kinks = {b - d for f in flows for b in (f.start, f.end) for d in (0, window)}
+    starts = {since, until} | {t for t in kinks if since <= t <= until}
+    return max(
+        sum((Fraction(f.rate_ul_day * f.conc_ug_ml * f.overlap(t, t + window)) for f in flows), Fraction(0))
+        for t in starts
+    )
+
+
+@settings(max_examples=examples(300))
+@given(
+    flows_st,
+    st.sampled_from([DAY, 3_600, 50_000]),
+    st.integers(-100_000, 700_000),
+    st.integers(-100_000, 700_000),
+)
+def test_window_sweep_in_a_range_equals_brute_force(
+    flows: list[Flow], window: int, since: int, until: int
+) -> None:
+    expected = brute_max_in(flows, window, since, until) if flows else 0
+    assert max_window_dose(flows, window, since=since, until=until) == expected
+
+
+def test_window_sweep_at_its_edges() -> None:
+    flows = [Flow(0, 100, 86_400, 1), Flow(200, 300, 2 * 86_400, 1)]
+    assert max_window_dose(flows, 50, since=120, until=120) == 0  # one window, between the flows
+    assert max_window_dose(flows, 50, since=150, until=150) == 0
+    assert max_window_dose(flows, 50, since=160, until=160) == 10 * 2 * 86_400
+    assert max_window_dose(flows, 50, since=10, until=5) == 0  # an empty range
+    assert max_window_dose(flows, 50, since=-500, until=0) == 50 * 86_400  # long before the first flow
+    assert max_window_dose(flows, 50, since=0, until=220) == 50 * 2 * 86_400  # the later, richer flow
+    assert max_window_dose(flows, 50, since=0, until=150) == 50 * 86_400  # not looking that far
+
+
+def test_seconds_until_a_volume_at_its_edges() -> None:
+    flows = (Flow(100, 200, 86_400, 1),)  # 1 µL a second from 100 s
+    assert seconds_until_volume(flows, 0, 0) == 0
+    assert seconds_until_volume(flows, 0, 1) == 100  # the first second of flow carries it, from 100
+    assert seconds_until_volume(flows, 0, 100 * 86_400) == 200  # exactly all of it: at its end
+    assert seconds_until_volume(flows, 0, 100 * 86_400 + 1) is None
+    assert seconds_until_volume(flows, 100, 86_400) == 1
+    assert seconds_until_volume(flows, 150, 50 * 86_400) == 50
+
+
+def test_a_timed_suspension_resumes_at_its_time_exactly() -> None:
+    state = apply(programmed(history_days=0), Suspend(duration_s=3600))
+    at_end, flows = advance(state, T0 + 3600)
+    assert (at_end.mode, at_end.suspended_until) == (TherapyMode.INFUSING, 0)
+    assert flows == ()
+    _, more = advance(at_end, T0 + 7200)
+    assert sum(f.volume_scaled for f in more) == 800 * 3600
+    still, _ = advance(state, T0 + 3599)
+    assert (still.mode, still.suspended_until) == (TherapyMode.SUSPENDED, T0 + 3600)
+
+
+def test_a_bolus_ends_at_its_end_or_when_the_reservoir_runs_dry() -> None:
+    state = apply(programmed(), BolusStart(kind=BolusKind.CLINICIAN, volume_ul=40, duration_s=3600))
+    assert state.bolus is not None
+    ended, _ = advance(state, state.bolus.end)
+    assert ended.bolus is None
+    running, _ = advance(state, state.bolus.end - 1)
+    assert running.bolus is not None
+    dry = apply(
+        replace(programmed(), reservoir_scaled=10 * SCALE),
+        BolusStart(kind=BolusKind.CLINICIAN, volume_ul=40, duration_s=3600),
+    )
+    dry, _ = advance(dry, T0 + 600)
+    assert (dry.reservoir_scaled, dry.bolus) == (0, None)
+
+
+def test_histories_are_kept_for_their_time_and_the_entry_in_force_before() -> None:
+    state = programmed(history_days=0)
+    for day in (1, 2, 3):
+        state = apply(state, SetRate(rate_ul_day=800 + day * 10))
+        state, _ = advance(state, T0 + day * DAY)
+    state = replace(state, boluses=(BolusRecord(T0 + DAY, BolusKind.CLINICIAN, 10, 5000),))
+    later, _ = advance(state, T0 + 8 * DAY)  # 7 days kept: the entry in force at the edge too
+    # raised at T0, T0 + 1 d and T0 + 2 d; at T0 + 8 d the one in force 7 days before (T0 + 1 d) and later
+    assert [e.since for e in later.dose_log] == [T0 + DAY, T0 + 2 * DAY]
+    edge, _ = advance(state, T0 + 2 * DAY + 2 * DAY)  # boluses are kept 2 days
+    assert edge.boluses == ()
+    record = replace(state.record, group=PatientGroup.CHILD)
+    relabelled = apply(
+        state,
+        SetPatientRecord(group=record.group, origin=record.origin, risks=record.risks, phase=record.phase),
+    )
+    kept, _ = advance(relabelled, relabelled.now + 7 * DAY)
+    assert kept.records[-1] == (relabelled.now, record)
+    assert len(kept.records) == 1  # the one in force 7 days ago: the relabelling
+    young, _ = advance(relabelled, relabelled.now + DAY)
+    assert len(young.records) == 2  # both in force within the last 7 days
+
+
+def test_a_pump_that_never_delivered_says_so() -> None:
+    state = TherapyState.new(
+        now=0, profile=load_profile("itb-20"), drug=load_drug(), concentration_ug_ml=500, reservoir_ul=9_000
+    )
+    quiet, _ = advance(state, DAY)
+    assert (quiet.last_delivery_at, quiet.last_event_at) == (0, 0)
