@@ -21,7 +21,6 @@ from itbproto.machines import PUMP, SESSION
 from itbproto.machines.pump import snapshot
 from itbproto.qa.strategies import messages
 from itbproto.safety import evaluate
-from itbproto.therapy import Battery
 from itbproto.wire import (
     NO_ACK,
     Ack,
@@ -216,9 +215,9 @@ class PumpProperties(RuleBasedStateMachine):
     def motor(self, stalled: bool) -> None:
         self.pump.set_motor_stalled(stalled, self.now)
 
-    @rule(level=st.sampled_from([Battery.OK, Battery.ERI, Battery.EOS]))
-    def battery(self, level: Battery) -> None:
-        self.pump.set_battery(level, self.now)
+    @rule(percent=st.sampled_from([0, 30, 97, 100]))
+    def battery(self, percent: int) -> None:  # a cell fault: a share of the charge lost at once
+        self.pump.drain_battery(percent, self.now)
 
     @precondition(lambda self: self.last is not None)
     @rule()

@@ -24,7 +24,7 @@ from itbproto.machines import (
 from itbproto.machines.pump import REFILL_TIMEOUT_S
 from itbproto.samples import PRESCRIPTION
 from itbproto.specfiles import load_profile
-from itbproto.therapy import Battery, TherapyState
+from itbproto.therapy import TherapyState
 from itbproto.wire import (
     Ack,
     AlarmCode,
@@ -242,7 +242,7 @@ def test_a_command_the_pump_refused_resolves_as_not_applied() -> None:
     s = link.ready()
     link.exchange(s.read_prescription())
     link.exchange(s.read_history())
-    link.pump.set_battery(Battery.EOS, link.now)  # the pump will refuse anything now
+    link.pump.drain_battery(100, link.now)  # the pump will refuse anything now
     link.exchange(s.set_rate(800), lose_reply=True)
     link.exchange(s.response_lost())
     (resolved,) = [e for e in link.exchange(s.resolve()) if isinstance(e, Resolved)]
@@ -417,7 +417,7 @@ def test_wrong_state_is_a_typed_nack_and_changes_nothing() -> None:
 
 def test_end_of_service_stops_everything_and_status_says_so() -> None:
     pump = new_pump(programmed())
-    pump.set_battery(Battery.EOS, T0 + 10)
+    pump.drain_battery(100, T0 + 10)
     assert pump.mode == "end_of_service"
     assert AlarmCode.BATTERY_EOS in pump.status().alarms
     reply = answer(pump, SetRate(rate_ul_day=700), 1, T0 + 20)

@@ -97,7 +97,7 @@ def test_a_running_bolus_is_mirrored_as_its_remainder_at_once() -> None:
 
 def test_end_of_service_and_a_stalled_motor_are_mirrored() -> None:
     link = Link.new(programmed())
-    link.pump.set_battery(Battery.EOS, link.now)
+    link.pump.drain_battery(100, link.now)
     mirror = read_all(link)
     assert mirror.battery is Battery.EOS
     assert mirror.mode is TherapyMode.STOPPED

@@ -43,10 +43,18 @@ def test_status_reports_the_bolus_left_and_the_last_day_rounded_up() -> None:
     pump.tick(T0 + 900)
     report = status(pump.state)
     assert report.bolus_remaining_ul == 30  # a quarter given
-    assert report.battery_days == load_profile("itb-20").battery_life_days
+    profile = load_profile("itb-20")  # 2 200 C; 7 µA idle and 0.4 mC per µL, here at 0.8 mL/day
+    assert (profile.battery_capacity_mc, profile.battery_idle_na, profile.motor_nc_per_ul) == (
+        2_200_000,
+        7_000,
+        400_000,
+    )
+    daily = (7_000 * 86_400 + 400_000 * 800) * 86_400  # nC × 86 400
+    assert report.battery_days == pump.therapy.charge_scaled // daily
+    assert 2_370 < report.battery_days < 2_200_000 * 1_000_000 * 86_400 // daily == 2_378
     exact = 400_000 + 10 * 500  # a day of basal, and the 10 µL of the bolus given so far
     assert report.delivered_24h_ng == exact
-    pump.set_battery(Battery.ERI, T0 + 900)
+    pump.drain_battery(100, T0 + 900)
     assert status(pump.state).battery_days == 0
 
 
@@ -148,8 +156,10 @@ def test_the_saved_state_restores_exactly(make: object) -> None:
 def test_a_saved_state_that_is_not_one_is_refused() -> None:
     saved = snapshot.dump(new_pump(programmed()).state)
     assert isinstance(saved, dict)
-    with pytest.raises(SpecError, match="format-2"):
-        snapshot.load({**saved, "format": 1})  # written before the fluid path: not read as if it had one
+    with pytest.raises(SpecError, match="format-3"):
+        snapshot.load(
+            {**saved, "format": 2}
+        )  # written before the battery's charge: not read as if it had one
     with pytest.raises(SpecError, match="KeyError"):
         snapshot.load({"format": snapshot.FORMAT, "state": {}})
     state = saved["state"]

@@ -2,7 +2,8 @@
 
 ::
 
-    conn = Connection(Side.PROGRAMMER, mtu=23)     # mtu=None: whole frames, one per chunk
+    conn = Connection(Side.PROGRAMMER, mtu=23)     # mtu=None: whole frames, one per chunk;
+                                                   # stream=True: frames back to back (TCP)
     for chunk in conn.send(StatusRequest()):       # the transport writes each chunk as it is
         transport.write(chunk)
     for event in conn.receive(transport.read()):   # Reply, Notification or Dropped
@@ -14,7 +15,9 @@ A connection owns everything between a message and the bytes of one link:
   until the security layer installs its sealed channel in the same slot);
 - **sequence numbers**, per direction from 0: a frame not newer than the last one received
   is a duplicate or a replay, and is dropped;
-- **BLE fragmentation** for an ATT MTU, and reassembly;
+- **BLE fragmentation** for an ATT MTU, and reassembly; or, on a byte stream, cutting it into
+  frames by their lengths (a stream whose lengths cannot be trusted is :attr:`Connection.broken`:
+  close it);
 - each side's **transaction** bookkeeping. A programmer numbers its requests (above the
   pump's ``last_txn`` once it has read it), has one outstanding at a time and takes as its
   answer only a reply of a type that request allows. A pump answers each request it was
@@ -35,7 +38,6 @@ from dataclasses import dataclass
 
 from itbproto.errors import (
     FieldRangeError,
-    FragmentError,
     LocalProtocolError,
     MalformedPayloadError,
     MessageTooLongError,
@@ -52,6 +54,7 @@ from itbproto.wire.fragment import MAX_ATT_MTU, MIN_ATT_MTU, Reassembler, fragme
 from itbproto.wire.frame import MAX_FRAME, PLAIN, Channel, check_header, encode, open_frame
 from itbproto.wire.message import Kind, Message, message_class
 from itbproto.wire.messages import DeviceInfo, Nack, StatusReport
+from itbproto.wire.stream import StreamSplitter
 
 __all__ = [
     "BadRequest",
@@ -148,8 +151,13 @@ def error_code(error: ProtocolError) -> ErrorCode:
 class Connection:
     """One side of one link. See the module docstring."""
 
-    def __init__(self, side: Side, *, mtu: int | None = None, channel: Channel = PLAIN) -> None:
+    def __init__(
+        self, side: Side, *, mtu: int | None = None, stream: bool = False, channel: Channel = PLAIN
+    ) -> None:
+        if stream and mtu is not None:
+            raise LocalProtocolError("a byte stream carries whole frames: no ATT MTU")
         self.side = side
+        self.stream = stream
         self.channel = channel
         #: the largest frame the peer accepts (a pump learns it from Hello)
         self.peer_max_frame = MAX_FRAME
@@ -164,6 +172,12 @@ class Connection:
         self._recv_seq: int | None = None
         self._counter = 0
         self._reassembler = Reassembler()
+        self._splitter = StreamSplitter()
+
+    @property
+    def broken(self) -> bool:
+        """True once a byte stream lost its frame boundaries: nothing more is read; close the link."""
+        return self._splitter.broken
 
     @property
     def mtu(self) -> int | None:
@@ -240,6 +254,7 @@ class Connection:
         """
         self._send_seq, self._recv_seq, self._counter = 0, None, 0
         self._reassembler.reset()
+        self._splitter = StreamSplitter()
         self._unanswered.clear()
         self.peer_max_frame = MAX_FRAME
         return self.forget()
@@ -248,11 +263,12 @@ class Connection:
 
     def receive(self, data: bytes) -> list[Event]:
         """Take one chunk from the transport; return what it means, in order."""
-        if self.mtu is None:
+        if self.mtu is None and not self.stream:
             return self._frame(bytes(data))
+        parts = self._splitter.feed(bytes(data)) if self.stream else self._reassembler.feed(bytes(data))
         events: list[Event] = []
-        for out in self._reassembler.feed(bytes(data)):
-            events += [Dropped(out)] if isinstance(out, FragmentError) else self._frame(out)
+        for out in parts:
+            events += [Dropped(out)] if isinstance(out, ProtocolError) else self._frame(out)
         return events
 
     def _frame(self, data: bytes) -> list[Event]:

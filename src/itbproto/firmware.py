@@ -11,7 +11,10 @@
 It joins the pump-side :class:`~itbproto.connection.Connection` of each link
 to the one :class:`~itbproto.machines.pump.PumpMachine`: requests go to the
 pump with the link's session; the reply goes back on that link; alarms go to
-every link with a session open. A frame the pump cannot take as a request is
+every link with a session open. One link at a time programs: the first to send a
+command holds the **programming lock** until its session ends or its link goes;
+meanwhile other links may read and handle alarms, and their other commands get
+``BUSY`` (their transaction id unused). A frame the pump cannot take as a request is
 answered with the Nack the spec prescribes and logged; a frame that is not
 intact is dropped and counted. Transports and the emulator only move bytes
 through it.
@@ -24,10 +27,15 @@ from dataclasses import dataclass, field
 from itbproto.connection import BadRequest, Connection, Dropped, Request
 from itbproto.errors import ProtocolError
 from itbproto.machines.pump import CLOSED, PumpMachine, Session
-from itbproto.wire.enums import EventCode
+from itbproto.wire import messages as m
+from itbproto.wire.enums import ErrorCode, EventCode
+from itbproto.wire.message import Effect, Message
 from itbproto.wire.messages import AlarmNotify
 
 __all__ = ["Firmware", "Output"]
+
+#: commands any link may send while another programs: quieting alarms and leaving
+_NEVER_LOCKED = (m.AlarmAcknowledge, m.AlarmSilence, m.SessionEnd)
 
 #: chunks to write, by link
 Output = dict[int, list[bytes]]
@@ -46,6 +54,8 @@ class Firmware:
     pump: PumpMachine
     #: what each link dropped without an answer (not intact, not newer, ...), newest last
     dropped: list[tuple[int, ProtocolError]] = field(default_factory=list)
+    #: the link holding the programming lock, if any
+    programming: int | None = None
     _links: dict[int, _Link] = field(default_factory=dict)
     _next: int = 0
 
@@ -56,8 +66,10 @@ class Firmware:
         return self._next
 
     def detach(self, link: int) -> None:
-        """The link is gone; its session ends with it."""
+        """The link is gone; its session ends with it (and its programming lock)."""
         self._links.pop(link, None)
+        if self.programming == link:
+            self.programming = None
 
     def session(self, link: int) -> Session:
         return self._links[link].session
@@ -68,20 +80,41 @@ class Firmware:
         state = self._links[link]
         for event in state.connection.receive(data):
             match event:
+                case Request(message=request, txn=txn) if self._busy(link, request):
+                    busy = m.Nack.refusing(request.TYPE, ErrorCode.BUSY, "another programmer is programming")
+                    self._refuse(out, link, busy, txn)
                 case Request(message=request, txn=txn):
                     answer = self.pump.handle(request, txn, now, state.session)
                     self._broadcast(out, answer.notifications)
                     state.session = answer.session
+                    self._lock(link, request, state.session)
                     out.setdefault(link, []).extend(state.connection.send(answer.reply, txn))
                     state.connection.peer_max_frame = state.session.max_frame
                 case BadRequest(reply=nack, txn=txn):
-                    self.pump.log.append(
-                        self.pump.therapy.now, EventCode.COMMAND_REFUSED, txn, int(nack.code)
-                    )
-                    out.setdefault(link, []).extend(state.connection.send(nack, txn))
+                    self._refuse(out, link, nack, txn)
                 case Dropped(error=error):
                     self.dropped.append((link, error))
         return out
+
+    def _refuse(self, out: Output, link: int, nack: m.Nack, txn: int) -> None:
+        """A request the pump never sees: logged, and its Nack sent back."""
+        self.pump.log.append(self.pump.therapy.now, EventCode.COMMAND_REFUSED, txn, int(nack.code))
+        out.setdefault(link, []).extend(self._links[link].connection.send(nack, txn))
+
+    def _busy(self, link: int, request: Message) -> bool:
+        """Another link holds the programming lock and this is a command it keeps (not alarm handling)."""
+        return (
+            self.programming not in (None, link)
+            and request.EFFECT is Effect.COMMAND
+            and not isinstance(request, _NEVER_LOCKED)
+        )
+
+    def _lock(self, link: int, request: Message, session: Session) -> None:
+        if session.role is None:  # the session ended (or never began): the lock goes with it
+            if self.programming == link:
+                self.programming = None
+        elif request.EFFECT is Effect.COMMAND and not isinstance(request, _NEVER_LOCKED):
+            self.programming = link
 
     def tick(self, now: int) -> Output:
         """Time passes: what every link with a session must be told."""

@@ -13,11 +13,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from itbproto.errors import SpecError
+from itbproto.errors import ProtocolError, SpecError
 from itbproto.safety.catalog import RuleCatalog, parse_catalog
 from itbproto.therapy.profile import DeviceProfile, Drug, from_mapping
+from itbproto.wire.fields import RecordType
+from itbproto.wire.messages import Prescription
 
-__all__ = ["load_drug", "load_profile", "load_rules", "profile_ids", "specs_dir"]
+__all__ = ["load_drug", "load_prescription", "load_profile", "load_rules", "profile_ids", "specs_dir"]
 
 
 def specs_dir() -> Path:
@@ -66,3 +68,12 @@ def load_profile(profile: str | Path = "itb-20") -> DeviceProfile:
     if isinstance(profile, str) and loaded.id != profile:
         raise SpecError(str(path), f"id {loaded.id!r} does not match the file name")
     return loaded
+
+
+def load_prescription(path: str | Path) -> Prescription:
+    """A prescription written as TOML: the fields of the wire record, enums by name (examples/*.toml)."""
+    path = Path(path)
+    try:
+        return RecordType(Prescription).from_json(_read(path), "prescription")
+    except ProtocolError as exc:
+        raise SpecError(str(path), str(exc)) from None

@@ -186,13 +186,15 @@ def seconds_until_volume(flows: tuple[Flow, ...], start: int, volume_scaled: int
     """
     if volume_scaled <= 0:
         return 0
-    edges = sorted(
-        {start, *(f.start for f in flows if f.start > start), *(f.end for f in flows if f.end > start)}
-    )
-    remaining = volume_scaled
-    for a, b in itertools.pairwise(edges):
-        rate = sum(f.rate_ul_day for f in flows if f.start <= a and f.end >= b)
-        if rate and rate * (b - a) >= remaining:
-            return a - start + remaining // rate
-        remaining -= rate * (b - a)
+    changes: dict[int, int] = {}  # the total rate changes by this much at this time
+    for f in flows:
+        if f.end > start:
+            changes[max(f.start, start)] = changes.get(max(f.start, start), 0) + f.rate_ul_day
+            changes[f.end] = changes.get(f.end, 0) - f.rate_ul_day
+    remaining, rate, at = volume_scaled, 0, start
+    for t in sorted(changes):
+        if rate and rate * (t - at) >= remaining:
+            return at - start + remaining // rate
+        remaining -= rate * (t - at)
+        rate, at = rate + changes[t], t
     return None

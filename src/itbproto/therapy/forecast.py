@@ -7,16 +7,18 @@ All in integers; every rounding goes the safe way and is stated:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from itbproto.errors import TherapyStateError
+from itbproto.therapy.battery import drain_scaled, first_second
 from itbproto.therapy.commands import bridge_duration_s
-from itbproto.therapy.flows import SCALE, seconds_until_volume
-from itbproto.therapy.state import TherapyState, planned_flows
-from itbproto.wire.enums import BolusKind
+from itbproto.therapy.flows import SCALE, seconds_until_volume, volume_between
+from itbproto.therapy.state import REFILL_TIMEOUT_S, Battery, TherapyState, planned_flows
+from itbproto.wire.enums import BolusKind, TherapyMode
 from itbproto.wire.messages import BolusStart
 
-__all__ = ["HORIZON_S", "Forecast", "bridge_bolus", "forecast", "priming_bolus"]
+__all__ = ["HORIZON_S", "Forecast", "bridge_bolus", "forecast", "next_event_at", "priming_bolus"]
 
 HORIZON_S = 400 * SCALE  # look at most this far ahead
 
@@ -47,6 +49,53 @@ def forecast(state: TherapyState) -> Forecast:
     stability_ends = state.stability_ends_at
     due = [t for t in (empty_at, low_at, stability_ends) if t is not None]
     return Forecast(empty_at, low_at, stability_ends, min(due) if due else None)
+
+
+def next_event_at(state: TherapyState) -> int | None:
+    """The next device time after ``state.now`` at which something happens if nothing is done: a bolus
+    or a suspension ends, a refill times out, a silenced alarm sounds again, the reservoir runs low or
+    empty, the drug expires, the battery reaches its indicators. Never later than the event (an emulator
+    sleeping until then misses nothing); the battery's time may come early, then ask again."""
+    now = state.now
+    times = [state.stability_ends_at, *(a.silenced_until for a in state.alarms if a.silenced_until)]
+    if state.bolus is not None:
+        times.append(state.bolus.end)
+    if state.mode is TherapyMode.SUSPENDED and state.suspended_until:
+        times.append(state.suspended_until)
+    if state.refill is not None:
+        times.append(state.refill.started_at + REFILL_TIMEOUT_S)
+    if state.prescription is not None or state.bolus is not None:
+        ahead = forecast(state)
+        times += [t for t in (ahead.empty_at, ahead.low_reservoir_at) if t is not None]
+    battery = _battery_event_at(state)
+    if battery is not None:
+        times.append(battery)
+    return min((t for t in times if t > now), default=None)
+
+
+def _battery_event_at(state: TherapyState) -> int | None:
+    """When the charge reaches the next indicator's level, pumping as planned (never later: a reservoir
+    that runs dry pumps less, and is an event itself)."""
+    if state.battery is Battery.EOS:
+        return None
+    gap = state.charge_scaled - (state.eri_reserve_scaled if state.battery is Battery.OK else 0)
+    if gap <= 0:
+        return None  # reached: the indicator is raised now
+
+    def drain(start: int, end: int) -> Callable[[int], int]:
+        flows = () if state.empty else planned_flows(state, start, end)
+        return lambda t: drain_scaled(state.profile, t - start, volume_between(flows, start, t))
+
+    # what is not periodic first (a bolus, a suspension); from then on every day drains the same
+    start, end = state.now, max(state.now, state.bolus.end if state.bolus else 0, state.suspended_until)
+    if drain(start, end)(end) < gap:
+        gap -= drain(start, end)(end)
+        days = (gap - 1) // drain(end, end + SCALE)(end + SCALE)
+        gap -= days * drain(end, end + SCALE)(end + SCALE)
+        start = end + days * SCALE
+        end = start + SCALE
+    drained = drain(start, end)
+    return first_second(start, end, lambda t: drained(t) >= gap)
 
 
 def _when_delivered(state: TherapyState, volume_scaled: int) -> int | None:

@@ -40,7 +40,13 @@ class DeviceProfile:
     low_reservoir_days: int
     eri_lead_days: int
     reannunciate_s: int
-    battery_life_days: int
+    battery_capacity_mc: int  # a new battery's charge, mC
+    battery_idle_na: int  # what the electronics draw all the time, nA
+    motor_nc_per_ul: int  # what pumping one µL takes, nC
+
+    def __post_init__(self) -> None:
+        if self.battery_capacity_mc <= 0 or self.battery_idle_na <= 0 or self.motor_nc_per_ul < 0:
+            raise SpecError(self.id, "the battery needs a charge and an idle drain above 0")
 
     @property
     def thresholds(self) -> AlarmThresholds:

@@ -16,6 +16,7 @@ import enum
 from dataclasses import dataclass, replace
 
 from itbproto.errors import TherapyStateError
+from itbproto.therapy.battery import capacity_scaled, daily_drain_scaled, drain_scaled, spent_at
 from itbproto.therapy.flows import SCALE, Flow, clip, seconds_until_volume, volume_between
 from itbproto.therapy.fluid import Path, push
 from itbproto.therapy.profile import DeviceProfile, Drug
@@ -29,6 +30,7 @@ __all__ = [
     "DELIVERY_HISTORY_S",
     "DOSE_HISTORY_S",
     "NEW_PATIENT",
+    "REFILL_TIMEOUT_S",
     "ActiveBolus",
     "Battery",
     "BolusRecord",
@@ -48,6 +50,8 @@ EMPTY_PATH = Path()
 DELIVERY_HISTORY_S = 2 * SCALE
 #: programmed doses and patient records kept: the longest look-back a policy may ask for
 DOSE_HISTORY_S = 7 * SCALE
+#: a refill not confirmed within this time is aborted (the pump goes back to what it did)
+REFILL_TIMEOUT_S = 3_600
 
 
 class Battery(enum.Enum):
@@ -160,7 +164,8 @@ class TherapyState:
     concentration_changed_at: int | None = None
     bridge_given: bool = False
     needs_priming: bool = False
-    battery: Battery = Battery.OK
+    battery: Battery = Battery.OK  # latched by the charge (:mod:`itbproto.therapy.battery`)
+    charge_scaled: int  # the battery's charge left, nC × 86 400
     motor_stalled: bool = False  # a stalled motor delivers nothing until it is cleared
     thresholds: m.AlarmThresholds
     alarms: tuple[m.AlarmRecord, ...] = ()
@@ -189,6 +194,7 @@ class TherapyState:
             drug=drug,
             concentration_ug_ml=concentration_ug_ml,
             reservoir_scaled=reservoir_ul * SCALE,
+            charge_scaled=capacity_scaled(profile),
             filled_at=now,
             path=Path.filled(path_ul, concentration_ug_ml),
             catheter_ul=profile.catheter_ul,
@@ -224,6 +230,18 @@ class TherapyState:
         if self.mode is TherapyMode.REFILL and self.refill is not None:
             return self.refill.previous_mode
         return self.mode
+
+    @property
+    def eri_reserve_scaled(self) -> int:
+        """The charge at which the replacement indicator comes: the lead time at the programmed volume."""
+        return self.thresholds.eri_lead_days * daily_drain_scaled(self.profile, self.prescription)
+
+    @property
+    def battery_days(self) -> int:
+        """Whole days the battery lasts at the programmed daily volume (0 at end of service)."""
+        if self.battery is Battery.EOS:
+            return 0
+        return self.charge_scaled // daily_drain_scaled(self.profile, self.prescription)
 
     @property
     def stability_ends_at(self) -> int:
@@ -286,18 +304,24 @@ def _cut_at_volume(flows: tuple[Flow, ...], start: int, volume_scaled: int) -> t
 
 def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...]]:
     """Deliver from ``state.now`` to ``to``; return the new state and what left the catheter tip (saline
-    too; the state keeps the drug in ``delivered``)."""
+    too; the state keeps the drug in ``delivered``). The battery drains on the way: the replacement
+    indicator latches, and at end of service delivery stops, each at its own second."""
     if to < state.now:
         raise TherapyStateError(f"time runs forward: {to} < {state.now}")
-    if state.mode is TherapyMode.SUSPENDED and state.now < state.suspended_until < to:
-        first, done = advance(state, state.suspended_until)
-        second, more = advance(replace(first, mode=TherapyMode.INFUSING, suspended_until=0), to)
-        return second, done + more
     outlet = tuple(f for f in planned_flows(state, state.now, to) if f.rate_ul_day)
     used = sum(f.volume_scaled for f in outlet)
     if used > state.reservoir_scaled:
         outlet = _cut_at_volume(outlet, state.now, state.reservoir_scaled)
         used = state.reservoir_scaled
+    charge, battery = state.charge_scaled, state.battery
+    if battery is not Battery.EOS:
+        level = state.eri_reserve_scaled if battery is Battery.OK else 0
+        charge -= drain_scaled(state.profile, to - state.now, used)
+        if charge <= level:
+            at = spent_at(state.profile, outlet, state.now, to, state.charge_scaled - level)
+            if at < to:
+                return _split(state, at, to)
+            battery = Battery.EOS if charge <= 0 else Battery.ERI
     path, tip = push(state.path, outlet)
     drug = tuple(f for f in tip if f.conc_ug_ml)
     remaining = state.reservoir_scaled - used
@@ -312,6 +336,8 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
         state,
         now=to,
         reservoir_scaled=remaining,
+        charge_scaled=max(charge, 0),
+        battery=battery,
         path=path,
         delivered=tuple(f for f in state.delivered if f.end > keep) + drug,
         last_delivery_at=max(state.last_delivery_at, max((f.end for f in drug), default=0)),
@@ -324,6 +350,13 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
         last_event_at=max(state.last_event_at, max((f.end for f in outlet), default=0)),
     )
     return new, tip
+
+
+def _split(state: TherapyState, at: int, to: int) -> tuple[TherapyState, tuple[Flow, ...]]:
+    """Advance to ``at``, where the battery reaches a level, then on to ``to``."""
+    first, done = advance(state, at)
+    second, more = advance(first, to)
+    return second, done + more
 
 
 def _prune(log: tuple[DoseEntry, ...], keep: int) -> tuple[DoseEntry, ...]:

@@ -27,8 +27,8 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
         empties_soon = sum(f.volume_scaled for f in soon) >= t.reservoir_scaled
         if t.reservoir_ul <= t.thresholds.low_reservoir_ul or empties_soon:
             active.add(AlarmCode.LOW_RESERVOIR)
-    if t.battery is Battery.ERI:
-        active.add(AlarmCode.BATTERY_ERI)
+    if t.battery is Battery.ERI or (t.battery is Battery.OK and t.charge_scaled <= t.eri_reserve_scaled):
+        active.add(AlarmCode.BATTERY_ERI)  # (a higher programmed volume can bring it before time latches it)
     if t.battery is Battery.EOS:
         active.add(AlarmCode.BATTERY_EOS)
     if t.motor_stalled:

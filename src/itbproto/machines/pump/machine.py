@@ -33,20 +33,22 @@ from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.state import MAX_TXN_STEP, TXN_MEMORY, Answer, DeviceState, Outcome, Session
 from itbproto.machines.pump.table import PUMP, TIME_TRIGGERS, mode_of
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.therapy.battery import capacity_scaled
 from itbproto.therapy.commands import apply
-from itbproto.therapy.state import Battery, TherapyState, advance
+from itbproto.therapy.flows import SCALE, Flow, bolus_flows
+from itbproto.therapy.state import REFILL_TIMEOUT_S, ActiveBolus, Battery, TherapyState, advance
 from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode, EventCode
+from itbproto.wire.enums import BolusKind, ErrorCode, EventCode
 from itbproto.wire.message import Effect, Kind, Message
 
 __all__ = ["REFILL_TIMEOUT_S", "PumpMachine"]
 
-REFILL_TIMEOUT_S = 3_600
 _TIME_EVENTS = {
     "bolus_done": EventCode.BOLUS_COMPLETED,
     "auto_resume": EventCode.RESUMED,
     "refill_timeout": EventCode.REFILL_ABORTED,
     "end_of_service": EventCode.FAULT,
+    "discharge": EventCode.BOLUS_STARTED,
 }
 
 
@@ -57,6 +59,7 @@ class PumpMachine:
         self._state = state
         self.policy = policy
         self.log = log if log is not None else EventLog()
+        self._delivered: list[Flow] = []
 
     @classmethod
     def new(cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str = "ITB-000001") -> PumpMachine:
@@ -220,9 +223,20 @@ class PumpMachine:
         if refill is not None and now >= refill.started_at + REFILL_TIMEOUT_S:
             timeout = refill.started_at + REFILL_TIMEOUT_S
             if timeout > therapy.now:
-                therapy = self._move(therapy, advance(therapy, timeout)[0])
+                therapy = self._move(therapy, self._advance(therapy, timeout))
             therapy = self._move(therapy, apply(therapy, m.RefillAbort(refill_id=refill.refill_id)))
-        return self._move(therapy, advance(therapy, now)[0])
+        return self._move(therapy, self._advance(therapy, now))
+
+    def _advance(self, therapy: TherapyState, now: int) -> TherapyState:
+        after, tip = advance(therapy, now)
+        self._delivered.extend(tip)
+        return after
+
+    def take_delivered(self) -> tuple[Flow, ...]:
+        """What left the catheter tip since the last call (saline too), in order: the delivery ledger's
+        new entries."""
+        delivered, self._delivered = tuple(self._delivered), []
+        return delivered
 
     def _move(self, before: TherapyState, after: TherapyState) -> TherapyState:
         """A change time made: it must follow a time-driven transition of the table; it is logged."""
@@ -244,23 +258,40 @@ class PumpMachine:
         self._state = replace(self._state, therapy=therapy)
         return tuple(m.AlarmNotify(alarm=record) for record in announce)
 
-    def set_battery(self, level: Battery, now: int) -> tuple[m.AlarmNotify, ...]:
-        """A hardware event: the battery reached ``level`` (end of service is final)."""
+    def drain_battery(self, percent: int, now: int) -> tuple[m.AlarmNotify, ...]:
+        """A hardware event: the battery loses ``percent`` of a new one's charge at once (a cell
+        fault); the indicators follow from what is left."""
+        if not 0 <= percent <= 100:
+            raise ValueError(f"a percentage of the charge, not {percent}")
         notes = self.tick(now)
         therapy = self._state.therapy
-        if therapy.battery is Battery.EOS:
+        lost = capacity_scaled(therapy.profile) * percent // 100
+        drained = replace(therapy, charge_scaled=max(therapy.charge_scaled - lost, 0))
+        return notes + self._fault(therapy, self._advance(drained, therapy.now), f"battery lost {percent} %")
+
+    def discharge(self, now: int) -> tuple[m.AlarmNotify, ...]:
+        """A hardware event: the valves of a valve-gated pump open in a strong magnetic field, and the
+        reservoir empties into the patient as fast as the path lets it (an uncommanded bolus, id 0)."""
+        notes = self.tick(now)
+        therapy = self._state.therapy
+        volume = therapy.reservoir_ul
+        if volume == 0 or therapy.battery is Battery.EOS:
             return notes
-        return notes + self._fault(therapy, replace(therapy, battery=level))
+        duration = -(-volume * SCALE // therapy.profile.max_bolus_rate_ul_day)
+        flows = bolus_flows(volume, duration, therapy.now, therapy.concentration_ug_ml)
+        bolus = ActiveBolus(0, BolusKind.CLINICIAN, therapy.now, volume, flows)
+        return notes + self._fault(therapy, replace(therapy, bolus=bolus), f"valves open: {volume} uL")
 
     def set_motor_stalled(self, stalled: bool, now: int) -> tuple[m.AlarmNotify, ...]:
         """A hardware event: the motor stalled (nothing flows) or runs again."""
         notes = self.tick(now)
         therapy = self._state.therapy
-        return notes + self._fault(therapy, replace(therapy, motor_stalled=stalled))
+        what = "motor stalled" if stalled else "motor runs"
+        return notes + self._fault(therapy, replace(therapy, motor_stalled=stalled), what)
 
-    def _fault(self, before: TherapyState, after: TherapyState) -> tuple[m.AlarmNotify, ...]:
+    def _fault(self, before: TherapyState, after: TherapyState, what: str) -> tuple[m.AlarmNotify, ...]:
         if after != before:
-            self.log.append(before.now, EventCode.FAULT)
+            self.log.append(before.now, EventCode.FAULT, detail=what)
             self._move(before, after)
         return self._alarms(self._state.therapy)
 

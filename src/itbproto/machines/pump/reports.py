@@ -83,7 +83,7 @@ def status(state: DeviceState) -> m.StatusReport:
         rate_ul_day=flowing_rate(t),
         bolus_remaining_ul=remaining,
         delivered_24h_ng=min(delivered, U32.hi),
-        battery_days=min(t.profile.battery_life_days, U16.hi) if t.battery is Battery.OK else 0,
+        battery_days=min(t.battery_days, U16.hi),
         prescription_id=t.prescription_id,
         last_txn=state.last_txn,
     )

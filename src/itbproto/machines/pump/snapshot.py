@@ -24,7 +24,7 @@ from itbproto.wire.message import Message, Record, message_class
 __all__ = ["FORMAT", "dump", "load"]
 
 #: the snapshot format; a change that old snapshots cannot be read with changes it
-FORMAT = 2  # 2: the patient record, the fluid path, the dose log with peaks (issue 13)
+FORMAT = 3  # 2: the patient record, the fluid path, the dose log with peaks (issue 13); 3: the battery charge
 
 
 def dump(state: DeviceState) -> dict[str, Json]:

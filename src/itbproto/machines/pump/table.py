@@ -34,7 +34,7 @@ PUMP = Definition(
         {"trigger": "set_rate", "source": ["infusing", "bolus", "suspended"], "dest": "="},
         {"trigger": "start_bolus", "source": ["stopped", "infusing"], "dest": "bolus"},
         *_to("cancel_bolus", "bolus", ["infusing", "stopped"]),
-        *_to("bolus_done", "bolus", ["infusing", "stopped"]),
+        *_to("bolus_done", "bolus", ["infusing", "stopped", "suspended", "mri"]),
         {"trigger": "suspend", "source": ["infusing", "bolus"], "dest": "suspended"},
         {"trigger": "resume", "source": ["suspended", "stopped"], "dest": "infusing"},
         {"trigger": "auto_resume", "source": "suspended", "dest": "infusing"},
@@ -50,12 +50,14 @@ PUMP = Definition(
         {"trigger": "begin_mri", "source": _BACK, "dest": "mri"},
         {"trigger": "end_mri", "source": "mri", "dest": "stopped"},
         {"trigger": "end_of_service", "source": [*_RUNNING, *_REFILL, "mri"], "dest": "end_of_service"},
+        # a valve-gated pump's valves opened by a magnetic field: an uncommanded bolus
+        {"trigger": "discharge", "source": ["stopped", "infusing", "suspended", "mri"], "dest": "bolus"},
     ),
     initial="stopped",
 )
 
 #: the moves time makes on its own (a bolus ends, a suspension runs out, a refill times out, ...)
-TIME_TRIGGERS = ("bolus_done", "auto_resume", "refill_timeout", "end_of_service")
+TIME_TRIGGERS = ("bolus_done", "auto_resume", "refill_timeout", "end_of_service", "discharge")
 
 
 def mode_of(therapy: TherapyState) -> str:

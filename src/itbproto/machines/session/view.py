@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from itbproto.therapy.battery import daily_drain_scaled
 from itbproto.therapy.flows import SCALE, Flow, dose_between
 from itbproto.therapy.fluid import Path, Segment
 from itbproto.therapy.profile import DeviceProfile, Drug
@@ -163,6 +164,8 @@ class PumpView:
             delivered=flows,
             dose_log=doses,
             battery=battery,
+            # what the pump reports, in whole days: the charge is at least that
+            charge_scaled=status.battery_days * daily_drain_scaled(profile, p),
             motor_stalled=AlarmCode.MOTOR_STALL in status.alarms,
             thresholds=self.thresholds or profile.thresholds,
             last_event_at=now,

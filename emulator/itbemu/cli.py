@@ -1,0 +1,204 @@
+"""The ``itbemu`` command: serve an emulated pump, simulate therapy, export a pump's log and ledger.
+
+Every failure is one line on stderr and exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from itbemu.clock import RealClock
+from itbemu.device import Emulator
+from itbemu.faults import FaultPlan
+from itbemu.server import TcpServer
+from itbemu.store import Store
+from itbproto.errors import ItbError
+from itbproto.safety import SafetyPolicy
+from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
+from itbproto.therapy import TherapyState
+from itbproto.wire import EventRecord, Origin, PatientGroup, PatientRecord, Phase
+from itbproto.wire.fields import RecordType
+
+__all__ = ["build_parser", "main"]
+
+START = 1_000 * 86_400  # a new pump's device time
+_EVENT = RecordType(EventRecord)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _new_pump(args: argparse.Namespace, policy: SafetyPolicy, store: Store | None) -> Emulator:
+    profile = load_profile(args.profile)
+    record = PatientRecord(
+        group=PatientGroup.ADULT,
+        origin=Origin.SPINAL,
+        risks=frozenset(),
+        phase=Phase.THERAPY,
+        screening_dose_ng=args.screening_ug * 1000,
+        screening_effect_s=6 * 3600,
+    )
+    therapy = TherapyState.new(
+        now=START,
+        profile=profile,
+        drug=load_drug(),
+        concentration_ug_ml=args.concentration,
+        reservoir_ul=args.reservoir or profile.reservoir_capacity_ul,
+        record=record,
+    )
+    return Emulator.create(therapy, policy, serial=args.serial, store=store)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    policy = SafetyPolicy(load_rules())
+    store = Store(args.store) if args.store else None
+    if store is not None and store.load(0) is not None:
+        emulator = Emulator.open(store, policy)
+    else:
+        emulator = _new_pump(args, policy, store)
+    plan = FaultPlan.load(args.faults) if args.faults else FaultPlan()
+    clock = RealClock(start=emulator.now, speed=args.speed)
+    emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
+    host, port = args.tcp
+    server = TcpServer(emulator, clock, host=host, port=port, faults=plan.link)
+
+    async def run() -> None:
+        bound = await server.start()
+        server.install_signal_handlers()
+        print(
+            f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on tcp://{bound[0]}:{bound[1]}"
+        )
+        sys.stdout.flush()
+        await server.wait_closed()
+
+    asyncio.run(run())
+    if store is not None:
+        store.close()
+    print("itbemu: stopped")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from itbemu.simulate import simulate
+
+    prescription = load_prescription(args.prescription)
+    plan = FaultPlan.load(args.faults) if args.faults else FaultPlan()
+    progress = _Progress(args.days) if sys.stderr.isatty() and not args.quiet else None
+    sim = simulate(
+        days=args.days,
+        profile=load_profile(args.profile),
+        drug=load_drug(),
+        policy=SafetyPolicy(load_rules()),
+        prescription=prescription,
+        refill_every=args.refill_every,
+        plan=plan,
+        progress=progress,
+    )
+    if progress is not None:
+        progress.done()
+    summary = sim.summary()
+    if args.plot:
+        from itbemu.plot import plot
+
+        summary["plot"] = str(plot(sim, args.plot, f"{args.days} days, profile {args.profile}").resolve())
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>18}: {'-' if value is None else value}")
+    return 0
+
+
+def cmd_export_log(args: argparse.Namespace) -> int:
+    with Store(args.store) as store:
+        if store.load(0) is None:
+            raise ItbError(f"{args.store} holds no pump")
+        for entry in store.log():
+            print(json.dumps({"log": _EVENT.to_json(entry)}))
+        for flow in store.ledger():
+            print(
+                json.dumps(
+                    {
+                        "ledger": {
+                            "start": flow.start,
+                            "end": flow.end,
+                            "rate_ul_day": flow.rate_ul_day,
+                            "concentration_ug_ml": flow.conc_ug_ml,
+                        }
+                    }
+                )
+            )
+    return 0
+
+
+class _Progress:
+    """A progress bar on stderr for long runs."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.shown = total, -1
+
+    def __call__(self, day: int) -> None:
+        percent = day * 100 // self.total
+        if percent != self.shown:
+            self.shown = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\rsimulating [{bar:<25}] {percent:3d}% day {day}/{self.total}")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="itbemu", description="An emulated ITB pump (not a medical device)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve an emulated pump over TCP")
+    serve.add_argument("--tcp", type=_address, required=True, metavar="HOST:PORT", help="where to listen")
+    serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
+    serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
+    serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")
+    serve.add_argument("--speed", type=float, default=1.0, help="device seconds per real second")
+    serve.add_argument("--serial", default="EMU-000001", help="serial number of a new pump")
+    serve.add_argument("--concentration", type=int, default=500, help="µg/mL in a new pump's reservoir")
+    serve.add_argument("--reservoir", type=int, help="µL in a new pump's reservoir (default: full)")
+    serve.add_argument("--screening-ug", type=int, default=300, help="the patient's effective screening dose")
+    serve.set_defaults(func=cmd_serve)
+
+    sim = commands.add_parser("simulate", help="run therapy on the virtual clock")
+    sim.add_argument("--days", type=int, required=True, help="how long")
+    sim.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
+    sim.add_argument("--prescription", type=Path, required=True, help="a prescription (TOML, see examples/)")
+    sim.add_argument("--refill-every", type=int, metavar="DAYS", help="refill to capacity every DAYS days")
+    sim.add_argument("--faults", type=Path, help="a fault plan (TOML)")
+    sim.add_argument("--plot", type=Path, help="write a PNG here")
+    sim.add_argument("--json", action="store_true", help="the summary as one JSON object")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(func=cmd_simulate)
+
+    export = commands.add_parser("export-log", help="a stored pump's log and delivery ledger as JSON lines")
+    export.add_argument("--store", type=Path, required=True, help="the SQLite file of `serve --store`")
+    export.set_defaults(func=cmd_export_log)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ItbError, ValueError, OSError) as exc:
+        print(f"itbemu: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,159 @@
+"""The emulated pump: the library's pump and firmware, with hardware, time, a store and a delivery ledger.
+
+:class:`Emulator` is still sans-IO (the servers move its bytes; a clock gives it its time): it takes the
+bytes of each link and a device time, and returns the bytes to write to each link. Between calls it lets
+time pass event by event (a bolus ends, a suspension runs out, the reservoir runs low, the battery reaches
+its indicators), so every alarm is raised at its own time however seldom it is called. Every change is
+saved to the store before the bytes that acknowledge it are returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from itbemu.faults import DeviceFault, apply_fault
+from itbemu.store import Store
+from itbproto.connection import Connection
+from itbproto.firmware import Firmware, Output
+from itbproto.machines.pump import EventLog, PumpMachine
+from itbproto.safety import SafetyPolicy
+from itbproto.therapy import Flow, TherapyState
+from itbproto.therapy.forecast import next_event_at
+
+__all__ = ["Emulator", "Hardware"]
+
+
+@dataclass
+class Hardware:
+    """What the emulator knows that the pump does not: the truth about its reservoir."""
+
+    #: µL really in the reservoir beyond what the pump counts (a reading discrepancy fault)
+    reservoir_offset_ul: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reservoir_offset_ul": self.reservoir_offset_ul}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Hardware:
+        return cls(reservoir_offset_ul=int(data.get("reservoir_offset_ul", 0)))
+
+
+@dataclass
+class Emulator:
+    """One emulated pump (see the module docstring)."""
+
+    pump: PumpMachine
+    store: Store | None = None
+    hardware: Hardware = field(default_factory=Hardware)
+    #: every delivery segment at the catheter tip since the pump was made (the store keeps them too)
+    ledger: list[Flow] = field(default_factory=list)
+    #: log entries already in the store
+    saved_log: int = 0
+    #: device faults still to happen, (device time, fault), soonest first
+    faults: list[tuple[int, DeviceFault]] = field(default_factory=list)
+    firmware: Firmware = field(init=False)
+    #: the next event's time, while only time has passed since it was worked out (None: none ahead)
+    _next: tuple[int | None] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.firmware = Firmware(self.pump)
+        self._save()
+
+    @classmethod
+    def create(
+        cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str, store: Store | None = None
+    ) -> Emulator:
+        """A new pump (its store, if given, must be new)."""
+        if store is not None and store.load(0) is not None:
+            raise ValueError(f"{store.path} already holds a pump: open it instead")
+        return cls(PumpMachine.new(therapy, policy, serial=serial), store)
+
+    @classmethod
+    def open(cls, store: Store, policy: SafetyPolicy) -> Emulator:
+        """The pump a store holds, as it was at its last acknowledged change."""
+        saved = store.load(EventLog().limit)
+        if saved is None:
+            raise ValueError(f"{store.path} holds no pump")
+        pump = PumpMachine(saved.state, policy, log=EventLog(saved.log))
+        return cls(pump, store, Hardware.from_json(saved.hardware), saved_log=pump.log.total)
+
+    @property
+    def therapy(self) -> TherapyState:
+        return self.pump.therapy
+
+    @property
+    def now(self) -> int:
+        return self.pump.therapy.now
+
+    # --- links ---------------------------------------------------------------------------------------
+
+    def attach(self, connection: Connection) -> int:
+        return self.firmware.attach(connection)
+
+    def detach(self, link: int) -> None:
+        self.firmware.detach(link)
+
+    def receive(self, link: int, data: bytes, now: int) -> Output:
+        """Bytes from ``link`` at device time ``now``: what to write to every link (saved first)."""
+        out = self._elapse(now)
+        self._merge(out, self.firmware.receive(link, data, max(now, self.now)))
+        self._next = None  # a command may have changed what happens next
+        self._save()
+        return out
+
+    # --- time and hardware ---------------------------------------------------------------------------
+
+    def advance_to(self, now: int) -> Output:
+        """Let device time reach ``now``, event by event; what every link must be told."""
+        out = self._elapse(now)
+        self._save()
+        return out
+
+    def next_event_at(self) -> int | None:
+        """When something happens next if nothing is done (the servers sleep until then)."""
+        if self._next is None:
+            self._next = (next_event_at(self.therapy),)
+        times = (self._next[0], self.faults[0][0] if self.faults else None)
+        return min((t for t in times if t is not None), default=None)
+
+    def schedule(self, faults: Sequence[tuple[int, DeviceFault]]) -> None:
+        """Device faults to happen at their device times (each as time reaches it)."""
+        self.faults = sorted([*self.faults, *faults], key=lambda f: f[0])
+
+    def inject(self, fault: DeviceFault, now: int) -> Output:
+        """A device fault at ``now`` (see :mod:`itbemu.faults`)."""
+        self.schedule([(now, fault)])
+        return self.advance_to(now)
+
+    def _elapse(self, now: int) -> Output:
+        """Time to ``now``: each event at its own time, each fault when its time comes."""
+        out: Output = {}
+        if now <= self.now and not (self.faults and self.faults[0][0] <= now):
+            return out  # no time passes and no fault is due: nothing can be (events come after now)
+        while (t := self.next_event_at()) is not None and t <= now:
+            if self.faults and self.faults[0][0] <= t:
+                _, fault = self.faults.pop(0)
+                self._merge(out, self.firmware.notify(apply_fault(self, fault, max(t, self.now))))
+            else:
+                self._merge(out, self.firmware.tick(t))
+            self._next = None  # something happened: work the next one out again
+        if now > self.now:
+            self._merge(out, self.firmware.tick(now))
+        return out
+
+    @staticmethod
+    def _merge(out: Output, more: Output) -> None:
+        for link, chunks in more.items():
+            out.setdefault(link, []).extend(chunks)
+
+    def _save(self) -> None:
+        delivered = self.pump.take_delivered()
+        flows = [f for f in delivered if f.conc_ug_ml]
+        self.ledger.extend(flows)
+        if self.store is None:
+            return
+        log = self.pump.log.since(self.saved_log)
+        self.store.save(self.pump.state, log, flows, self.hardware.as_json())
+        self.saved_log = self.pump.log.total

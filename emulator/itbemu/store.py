@@ -1,0 +1,137 @@
+"""The emulator's crash-safe store: the pump's state, its event log and the delivery ledger in SQLite.
+
+WAL mode with ``synchronous=FULL``; every change the pump acknowledges is one transaction, committed
+before its reply leaves (:meth:`Store.save`). After ``kill -9`` at any moment a restart finds every
+acknowledged change and every log entry, and the transaction memory that keeps retries at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from itbproto.machines.pump import DeviceState, snapshot
+from itbproto.therapy import Flow
+from itbproto.wire.enums import EventCode
+from itbproto.wire.messages import EventRecord
+
+__all__ = ["FORMAT", "Saved", "Store"]
+
+FORMAT = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS log (
+    idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, code INTEGER NOT NULL, txn INTEGER NOT NULL,
+    value INTEGER NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY, start INTEGER NOT NULL, end INTEGER NOT NULL,
+    rate_ul_day INTEGER NOT NULL, conc_ug_ml INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What a store holds: the pump's state, its newest log entries, the emulator's own hardware notes."""
+
+    state: DeviceState
+    log: tuple[EventRecord, ...]
+    hardware: dict[str, Any]
+
+
+class Store:
+    """One emulated pump's data in one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        found = self._meta("format")
+        if found is None:
+            self._db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
+        elif found != str(FORMAT):
+            raise ValueError(f"{self.path}: store format {found}, this emulator reads {FORMAT}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def load(self, log_entries: int) -> Saved | None:
+        """The saved pump (None for a new store), with its newest ``log_entries`` log entries."""
+        row = self._db.execute("SELECT json FROM state WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        rows = self._db.execute(
+            "SELECT idx, at, code, txn, value, detail FROM log ORDER BY idx DESC LIMIT ?", (log_entries,)
+        ).fetchall()
+        log = tuple(
+            EventRecord(index=i, at=at, code=EventCode(code), txn=txn, value=value, detail=detail)
+            for i, at, code, txn, value, detail in reversed(rows)
+        )
+        return Saved(snapshot.load(json.loads(row[0])), log, json.loads(self._meta("hardware") or "{}"))
+
+    def save(
+        self,
+        state: DeviceState,
+        log: Sequence[EventRecord] = (),
+        ledger: Sequence[Flow] = (),
+        hardware: dict[str, Any] | None = None,
+    ) -> None:
+        """One change, in one transaction: the new state, the log entries and ledger rows it added."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO state VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+                (json.dumps(snapshot.dump(state), separators=(",", ":")),),
+            )
+            db.executemany(
+                "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.index, e.at, int(e.code), e.txn, e.value, e.detail) for e in log],
+            )
+            db.executemany(
+                "INSERT INTO ledger (start, end, rate_ul_day, conc_ug_ml) VALUES (?, ?, ?, ?)",
+                [(f.start, f.end, f.rate_ul_day, f.conc_ug_ml) for f in ledger],
+            )
+            if hardware is not None:
+                db.execute(
+                    "INSERT INTO meta VALUES ('hardware', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (json.dumps(hardware, sort_keys=True),),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def log(self) -> Iterator[EventRecord]:
+        """Every log entry ever saved, oldest first."""
+        for i, at, code, txn, value, detail in self._db.execute(
+            "SELECT idx, at, code, txn, value, detail FROM log ORDER BY idx"
+        ):
+            yield EventRecord(index=i, at=at, code=EventCode(code), txn=txn, value=value, detail=detail)
+
+    def ledger(self) -> Iterator[Flow]:
+        """Every delivery segment ever saved (drug at the catheter tip), in time order."""
+        for start, end, rate, conc in self._db.execute(
+            "SELECT start, end, rate_ul_day, conc_ug_ml FROM ledger ORDER BY id"
+        ):
+            yield Flow(start, end, rate, conc)
