@@ -17,15 +17,13 @@ from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
 from itbemu.device import Emulator
-from itbemu.faults import LinkFaults
+from itbemu.faults import DeviceFault, LinkFaults
 from itbproto.connection import Connection, Side
 from itbproto.firmware import Output
 
 __all__ = ["READ_SIZE", "TcpServer"]
 
 READ_SIZE = 4096
-#: the most a client may leave unread before it is dropped
-WRITE_BUFFER = 256 * 1024
 
 
 @dataclass
@@ -38,6 +36,8 @@ class TcpServer:
     port: int = 0
     faults: LinkFaults = field(default_factory=LinkFaults)
     write_timeout_s: float = 5.0
+    #: bytes a client may leave unread before writing to it waits (and, after the time-out, drops it)
+    write_buffer: int = 256 * 1024
     max_clients: int = 32
     _server: asyncio.Server | None = field(default=None, init=False)
     _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict, init=False)
@@ -57,6 +57,16 @@ class TcpServer:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.close)
+
+    @property
+    def clients(self) -> int:
+        """Programmers connected now."""
+        return len(self._writers)
+
+    async def inject(self, fault: DeviceFault) -> None:
+        """A device fault now; every link is told what it raised."""
+        await self._write(self.emulator.inject(fault, self.clock.now()))
+        self._wake.set()
 
     def close(self) -> None:
         if self._server is not None:
@@ -79,12 +89,12 @@ class TcpServer:
         if len(self._writers) >= self.max_clients:
             writer.close()
             return
-        writer.transport.set_write_buffer_limits(high=WRITE_BUFFER)
+        writer.transport.set_write_buffer_limits(high=self.write_buffer)
         connection = Connection(Side.PUMP, stream=True)
         link = self.emulator.attach(connection)
         self._writers[link] = writer
         try:
-            while not connection.broken:
+            while not connection.broken and not writer.is_closing():
                 data = await reader.read(READ_SIZE)
                 if not data:
                     break
@@ -93,6 +103,7 @@ class TcpServer:
                         return
                     await self._write(self.emulator.receive(link, part, self.clock.now()))
                 self._wake.set()
+                await asyncio.sleep(0)  # the others' turn: a client that floods cannot starve them
         except (TimeoutError, ConnectionError):
             pass
         finally:
