@@ -29,6 +29,8 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py
+	$(BIN)/python bench/bench_simulate.py
+	$(BIN)/python bench/bench_crash.py
 
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write

@@ -31,3 +31,24 @@ def test_benchmark_ends_with_one_json_object_covering_every_type(capsys: pytest.
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert set(summary["types"]) == {type(m).__name__ for m in SAMPLES.values()}
     assert set(summary["status_ratio_vs_struct"]) == {"parse", "build"}
+
+
+def test_the_simulation_bench_ends_with_json_and_both_ledgers_agree(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import bench_simulate
+
+    assert bench_simulate.main(["--days", "90", "--baseline-days", "20", "--rounds", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["simulate"]["days"] == 90
+    assert result["simulate"]["refills"] == 1
+    assert result["baseline"]["same_dose"] is True
+
+
+def test_the_crash_bench_ends_with_json_and_finds_nothing_lost(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_crash
+
+    assert bench_crash.main(["--kills", "5", "--baseline-commands", "20"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["crash"]["kills"] == 5
+    assert result["crash"]["violations"] == 0

@@ -17,6 +17,7 @@ import random
 import signal
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from itbproto.safety import SafetyPolicy
 from itbproto.wire import Ack, EventCode, Hello, Role, SetThresholds, decode, encode
 from itbproto.wire.message import Message
 
-__all__ = ["CrashReport", "crash_test", "threshold_for"]
+__all__ = ["CrashReport", "crash_test", "program", "threshold_for"]
 
 
 def threshold_for(txn: int) -> int:
@@ -57,26 +58,33 @@ def _send(emulator: Emulator, link: int, request: Message, txn: int, seq: int) -
     return reply
 
 
-def _child(path: Path, policy: SafetyPolicy, acks: int) -> None:
-    """Program the stored pump until killed; write each acknowledged transaction id to ``acks``."""
-    emulator = Emulator.open(Store(path), policy)
+def program(emulator: Emulator, acked: Callable[[int], object], count: int | None = None) -> None:
+    """Open a session on a new link and send ``count`` commands (None: until killed); ``acked(txn)`` after
+    each acknowledgement."""
     link = emulator.attach(Connection(Side.PUMP))
     _send(emulator, link, Hello(protocol_version=1, role=Role.CLINICIAN, max_frame=512, client="crash"), 1, 0)
     txn, seq = emulator.pump.state.last_txn + 1, 1
-    while True:
+    while count is None or seq <= count:
         reply = _send(emulator, link, _request(emulator, txn), txn, seq)
         if isinstance(reply, Ack):
-            os.write(acks, txn.to_bytes(4, "big"))
+            acked(txn)
         txn, seq = txn + 1, seq + 1
 
 
-def _check(path: Path, policy: SafetyPolicy, acked: list[int], report: CrashReport) -> None:
+def _child(path: Path, policy: SafetyPolicy, acks: int) -> None:
+    """Program the stored pump until killed; write each acknowledged transaction id to ``acks``."""
+    program(Emulator.open(Store(path), policy), lambda txn: os.write(acks, txn.to_bytes(4, "big")))
+
+
+def _applied(store: Store) -> list[int]:
+    """The transactions of every threshold change the store's log holds."""
+    return [entry.txn for entry in store.log() if entry.code is EventCode.THRESHOLDS_CHANGED]
+
+
+def _check(path: Path, policy: SafetyPolicy, acked: list[int], report: CrashReport, before: int) -> None:
     with Store(path) as store:
         emulator = Emulator.open(store, policy)
-        state, applied = emulator.pump.state, []
-        for entry in store.log():
-            if entry.code is EventCode.THRESHOLDS_CHANGED:
-                applied.append(entry.txn)
+        state, applied = emulator.pump.state, _applied(store)
         entries = [e.index for e in store.log()]
         if entries != list(range(len(entries))):
             report.violations.append(f"log entries missing: {len(entries)} entries, last {entries[-1:]}")
@@ -87,7 +95,7 @@ def _check(path: Path, policy: SafetyPolicy, acked: list[int], report: CrashRepo
             report.violations.append(f"last_txn {state.last_txn}, applied {applied[-3:]} (twice?)")
         if applied and state.therapy.thresholds.low_reservoir_ul != threshold_for(state.last_txn):
             report.violations.append(f"the state is not the last applied change ({state.last_txn})")
-        report.applied = len(applied)
+        report.applied = len(applied) - before
         if acked:  # a retry of the last acknowledged command is answered from memory, not applied again
             link = emulator.attach(Connection(Side.PUMP))
             hello = Hello(protocol_version=1, role=Role.CLINICIAN, max_frame=512, client="check")
@@ -107,6 +115,8 @@ def crash_test(
 ) -> CrashReport:
     """Kill a process programming the pump stored at ``path`` (which must exist) ``kills`` times."""
     path, rng, report = Path(path), random.Random(seed), CrashReport()
+    with Store(path) as store:
+        before = len(_applied(store))
     for _ in range(kills):
         read, write = os.pipe()
         with warnings.catch_warnings():
@@ -129,5 +139,5 @@ def crash_test(
         acked = [int.from_bytes(data[i : i + 4], "big") for i in range(0, len(data) - len(data) % 4, 4)]
         report.kills += 1
         report.acknowledged += len(acked)
-        _check(path, policy, acked, report)
+        _check(path, policy, acked, report, before)
     return report

@@ -63,16 +63,11 @@ class Simulation:
     emulator: Emulator | None = None
 
     def summary(self) -> dict[str, str | float | int | None]:
-        def at(code: AlarmCode) -> float | None:
-            return self.first_alarm.get(code)
-
+        """Days run, refills, the day each alarm was first raised (None: never), µg delivered."""
         return {
             "days": len(self.days),
             "refills": len(self.refills),
-            "low_reservoir_day": at(AlarmCode.LOW_RESERVOIR),
-            "empty_day": at(AlarmCode.EMPTY_RESERVOIR),
-            "eri_day": at(AlarmCode.BATTERY_ERI),
-            "eos_day": at(AlarmCode.BATTERY_EOS),
+            **{f"{code.name.lower()}_day": self.first_alarm.get(code) for code in AlarmCode},
             "delivered_ug": sum(d.delivered_ng for d in self.days) // 1_000,
         }
 
@@ -125,7 +120,7 @@ def simulate(
             result.refills.append(day)
         for entry in emulator.pump.log.since(seen_log):
             if entry.code is EventCode.ALARM_RAISED:
-                result.first_alarm.setdefault(AlarmCode(entry.value), (entry.at - START) / DAY)
+                result.first_alarm.setdefault(AlarmCode(entry.value), round((entry.at - START) / DAY, 3))
         seen_log = emulator.pump.log.total
         t = emulator.therapy
         delivered = sum(f.dose_scaled for f in emulator.ledger[ledger_mark:])  # the day's (it ends at end)
