@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# the emulator on TCP, a clinical session against it through the bytes, its event log, years simulated into a plot
 demo: $(STAMP)
-	$(BIN)/itbproto demo
+	$(BIN)/itbemu demo --out demo-out
 
 test: lint typecheck pytest
 
@@ -42,4 +43,4 @@ mutation: $(STAMP)
 	$(BIN)/python bench/mutation_score.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants demo-out

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from itbemu import Emulator, simulate
-from itbemu.simulate import START
+from itbemu.device import START
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules
 from itbproto.therapy import SCALE, TherapyState, apply, dose_between

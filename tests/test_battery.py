@@ -139,6 +139,11 @@ def test_the_next_event_is_the_soonest_of_all_that_time_brings() -> None:
     assert next_event_at(refilling) == T0 + REFILL_TIMEOUT_S
     expiring = replace(state, filled_at=T0 - state.drug.stability_days * DAY + 5)
     assert next_event_at(expiring) == T0 + 5
+    dry, _ = advance(state, T0 + 30 * DAY)
+    assert dry.empty
+    wakes = next_event_at(dry)
+    assert wakes is not None
+    assert wakes > dry.now + DAY  # a dry pump has nothing to wake for each second
     idle = replace(empty_pump(), charge_scaled=capacity_scaled(load_profile("itb-20")))
     assert next_event_at(idle) == idle.stability_ends_at  # nothing flows: the drug's age, then the battery
 

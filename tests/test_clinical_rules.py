@@ -26,7 +26,7 @@ from itbproto.errors import TherapyStateError
 from itbproto.machines.pump.alarms import conditions
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_profile, load_rules
-from itbproto.therapy import SCALE, TherapyState, advance, apply
+from itbproto.therapy import SCALE, TherapyState, advance, apply, max_window_dose
 from itbproto.therapy.commands import bridge_duration_s
 from itbproto.wire import (
     AlarmCode,
@@ -264,6 +264,27 @@ def test_surgery_ends_a_running_bolus_and_asks_for_priming() -> None:
     assert after.bolus is None
     assert after.needs_priming
     assert after.path.saline_scaled == after.path.volume_scaled == 250 * SCALE
+
+
+@rule("DOSE-001")
+def test_surgery_under_a_bridge_keeps_bridging_the_old_drug_left_in_the_pump() -> None:
+    # found by the stateful proof: a catheter revision ended a 2000 -> 500 bridge, and the pump's tubing still
+    # held 130 µL of 2000 µg/mL, pushed at the new rate (four times the volume): 260 µg in under 4 h
+    tight = replace(STRONG, max_daily_dose_ng=410_000)  # 400 µg/day, at most 410
+    diluted = refill_staged(programmed(tight), volume=10_000, conc=500)
+    bridging = apply(diluted, replace(confirm(diluted, volume=10_000, conc=500), bridge=True))
+    bridging, _ = advance(bridging, T0 + 600)
+    revision = RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=60)
+    assert verdict(revision, bridging).accepted  # surgery is never refused: the pump keeps the patient safe
+    after = apply(bridging, revision)
+    assert after.bolus is not None
+    assert after.bolus.kind is BolusKind.BRIDGE  # the new path: 60 µL saline, then the tubing's 2000 µg/mL
+    flows = list(bridging.delivered)
+    state = after
+    for hour in range(1, 73):
+        state, more = advance(state, T0 + 600 + hour * HOUR)
+        flows += more
+    assert max_window_dose(flows, DAY) <= tight.max_daily_dose_ng * SCALE
 
 
 # --- restarting -----------------------------------------------------------------------------------------

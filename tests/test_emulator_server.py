@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ import pytest
 
 from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
-from itbproto.connection import Connection, Side
-from itbproto.machines.session import AlarmAnnounced, ProgrammingSession, Refused, Replied, SessionEvent
+from itbemu.demo import run_demo
+from itbemu.tcpsession import TcpSession
+from itbproto.machines.session import AlarmAnnounced, Refused, Replied, SessionEvent
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.wire import (
     MAX_EVENTS_PER_PAGE,
@@ -31,7 +32,6 @@ from itbproto.wire import (
     ErrorCode,
     EventLogRead,
     Nack,
-    Role,
     StatusReport,
     encode,
 )
@@ -50,54 +50,8 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
     return sync
 
 
-@dataclass
-class Programmer:
-    """A programmer's session on a TCP connection (the client of issue 15 will replace this helper)."""
-
-    session: ProgrammingSession
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-
-    @classmethod
-    async def connect(cls, port: int, name: str, sock: socket.socket | None = None) -> Programmer:
-        if sock is not None:
-            reader, writer = await asyncio.open_connection(sock=sock)
-        else:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        session = ProgrammingSession(
-            role=Role.CLINICIAN,
-            profile=load_profile("itb-20"),
-            drug=load_drug(),
-            policy=POLICY,
-            connection=Connection(Side.PROGRAMMER, stream=True),
-        )
-        p = cls(session, reader, writer)
-        await p.exchange(session.open(name))
-        await p.exchange(session.authenticated())
-        return p
-
-    async def exchange(self, chunks: list[bytes]) -> list[SessionEvent]:
-        """Send a request; what came back until its answer (alarms included)."""
-        for chunk in chunks:
-            self.writer.write(chunk)
-        await self.writer.drain()
-        events: list[SessionEvent] = []
-        while not any(isinstance(e, Replied | Refused) for e in events):
-            data = await asyncio.wait_for(self.reader.read(4096), 10)
-            assert data, "the server closed the connection"
-            events += self.session.receive(data)
-        return events
-
-    async def alarms(self) -> list[SessionEvent]:
-        """What arrives unasked within a moment."""
-        events: list[SessionEvent] = []
-        while not events:
-            events += self.session.receive(await asyncio.wait_for(self.reader.read(4096), 10))
-        return events
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
+async def connect(address: tuple[str, int] | socket.socket, name: str) -> TcpSession:
+    return await TcpSession.connect(address, load_profile("itb-20"), load_drug(), POLICY, client=name)
 
 
 @asynccontextmanager
@@ -123,8 +77,8 @@ def refused(events: list[SessionEvent]) -> Nack | None:
 @run
 async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
     async with serving() as server:
-        a = await Programmer.connect(server.port, "a")
-        b = await Programmer.connect(server.port, "b")
+        a = await connect(("127.0.0.1", server.port), "a")
+        b = await connect(("127.0.0.1", server.port), "b")
         for p in (a, b):
             await p.exchange(p.session.read_status())
         assert refused(await a.exchange(a.session.set_thresholds(thresholds(2_100)))) is None
@@ -147,11 +101,11 @@ async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
 @run
 async def test_a_fault_is_announced_to_every_programmer() -> None:
     async with serving() as server:
-        a = await Programmer.connect(server.port, "a")
-        b = await Programmer.connect(server.port, "b")
+        a = await connect(("127.0.0.1", server.port), "a")
+        b = await connect(("127.0.0.1", server.port), "b")
         await server.inject(DeviceFault("motor-stall"))
         for p in (a, b):
-            (event,) = await p.alarms()
+            (event,) = await p.unasked()
             assert isinstance(event, AlarmAnnounced)
             assert event.alarm.code is AlarmCode.MOTOR_STALL
         await a.close()
@@ -161,7 +115,7 @@ async def test_a_fault_is_announced_to_every_programmer() -> None:
 @run
 async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() -> None:
     async with serving() as server:
-        good = await Programmer.connect(server.port, "good")
+        good = await connect(("127.0.0.1", server.port), "good")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(os.urandom(3 * MAX_FRAME))  # no frame in it: the stream cannot be resynchronised
         await writer.drain()
@@ -176,7 +130,7 @@ async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() ->
 @run
 async def test_clients_beyond_the_limit_are_turned_away() -> None:
     async with serving(max_clients=1) as server:
-        first = await Programmer.connect(server.port, "first")
+        first = await connect(("127.0.0.1", server.port), "first")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
@@ -186,22 +140,23 @@ async def test_clients_beyond_the_limit_are_turned_away() -> None:
 
 @run
 async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served() -> None:
-    async with serving(write_timeout_s=0.2, write_buffer=1024) as server:
-        good = await Programmer.connect(server.port, "good")
+    async with serving(write_timeout_s=0.2, write_buffer=1024, send_buffer=4096) as server:
+        good = await connect(("127.0.0.1", server.port), "good")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
-        slow = await Programmer.connect(0, "slow", sock=sock)
-        sent = 0
-        while server.clients == 2 and sent < 50_000:  # it never reads: the replies pile up
-            sent += 1  # a page of the log each time: a full frame back
-            slow.writer.write(
-                encode(EventLogRead(first=0, count=MAX_EVENTS_PER_PAGE), txn=sent, seq=100 + sent)
-            )
-            if sent % 50 == 0:
-                await asyncio.sleep(0.001)
-                events = await good.exchange(good.session.read_status())  # served all along
-                assert any(isinstance(e, Replied) for e in events)
+        slow = await connect(sock, "slow")
+        for sent in range(1, 20_001):  # it never reads: the replies pile up, a page of the log each
+            page = EventLogRead(first=0, count=MAX_EVENTS_PER_PAGE)
+            slow.writer.write(encode(page, txn=sent, seq=100 + sent))
+            if sent % 100 == 0:
+                await asyncio.sleep(0)
+        for _ in range(600):  # while the server works through them, the other programmer is served
+            if server.clients == 1:
+                break
+            events = await good.exchange(good.session.read_status())
+            assert any(isinstance(e, Replied) for e in events)
+            await asyncio.sleep(0.05)
         assert server.clients == 1  # the slow one was dropped
         events = await good.exchange(good.session.read_status())
         assert any(isinstance(e, Replied) for e in events)
@@ -226,7 +181,7 @@ def test_itbemu_serve_stops_cleanly_on_sigterm_and_keeps_its_pump(tmp_path: Path
         return proc, int(line.rsplit(":", 1)[1])
 
     async def program(port: int, low_ul: int | None) -> int:
-        p = await Programmer.connect(port, "cli")
+        p = await connect(("127.0.0.1", port), "cli")
         if low_ul is not None:
             assert refused(await p.exchange(p.session.set_thresholds(thresholds(low_ul)))) is None
         await p.exchange(p.session.read_thresholds())
@@ -246,3 +201,17 @@ def test_itbemu_serve_stops_cleanly_on_sigterm_and_keeps_its_pump(tmp_path: Path
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_the_demo_runs_a_session_over_tcp_reads_the_log_and_plots(tmp_path: Path) -> None:
+    lines: list[str] = []
+    plot = run_demo(tmp_path, days=400, say=lines.append)
+    text = "\n".join(lines)
+    assert "read back and verified" in text
+    assert "the programmer refuses (TITR-002)" in text
+    assert "LOW_RESERVOIR (non_critical) raised on day 15.818" in text  # its own second, not the clock's jump
+    assert "MOTOR_STALL (critical)" in text
+    assert "REFILL_CONFIRMED" in text
+    assert text.count("  acknowledged") == 2
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "pump.db").is_file()

@@ -13,20 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from itbemu.clock import RealClock
-from itbemu.device import Emulator
+from itbemu.device import Emulator, new_therapy
 from itbemu.faults import FaultPlan
 from itbemu.server import TcpServer
 from itbemu.store import Store
 from itbproto.errors import ItbError
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
-from itbproto.therapy import TherapyState
-from itbproto.wire import EventRecord, Origin, PatientGroup, PatientRecord, Phase
+from itbproto.wire import EventRecord
 from itbproto.wire.fields import RecordType
 
 __all__ = ["build_parser", "main"]
 
-START = 1_000 * 86_400  # a new pump's device time
 _EVENT = RecordType(EventRecord)
 
 
@@ -38,22 +36,12 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _new_pump(args: argparse.Namespace, policy: SafetyPolicy, store: Store | None) -> Emulator:
-    profile = load_profile(args.profile)
-    record = PatientRecord(
-        group=PatientGroup.ADULT,
-        origin=Origin.SPINAL,
-        risks=frozenset(),
-        phase=Phase.THERAPY,
-        screening_dose_ng=args.screening_ug * 1000,
-        screening_effect_s=6 * 3600,
-    )
-    therapy = TherapyState.new(
-        now=START,
-        profile=profile,
-        drug=load_drug(),
+    therapy = new_therapy(
+        load_profile(args.profile),
+        load_drug(),
         concentration_ug_ml=args.concentration,
-        reservoir_ul=args.reservoir or profile.reservoir_capacity_ul,
-        record=record,
+        screening_dose_ng=args.screening_ug * 1000,
+        reservoir_ul=args.reservoir,
     )
     return Emulator.create(therapy, policy, serial=args.serial, store=store)
 
@@ -158,6 +146,13 @@ class _Progress:
         sys.stderr.write("\n")
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from itbemu.demo import run_demo
+
+    run_demo(args.out, args.days)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itbemu", description="An emulated ITB pump (not a medical device)."
@@ -186,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--json", action="store_true", help="the summary as one JSON object")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
+
+    demo = commands.add_parser("demo", help="serve a pump, run a clinical session on it over TCP, plot years")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where the store and the plot go")
+    demo.add_argument("--days", type=int, default=3_650, help="days to simulate for the plot")
+    demo.set_defaults(func=cmd_demo)
 
     export = commands.add_parser("export-log", help="a stored pump's log and delivery ledger as JSON lines")
     export.add_argument("--store", type=Path, required=True, help="the SQLite file of `serve --store`")

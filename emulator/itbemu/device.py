@@ -19,10 +19,43 @@ from itbproto.connection import Connection
 from itbproto.firmware import Firmware, Output
 from itbproto.machines.pump import EventLog, PumpMachine
 from itbproto.safety import SafetyPolicy
-from itbproto.therapy import Flow, TherapyState
+from itbproto.therapy import SCALE, DeviceProfile, Drug, Flow, TherapyState
 from itbproto.therapy.forecast import next_event_at
+from itbproto.wire import Origin, PatientGroup, PatientRecord, Phase
 
-__all__ = ["Emulator", "Hardware"]
+__all__ = ["START", "Emulator", "Hardware", "new_therapy"]
+
+#: a new emulated pump's device time: day 1000 of the device epoch
+START = 1_000 * SCALE
+
+
+def new_therapy(
+    profile: DeviceProfile,
+    drug: Drug,
+    *,
+    concentration_ug_ml: int,
+    screening_dose_ng: int,
+    screening_effect_s: int = 6 * 3_600,
+    reservoir_ul: int | None = None,
+) -> TherapyState:
+    """A pump as an emulator sets one up: at :data:`START`, full (or ``reservoir_ul``), for an adult of
+    spinal origin in therapy whose screening dose ``screening_dose_ng`` worked ``screening_effect_s``."""
+    record = PatientRecord(
+        group=PatientGroup.ADULT,
+        origin=Origin.SPINAL,
+        risks=frozenset(),
+        phase=Phase.THERAPY,
+        screening_dose_ng=screening_dose_ng,
+        screening_effect_s=screening_effect_s,
+    )
+    return TherapyState.new(
+        now=START,
+        profile=profile,
+        drug=drug,
+        concentration_ug_ml=concentration_ug_ml,
+        reservoir_ul=profile.reservoir_capacity_ul if reservoir_ul is None else reservoir_ul,
+        record=record,
+    )
 
 
 @dataclass

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,15 +42,7 @@ Kind = Literal[
     "battery-drop",
     "reservoir-discrepancy",
 ]
-KINDS: tuple[Kind, ...] = (
-    "motor-stall",
-    "motor-recover",
-    "occlusion",
-    "occlusion-cleared",
-    "magnetic-field",
-    "battery-drop",
-    "reservoir-discrepancy",
-)
+KINDS: tuple[Kind, ...] = typing.get_args(Kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ clock's time, and what the emulator writes back to this link comes back to the s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
@@ -14,7 +15,17 @@ from itbproto.connection import Connection, Side
 from itbproto.firmware import Output
 from itbproto.machines import ProgrammingSession, SessionEvent
 
-__all__ = ["InProcessLink"]
+__all__ = ["InProcessLink", "reads"]
+
+
+def reads(s: ProgrammingSession) -> Iterator[Callable[[], list[bytes]]]:
+    """What a programmer reads before it checks anything (each exchanged before the next is asked for):
+    status, patient record, the prescription if one is in force, the therapy history."""
+    yield s.read_status
+    yield s.read_patient_record
+    if s.pump.status is not None and s.pump.status.prescription_id:
+        yield s.read_prescription
+    yield s.read_history
 
 
 @dataclass
@@ -49,12 +60,8 @@ class InProcessLink:
 
     def refresh(self) -> None:
         """Read again what the programmer's checks need."""
-        s = self.session
-        self.exchange(s.read_status())
-        self.exchange(s.read_patient_record())
-        if s.pump.status is not None and s.pump.status.prescription_id:
-            self.exchange(s.read_prescription())
-        self.exchange(s.read_history())
+        for read in reads(self.session):
+            self.exchange(read())
 
     def close(self) -> None:
         self.emulator.detach(self.link)

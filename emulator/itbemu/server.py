@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
@@ -38,6 +39,8 @@ class TcpServer:
     write_timeout_s: float = 5.0
     #: bytes a client may leave unread before writing to it waits (and, after the time-out, drops it)
     write_buffer: int = 256 * 1024
+    #: the kernel's send buffer for each client (SO_SNDBUF; None: the system's)
+    send_buffer: int | None = None
     max_clients: int = 32
     _server: asyncio.Server | None = field(default=None, init=False)
     _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict, init=False)
@@ -63,6 +66,10 @@ class TcpServer:
         """Programmers connected now."""
         return len(self._writers)
 
+    async def catch_up(self) -> None:
+        """Let device time reach the clock's now (a virtual clock moves only when told); tell every link."""
+        await self._write(self.emulator.advance_to(self.clock.now()))
+
     async def inject(self, fault: DeviceFault) -> None:
         """A device fault now; every link is told what it raised."""
         await self._write(self.emulator.inject(fault, self.clock.now()))
@@ -71,25 +78,26 @@ class TcpServer:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
         for writer in list(self._writers.values()):
             writer.close()
         self._closed.set()
+        self._wake.set()  # the ticker sees it is closed and ends
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
         if self._server is not None:
             await self._server.wait_closed()
         if self._ticker is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await self._ticker
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._writers) >= self.max_clients:
             writer.close()
             return
         writer.transport.set_write_buffer_limits(high=self.write_buffer)
+        sock = writer.get_extra_info("socket")
+        if self.send_buffer is not None and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         connection = Connection(Side.PUMP, stream=True)
         link = self.emulator.attach(connection)
         self._writers[link] = writer
@@ -142,14 +150,17 @@ class TcpServer:
                 writer.close()  # a client that does not read is dropped
 
     async def _tick(self) -> None:
-        """Sleep until the next event (or a request changed the plan); tell every link what time did."""
-        while True:
+        """Sleep until the next event (or a request changed the plan); tell every link what time did. It ends
+        when the server closes (no cancellation: ``wait_for`` may swallow one on Python 3.11)."""
+        while not self._closed.is_set():
             when = self.emulator.next_event_at()
             wait = 60.0 if when is None else min(60.0, self._seconds_until(when))
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            await self._write(self.emulator.advance_to(self.clock.now()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            if not self._closed.is_set():
+                await self.catch_up()
 
     def _seconds_until(self, t: int) -> float:
         until = getattr(self.clock, "seconds_until", None)

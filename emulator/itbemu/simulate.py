@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from itbemu.clock import VirtualClock
-from itbemu.device import Emulator
+from itbemu.device import START, Emulator, new_therapy
 from itbemu.faults import FaultPlan
 from itbemu.inprocess import InProcessLink
 from itbproto.connection import Connection, Side
@@ -26,10 +26,6 @@ from itbproto.wire import (
     Acknowledgement,
     AlarmCode,
     EventCode,
-    Origin,
-    PatientGroup,
-    PatientRecord,
-    Phase,
     Prescription,
     RefillConfirm,
     Role,
@@ -39,7 +35,6 @@ from itbproto.wire.message import Message
 __all__ = ["Day", "Simulation", "simulate"]
 
 DAY = SCALE
-START = 1_000 * DAY  # device time at the start of a run
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,22 +79,13 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> Simulation:
     """Run ``days`` of therapy; ``progress(day)`` is called at the end of each day."""
-    record = PatientRecord(
-        group=PatientGroup.ADULT,
-        origin=Origin.SPINAL,
-        risks=frozenset(),
-        phase=Phase.THERAPY,
-        screening_dose_ng=-(-daily_dose_scaled(prescription) // DAY),
-        screening_effect_s=8 * 3600,
-    )
     clock = VirtualClock(START)
-    therapy = TherapyState.new(
-        now=START,
-        profile=profile,
-        drug=drug,
+    therapy = new_therapy(
+        profile,
+        drug,
         concentration_ug_ml=prescription.concentration_ug_ml,
-        reservoir_ul=profile.reservoir_capacity_ul,
-        record=record,
+        screening_dose_ng=-(-daily_dose_scaled(prescription) // DAY),
+        screening_effect_s=8 * 3_600,
     )
     emulator = Emulator.create(therapy, policy, serial="SIM-0001")
     session = ProgrammingSession(

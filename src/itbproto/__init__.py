@@ -21,6 +21,7 @@ The sans-IO core, most used names here; everything else in its module:
 from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
 from itbproto.errors import (
     ItbError,
+    LinkClosedError,
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
@@ -50,6 +51,7 @@ __all__ = [
     "Frame",
     "InMemoryLink",
     "ItbError",
+    "LinkClosedError",
     "LocalProtocolError",
     "Message",
     "Notification",

@@ -24,6 +24,7 @@ carries, as attributes, what was wrong::
      │    └── RemoteProtocolError            the peer's well-formed message breaks the protocol here
      ├── LocalProtocolError                  this side was asked to break the protocol; nothing was sent
      │    └── SessionError                   a session step not allowed in the session's current state
+     ├── LinkClosedError (ConnectionError)  the link went down before the answer came
      ├── SpecError                           a file in specs/ is malformed
      ├── TherapyStateError                   a command that cannot apply in the current therapy state
      │    ├── UnknownIdError                 it names a bolus, refill, alarm or stage that is not there
@@ -54,6 +55,7 @@ __all__ = [
     "FrameLengthError",
     "IncompleteMessageError",
     "ItbError",
+    "LinkClosedError",
     "LocalProtocolError",
     "MalformedPayloadError",
     "MessageTooLongError",
@@ -227,6 +229,10 @@ class RemoteProtocolError(ProtocolError):
 class LocalProtocolError(ItbError):
     """This side was asked to do what the protocol forbids (a second request in flight, a reply that
     answers no request, a frame larger than the peer accepts); nothing was sent, nothing changed."""
+
+
+class LinkClosedError(ItbError, ConnectionError):
+    """The link to the peer went down (closed, reset or timed out) before the answer came."""
 
 
 class SpecError(ItbError):

@@ -197,12 +197,14 @@ def _refill(state: TherapyState, refill_id: int) -> RefillProgress:
 
 
 def bridge_duration_s(state: TherapyState) -> int:
-    """How long a bridge takes to push the fluid path out: its drug at the prescription's daily dose, never
-    faster than the pump's bolus rate (both rounded up), at most a day."""
+    """How long a bridge takes to push the fluid path out: its strongest drug at the prescription's daily
+    dose (so where the path is mixed, no part leaves the tip faster than that), never faster than the pump's
+    bolus rate (both rounded up), at most a day."""
     assert state.prescription is not None
     path = state.path
     daily = daily_dose_scaled(state.prescription)
-    by_dose = divide(path.dose_scaled * SCALE, daily, Rounding.UP) if daily else SCALE
+    strongest = max((s.conc_ug_ml for s in path.segments), default=0)
+    by_dose = divide(path.volume_scaled * strongest * SCALE, daily, Rounding.UP) if daily else SCALE
     by_rate = divide(path.volume_scaled, state.profile.max_bolus_rate_ul_day, Rounding.UP)
     return min(SCALE, max(1, by_dose, by_rate))
 
@@ -242,7 +244,8 @@ def _confirm_refill(state: TherapyState, cmd: m.RefillConfirm) -> TherapyState:
 def _procedure(state: TherapyState, cmd: m.RecordProcedure) -> TherapyState:
     """Implant and catheter work leave the new parts of the path full of saline, to be primed: a new
     catheter (implant, revision), or a new pump's tubing and the old catheter, aspirated (replacement).
-    A running bolus ends: its rate was set for the path as it was (a bridge would push the new drug)."""
+    A running bolus ends: its rate was set for the path as it was (a bridge would push the new drug); a
+    bridge whose old drug is still in the pump's tubing starts again over the new path."""
     pump_part_ul = state.profile.pump_path_ul
     _, pump = state.path.split(state.catheter_ul * SCALE)
     catheter_ul = state.catheter_ul
@@ -252,7 +255,13 @@ def _procedure(state: TherapyState, cmd: m.RecordProcedure) -> TherapyState:
         path = Path.filled(catheter_ul, 0) + pump
     else:
         path = Path.filled(catheter_ul + pump_part_ul, 0)
-    return replace(state, path=path, catheter_ul=catheter_ul, needs_priming=True, bolus=None)
+    after = replace(state, path=path, catheter_ul=catheter_ul, needs_priming=True, bolus=None)
+    bridging = state.bolus is not None and state.bolus.kind is BolusKind.BRIDGE
+    old_drug = any(seg.conc_ug_ml not in (0, state.concentration_ug_ml) for seg in path.segments)
+    if bridging and old_drug:  # the old drug left in the pump's tubing: bridge it out over the new path
+        path_ul = divide(path.volume_scaled, SCALE, Rounding.DOWN)
+        return _start_bolus(after, BolusKind.BRIDGE, path_ul, bridge_duration_s(after))
+    return after
 
 
 def _with_record(state: TherapyState, record: PatientRecord) -> TherapyState:

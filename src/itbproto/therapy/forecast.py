@@ -64,9 +64,11 @@ def next_event_at(state: TherapyState) -> int | None:
         times.append(state.suspended_until)
     if state.refill is not None:
         times.append(state.refill.started_at + REFILL_TIMEOUT_S)
-    if state.prescription is not None or state.bolus is not None:
+    if (state.prescription is not None or state.bolus is not None) and not state.empty:
         ahead = forecast(state)
         times += [t for t in (ahead.empty_at, ahead.low_reservoir_at) if t is not None]
+        if ahead.empty_at is not None:  # (rounded down: the last drop may leave in the second after it)
+            times.append(ahead.empty_at + 1)
     battery = _battery_event_at(state)
     if battery is not None:
         times.append(battery)

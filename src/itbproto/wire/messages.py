@@ -303,7 +303,7 @@ class StatusReport(Message):
     rate_ul_day: int = field(U32, unit="µL/day", hi=MAX_RATE_UL_DAY, doc="basal rate flowing now, 0 if none")
     bolus_remaining_ul: int = field(U32, unit="µL", hi=MAX_VOLUME_UL)
     delivered_24h_ng: int = field(U32, unit="ng", doc="delivered in the last 24 h, rounded up")
-    battery_days: int = field(U16, unit="day", doc="days to the elective replacement indicator, 0 at it")
+    battery_days: int = field(U16, unit="day", doc="days of battery left at the programmed volume, 0 at EOS")
     prescription_id: int = field(ID, doc="0: none in force")
     last_txn: int = field(ID, doc="last command transaction id answered (uncertain-delivery resolution)")
 

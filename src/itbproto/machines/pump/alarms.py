@@ -22,8 +22,9 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
     if delivering and t.empty:
         active.add(AlarmCode.EMPTY_RESERVOIR)
     elif delivering:
-        # low: at or below the volume threshold, or empty within the days threshold
-        soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE)
+        # low: at or below the volume threshold, or empty within the days threshold (counting the second
+        # that has begun: the forecast rounds the empty time down, so the alarm comes at its second)
+        soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE + 1)
         empties_soon = sum(f.volume_scaled for f in soon) >= t.reservoir_scaled
         if t.reservoir_ul <= t.thresholds.low_reservoir_ul or empties_soon:
             active.add(AlarmCode.LOW_RESERVOIR)
