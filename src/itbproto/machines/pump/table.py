@@ -47,7 +47,7 @@ PUMP = Definition(
         # surgery is recorded whatever the mode; it ends a running bolus (a bridge starts again)
         *_to("record_procedure", "bolus", ["infusing", "stopped"]),
         {"trigger": "record_procedure", "source": [*_BACK, *_REFILL, "mri", "end_of_service"], "dest": "="},
-        {"trigger": "record_procedure", "source": "bolus", "dest": "bolus"},  # a bridge goes on: it starts again
+        {"trigger": "record_procedure", "source": "bolus", "dest": "bolus"},  # a bridge starts again
         {"trigger": "begin_mri", "source": _BACK, "dest": "mri"},
         {"trigger": "end_mri", "source": "mri", "dest": "stopped"},
         {"trigger": "end_of_service", "source": [*_RUNNING, *_REFILL, "mri"], "dest": "end_of_service"},
