@@ -19,11 +19,11 @@ demo: $(STAMP)
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench $(wildcard emulator examples)
-	$(BIN)/ruff format --check src tests bench $(wildcard emulator examples)
+	$(BIN)/ruff check src tests bench $(wildcard emulator examples/*.py)
+	$(BIN)/ruff format --check src tests bench $(wildcard emulator examples/*.py)
 
 typecheck: $(STAMP)
-	$(BIN)/mypy src tests bench $(wildcard emulator examples)
+	$(BIN)/mypy src tests bench $(wildcard emulator examples/*.py)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
