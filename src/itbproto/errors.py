@@ -12,6 +12,8 @@ carries, as attributes, what was wrong::
      │    │    ├── UnsupportedVersionError   protocol version this library does not speak
      │    │    ├── ReservedFlagsError        a reserved header flag is set
      │    │    ├── SealedFrameError          an AEAD frame where a plain one was expected
+     │    │    ├── AuthenticationError       a sealed frame whose tag does not verify
+     │    │    ├── UnsealedFrameError        a plain frame on a sealed link
      │    │    └── StaleFrameError           a sequence number not newer than the last one received
      │    ├── UnknownMessageError            message type not in the catalog
      │    ├── MalformedPayloadError          payload does not parse as its message type
@@ -24,6 +26,7 @@ carries, as attributes, what was wrong::
      │    └── RemoteProtocolError            the peer's well-formed message breaks the protocol here
      ├── LocalProtocolError                  this side was asked to break the protocol; nothing was sent
      │    └── SessionError                   a session step not allowed in the session's current state
+     ├── PairingError                        a wrong PIN, an altered pairing message, a step out of order
      ├── LinkClosedError (ConnectionError)  the link went down before the answer came
      ├── SpecError                           a file in specs/ is malformed
      ├── TherapyStateError                   a command that cannot apply in the current therapy state
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 __all__ = [
     "AcknowledgementRequired",
+    "AuthenticationError",
     "BadCrcError",
     "DuplicateFragmentError",
     "FieldRangeError",
@@ -59,6 +63,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedPayloadError",
     "MessageTooLongError",
+    "PairingError",
     "PolicyError",
     "ProtocolError",
     "RemoteProtocolError",
@@ -73,6 +78,7 @@ __all__ = [
     "TruncatedFrameError",
     "UnknownIdError",
     "UnknownMessageError",
+    "UnsealedFrameError",
     "UnsupportedVersionError",
 ]
 
@@ -139,6 +145,22 @@ class SealedFrameError(FrameError):
 
     def __init__(self) -> None:
         super().__init__("sealed (AEAD) frame: open it with the session's secure channel")
+
+
+class AuthenticationError(FrameError):
+    """A sealed frame whose tag does not verify: altered, forged, or sealed with another key or for the
+    other direction."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(f"sealed frame {seq} does not verify: altered, forged or not for this session")
+        self.seq = seq
+
+
+class UnsealedFrameError(FrameError):
+    """A plain frame on a sealed link: after pairing every frame is sealed."""
+
+    def __init__(self) -> None:
+        super().__init__("plain frame on a sealed link: every frame of this session must be sealed")
 
 
 class StaleFrameError(FrameError):
@@ -229,6 +251,10 @@ class RemoteProtocolError(ProtocolError):
 class LocalProtocolError(ItbError):
     """This side was asked to do what the protocol forbids (a second request in flight, a reply that
     answers no request, a frame larger than the peer accepts); nothing was sent, nothing changed."""
+
+
+class PairingError(ItbError):
+    """Pairing failed: a wrong PIN, an altered message, or a step out of order; no key was kept."""
 
 
 class LinkClosedError(ItbError, ConnectionError):
