@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_codec.py
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_crash.py
+	$(BIN)/python bench/bench_client.py
 
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write

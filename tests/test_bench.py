@@ -52,3 +52,12 @@ def test_the_crash_bench_ends_with_json_and_finds_nothing_lost(capsys: pytest.Ca
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["crash"]["kills"] == 5
     assert result["crash"]["violations"] == 0
+
+
+def test_the_round_trip_bench_ends_with_json_for_every_transport(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_client
+
+    assert bench_client.main(["-n", "20"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(result["round_trip"]) == {"inprocess", "tcp"}
+    assert all(r["client_us"] > 0 and r["echo_us"] > 0 for r in result["round_trip"].values())

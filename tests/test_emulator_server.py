@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import signal
 import socket
@@ -22,16 +23,19 @@ import pytest
 from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
 from itbemu.demo import run_demo
-from itbemu.tcpsession import TcpSession
-from itbproto.machines.session import AlarmAnnounced, Refused, Replied, SessionEvent
+from itbproto.cli import main as itbproto_main
+from itbproto.client import PumpClient
+from itbproto.errors import CommandRefusedError
 from itbproto.specfiles import load_drug, load_profile
+from itbproto.transport import TcpTransport
 from itbproto.wire import (
     MAX_EVENTS_PER_PAGE,
     AlarmCode,
     AlarmThresholds,
     ErrorCode,
     EventLogRead,
-    Nack,
+    Hello,
+    Role,
     StatusReport,
     encode,
 )
@@ -50,8 +54,16 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
     return sync
 
 
-async def connect(address: tuple[str, int] | socket.socket, name: str) -> TcpSession:
-    return await TcpSession.connect(address, load_profile("itb-20"), load_drug(), POLICY, client=name)
+async def connect(server: TcpServer | int, name: str, sock: socket.socket | None = None) -> PumpClient:
+    if sock is not None:
+        reader, writer = await asyncio.open_connection(sock=sock)
+        transport = TcpTransport(reader, writer)
+    else:
+        port = server if isinstance(server, int) else server.port
+        transport = await TcpTransport.connect("127.0.0.1", port)
+    client = PumpClient(transport, load_profile("itb-20"), load_drug(), POLICY, name=name)
+    await client.connect()
+    return client
 
 
 @asynccontextmanager
@@ -70,30 +82,21 @@ def thresholds(low_ul: int) -> AlarmThresholds:
     return replace(load_profile("itb-20").thresholds, low_reservoir_ul=low_ul)
 
 
-def refused(events: list[SessionEvent]) -> Nack | None:
-    return next((e.nack for e in events if isinstance(e, Refused)), None)
-
-
 @run
 async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
     async with serving() as server:
-        a = await connect(("127.0.0.1", server.port), "a")
-        b = await connect(("127.0.0.1", server.port), "b")
-        for p in (a, b):
-            await p.exchange(p.session.read_status())
-        assert refused(await a.exchange(a.session.set_thresholds(thresholds(2_100)))) is None
-        busy = refused(await b.exchange(b.session.set_thresholds(thresholds(2_200))))
-        assert busy is not None
-        assert busy.code is ErrorCode.BUSY
-        status = [e for e in await b.exchange(b.session.read_status()) if isinstance(e, Replied)]
-        assert isinstance(status[0].reply, StatusReport)  # reading is never locked
+        a, b = await connect(server, "a"), await connect(server, "b")
+        await a.set_thresholds(thresholds(2_100))
+        with pytest.raises(CommandRefusedError) as busy:
+            await b.set_thresholds(thresholds(2_200))
+        assert busy.value.code is ErrorCode.BUSY
+        assert isinstance(await b.status(), StatusReport)  # reading is never locked
         await a.close()
         for _ in range(100):  # the lock goes with a's link
             if server.emulator.firmware.programming is None:
                 break
             await asyncio.sleep(0.01)
-        await b.exchange(b.session.read_status())
-        assert refused(await b.exchange(b.session.set_thresholds(thresholds(2_200)))) is None
+        await b.set_thresholds(thresholds(2_200))
         assert server.emulator.therapy.thresholds.low_reservoir_ul == 2_200
         await b.close()
 
@@ -101,13 +104,11 @@ async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
 @run
 async def test_a_fault_is_announced_to_every_programmer() -> None:
     async with serving() as server:
-        a = await connect(("127.0.0.1", server.port), "a")
-        b = await connect(("127.0.0.1", server.port), "b")
+        a, b = await connect(server, "a"), await connect(server, "b")
         await server.inject(DeviceFault("motor-stall"))
         for p in (a, b):
-            (event,) = await p.unasked()
-            assert isinstance(event, AlarmAnnounced)
-            assert event.alarm.code is AlarmCode.MOTOR_STALL
+            alarm = await anext(aiter(p.alarms()))
+            assert alarm.code is AlarmCode.MOTOR_STALL
         await a.close()
         await b.close()
 
@@ -115,13 +116,12 @@ async def test_a_fault_is_announced_to_every_programmer() -> None:
 @run
 async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() -> None:
     async with serving() as server:
-        good = await connect(("127.0.0.1", server.port), "good")
+        good = await connect(server, "good")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(os.urandom(3 * MAX_FRAME))  # no frame in it: the stream cannot be resynchronised
         await writer.drain()
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
-        events = await good.exchange(good.session.read_status())
-        assert any(isinstance(e, Replied) for e in events)
+        assert isinstance(await good.status(), StatusReport)
         assert server.emulator.firmware.dropped  # what the garbage was is counted
         writer.close()
         await good.close()
@@ -130,77 +130,103 @@ async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() ->
 @run
 async def test_clients_beyond_the_limit_are_turned_away() -> None:
     async with serving(max_clients=1) as server:
-        first = await connect(("127.0.0.1", server.port), "first")
+        first = await connect(server, "first")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 10) == b""
         writer.close()
-        await first.exchange(first.session.read_status())
+        assert isinstance(await first.status(), StatusReport)
         await first.close()
 
 
 @run
 async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served() -> None:
     async with serving(write_timeout_s=0.2, write_buffer=1024, send_buffer=4096) as server:
-        good = await connect(("127.0.0.1", server.port), "good")
+        good = await connect(server, "good")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
-        slow = await connect(sock, "slow")
+        _, slow = await asyncio.open_connection(sock=sock)
+        slow.write(
+            encode(Hello(protocol_version=1, role=Role.CLINICIAN, max_frame=1045, client="slow"), txn=1)
+        )
         for sent in range(1, 20_001):  # it never reads: the replies pile up, a page of the log each
             page = EventLogRead(first=0, count=MAX_EVENTS_PER_PAGE)
-            slow.writer.write(encode(page, txn=sent, seq=100 + sent))
+            slow.write(encode(page, txn=sent, seq=sent))
             if sent % 100 == 0:
                 await asyncio.sleep(0)
         for _ in range(600):  # while the server works through them, the other programmer is served
             if server.clients == 1:
                 break
-            events = await good.exchange(good.session.read_status())
-            assert any(isinstance(e, Replied) for e in events)
+            assert isinstance(await good.status(), StatusReport)
             await asyncio.sleep(0.05)
         assert server.clients == 1  # the slow one was dropped
-        events = await good.exchange(good.session.read_status())
-        assert any(isinstance(e, Replied) for e in events)
+        assert isinstance(await good.status(), StatusReport)
         await good.close()
-        slow.writer.close()
+        slow.close()
+
+
+def serve(store: Path) -> tuple[subprocess.Popen[str], int]:
+    """``itbemu serve`` in its own process, on a free port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", "--store", str(store)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "tcp://127.0.0.1:" in line, line
+    return proc, int(line.rsplit(":", 1)[1])
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM")
 def test_itbemu_serve_stops_cleanly_on_sigterm_and_keeps_its_pump(tmp_path: Path) -> None:
     store = tmp_path / "pump.db"
 
-    def serve() -> tuple[subprocess.Popen[str], int]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", "--store", str(store)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-        )
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "tcp://127.0.0.1:" in line, line
-        return proc, int(line.rsplit(":", 1)[1])
-
     async def program(port: int, low_ul: int | None) -> int:
-        p = await connect(("127.0.0.1", port), "cli")
-        if low_ul is not None:
-            assert refused(await p.exchange(p.session.set_thresholds(thresholds(low_ul)))) is None
-        await p.exchange(p.session.read_thresholds())
-        await p.close()
-        assert p.session.pump.thresholds is not None
-        return p.session.pump.thresholds.low_reservoir_ul
+        async with PumpClient(
+            await TcpTransport.connect("127.0.0.1", port), load_profile("itb-20"), load_drug(), POLICY
+        ) as p:
+            if low_ul is not None:
+                await p.set_thresholds(thresholds(low_ul))
+            return (await p.thresholds()).low_reservoir_ul
 
-    proc, port = serve()
+    proc, port = serve(store)
     assert asyncio.run(program(port, None)) == 2_000  # the profile's
     asyncio.run(program(port, 2_500))
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "stopped" in out
-    proc, port = serve()
+    proc, port = serve(store)
     assert asyncio.run(program(port, None)) == 2_500  # the change survived the restart
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_itbproto_programs_a_pump_served_in_another_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    proc, port = serve(tmp_path / "pump.db")
+    try:
+        target = ["--target", f"tcp://127.0.0.1:{port}", "--json"]
+        assert itbproto_main(["status", *target]) == 0
+        assert json.loads(capsys.readouterr().out)["mode"] == "STOPPED"
+        plan = REPO / "examples" / "prescriptions" / "continuous-400ug.toml"
+        assert itbproto_main(["program", *target, "--prescription", str(plan), "--yes", "--by", "dr"]) == 0
+        status = json.loads(capsys.readouterr().out.splitlines()[-1])
+        assert (status["mode"], status["rate_ul_day"]) == ("INFUSING", 800)
+        assert itbproto_main(["log", *target]) == 0
+        codes = [json.loads(line)["code"] for line in capsys.readouterr().out.splitlines()]
+        assert "PRESCRIPTION_COMMITTED" in codes
+        assert itbproto_main(["alarms", *target]) == 0
+        assert capsys.readouterr().out == ""  # none active
+        assert itbproto_main(["status", "--target", "tcp://127.0.0.1:1"]) == 2  # nothing there: one line
+        assert "cannot reach" in capsys.readouterr().err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
 
 
 def test_the_demo_runs_a_session_over_tcp_reads_the_log_and_plots(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from factories import DAY, T0, confirm, patient, programmed, refill_staged
+from itbproto.errors import SessionError
 from itbproto.therapy import Battery, TherapyState, apply
 from itbproto.wire import (
     AlarmCode,
@@ -131,3 +132,23 @@ def test_without_the_record_the_mirror_takes_the_strictest_category() -> None:
     assert mirror is not None
     assert mirror.record.group is PatientGroup.CHILD
     assert mirror.record.phase is link.pump.therapy.record.phase
+
+
+def test_a_history_older_than_the_status_must_be_read_again_before_a_check() -> None:
+    # found driving the emulator: a status read days after the history made the mirror count the whole
+    # day's delivery (status minus a stale history) in its last second: a safe refill refused by DOSE-001
+    link = Link.new(programmed())
+    s = link.ready()
+    link.exchange(s.read_prescription())
+    link.exchange(s.read_history())
+    assert s.pump.to_reread() == []
+    link.wait(3 * DAY)
+    link.exchange(s.read_status())
+    assert s.pump.to_reread() == ["history"]
+    with pytest.raises(SessionError, match="read the history again first"):
+        s.set_rate(810)
+    link.exchange(s.read_history())
+    assert s.pump.to_reread() == []
+    mirror = s.mirror()
+    assert mirror is not None
+    assert max(f.rate_ul_day for f in mirror.delivered) == 800  # no lump of "unknown" delivery at the end

@@ -19,14 +19,16 @@ from itbemu.plot import plot
 from itbemu.server import TcpServer
 from itbemu.simulate import simulate
 from itbemu.store import Store
-from itbemu.tcpsession import TcpSession
+from itbproto.client import PumpClient
 from itbproto.display import describe
 from itbproto.errors import SafetyViolation
-from itbproto.machines import AlarmAnnounced, Refused, Replied, SessionEvent, Verified
+from itbproto.machines import Summary
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, specs_dir
 from itbproto.therapy import SCALE
-from itbproto.wire import Acknowledgement, EventLogPage
+from itbproto.transport import TcpTransport
+from itbproto.wire import Acknowledgement, StatusReport
+from itbproto.wire.message import Message
 
 __all__ = ["run_demo"]
 
@@ -48,102 +50,70 @@ def _new_pump(store: Store, policy: SafetyPolicy) -> Emulator:
     return Emulator.create(therapy, policy, serial="EMU-DEMO", store=store)
 
 
-def _said(events: list[SessionEvent]) -> str:
-    if any(isinstance(event, Verified) for event in events):
-        return "read back and verified: the pump holds what was confirmed"
-    for event in events:
-        if isinstance(event, Refused):
-            return f"refused: {event.nack.code.name} {', '.join(event.nack.rules)} {event.nack.detail}"
-        if isinstance(event, Replied):
-            return ", ".join(f"{k} {v}" for k, v in describe(event.reply)) or type(event.reply).__name__
-    return "(no answer)"
+def _said(reply: Message) -> str:
+    return ", ".join(f"{k} {v}" for k, v in describe(reply)) or type(reply).__name__
 
 
-async def _session(server: TcpServer, clock: VirtualClock, say: Callable[[str], None]) -> None:
-    policy, profile, drug = server.emulator.pump.policy, load_profile("itb-20"), load_drug()
-    c = await TcpSession.connect((server.host, server.port), profile, drug, policy, client="itbemu demo")
-    try:
-        await _script(server, clock, c, say)
-    finally:
-        await c.close()
-
-
-def _status(c: TcpSession) -> str:
-    status = c.session.pump.status
-    if status is None:
-        return "?"
+def _status(status: StatusReport) -> str:
     rows = dict(describe(status))
     keys = ("mode", "reservoir_ul", "rate_ul_day", "delivered_24h_ng", "battery_days", "alarms")
     return ", ".join(f"{key} {rows[key]}" for key in keys)
 
 
-async def _script(server: TcpServer, clock: VirtualClock, c: TcpSession, say: Callable[[str], None]) -> None:
-    s = c.session
+async def _session(server: TcpServer, clock: VirtualClock, say: Callable[[str], None]) -> None:
+    transport = await TcpTransport.connect(server.host, server.port)
+    policy, profile, drug = server.emulator.pump.policy, load_profile("itb-20"), load_drug()
+    async with PumpClient(transport, profile, drug, policy, name="itbemu demo") as pump:
+        await _script(server, clock, pump, say)
 
-    async def tell(label: str, chunks: list[bytes]) -> None:
-        say(f"{label:<28}{_said(await c.exchange(chunks))}")
 
-    async def acknowledge(events: list[SessionEvent]) -> None:
-        for event in events:
-            if isinstance(event, AlarmAnnounced):
-                alarm = event.alarm
-                day = (alarm.raised_at - START) / SCALE
-                say(f"{'alarm':<28}{alarm.code.name} ({alarm.severity.name.lower()}) raised on day {day:.3f}")
-                await tell("  acknowledged", s.acknowledge_alarm(alarm.alarm_id))
+async def _script(
+    server: TcpServer, clock: VirtualClock, pump: PumpClient, say: Callable[[str], None]
+) -> None:
+    def line(label: str, text: str) -> None:
+        say(f"{label:<28}{text}")
 
-    await c.refresh()
-    say(f"{'status':<28}{_status(c)}")
-    s.draft(load_prescription(_prescription("continuous-400ug.toml")))
-    s.check()
-    await c.exchange(s.send_stage())
-    assert s.summary is not None
-    say(f"{'prescription staged':<28}{s.summary.daily_dose_ng // 1000} µg/day: the clinician confirms it")
-    await c.exchange(
-        s.confirm_summary(s.summary.digest, Acknowledgement(rules=s.summary.acknowledge, by="dr"))
-    )
-    await tell("  committed", s.verify())
+    async def acknowledge_next_alarm() -> None:
+        alarm = await anext(aiter(pump.alarms()))
+        day = (alarm.raised_at - START) / SCALE
+        line("alarm", f"{alarm.code.name} ({alarm.severity.name.lower()}) raised on day {day:.3f}")
+        line("  acknowledged", _said(await pump.acknowledge_alarm(alarm.alarm_id)))
+
+    def confirm(summary: Summary) -> Acknowledgement:
+        line("prescription staged", f"{summary.daily_dose_ng // 1000} µg/day: the clinician confirms it")
+        return Acknowledgement(rules=summary.acknowledge, by="dr")
+
+    line("status", _status(await pump.status()))
+    await pump.program(load_prescription(_prescription("continuous-400ug.toml")), confirm)
+    line("  committed", "read back and verified: the pump holds what was confirmed")
 
     clock.advance_to(clock.now() + SCALE)  # a day later: the titration step
     await server.catch_up()
-    await c.refresh()
-    await tell("titration +10 %", s.set_rate(880))
-    await c.refresh()
+    line("titration +10 %", _said(await pump.set_rate(880)))
     try:
-        s.set_rate(968)
+        await pump.set_rate(968)
     except SafetyViolation as refused:
-        rules = ", ".join(refused.rule_ids)
-        say(f"{'again the same day':<28}the programmer refuses ({rules}), nothing is sent")
+        line("again the same day", f"the programmer refuses ({', '.join(refused.rule_ids)}), nothing is sent")
 
     clock.advance_to(clock.now() + 18 * SCALE)  # the reservoir runs low on its own day
     await server.catch_up()
-    await acknowledge(await c.unasked())
+    await acknowledge_next_alarm()
 
-    await c.refresh()
-    assert s.pump.status is not None
-    left = s.pump.status.reservoir_ul
-    await tell("refill", s.start_refill())
-    await tell(f"  {left} µL withdrawn", s.record_residual(left))
-    await tell("  20 mL of 500 µg/mL staged", s.stage_drug(20_000, 500))
-    await tell("  confirmed again", s.confirm_refill_drug(20_000, 500))
+    left = (await pump.status()).reservoir_ul
+    line("refill", f"{left} µL withdrawn, 20 mL of 500 µg/mL staged and confirmed again")
+    line("  confirmed", _said(await pump.refill(left, 20_000, 500)))
 
     await server.inject(DeviceFault("motor-stall"))
-    await acknowledge(await c.unasked())
+    await acknowledge_next_alarm()
     await server.inject(DeviceFault("motor-recover"))
-    await c.refresh()
-    say(f"{'status':<28}{_status(c)}")
+    line("status", _status(await pump.status()))
 
     say("event log (read over the protocol, a page at a time)")
-    first, total = 0, 1
-    while first < total:
-        (page,) = [e.reply for e in await c.exchange(s.read_events(first)) if isinstance(e, Replied)]
-        assert isinstance(page, EventLogPage)
-        total = page.total
-        for entry in page.events:
-            day, detail = (entry.at - START) / SCALE, f" {entry.detail}" if entry.detail else ""
-            what = f"{entry.code.name:<22} txn {entry.txn:<3} {entry.value}{detail}"
-            say(f"  #{entry.index:<3} day {day:7.3f}  {what}")
-        first += max(len(page.events), 1)
-    await c.exchange(s.end())
+    for entry in await pump.events():
+        day, detail = (entry.at - START) / SCALE, f" {entry.detail}" if entry.detail else ""
+        what = f"{entry.code.name:<22} txn {entry.txn:<3} {entry.value}{detail}"
+        say(f"  #{entry.index:<3} day {day:7.3f}  {what}")
+    await pump.end()
 
 
 def run_demo(out: Path, days: int = 3_650, say: Callable[[str], None] = print) -> Path:

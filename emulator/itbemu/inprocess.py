@@ -6,16 +6,19 @@ clock's time, and what the emulator writes back to this link comes back to the s
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
 from itbemu.device import Emulator
+from itbemu.faults import DeviceFault
 from itbproto.connection import Connection, Side
+from itbproto.errors import LinkClosedError
 from itbproto.firmware import Output
 from itbproto.machines import ProgrammingSession, SessionEvent
 
-__all__ = ["InProcessLink", "reads"]
+__all__ = ["InProcessHub", "InProcessLink", "InProcessTransport", "reads"]
 
 
 def reads(s: ProgrammingSession) -> Iterator[Callable[[], list[bytes]]]:
@@ -65,3 +68,69 @@ class InProcessLink:
 
     def close(self) -> None:
         self.emulator.detach(self.link)
+
+
+@dataclass
+class InProcessHub:
+    """The emulator as async transports in the same event loop: :meth:`connect` gives each programmer its
+    own link (an :class:`itbproto.transport.Transport`); :meth:`advance` lets device time pass and delivers
+    what it raised. ``drop_replies`` loses the next so many chunks to programmers (a fault for tests)."""
+
+    emulator: Emulator
+    clock: Clock
+    drop_replies: int = 0
+    _queues: dict[int, asyncio.Queue[bytes | None]] = field(default_factory=dict)
+
+    def connect(self, mtu: int | None = None) -> InProcessTransport:
+        link = self.emulator.attach(Connection(Side.PUMP, mtu=mtu))
+        self._queues[link] = asyncio.Queue()
+        return InProcessTransport(self, link, mtu)
+
+    def route(self, out: Output) -> None:
+        for link, chunks in out.items():
+            queue = self._queues.get(link)
+            if queue is None:
+                continue
+            for chunk in chunks:
+                if self.drop_replies:
+                    self.drop_replies -= 1
+                    continue
+                queue.put_nowait(chunk)
+
+    def advance(self, now: int) -> None:
+        """Device time to ``now`` (the clock must be there already); alarms go to every programmer."""
+        self.route(self.emulator.advance_to(now))
+
+    def inject(self, fault: DeviceFault) -> None:
+        self.route(self.emulator.inject(fault, self.clock.now()))
+
+    def disconnect(self, link: int) -> None:
+        self.emulator.detach(link)
+        queue = self._queues.pop(link, None)
+        if queue is not None:
+            queue.put_nowait(None)
+
+
+@dataclass
+class InProcessTransport:
+    """One programmer's link to an :class:`InProcessHub` (whole frames, or fragments for ``mtu``)."""
+
+    hub: InProcessHub
+    link: int
+    mtu: int | None = None
+    stream: bool = False
+
+    async def send(self, data: bytes) -> None:
+        if self.link not in self.hub._queues:
+            raise LinkClosedError("the link is closed")
+        self.hub.route(self.hub.emulator.receive(self.link, data, self.hub.clock.now()))
+
+    async def receive(self) -> bytes:
+        queue = self.hub._queues.get(self.link)
+        data = await queue.get() if queue is not None else None
+        if data is None:
+            raise LinkClosedError("the link is closed")
+        return data
+
+    async def close(self) -> None:
+        self.hub.disconnect(self.link)

@@ -18,11 +18,15 @@ The sans-IO core, most used names here; everything else in its module:
     SetRate(rate_ul_day=880)
 """
 
+from itbproto.client import PumpClient
 from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
 from itbproto.errors import (
+    CommandRefusedError,
     ItbError,
     LinkClosedError,
     LocalProtocolError,
+    NotAppliedError,
+    PairingError,
     ProtocolError,
     RemoteProtocolError,
     SafetyViolation,
@@ -36,12 +40,14 @@ from itbproto.machines import DeviceState, ProgrammingSession, PumpMachine
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy import DeviceProfile, Drug, TherapyState, advance, apply
+from itbproto.transport import TcpTransport, Transport
 from itbproto.wire import Frame, Message, decode, encode
 
 __version__ = "0.2.0"
 
 __all__ = [
     "BadRequest",
+    "CommandRefusedError",
     "Connection",
     "DeviceProfile",
     "DeviceState",
@@ -54,9 +60,12 @@ __all__ = [
     "LinkClosedError",
     "LocalProtocolError",
     "Message",
+    "NotAppliedError",
     "Notification",
+    "PairingError",
     "ProgrammingSession",
     "ProtocolError",
+    "PumpClient",
     "PumpMachine",
     "RemoteProtocolError",
     "Reply",
@@ -66,8 +75,10 @@ __all__ = [
     "SessionError",
     "Side",
     "SpecError",
+    "TcpTransport",
     "TherapyState",
     "TherapyStateError",
+    "Transport",
     "Verdict",
     "__version__",
     "advance",

@@ -15,6 +15,7 @@ from pathlib import Path
 from itbproto import __version__
 from itbproto.display import describe
 from itbproto.errors import ItbError
+from itbproto.remote import add_commands
 from itbproto.wire import CATALOG, decode
 
 
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     specs.add_argument("--write", action="store_true", help="rewrite instead of checking")
     specs.add_argument("--root", default=".", help="the checkout (default: the current directory)")
     specs.set_defaults(func=cmd_specs)
+    add_commands(sub)
     return parser
 
 

@@ -26,6 +26,8 @@ carries, as attributes, what was wrong::
      │    └── RemoteProtocolError            the peer's well-formed message breaks the protocol here
      ├── LocalProtocolError                  this side was asked to break the protocol; nothing was sent
      │    └── SessionError                   a session step not allowed in the session's current state
+     ├── CommandRefusedError                 the pump refused a request (its Nack: code, rules, reason)
+     ├── NotAppliedError                     a command did not take effect (lost, not taken, or declined)
      ├── PairingError                        a wrong PIN, an altered pairing message, a step out of order
      ├── LinkClosedError (ConnectionError)  the link went down before the answer came
      ├── SpecError                           a file in specs/ is malformed
@@ -47,10 +49,13 @@ half-parsed message, and a reassembler never returns a partial one.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AcknowledgementRequired",
     "AuthenticationError",
     "BadCrcError",
+    "CommandRefusedError",
     "DuplicateFragmentError",
     "FieldRangeError",
     "FragmentError",
@@ -63,6 +68,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedPayloadError",
     "MessageTooLongError",
+    "NotAppliedError",
     "PairingError",
     "PolicyError",
     "ProtocolError",
@@ -251,6 +257,22 @@ class RemoteProtocolError(ProtocolError):
 class LocalProtocolError(ItbError):
     """This side was asked to do what the protocol forbids (a second request in flight, a reply that
     answers no request, a frame larger than the peer accepts); nothing was sent, nothing changed."""
+
+
+class CommandRefusedError(ItbError):
+    """The pump refused a request: its ``Nack`` (code, rule IDs, reason). Nothing changed on the pump."""
+
+    def __init__(self, nack: Any) -> None:
+        rules = f" ({', '.join(nack.rules)})" if nack.rules else ""
+        super().__init__(f"refused: {nack.code.name}{rules}: {nack.detail}")
+        self.nack = nack
+        self.code = nack.code
+        self.rules: tuple[str, ...] = tuple(nack.rules)
+
+
+class NotAppliedError(ItbError):
+    """A command did not take effect (its reply was lost and the pump never took it, or the user declined);
+    send it again if it is still wanted."""
 
 
 class PairingError(ItbError):

@@ -57,6 +57,8 @@ class PumpView:
     refill: m.RefillSession | None = None
     residual: m.ResidualRecorded | None = None
     refill_stage: m.RefillStaged | None = None
+    #: the status time the history was read at (it shows the last 24 h as of then)
+    history_at: int | None = None
     #: the reads a change applied since has made out of date (``status``, ``history``, ...)
     outdated: set[str] = field(default_factory=set)
 
@@ -91,10 +93,13 @@ class PumpView:
                 self.device = reply
             case m.StatusReport():
                 self.status = reply
+                if self.history is not None and reply.device_time != self.history_at:
+                    self.outdated.add("history")  # time passed since: it no longer shows the last 24 h
             case m.PrescriptionReport():
                 self.prescription = reply.prescription
             case m.TherapyHistory():
                 self.history = reply
+                self.history_at = self.status.device_time if self.status is not None else None
             case m.PatientRecordReport():
                 self.records = reply.records
             case m.ThresholdsReport():

@@ -1,0 +1,308 @@
+"""PumpClient: the typed async API integrators use, on any transport.
+
+::
+
+    async with PumpClient(await TcpTransport.connect("127.0.0.1", 7878), profile, drug, policy) as pump:
+        status = await pump.status()
+        await pump.program(prescription, confirm=lambda summary: Acknowledgement(summary.acknowledge, "dr"))
+        async for alarm in pump.alarms():
+            await pump.acknowledge_alarm(alarm.alarm_id)
+
+It drives the library's :class:`~itbproto.machines.ProgrammingSession` (every check the programmer makes, the
+two-step programming with read-back, refills, uncertainty) over a
+:class:`~itbproto.transport.Transport`. One request at a time; a reader task takes everything the pump sends,
+answers go to the request that waits, alarms to :meth:`alarms`. A reply that does not come in time is never
+re-sent blindly: a delivery change is resolved by its transaction id (the status says whether the pump took
+it, the pump's memory gives its answer), anything else is sent again with the same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import TypeVar
+
+from itbproto.connection import Connection, Side
+from itbproto.errors import CommandRefusedError, LinkClosedError, NotAppliedError, SessionError
+from itbproto.machines.session import (
+    AlarmAnnounced,
+    Mismatch,
+    ProgrammingSession,
+    Refused,
+    Replied,
+    Resolved,
+    SessionEvent,
+    Summary,
+    Verified,
+)
+from itbproto.safety import SafetyPolicy
+from itbproto.therapy import DeviceProfile, Drug
+from itbproto.transport import Transport
+from itbproto.wire import messages as m
+from itbproto.wire.enums import BolusKind, Role
+from itbproto.wire.message import Message
+
+__all__ = ["PumpClient"]
+
+T = TypeVar("T", bound=Message)
+_ANSWERS = (Replied, Refused, Verified, Mismatch, Resolved)
+_CLOSED = object()
+
+
+class PumpClient:
+    """A programmer's connection to one pump (see the module docstring)."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        profile: DeviceProfile,
+        drug: Drug,
+        policy: SafetyPolicy,
+        *,
+        role: Role = Role.CLINICIAN,
+        name: str = "itbproto",
+        timeout_s: float = 10.0,
+        retries: int = 2,
+    ) -> None:
+        self.transport, self.name, self.timeout_s, self.retries = transport, name, timeout_s, retries
+        connection = Connection(Side.PROGRAMMER, mtu=transport.mtu, stream=transport.stream)
+        self.session = ProgrammingSession(
+            role=role, profile=profile, drug=drug, policy=policy, connection=connection
+        )
+        self._answers: asyncio.Queue[SessionEvent | object] = asyncio.Queue()
+        self._alarms: asyncio.Queue[m.AlarmRecord | object] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    # --- the link ----------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PumpClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> m.DeviceInfo:
+        """Open the session and read what the programmer's checks need."""
+        self._reader = asyncio.create_task(self._read())
+        info = await self._reply(self.session.open(self.name), m.DeviceInfo)
+        await self._request(self.session.authenticated())
+        await self.refresh()
+        return info
+
+    async def refresh(self) -> None:
+        """Read again what the checks need: status, patient record, prescription (if any), history."""
+        await self._request(self.session.read_status())
+        await self._request(self.session.read_patient_record())
+        status = self.session.pump.status
+        if status is not None and status.prescription_id:
+            await self._request(self.session.read_prescription())
+        await self._request(self.session.read_history())
+
+    async def close(self) -> None:
+        """Close the link (end the session first with :meth:`end` to have the pump log it)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LinkClosedError):
+                await self._reader
+        await self.transport.close()
+
+    # --- reads ----------------------------------------------------------------------------------------------
+
+    async def status(self) -> m.StatusReport:
+        return await self._reply(self.session.read_status(), m.StatusReport)
+
+    async def alarm_list(self) -> tuple[m.AlarmRecord, ...]:
+        """The active alarms."""
+        return (await self._reply(self.session.read_alarms(), m.AlarmList)).alarms
+
+    async def thresholds(self) -> m.AlarmThresholds:
+        return (await self._reply(self.session.read_thresholds(), m.ThresholdsReport)).thresholds
+
+    async def events(self, progress: Callable[[int, int], None] | None = None) -> list[m.EventRecord]:
+        """The event log (as far back as the pump keeps it), a page at a time; ``progress(read, total)``
+        after each page."""
+        entries: list[m.EventRecord] = []
+        while True:
+            first = entries[-1].index + 1 if entries else 0
+            page = await self._reply(self.session.read_events(first), m.EventLogPage)
+            entries += page.events
+            if progress is not None and entries:
+                progress(len(entries), page.total - entries[0].index)
+            if not page.events or entries[-1].index + 1 >= page.total:
+                return entries
+
+    # --- programming ----------------------------------------------------------------------------------------
+
+    async def program(
+        self, prescription: m.Prescription, confirm: Callable[[Summary], m.Acknowledgement | None]
+    ) -> m.Prescription:
+        """Check, stage, show the summary to ``confirm`` (None: the user declined), commit, read back."""
+        await self._reread()
+        self.session.draft(prescription)
+        self.session.check()
+        await self._request(self.session.send_stage())
+        summary = self.session.summary
+        assert summary is not None  # staged: the pump computed it
+        ack = confirm(summary)
+        if ack is None:
+            self.session.cancel_draft()
+            raise NotAppliedError("the user did not confirm the summary")
+        await self._request(self.session.confirm_summary(summary.digest, ack))
+        for event in await self._request(self.session.verify()):
+            if isinstance(event, Mismatch):
+                raise NotAppliedError(f"the pump holds another prescription than confirmed: {event.found}")
+        return prescription
+
+    async def set_rate(self, rate_ul_day: int, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
+        return await self._command(lambda: self.session.set_rate(rate_ul_day, ack), m.Ack)
+
+    async def bolus(
+        self, kind: BolusKind, volume_ul: int, duration_s: int, ack: m.Acknowledgement = m.NO_ACK
+    ) -> m.BolusStarted:
+        return await self._command(
+            lambda: self.session.start_bolus(kind, volume_ul, duration_s, ack), m.BolusStarted
+        )
+
+    async def suspend(self, duration_s: int, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
+        return await self._command(lambda: self.session.suspend(duration_s, ack), m.Ack)
+
+    async def resume(self, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
+        return await self._command(lambda: self.session.resume(ack), m.Ack)
+
+    async def refill(
+        self,
+        withdrawn_ul: int,
+        volume_ul: int,
+        concentration_ug_ml: int,
+        *,
+        bridge: bool = False,
+        ack: m.Acknowledgement = m.NO_ACK,
+    ) -> m.Ack:
+        """Begin, record what was withdrawn, stage the new drug, confirm it again (two-step confirmation)."""
+        await self._reread()
+        await self._request(self.session.start_refill())
+        await self._request(self.session.record_residual(withdrawn_ul))
+        await self._reread()
+        await self._request(self.session.stage_drug(volume_ul, concentration_ug_ml))
+        return await self._command(
+            lambda: self.session.confirm_refill_drug(volume_ul, concentration_ug_ml, bridge=bridge, ack=ack),
+            m.Ack,
+        )
+
+    async def set_thresholds(self, thresholds: m.AlarmThresholds) -> m.Ack:
+        return await self._reply(self.session.set_thresholds(thresholds), m.Ack)
+
+    async def set_clock(self, device_time: int) -> m.Ack:
+        return await self._reply(self.session.set_clock(device_time), m.Ack)
+
+    async def end(self, ack: m.Acknowledgement = m.NO_ACK) -> None:
+        """End the session (the pump refuses to while nothing flows, unless STOP-001 is acknowledged)."""
+        await self._reread()
+        await self._request(self.session.end(ack))
+
+    # --- alarms ---------------------------------------------------------------------------------------------
+
+    async def alarms(self) -> AsyncIterator[m.AlarmRecord]:
+        """Alarms as the pump announces them (and again, for critical ones, until acknowledged)."""
+        while (alarm := await self._alarms.get()) is not _CLOSED:
+            assert isinstance(alarm, m.AlarmRecord)
+            yield alarm
+
+    async def acknowledge_alarm(self, alarm_id: int) -> m.Ack:
+        return await self._reply(self.session.acknowledge_alarm(alarm_id), m.Ack)
+
+    async def silence_alarm(self, alarm_id: int, duration_s: int) -> m.Ack:
+        return await self._reply(self.session.silence_alarm(alarm_id, duration_s), m.Ack)
+
+    # --- internals ------------------------------------------------------------------------------------------
+
+    async def _command(self, send: Callable[[], list[bytes]], kind: type[T]) -> T:
+        """A command the programmer checks: what a change made out of date is read again first."""
+        await self._reread()
+        return await self._reply(send(), kind)
+
+    async def _reread(self) -> None:
+        if self.session.pump.to_reread():
+            await self.refresh()
+
+    async def _reply(self, chunks: list[bytes], kind: type[T]) -> T:
+        for event in await self._request(chunks):
+            if isinstance(event, Replied | Resolved) and isinstance(event.reply, kind):
+                return event.reply
+        raise SessionError("client", "reply", self.session.state, f"no {kind.__name__} came back")
+
+    async def _request(self, chunks: list[bytes]) -> list[SessionEvent]:
+        """Send a request; what came back until its answer. A lost reply is resolved as the module says."""
+        async with self._lock:
+            for attempt in range(self.retries + 1):
+                for chunk in chunks:
+                    await self.transport.send(chunk)
+                try:
+                    events = await self._answer()
+                except TimeoutError:
+                    if attempt == self.retries:
+                        raise LinkClosedError(f"no answer after {self.retries + 1} tries") from None
+                    chunks = self.session.response_lost()
+                    continue
+                return await self._settle(events)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _settle(self, events: list[SessionEvent]) -> list[SessionEvent]:
+        """Resolve an uncertain command the status showed taken; raise for a refusal."""
+        u = self.session.uncertain
+        if u is not None and u.answered and self.session.pending is None:
+            for chunk in self.session.resolve():
+                await self.transport.send(chunk)
+            events += await self._answer()
+        for event in events:
+            if isinstance(event, Refused):
+                raise CommandRefusedError(event.nack)
+            if isinstance(event, Resolved) and event.applied is not True:
+                if isinstance(event.reply, m.Nack) and event.applied is False:
+                    raise CommandRefusedError(event.reply)
+                raise NotAppliedError(
+                    f"{type(event.request).__name__} was "
+                    + (
+                        "not applied"
+                        if event.applied is False
+                        else "forgotten by the pump: read its event log"
+                    )
+                )
+        return events
+
+    async def _answer(self) -> list[SessionEvent]:
+        events: list[SessionEvent] = []
+        while not any(isinstance(e, _ANSWERS) for e in events):
+            event = await asyncio.wait_for(self._answers.get(), self.timeout_s)
+            if event is _CLOSED:
+                raise LinkClosedError("the link to the pump is gone")
+            assert isinstance(event, SessionEvent)
+            events.append(event)
+        while not self._answers.empty():  # what the same reply also said (Verified after its Replied)
+            event = self._answers.get_nowait()
+            if event is _CLOSED:
+                self._answers.put_nowait(event)
+                break
+            assert isinstance(event, SessionEvent)
+            events.append(event)
+        return events
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                for event in self.session.receive(await self.transport.receive()):
+                    if isinstance(event, AlarmAnnounced):
+                        self._alarms.put_nowait(event.alarm)
+                    else:
+                        self._answers.put_nowait(event)
+        except LinkClosedError:
+            self.session.disconnected()
+        finally:
+            self._answers.put_nowait(_CLOSED)
+            self._alarms.put_nowait(_CLOSED)

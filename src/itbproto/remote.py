@@ -1,0 +1,151 @@
+"""``itbproto status | log | alarms | program --target tcp://HOST:PORT``: a pump programmed from the shell.
+
+Each command opens a :class:`~itbproto.client.PumpClient` on the target, does one thing, ends the session
+and prints the result (``--json``: JSON, one object or one per line). Run the emulator in one terminal
+(``itbemu serve --tcp 127.0.0.1:7878``) and program it from another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from itbproto.client import PumpClient
+from itbproto.display import describe
+from itbproto.machines.session import Summary
+from itbproto.safety import SafetyPolicy
+from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
+from itbproto.transport import TcpTransport, parse_target
+from itbproto.wire import messages as m
+from itbproto.wire.enums import Role
+from itbproto.wire.fields import RecordType
+from itbproto.wire.message import Message
+
+__all__ = ["add_commands"]
+
+_EVENT = RecordType(m.EventRecord)
+_ALARM = RecordType(m.AlarmRecord)
+
+
+def _run(args: argparse.Namespace, work: Callable[[PumpClient], Awaitable[None]]) -> int:
+    async def session() -> None:
+        host, port = parse_target(args.target)
+        transport = await TcpTransport.connect(host, port)
+        policy = SafetyPolicy(load_rules())
+        role = Role[args.role.upper()]
+        async with PumpClient(
+            transport, load_profile(args.profile), load_drug(), policy, role=role, name="itbproto cli"
+        ) as pump:
+            await work(pump)  # (reads leave by closing the link; program ends its session itself)
+
+    asyncio.run(session())
+    return 0
+
+
+def _show(message: Message, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(message.to_json()))
+    else:
+        for name, value in describe(message):
+            print(f"{name:>24}: {value}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def work(pump: PumpClient) -> None:
+        _show(await pump.status(), args.json)
+
+    return _run(args, work)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    def progress(read: int, total: int) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rreading the log: {read}/{total}")
+            sys.stderr.flush()
+
+    async def work(pump: PumpClient) -> None:
+        entries = await pump.events(progress)
+        if sys.stderr.isatty():
+            sys.stderr.write("\n")
+        for entry in entries:
+            if args.json:
+                print(json.dumps(_EVENT.to_json(entry)))
+            else:
+                detail = f"  {entry.detail}" if entry.detail else ""
+                what = f"{entry.code.name:<24} txn {entry.txn:<6} {entry.value}{detail}"
+                print(f"#{entry.index:<5} {entry.at:>11} s  {what}")
+
+    return _run(args, work)
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    async def work(pump: PumpClient) -> None:
+        for alarm in await pump.alarm_list():
+            if args.acknowledge:
+                await pump.acknowledge_alarm(alarm.alarm_id)
+            if args.json:
+                print(json.dumps(_ALARM.to_json(alarm)))
+            else:
+                state = (
+                    "acknowledged now" if args.acknowledge else ("acknowledged" if alarm.acknowledged else "")
+                )
+                print(f"{alarm.alarm_id:>4}  {alarm.code.name:<18} {alarm.severity.name.lower():<13} {state}")
+
+    return _run(args, work)
+
+
+def cmd_program(args: argparse.Namespace) -> int:
+    prescription = load_prescription(args.prescription)
+
+    def confirm(summary: Summary) -> m.Acknowledgement | None:
+        print(f"new daily dose: {summary.daily_dose_ng} ng (the pump computed it)", file=sys.stderr)
+        if summary.acknowledge:
+            print(f"to acknowledge: {', '.join(summary.acknowledge)}", file=sys.stderr)
+        if not args.yes:
+            answer = input("confirm? [yes/no] ")
+            if answer.strip().lower() != "yes":
+                return None
+        return m.Acknowledgement(rules=summary.acknowledge, by=args.by)
+
+    async def work(pump: PumpClient) -> None:
+        await pump.program(prescription, confirm)
+        _show(await pump.status(), args.json)
+        await pump.end()
+
+    return _run(args, work)
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The remote commands, on the ``itbproto`` parser."""
+    commands = {
+        "status": (cmd_status, "read a pump's status"),
+        "log": (cmd_log, "download a pump's event log (a progress bar on a terminal)"),
+        "alarms": (cmd_alarms, "list a pump's active alarms (--acknowledge: acknowledge them)"),
+        "program": (
+            cmd_program,
+            "program a prescription: check, stage, confirm the summary, commit, read back",
+        ),
+    }
+    for name, (func, text) in commands.items():
+        p = sub.add_parser(name, help=text, description=text + ". " + (__doc__ or "").splitlines()[0])
+        p.add_argument(
+            "--target", required=True, metavar="tcp://HOST:PORT", help="the pump (itbemu serve --tcp)"
+        )
+        p.add_argument("--profile", choices=profile_ids(), default="itb-20", help="the pump's device profile")
+        p.add_argument(
+            "--role", choices=[r.name.lower() for r in Role], default="clinician", help="session role"
+        )
+        p.add_argument("--by", default="cli", help="who acknowledges (logged by the pump)")
+        p.add_argument("--json", action="store_true", help="JSON output")
+        if name == "alarms":
+            p.add_argument("--acknowledge", action="store_true", help="acknowledge every active alarm")
+        if name == "program":
+            p.add_argument(
+                "--prescription", type=Path, required=True, help="a prescription (TOML, examples/)"
+            )
+            p.add_argument("--yes", action="store_true", help="confirm the summary without asking")
+        p.set_defaults(func=func)

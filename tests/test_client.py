@@ -1,0 +1,200 @@
+"""PumpClient conformance: every behaviour proven on every transport (in-process and TCP; BLE joins later).
+
+The emulator runs on a virtual clock the test moves; the client is the one integrators use."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
+from factories import POLICY
+from itbemu import DeviceFault, Emulator, TcpServer, VirtualClock
+from itbemu.device import START, new_therapy
+from itbemu.inprocess import InProcessHub
+from itbproto.client import PumpClient
+from itbproto.errors import CommandRefusedError, SafetyViolation
+from itbproto.specfiles import load_drug, load_prescription, load_profile
+from itbproto.therapy import SCALE
+from itbproto.transport import TcpTransport, Transport
+from itbproto.wire import Acknowledgement, AlarmCode, ErrorCode, EventCode
+
+CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
+TRANSPORTS = ["inprocess", "tcp"]
+
+
+@dataclass
+class Target:
+    """An emulated pump behind one transport, and the hands to move its time and break its hardware."""
+
+    emulator: Emulator
+    clock: VirtualClock
+    connect: Callable[[], Awaitable[Transport]]
+    catch_up: Callable[[], Awaitable[None]]
+    inject: Callable[[DeviceFault], Awaitable[None]]
+    drop_replies: Callable[[int], None]
+
+    async def client(self, name: str = "qa", timeout_s: float = 5.0) -> PumpClient:
+        """A client on a new link (``async with`` connects it)."""
+        transport = await self.connect()
+        return PumpClient(
+            transport, load_profile("itb-20"), load_drug(), POLICY, name=name, timeout_s=timeout_s
+        )
+
+    async def advance(self, seconds: int) -> None:
+        self.clock.advance_to(self.clock.now() + seconds)
+        await self.catch_up()
+
+
+@asynccontextmanager
+async def target(kind: str) -> AsyncIterator[Target]:
+    therapy = new_therapy(
+        load_profile("itb-20"), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
+    )
+    emulator = Emulator.create(therapy, POLICY, serial="EMU-QA")
+    clock = VirtualClock(START)
+    if kind == "inprocess":
+        hub = InProcessHub(emulator, clock)
+
+        async def connect_inprocess() -> Transport:
+            return hub.connect()
+
+        async def catch_up_inprocess() -> None:
+            hub.advance(clock.now())
+
+        async def inject_inprocess(fault: DeviceFault) -> None:
+            hub.inject(fault)
+
+        def drop(n: int) -> None:
+            hub.drop_replies = n
+
+        yield Target(emulator, clock, connect_inprocess, catch_up_inprocess, inject_inprocess, drop)
+        return
+    server = TcpServer(emulator, clock)
+    host, port = await server.start()
+
+    async def connect_tcp() -> Transport:
+        return await TcpTransport.connect(host, port)
+
+    def drop_tcp(n: int) -> None:
+        server.drop_replies = n
+
+    try:
+        yield Target(emulator, clock, connect_tcp, server.catch_up, server.inject, drop_tcp)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def on_every_transport(test: Callable[[Target], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
+    def run(kind: str) -> None:
+        async def body() -> None:
+            async with target(kind) as t:
+                await asyncio.wait_for(test(t), 60)
+
+        asyncio.run(body())
+
+    run.__name__, run.__doc__ = test.__name__, test.__doc__
+    return pytest.mark.parametrize("kind", TRANSPORTS)(run)
+
+
+def confirmed(summary: Any) -> Acknowledgement:
+    return Acknowledgement(rules=summary.acknowledge, by="dr qa")
+
+
+@on_every_transport
+async def test_connect_read_status_and_download_the_log_with_progress(t: Target) -> None:
+    async with await t.client() as pump:
+        status = await pump.status()
+        assert status.reservoir_ul == 20_000
+        assert status.device_time == START
+        seen: list[tuple[int, int]] = []
+        log = await pump.events(lambda read, total: seen.append((read, total)))
+        assert [e.code for e in log][:2] == [EventCode.BOOT, EventCode.SESSION_STARTED]
+        assert seen[-1][0] == len(log) == seen[-1][1]
+
+
+@on_every_transport
+async def test_program_with_confirmation_and_read_back_then_titrate(t: Target) -> None:
+    async with await t.client() as pump:
+        assert await pump.program(CONTINUOUS, confirmed) == CONTINUOUS
+        assert t.emulator.therapy.prescription == CONTINUOUS
+        await t.advance(SCALE)
+        await pump.set_rate(880)
+        assert (await pump.status()).rate_ul_day == 880
+        with pytest.raises(SafetyViolation) as refused:  # the programmer refuses: nothing is sent
+            await pump.set_rate(968)
+        assert refused.value.rule_ids == ("TITR-002",)
+        assert t.emulator.therapy.prescription is not None
+        assert t.emulator.therapy.prescription.steps[0].rate_ul_day == 880
+        declined = await pump.status()
+        with pytest.raises(Exception, match="did not confirm"):
+            await pump.program(CONTINUOUS, lambda summary: None)
+        assert (await pump.status()).prescription_id == declined.prescription_id
+
+
+@on_every_transport
+async def test_one_programs_another_gets_busy(t: Target) -> None:
+    async with await t.client("a") as a, await t.client("b") as b:
+        await a.program(CONTINUOUS, confirmed)
+        with pytest.raises(CommandRefusedError) as busy:
+            await b.program(CONTINUOUS, confirmed)
+        assert busy.value.code is ErrorCode.BUSY
+        assert (await b.status()).prescription_id == (await a.status()).prescription_id  # reads are free
+
+
+@on_every_transport
+async def test_alarms_arrive_as_an_async_iterator_and_are_acknowledged(t: Target) -> None:
+    async with await t.client() as pump:
+        await t.inject(DeviceFault("motor-stall"))
+        async for alarm in pump.alarms():
+            assert alarm.code is AlarmCode.MOTOR_STALL
+            await pump.acknowledge_alarm(alarm.alarm_id)
+            break
+        assert t.emulator.therapy.alarms[0].acknowledged
+
+
+@on_every_transport
+async def test_the_refill_flow_with_two_confirmations(t: Target) -> None:
+    async with await t.client() as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        await t.advance(10 * SCALE)
+        left = (await pump.status()).reservoir_ul
+        await pump.refill(left, 20_000, 500)
+        assert (await pump.status()).reservoir_ul == 20_000
+
+
+@on_every_transport
+async def test_a_lost_reply_is_resolved_by_its_transaction_never_sent_twice(t: Target) -> None:
+    async with await t.client(timeout_s=0.3) as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        await t.advance(SCALE)
+        await pump.refresh()
+        t.drop_replies(1)  # the SetRate's Ack is lost
+        ack = await pump.set_rate(880)
+        assert ack.request.name == "SET_RATE"
+        changes = [e for e in t.emulator.pump.log.since(0) if e.code is EventCode.RATE_CHANGED]
+        assert len(changes) == 1  # applied once
+
+
+@on_every_transport
+async def test_weeks_later_a_refill_is_checked_against_a_fresh_history(t: Target) -> None:
+    # found by the demo: a status read weeks after the history made the programmer count the last day twice
+    async with await t.client() as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        await t.advance(SCALE)
+        await pump.set_rate(880)
+        with pytest.raises(SafetyViolation):
+            await pump.set_rate(968)
+        await t.advance(18 * SCALE)
+        alarm = await anext(aiter(pump.alarms()))
+        assert alarm.code is AlarmCode.LOW_RESERVOIR
+        await pump.acknowledge_alarm(alarm.alarm_id)
+        left = (await pump.status()).reservoir_ul
+        await pump.refill(left, 20_000, 500)
+        assert (await pump.status()).reservoir_ul == 20_000
