@@ -71,7 +71,7 @@ async def target(kind: str) -> AsyncIterator[Target]:
             hub.inject(fault)
 
         def drop(n: int) -> None:
-            hub.drop_replies = n
+            hub.faults.lose_next = n
 
         yield Target(emulator, clock, connect_inprocess, catch_up_inprocess, inject_inprocess, drop)
         return
@@ -82,7 +82,7 @@ async def target(kind: str) -> AsyncIterator[Target]:
         return await TcpTransport.connect(host, port)
 
     def drop_tcp(n: int) -> None:
-        server.drop_replies = n
+        server.faults.lose_next = n
 
     try:
         yield Target(emulator, clock, connect_tcp, server.catch_up, server.inject, drop_tcp)

@@ -84,6 +84,8 @@ class LinkFaults:
     disconnect: float = 0.0
     delay_ms: int = 0
     seed: int = 0
+    #: the next so many chunks are lost for certain (a test's fault, beside the random ones)
+    lose_next: int = 0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +97,13 @@ class LinkFaults:
     @property
     def active(self) -> bool:
         return any((self.drop, self.duplicate, self.corrupt, self.disconnect, self.delay_ms))
+
+    def lost(self) -> bool:
+        """Whether the next chunk is one of the ``lose_next`` (and count it)."""
+        if self.lose_next:
+            self.lose_next -= 1
+            return True
+        return False
 
     def carry(self, chunk: bytes) -> tuple[list[bytes], bool]:
         """What arrives of ``chunk`` (nothing, it, a corrupted copy, or it twice), and whether the link

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
 from itbemu.device import Emulator
-from itbemu.faults import DeviceFault
+from itbemu.faults import DeviceFault, LinkFaults
 from itbproto.connection import Connection, Side
 from itbproto.errors import LinkClosedError
 from itbproto.firmware import Output
@@ -74,11 +74,11 @@ class InProcessLink:
 class InProcessHub:
     """The emulator as async transports in the same event loop: :meth:`connect` gives each programmer its
     own link (an :class:`itbproto.transport.Transport`); :meth:`advance` lets device time pass and delivers
-    what it raised. ``drop_replies`` loses the next so many chunks to programmers (a fault for tests)."""
+    what it raised. ``faults.lose_next`` loses the next so many chunks to programmers (a fault for tests)."""
 
     emulator: Emulator
     clock: Clock
-    drop_replies: int = 0
+    faults: LinkFaults = field(default_factory=LinkFaults)
     _queues: dict[int, asyncio.Queue[bytes | None]] = field(default_factory=dict)
 
     def connect(self, mtu: int | None = None) -> InProcessTransport:
@@ -92,10 +92,8 @@ class InProcessHub:
             if queue is None:
                 continue
             for chunk in chunks:
-                if self.drop_replies:
-                    self.drop_replies -= 1
-                    continue
-                queue.put_nowait(chunk)
+                if not self.faults.lost():
+                    queue.put_nowait(chunk)
 
     def advance(self, now: int) -> None:
         """Device time to ``now`` (the clock must be there already); alarms go to every programmer."""

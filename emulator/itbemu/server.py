@@ -42,8 +42,6 @@ class TcpServer:
     #: the kernel's send buffer for each client (SO_SNDBUF; None: the system's)
     send_buffer: int | None = None
     max_clients: int = 32
-    #: the next so many chunks to programmers are lost (a fault for tests, beside the seeded ``faults``)
-    drop_replies: int = 0
     _server: asyncio.Server | None = field(default=None, init=False)
     _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict, init=False)
     _ticker: asyncio.Task[None] | None = field(default=None, init=False)
@@ -138,8 +136,7 @@ class TcpServer:
             if writer is None:
                 continue
             for chunk in chunks:
-                if self.drop_replies:
-                    self.drop_replies -= 1
+                if self.faults.lost():
                     continue
                 parts, down = self.faults.carry(chunk) if self.faults.active else ([chunk], False)
                 if self.faults.delay_ms:
