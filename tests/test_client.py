@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from conftest import ROOT
 from factories import POLICY
-from itbemu import DeviceFault, Emulator, TcpServer, VirtualClock
+from itbemu import DeviceFault, Emulator, LinkFaults, TcpServer, VirtualClock
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbproto.client import PumpClient
@@ -198,3 +198,30 @@ async def test_weeks_later_a_refill_is_checked_against_a_fresh_history(t: Target
         left = (await pump.status()).reservoir_ul
         await pump.refill(left, 20_000, 500)
         assert (await pump.status()).reservoir_ul == 20_000
+
+
+def test_through_a_lossy_tcp_link_each_command_applies_once() -> None:
+    """The server's seeded link faults lose and repeat frames both ways; the client times out, asks again
+    with the same transaction id, and the pump answers each command once."""
+
+    async def body() -> None:
+        profile, drug = load_profile("itb-20"), load_drug()
+        therapy = new_therapy(profile, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
+        emulator = Emulator.create(therapy, POLICY, serial="EMU-LOSSY")
+        server = TcpServer(
+            emulator, VirtualClock(START), faults=LinkFaults(drop=0.15, duplicate=0.15, seed=4)
+        )
+        host, port = await server.start()
+        try:
+            transport = await TcpTransport.connect(host, port)
+            async with PumpClient(transport, profile, drug, POLICY, timeout_s=0.4, retries=10) as pump:
+                for i in range(10):
+                    await pump.set_thresholds(replace(profile.thresholds, low_reservoir_ul=2_000 + i))
+        finally:
+            server.close()
+            await server.wait_closed()
+        applied = [e.txn for e in emulator.pump.log.since(0) if e.code is EventCode.THRESHOLDS_CHANGED]
+        assert len(applied) == len(set(applied)) == 10  # never twice
+        assert emulator.therapy.thresholds.low_reservoir_ul == 2_009
+
+    asyncio.run(asyncio.wait_for(body(), 120))

@@ -196,10 +196,10 @@ class PumpClient:
         )
 
     async def set_thresholds(self, thresholds: m.AlarmThresholds) -> m.Ack:
-        return await self._reply(self.session.set_thresholds(thresholds), m.Ack)
+        return await self._command(lambda: self.session.set_thresholds(thresholds), m.Ack)
 
     async def set_clock(self, device_time: int) -> m.Ack:
-        return await self._reply(self.session.set_clock(device_time), m.Ack)
+        return await self._command(lambda: self.session.set_clock(device_time), m.Ack)
 
     async def end(self, ack: m.Acknowledgement = m.NO_ACK) -> None:
         """End the session (the pump refuses to while nothing flows, unless STOP-001 is acknowledged)."""
