@@ -53,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         emulator = Emulator.open(store, policy)
     else:
         emulator = _new_pump(args, policy, store)
+    emulator.firmware.pin, emulator.firmware.require_pairing = args.pin, args.require_pairing
     plan = FaultPlan.load(args.faults) if args.faults else FaultPlan()
     clock = RealClock(start=emulator.now, speed=args.speed)
     emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--concentration", type=int, default=500, help="µg/mL in a new pump's reservoir")
     serve.add_argument("--reservoir", type=int, help="µL in a new pump's reservoir (default: full)")
     serve.add_argument("--screening-ug", type=int, default=300, help="the patient's effective screening dose")
+    serve.add_argument("--pin", help="accept pairing: the PIN the pump shows (e.g. 493817)")
+    serve.add_argument("--require-pairing", action="store_true", help="only paired programmers may connect")
     serve.set_defaults(func=cmd_serve)
 
     sim = commands.add_parser("simulate", help="run therapy on the virtual clock")

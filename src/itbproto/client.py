@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TypeVar
@@ -38,6 +39,7 @@ from itbproto.machines.session import (
     Verified,
 )
 from itbproto.safety import SafetyPolicy
+from itbproto.security.pairing import PairedKey, ProgrammerPairing
 from itbproto.therapy import DeviceProfile, Drug
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
@@ -65,8 +67,11 @@ class PumpClient:
         name: str = "itbproto",
         timeout_s: float = 10.0,
         retries: int = 2,
+        key: PairedKey | None = None,
+        entropy: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.transport, self.name, self.timeout_s, self.retries = transport, name, timeout_s, retries
+        self.key, self.entropy = key, entropy
         connection = Connection(Side.PROGRAMMER, mtu=transport.mtu, stream=transport.stream)
         self.session = ProgrammingSession(
             role=role, profile=profile, drug=drug, policy=policy, connection=connection
@@ -79,7 +84,11 @@ class PumpClient:
     # --- the link ----------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> PumpClient:
-        await self.connect()
+        try:
+            await self.connect(self.key)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(
@@ -87,10 +96,21 @@ class PumpClient:
     ) -> None:
         await self.close()
 
-    async def connect(self) -> m.DeviceInfo:
-        """Open the session and read what the programmer's checks need."""
-        self._reader = asyncio.create_task(self._read())
-        info = await self._reply(self.session.open(self.name), m.DeviceInfo)
+    async def pair(self, pin: str, serial: str) -> PairedKey:
+        """Pair with the PIN the pump shows (SPAKE2, :mod:`itbproto.security.pairing`): the key to keep (see
+        :mod:`itbproto.security.keystore`) and to connect with from then on; the role is this client's."""
+        self._start_reading()
+        pairing = ProgrammerPairing(pin, serial, self.session.role, entropy=self.entropy)
+        reply = await self._reply(self.session.connection.send(pairing.start()), m.PairReply)
+        result = await self._reply(self.session.connection.send(pairing.confirm(reply)), m.PairResult)
+        return pairing.finish(result)
+
+    async def connect(self, key: PairedKey | None = None) -> m.DeviceInfo:
+        """Open the session (with a paired ``key``: sealed, in the key's role) and read what the programmer's
+        checks need."""
+        self._start_reading()
+        nonce = self.entropy(16) if key is not None else bytes(16)
+        info = await self._reply(self.session.open(self.name, key, nonce), m.DeviceInfo)
         await self._request(self.session.authenticated())
         await self.refresh()
         return info
@@ -103,6 +123,10 @@ class PumpClient:
         if status is not None and status.prescription_id:
             await self._request(self.session.read_prescription())
         await self._request(self.session.read_history())
+
+    def _start_reading(self) -> None:
+        if self._reader is None:
+            self._reader = asyncio.create_task(self._read())
 
     async def close(self) -> None:
         """Close the link (end the session first with :meth:`end` to have the pump log it)."""

@@ -22,11 +22,15 @@ through it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from itbproto.connection import BadRequest, Connection, Dropped, Request
-from itbproto.errors import ProtocolError
+from itbproto.errors import PairingError, ProtocolError
 from itbproto.machines.pump import CLOSED, PumpMachine, Session
+from itbproto.security.keys import session_keys
+from itbproto.security.pairing import PumpPairing
 from itbproto.wire import messages as m
 from itbproto.wire.enums import ErrorCode, EventCode
 from itbproto.wire.message import Effect, Message
@@ -45,6 +49,7 @@ Output = dict[int, list[bytes]]
 class _Link:
     connection: Connection
     session: Session = CLOSED
+    pairing: PumpPairing | None = None  # an exchange under way on this link
 
 
 @dataclass
@@ -56,6 +61,12 @@ class Firmware:
     dropped: list[tuple[int, ProtocolError]] = field(default_factory=list)
     #: the link holding the programming lock, if any
     programming: int | None = None
+    #: the PIN the pump shows while it accepts pairing (None: it does not)
+    pin: str | None = None
+    #: only paired programmers may open a session (a Hello without a known key is refused)
+    require_pairing: bool = False
+    #: where the pump's random bytes come from (nonces, SPAKE2, salts); a parameter, so runs can repeat
+    entropy: Callable[[int], bytes] = os.urandom
     _links: dict[int, _Link] = field(default_factory=dict)
     _next: int = 0
 
@@ -83,18 +94,84 @@ class Firmware:
                 case Request(message=request, txn=txn) if self._busy(link, request):
                     busy = m.Nack.refusing(request.TYPE, ErrorCode.BUSY, "another programmer is programming")
                     self._refuse(out, link, busy, txn)
+                case Request(message=m.PairStart() | m.PairConfirm() as request, txn=txn):
+                    self._pair(out, link, request, txn, now)
+                case Request(message=m.Hello() as hello, txn=txn) if self._unkeyed(hello) is not None:
+                    refusal = self._unkeyed(hello)
+                    assert refusal is not None
+                    self._refuse(out, link, m.Nack.refusing(hello.TYPE, *refusal), txn)
                 case Request(message=request, txn=txn):
                     answer = self.pump.handle(request, txn, now, state.session)
                     self._broadcast(out, answer.notifications)
                     state.session = answer.session
                     self._lock(link, request, state.session)
-                    out.setdefault(link, []).extend(state.connection.send(answer.reply, txn))
+                    reply = answer.reply
+                    if isinstance(request, m.Hello) and request.key_id and isinstance(reply, m.DeviceInfo):
+                        reply = replace(reply, nonce=self.entropy(16), paired=True)
+                        out.setdefault(link, []).extend(state.connection.send(reply, txn))
+                        self._seal(state, request, reply)  # from the next frame on, both ways sealed
+                    else:
+                        out.setdefault(link, []).extend(state.connection.send(reply, txn))
                     state.connection.peer_max_frame = state.session.max_frame
                 case BadRequest(reply=nack, txn=txn):
                     self._refuse(out, link, nack, txn)
                 case Dropped(error=error):
                     self.dropped.append((link, error))
         return out
+
+    def _unkeyed(self, hello: m.Hello) -> tuple[ErrorCode, str] | None:
+        """Why a Hello may not open a session: an unknown key, a role its key does not carry, or no key
+        when pairing is required; None when it may."""
+        if hello.key_id == 0:
+            return (
+                (ErrorCode.NOT_AUTHENTICATED, "pair first: this pump takes paired programmers only")
+                if (self.require_pairing)
+                else None
+            )
+        key = self.pump.state.key(hello.key_id)
+        if key is None:
+            return ErrorCode.NOT_AUTHENTICATED, f"no key {hello.key_id}: pair again"
+        if key.role is not hello.role:
+            return ErrorCode.ROLE_FORBIDDEN, f"key {hello.key_id} carries the {key.role.name.lower()} role"
+        return None
+
+    def _seal(self, state: _Link, hello: m.Hello, info: m.DeviceInfo) -> None:
+        key = self.pump.state.key(hello.key_id)
+        assert key is not None  # _unkeyed let it through
+        state.connection.channel = session_keys(key.long_term, hello.nonce, info.nonce).pump()
+
+    def _pair(self, out: Output, link: int, request: m.PairStart | m.PairConfirm, txn: int, now: int) -> None:
+        """The pump's side of pairing (:mod:`itbproto.security.pairing`), with the PIN it shows."""
+        state = self._links[link]
+        if self.pin is None:
+            refusal = (ErrorCode.WRONG_STATE, "pairing is closed: open it on the pump (it shows a PIN)")
+        elif not self.pump.pairing_allowed(now):
+            refusal = (ErrorCode.NOT_AUTHENTICATED, "too many wrong PINs: pairing is locked for now")
+        elif isinstance(request, m.PairStart):
+            state.pairing = PumpPairing(self.pin, self.pump.state.serial, entropy=self.entropy)
+            try:
+                reply = state.pairing.reply(request)
+            except PairingError as exc:
+                state.pairing = None
+                refusal = (ErrorCode.MALFORMED, str(exc))
+            else:
+                out.setdefault(link, []).extend(state.connection.send(reply, txn))
+                return
+        elif state.pairing is None:
+            refusal = (ErrorCode.WRONG_STATE, "send PairStart first")
+        else:
+            pairing, state.pairing = state.pairing, None
+            key_id = max((k.key_id for k in self.pump.state.keys), default=0) + 1
+            try:
+                result, key = pairing.result(request, key_id)
+            except PairingError:
+                self.pump.pin_failed(now)
+                refusal = (ErrorCode.NOT_AUTHENTICATED, "wrong PIN")
+            else:
+                self.pump.add_key(key.role, key.long_term, now)
+                out.setdefault(link, []).extend(state.connection.send(result, txn))
+                return
+        self._refuse(out, link, m.Nack.refusing(request.TYPE, *refusal), txn)
 
     def _refuse(self, out: Output, link: int, nack: m.Nack, txn: int) -> None:
         """A request the pump never sees: logged, and its Nack sent back."""

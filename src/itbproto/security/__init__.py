@@ -1,11 +1,12 @@
 """Security, sans-IO: PIN pairing with SPAKE2, per-connection keys, the AES-CCM sealed channel.
 
-Not wired into the pump and the client yet (issue 15 goes on): these are the pieces, tested on their own and
-through a :class:`~itbproto.connection.Connection`.
+The pump pairs in its firmware (:class:`~itbproto.firmware.Firmware`: ``pin``, ``require_pairing``); a
+:class:`~itbproto.client.PumpClient` pairs with ``pair()`` and connects sealed with ``connect(key)``.
 """
 
 from itbproto.security.channel import TO_PROGRAMMER, TO_PUMP, SealedChannel
 from itbproto.security.keys import SessionKeys, session_keys
+from itbproto.security.keystore import load_key, save_key
 from itbproto.security.pairing import PairedKey, PinGuard, ProgrammerPairing, PumpPairing
 
 __all__ = [
@@ -17,5 +18,7 @@ __all__ = [
     "PumpPairing",
     "SealedChannel",
     "SessionKeys",
+    "load_key",
+    "save_key",
     "session_keys",
 ]

@@ -251,3 +251,5 @@ class EventCode(enum.IntEnum):
     MRI_BEGUN = 27
     MRI_ENDED = 28
     ACKNOWLEDGED = 29  # a hazard acknowledged with a command: detail names the rule and who
+    PAIRED = 30  # a programmer paired: value the key id, detail its role
+    PAIRING_FAILED = 31  # a wrong PIN (or an altered exchange): value the failures in a row

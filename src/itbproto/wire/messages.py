@@ -233,6 +233,9 @@ class DeviceInfo(Message):
     paired: bool = field(BOOL)
     pump_kind: PumpKind = field(EnumType(PumpKind), doc="what a strong magnetic field does to it")
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the pump accepts")
+    nonce: bytes = field(
+        BlobType(16, 16), default=bytes(16), doc="the pump's fresh session nonce (keyed Hello)"
+    )
     last_txn: int = field(ID, doc="last command transaction id answered; number the next one above it")
 
 
@@ -244,6 +247,8 @@ class Hello(Message):
     role: Role = field(EnumType(Role))
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the programmer accepts")
     client: str = field(TextType(16), doc="programmer name, for the event log")
+    key_id: int = field(U32, default=0, doc="the paired key this session runs under; 0: unpaired")
+    nonce: bytes = field(BlobType(16, 16), default=bytes(16), doc="the programmer's fresh session nonce")
 
 
 @message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), roles=ANYONE)

@@ -2,7 +2,7 @@
 
 from itbproto.machines.pump.log import EventLog
 from itbproto.machines.pump.machine import REFILL_TIMEOUT_S, PumpMachine
-from itbproto.machines.pump.state import CLOSED, Answer, DeviceState, Outcome, Session
+from itbproto.machines.pump.state import CLOSED, Answer, DeviceState, Outcome, Session, StoredKey
 from itbproto.machines.pump.table import PUMP, mode_of
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "Outcome",
     "PumpMachine",
     "Session",
+    "StoredKey",
     "mode_of",
 ]

@@ -24,7 +24,7 @@ from itbproto.wire.message import Message, Record, message_class
 __all__ = ["FORMAT", "dump", "load"]
 
 #: the snapshot format; a change that old snapshots cannot be read with changes it
-FORMAT = 3  # 2: the patient record, the fluid path, the dose log with peaks (issue 13); 3: the battery charge
+FORMAT = 4  # 2: patient record, fluid path, dose peaks (issue 13); 3: battery charge; 4: paired keys
 
 
 def dump(state: DeviceState) -> dict[str, Json]:
@@ -79,6 +79,8 @@ def _dump(value: Any, hint: Any) -> Json:
         return {name: _dump(getattr(value, name), h) for name, h in _fields(cast(type, hint))}
     if hint in (int, str, bool):
         return cast(Json, value)
+    if hint is bytes:
+        return cast(bytes, value).hex()
     raise TypeError(f"no snapshot form for {hint!r}")
 
 
@@ -107,4 +109,6 @@ def _load(data: Json, hint: Any) -> Any:
         return cast(type, hint)(**{name: _load(data[name], h) for name, h in _fields(cast(type, hint))})
     if hint in (int, str, bool) and type(data) is hint:
         return data
+    if hint is bytes and isinstance(data, str):
+        return bytes.fromhex(data)
     raise TypeError(f"{data!r} is not a {hint!r}")

@@ -21,7 +21,7 @@ from itbproto.wire.frame import MAX_FRAME
 from itbproto.wire.message import Message
 from itbproto.wire.messages import AlarmNotify
 
-__all__ = ["CLOSED", "MAX_TXN_STEP", "TXN_MEMORY", "Answer", "DeviceState", "Outcome", "Session"]
+__all__ = ["CLOSED", "MAX_TXN_STEP", "TXN_MEMORY", "Answer", "DeviceState", "Outcome", "Session", "StoredKey"]
 
 #: how many answered commands the pump remembers for retries
 TXN_MEMORY = 16
@@ -38,6 +38,15 @@ class Outcome:
     reply: Message
 
 
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A programmer's key, kept since pairing: its id, the role it carries, the long-term key."""
+
+    key_id: int
+    role: Role
+    long_term: bytes
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeviceState:
     """Everything the pump keeps; saved and restored exactly."""
@@ -46,6 +55,12 @@ class DeviceState:
     therapy: TherapyState
     last_txn: int = 0  # the highest command transaction id answered
     outcomes: tuple[Outcome, ...] = ()  # the last TXN_MEMORY commands answered, oldest first
+    keys: tuple[StoredKey, ...] = ()  # the paired programmers
+    pin_failures: int = 0  # wrong PINs in a row
+    pin_locked_until: int = 0  # no pairing before this device time
+
+    def key(self, key_id: int) -> StoredKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
 
     def outcome(self, txn: int) -> Outcome | None:
         return next((o for o in self.outcomes if o.txn == txn), None)

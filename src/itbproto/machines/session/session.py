@@ -43,6 +43,8 @@ from itbproto.machines.session.events import (
 from itbproto.machines.session.table import SESSION
 from itbproto.machines.session.view import ALARM_HANDLING, PumpView
 from itbproto.safety import SafetyPolicy, evaluate
+from itbproto.security.keys import session_keys
+from itbproto.security.pairing import PairedKey
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.state import TherapyState
 from itbproto.wire import messages as m
@@ -108,6 +110,8 @@ class ProgrammingSession:
         self.uncertain: Uncertain | None = None
         self.announced_at: dict[int, int] = {}
         self._machine: StateMachine = SESSION.machine()
+        self._key: PairedKey | None = None
+        self._nonce = bytes(16)
 
     @property
     def state(self) -> str:
@@ -121,10 +125,21 @@ class ProgrammingSession:
 
     # --- link ----------------------------------------------------------------------------------------------
 
-    def open(self, client: str = "itbproto") -> list[bytes]:
-        """Start a session: Hello (the pump answers with DeviceInfo)."""
+    def open(
+        self, client: str = "itbproto", key: PairedKey | None = None, nonce: bytes = bytes(16)
+    ) -> list[bytes]:
+        """Start a session: Hello (the pump answers with DeviceInfo). With a paired ``key`` (and 16 fresh
+        random bytes of ``nonce``) the role is the key's, and every frame after DeviceInfo is sealed."""
+        if key is not None and key.role is not self.role:
+            raise SessionError("session", "connect", self.state, f"the key carries the {key.role.name} role")
+        self._key, self._nonce = key, nonce
         hello = m.Hello(
-            protocol_version=m.PROTOCOL_VERSION, role=self.role, max_frame=self.max_frame, client=client
+            protocol_version=m.PROTOCOL_VERSION,
+            role=self.role,
+            max_frame=self.max_frame,
+            client=client,
+            key_id=key.key_id if key is not None else 0,
+            nonce=nonce,
         )
         return self._send(hello, "connect")
 
@@ -393,6 +408,9 @@ class ProgrammingSession:
         match reply:
             case m.DeviceInfo():
                 self._machine.fire("device_known")
+                if self._key is not None:  # sealed from the next frame on, both ways
+                    keys = session_keys(self._key.long_term, self._nonce, reply.nonce)
+                    self.connection.channel = keys.programmer()
             case m.StatusReport():
                 events += self._status(reply)
             case m.PrescriptionStaged():
