@@ -165,10 +165,10 @@ async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served(
         slow.close()
 
 
-def serve(store: Path) -> tuple[subprocess.Popen[str], int]:
+def serve(store: Path, *options: str) -> tuple[subprocess.Popen[str], int]:
     """``itbemu serve`` in its own process, on a free port."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", "--store", str(store)],
+        [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", "--store", str(store), *options],
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO,
@@ -224,6 +224,38 @@ def test_itbproto_programs_a_pump_served_in_another_process(
         assert capsys.readouterr().out == ""  # none active
         assert itbproto_main(["status", "--target", "tcp://127.0.0.1:1"]) == 2  # nothing there: one line
         assert "cannot reach" in capsys.readouterr().err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def test_itbproto_pairs_and_then_works_sealed_with_a_pump_that_requires_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = ("--pin", "493817", "--require-pairing", "--serial", "EMU-PAIR")
+    proc, port = serve(tmp_path / "pump.db", *options)
+    keystore = tmp_path / "keys.json"
+    target = ["--target", f"tcp://127.0.0.1:{port}"]
+    try:
+        assert itbproto_main(["status", *target]) == 2
+        assert "pair first" in capsys.readouterr().err
+        assert (
+            itbproto_main(
+                ["pair", *target, "--pin", "000000", "--keystore", str(keystore), "--serial", "EMU-PAIR"]
+            )
+            == 2
+        )
+        assert "wrong PIN" in capsys.readouterr().err
+        assert (
+            itbproto_main(
+                ["pair", *target, "--pin", "493817", "--keystore", str(keystore), "--serial", "EMU-PAIR"]
+            )
+            == 0
+        )
+        assert "paired with EMU-PAIR as clinician (key 1)" in capsys.readouterr().out
+        sealed = [*target, "--keystore", str(keystore), "--serial", "EMU-PAIR", "--json"]
+        assert itbproto_main(["status", *sealed]) == 0
+        assert json.loads(capsys.readouterr().out)["mode"] == "STOPPED"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

@@ -13,7 +13,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from itbproto.connection import BadRequest, Connection, Dropped, Reply, Request, Side
-from itbproto.errors import AuthenticationError, PairingError, StaleFrameError, UnsealedFrameError
+from itbproto.errors import (
+    AuthenticationError,
+    FieldRangeError,
+    PairingError,
+    StaleFrameError,
+    UnsealedFrameError,
+)
 from itbproto.qa.strategies import messages
 from itbproto.security import PairedKey, PinGuard, ProgrammerPairing, PumpPairing, SealedChannel, session_keys
 from itbproto.security.channel import TO_PUMP, nonce
@@ -159,3 +165,17 @@ def test_every_request_survives_sealing_and_fragmenting(message: Message) -> Non
     assert [type(e) for e in events] in ([Request], [BadRequest])  # opened; a BadRequest is the codec's say
     if isinstance(events[0], Request):
         assert events[0].message == message
+
+
+def test_the_sequence_counter_never_wraps_so_no_nonce_repeats() -> None:
+    programmer, pump = sealed_pair()
+    (first,) = programmer.send(StatusRequest(), txn=1)
+    assert isinstance(pump.receive(first)[0], Request)
+    programmer._send_seq = 2**32  # one past the last: sending must stop, not wrap to 0
+    programmer.forget()
+    with pytest.raises(FieldRangeError):
+        programmer.send(StatusRequest(), txn=2)
+    wrapped = bytearray(first)  # and a frame that claims seq 0 again is stale at the pump
+    (stale,) = pump.receive(bytes(wrapped))
+    assert isinstance(stale, Dropped)
+    assert isinstance(stale.error, StaleFrameError)

@@ -18,6 +18,7 @@ from itbproto.client import PumpClient
 from itbproto.display import describe
 from itbproto.machines.session import Summary
 from itbproto.safety import SafetyPolicy
+from itbproto.security.keystore import load_key, save_key
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
 from itbproto.transport import TcpTransport, parse_target
 from itbproto.wire import messages as m
@@ -37,8 +38,15 @@ def _run(args: argparse.Namespace, work: Callable[[PumpClient], Awaitable[None]]
         transport = await TcpTransport.connect(host, port)
         policy = SafetyPolicy(load_rules())
         role = Role[args.role.upper()]
+        key = load_key(args.keystore, args.serial) if args.keystore else None
         async with PumpClient(
-            transport, load_profile(args.profile), load_drug(), policy, role=role, name="itbproto cli"
+            transport,
+            load_profile(args.profile),
+            load_drug(),
+            policy,
+            role=role,
+            name="itbproto cli",
+            key=key,
         ) as pump:
             await work(pump)  # (reads leave by closing the link; program ends its session itself)
 
@@ -98,6 +106,31 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+def cmd_pair(args: argparse.Namespace) -> int:
+    if args.keystore is None or not args.serial:
+        raise ValueError("pair needs --keystore (where the key goes) and --serial (the pump's)")
+
+    async def pair() -> None:
+        host, port = parse_target(args.target)
+        client = PumpClient(
+            await TcpTransport.connect(host, port),
+            load_profile(args.profile),
+            load_drug(),
+            SafetyPolicy(load_rules()),
+            role=Role[args.role.upper()],
+        )
+        try:
+            key = await client.pair(args.pin, args.serial)
+        finally:
+            await client.close()
+        save_key(args.keystore, args.serial, key)
+        role = key.role.name.lower()
+        print(f"paired with {args.serial} as {role} (key {key.key_id}); kept in {args.keystore}")
+
+    asyncio.run(pair())
+    return 0
+
+
 def cmd_program(args: argparse.Namespace) -> int:
     prescription = load_prescription(args.prescription)
 
@@ -122,6 +155,7 @@ def cmd_program(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The remote commands, on the ``itbproto`` parser."""
     commands = {
+        "pair": (cmd_pair, "pair with the PIN the pump shows; the key goes to the keystore (0600)"),
         "status": (cmd_status, "read a pump's status"),
         "log": (cmd_log, "download a pump's event log (a progress bar on a terminal)"),
         "alarms": (cmd_alarms, "list a pump's active alarms (--acknowledge: acknowledge them)"),
@@ -141,6 +175,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         )
         p.add_argument("--by", default="cli", help="who acknowledges (logged by the pump)")
         p.add_argument("--json", action="store_true", help="JSON output")
+        p.add_argument(
+            "--keystore", type=Path, help="the keys of paired pumps (connect sealed with --serial)"
+        )
+        p.add_argument("--serial", default="", help="the pump's serial: which key of the keystore")
+        if name == "pair":
+            p.add_argument("--pin", required=True, help="the PIN the pump shows")
         if name == "alarms":
             p.add_argument("--acknowledge", action="store_true", help="acknowledge every active alarm")
         if name == "program":
