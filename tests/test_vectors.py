@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from conftest import ROOT
 from itbproto.wire import CATALOG, Frame, Nack, Reassembler, decode, encode, fragment, message_class
@@ -96,3 +99,29 @@ def test_the_sample_digests_are_real() -> None:
     )
     drug = binascii.crc32(payload("0x54-refill-stage-drug.json"))
     assert field("0x55-refill-staged.json", "digest") == drug == field("0x56-refill-confirm.json", "digest")
+
+
+def test_the_security_vectors_follow_the_spec_computed_independently() -> None:
+    """HKDF and AES-CCM straight from `cryptography`, laid out as protocol.md §6 says: the frames open."""
+    v = _load(FOLDER / "security.json")
+    long_term = bytes.fromhex(v["long_term_key"])
+    salt = bytes.fromhex(v["programmer_nonce"]) + bytes.fromhex(v["pump_nonce"])
+
+    def derive(info: bytes) -> bytes:
+        return HKDF(algorithm=hashes.SHA256(), length=16, salt=salt, info=info).derive(long_term)
+
+    keys = {
+        "to pump": derive(b"itbproto v1 session to pump"),
+        "to programmer": derive(b"itbproto v1 session to programmer"),
+    }
+    assert keys["to pump"].hex() == v["key_to_pump"]
+    assert keys["to programmer"].hex() == v["key_to_programmer"]
+    for case in v["sealed"]:
+        frame = bytes.fromhex(case["frame"])
+        header, body = frame[:13], frame[13:]
+        assert header[1] & 1  # sealed
+        direction = 1 if case["direction"] == "to pump" else 2
+        nonce = bytes([direction]) + bytes(8) + header[2:6]
+        payload = AESCCM(keys[case["direction"]], tag_length=8).decrypt(nonce, body, header)
+        assert message_class(header[10]).CODEC.decode(payload).__class__.__name__ == case["message"]
+    assert [p["message"] for p in v["pairing"]] == ["PairStart", "PairReply", "PairConfirm", "PairResult"]

@@ -199,6 +199,7 @@ def generated_files(root: Path) -> dict[Path, str]:
     files[folder / "fragments.json"] = _json(vectors.fragment_vectors())
     files[folder / "refusals.json"] = _json(vectors.refusal_vectors())
     files[folder / "transactions.json"] = _json(vectors.transaction_vectors())
+    files[folder / "security.json"] = _json(vectors.security_vectors())
     return files
 
 

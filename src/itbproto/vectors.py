@@ -7,7 +7,9 @@ specs/vectors/README.md:
 - one file per message type: a frame, its envelope fields and its decoded fields;
 - ``fragments.json``: frames split for ATT MTUs, fragment by fragment;
 - ``refusals.json``: bad frames sent to a pump in session, and what it answers (or not);
-- ``transactions.json``: the transaction-id rules as a script of requests and answers.
+- ``transactions.json``: the transaction-id rules as a script of requests and answers;
+- ``security.json``: a pairing with fixed randomness (every message, the keys it derives), a session's keys
+  from fixed nonces, and sealed frames both ways.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "message_vector",
     "message_vector_name",
     "refusal_vectors",
+    "security_vectors",
     "transaction_vectors",
 ]
 
@@ -224,4 +227,57 @@ def transaction_vectors() -> dict[str, Json]:
         "about": "requests a new pump answers, in order; role is the session's role when the request arrives "
         "(the patient step is another programmer's session); a Nack's detail is left out",
         "steps": out,
+    }
+
+
+def _counter_entropy(label: int) -> Callable[[int], bytes]:
+    """Deterministic "random" bytes: a counter after a label byte (vectors only, never for keys in use)."""
+    state = {"n": 0}
+
+    def entropy(n: int) -> bytes:
+        out = bytes((label + state["n"] + i) % 256 for i in range(n))
+        state["n"] += n
+        return out
+
+    return entropy
+
+
+def security_vectors() -> dict[str, Json]:
+    """Pairing with PIN 493817 for pump ITB-000042 (fixed randomness), then a sealed session."""
+    from itbproto.security.keys import session_keys
+    from itbproto.security.pairing import ProgrammerPairing, PumpPairing
+
+    pin, serial = "493817", "ITB-000042"
+    programmer = ProgrammerPairing(pin, serial, enums.Role.CLINICIAN, entropy=_counter_entropy(0x11))
+    pump = PumpPairing(pin, serial, entropy=_counter_entropy(0x77))
+    start = programmer.start()
+    reply = pump.reply(start)
+    confirm = programmer.confirm(reply)
+    result, key = pump.result(confirm, key_id=1)
+    assert programmer.finish(result) == key
+    programmer_nonce, pump_nonce = bytes(range(16)), bytes(range(16, 32))
+    keys = session_keys(key.long_term, programmer_nonce, pump_nonce)
+    request = encode(m.StatusRequest(), txn=5, seq=3, channel=keys.programmer())
+    status = encode(SAMPLES[enums.MsgType.STATUS_REPORT], txn=5, seq=4, channel=keys.pump())
+    frames = [(msg, encode(msg, txn=1, seq=i)) for i, msg in enumerate((start, reply, confirm, result))]
+    return {
+        "about": "SPAKE2 pairing (spake2 0.9, Ed25519) with fixed randomness, then AES-128-CCM sealed frames",
+        "pin": pin,
+        "serial": serial,
+        "pairing": [{"message": type(msg).__name__, "frame": frame.hex()} for msg, frame in frames],
+        "long_term_key": key.long_term.hex(),
+        "programmer_nonce": programmer_nonce.hex(),
+        "pump_nonce": pump_nonce.hex(),
+        "key_to_pump": keys.to_pump.hex(),
+        "key_to_programmer": keys.to_programmer.hex(),
+        "sealed": [
+            {"direction": "to pump", "message": "StatusRequest", "txn": 5, "seq": 3, "frame": request.hex()},
+            {
+                "direction": "to programmer",
+                "message": "StatusReport",
+                "txn": 5,
+                "seq": 4,
+                "frame": status.hex(),
+            },
+        ],
     }
