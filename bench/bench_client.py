@@ -1,9 +1,10 @@
 """Command round trips through PumpClient, against a raw echo on the same kind of link, in the same run.
 
-Per transport (in-process, TCP): the mean time of a status read through the client and the emulated pump
-(encode, frame, the pump's firmware and machine, the reply decoded, the session's bookkeeping), and of the
-same bytes echoed back by a trivial peer on the same link. The ratio is what the protocol stack costs over
-moving the bytes (goal of issue 15: at most 2x). The last line printed is one JSON object.
+Per transport (in-process; TCP; TCP with every frame sealed after pairing): the mean time of a status read
+through the client and the emulated pump (encode, frame, seal, the pump's firmware and machine, the reply
+decoded, the session's bookkeeping), and of the same bytes echoed back by a trivial peer on the same link.
+The ratio is what the protocol stack costs over moving the bytes (goal of issue 15: at most 2x). The last
+line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from itbemu import Emulator, TcpServer, VirtualClock
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbproto.client import PumpClient
 from itbproto.safety import SafetyPolicy
+from itbproto.security import PairedKey
 from itbproto.specfiles import load_drug, load_profile, load_rules
+from itbproto.therapy import DeviceProfile, Drug
 from itbproto.transport import TcpTransport, Transport
 from itbproto.wire import StatusRequest, encode
 
@@ -33,8 +38,12 @@ def emulator() -> Emulator:
     return Emulator.create(therapy, SafetyPolicy(load_rules()), serial="BENCH")
 
 
-async def client_round_trip(transport: Transport, n: int) -> float:
-    async with PumpClient(transport, load_profile("itb-20"), load_drug(), SafetyPolicy(load_rules())) as pump:
+def _setup() -> tuple[DeviceProfile, Drug, SafetyPolicy]:
+    return load_profile("itb-20"), load_drug(), SafetyPolicy(load_rules())
+
+
+async def client_round_trip(transport: Transport, n: int, key: PairedKey | None = None) -> float:
+    async with PumpClient(transport, *_setup(), key=key) as pump:
         await pump.status()
         started = time.perf_counter()
         for _ in range(n):
@@ -52,9 +61,16 @@ async def echo_round_trip(send: asyncio.StreamWriter, receive: asyncio.StreamRea
     return (time.perf_counter() - started) / n
 
 
-async def tcp(n: int) -> tuple[float, float]:
-    server = TcpServer(emulator(), VirtualClock(START))
+async def tcp(n: int, sealed: bool = False) -> tuple[float, float]:
+    pump = emulator()
+    pump.firmware.pin = "493817"
+    server = TcpServer(pump, VirtualClock(START))
     host, port = await server.start()
+    key = None
+    if sealed:
+        pairing = PumpClient(await TcpTransport.connect(host, port), *_setup())
+        key = await pairing.pair("493817", "BENCH")
+        await pairing.close()
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(4096):
@@ -65,7 +81,7 @@ async def tcp(n: int) -> tuple[float, float]:
     echo_server = await asyncio.start_server(echo, "127.0.0.1", 0)
     echo_port = echo_server.sockets[0].getsockname()[1]
     try:
-        stack = await client_round_trip(await TcpTransport.connect(host, port), n)
+        stack = await client_round_trip(await TcpTransport.connect(host, port), n, key)
         reader, writer = await asyncio.open_connection("127.0.0.1", echo_port)
         raw = await echo_round_trip(writer, reader, n)
         writer.close()
@@ -93,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=2_000)
     args = parser.parse_args(argv)
     result: dict[str, dict[str, float]] = {}
-    for name, run in (("inprocess", inprocess), ("tcp", tcp)):
+    runs: dict[str, Callable[[int], Coroutine[Any, Any, tuple[float, float]]]] = {
+        "inprocess": inprocess,
+        "tcp": tcp,
+        "tcp_sealed": lambda n: tcp(n, sealed=True),
+    }
+    for name, run in runs.items():
         stack, raw = asyncio.run(run(args.n))
         result[name] = {
             "client_us": round(stack * 1e6, 1),

@@ -59,5 +59,5 @@ def test_the_round_trip_bench_ends_with_json_for_every_transport(capsys: pytest.
 
     assert bench_client.main(["-n", "20"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert set(result["round_trip"]) == {"inprocess", "tcp"}
+    assert set(result["round_trip"]) == {"inprocess", "tcp", "tcp_sealed"}
     assert all(r["client_us"] > 0 and r["echo_us"] > 0 for r in result["round_trip"].values())
