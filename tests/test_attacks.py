@@ -22,7 +22,7 @@ from itbproto.errors import AuthenticationError, CommandRefusedError, LinkClosed
 from itbproto.security import PairedKey
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.transport import TcpTransport
-from itbproto.wire import ErrorCode, Role, SetRate
+from itbproto.wire import ErrorCode, EventCode, Role, SetRate
 from itbproto.wire.frame import HEADER_SIZE
 from itbproto.wire.stream import StreamSplitter
 
@@ -129,6 +129,8 @@ async def test_a_replayed_sealed_frame_is_dropped(
         await settle(server)
         assert dropped(emulator, StaleFrameError) == 1
         assert emulator.pump.state == before  # nothing applied twice
+        logged = [e.detail for e in emulator.pump.log.since(0) if e.code is EventCode.FRAME_DROPPED]
+        assert logged == ["StaleFrameError"]  # the device logs it
         await pump.status()  # and the programmer goes on
 
 

@@ -33,6 +33,7 @@ from itbproto.wire import (
     AlarmCode,
     AlarmThresholds,
     ErrorCode,
+    EventCode,
     EventLogRead,
     Hello,
     Role,
@@ -123,6 +124,10 @@ async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() ->
         assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
         assert isinstance(await good.status(), StatusReport)
         assert server.emulator.firmware.dropped  # what the garbage was is counted
+        log = server.emulator.pump.log.since(0)
+        assert (
+            1 <= sum(e.code is EventCode.FRAME_DROPPED for e in log) <= 2
+        )  # logged, and a flood cannot fill it
         writer.close()
         await good.close()
 
@@ -222,6 +227,12 @@ def test_itbproto_programs_a_pump_served_in_another_process(
         assert "PRESCRIPTION_COMMITTED" in codes
         assert itbproto_main(["alarms", *target]) == 0
         assert capsys.readouterr().out == ""  # none active
+        bolus = ["bolus", *target, "--volume-ul", "20", "--duration-s", "3600"]
+        assert itbproto_main(bolus) == 0
+        assert json.loads(capsys.readouterr().out)["dose_ng"] == 10_000  # 20 µL of 500 µg/mL
+        refill = ["refill", *target, "--volume-ul", "20000", "--concentration", "500"]
+        assert itbproto_main([*refill, "--withdrawn-ul", "19990"]) == 2  # a bolus runs: the pump says no
+        assert "refused" in capsys.readouterr().err
         assert itbproto_main(["status", "--target", "tcp://127.0.0.1:1"]) == 2  # nothing there: one line
         assert "cannot reach" in capsys.readouterr().err
     finally:

@@ -302,12 +302,13 @@ class PumpClient:
 
     async def _answer(self) -> list[SessionEvent]:
         events: list[SessionEvent] = []
-        while not any(isinstance(e, _ANSWERS) for e in events):
-            event = await asyncio.wait_for(self._answers.get(), self.timeout_s)
-            if event is _CLOSED:
-                raise LinkClosedError("the link to the pump is gone")
-            assert isinstance(event, SessionEvent)
-            events.append(event)
+        async with asyncio.timeout(self.timeout_s):
+            while not any(isinstance(e, _ANSWERS) for e in events):
+                event = await self._answers.get()
+                if event is _CLOSED:
+                    raise LinkClosedError("the link to the pump is gone")
+                assert isinstance(event, SessionEvent)
+                events.append(event)
         while not self._answers.empty():  # what the same reply also said (Verified after its Replied)
             event = self._answers.get_nowait()
             if event is _CLOSED:

@@ -50,6 +50,7 @@ class _Link:
     connection: Connection
     session: Session = CLOSED
     pairing: PumpPairing | None = None  # an exchange under way on this link
+    drops: int = 0  # frames dropped unanswered
 
 
 @dataclass
@@ -78,7 +79,11 @@ class Firmware:
 
     def detach(self, link: int) -> None:
         """The link is gone; its session ends with it (and its programming lock)."""
-        self._links.pop(link, None)
+        state = self._links.pop(link, None)
+        if state is not None and state.drops > 1:
+            self.pump.log.append(
+                self.pump.therapy.now, EventCode.FRAME_DROPPED, 0, state.drops, "in all, on a link"
+            )
         if self.programming == link:
             self.programming = None
 
@@ -116,8 +121,19 @@ class Firmware:
                 case BadRequest(reply=nack, txn=txn):
                     self._refuse(out, link, nack, txn)
                 case Dropped(error=error):
-                    self.dropped.append((link, error))
+                    self._drop(link, error)
         return out
+
+    def _drop(self, link: int, error: ProtocolError) -> None:
+        """A frame dropped unanswered: counted; the first on a link is logged with what it was, the total
+        when the link goes (so a flood cannot fill the log)."""
+        self.dropped.append((link, error))
+        state = self._links[link]
+        state.drops += 1
+        if state.drops == 1:
+            self.pump.log.append(
+                self.pump.therapy.now, EventCode.FRAME_DROPPED, 0, 1, type(error).__name__[:24]
+            )
 
     def _unkeyed(self, hello: m.Hello) -> tuple[ErrorCode, str] | None:
         """Why a Hello may not open a session: an unknown key, a role its key does not carry, or no key

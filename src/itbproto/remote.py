@@ -22,7 +22,7 @@ from itbproto.security.keystore import load_key, save_key
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
 from itbproto.transport import TcpTransport, parse_target
 from itbproto.wire import messages as m
-from itbproto.wire.enums import Role
+from itbproto.wire.enums import BolusKind, Role
 from itbproto.wire.fields import RecordType
 from itbproto.wire.message import Message
 
@@ -106,6 +106,31 @@ def cmd_alarms(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+def _ack(args: argparse.Namespace) -> m.Acknowledgement:
+    """The hazards the user acknowledges on the command line (``--ack RULE,RULE``), and who."""
+    rules = tuple(r for r in args.ack.split(",") if r) if args.ack else ()
+    return m.Acknowledgement(rules=rules, by=args.by)
+
+
+def cmd_bolus(args: argparse.Namespace) -> int:
+    async def work(pump: PumpClient) -> None:
+        kind = BolusKind[args.kind.upper()]
+        _show(await pump.bolus(kind, args.volume_ul, args.duration_s, _ack(args)), args.json)
+
+    return _run(args, work)
+
+
+def cmd_refill(args: argparse.Namespace) -> int:
+    async def work(pump: PumpClient) -> None:
+        bridge = args.bridge
+        await pump.refill(
+            args.withdrawn_ul, args.volume_ul, args.concentration, bridge=bridge, ack=_ack(args)
+        )
+        _show(await pump.status(), args.json)
+
+    return _run(args, work)
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     if args.keystore is None or not args.serial:
         raise ValueError("pair needs --keystore (where the key goes) and --serial (the pump's)")
@@ -159,6 +184,8 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "status": (cmd_status, "read a pump's status"),
         "log": (cmd_log, "download a pump's event log (a progress bar on a terminal)"),
         "alarms": (cmd_alarms, "list a pump's active alarms (--acknowledge: acknowledge them)"),
+        "bolus": (cmd_bolus, "start a bolus (checked by the programmer, then by the pump)"),
+        "refill": (cmd_refill, "refill: what was withdrawn, the new drug, confirmed twice"),
         "program": (
             cmd_program,
             "program a prescription: check, stage, confirm the summary, commit, read back",
@@ -183,6 +210,18 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
             p.add_argument("--pin", required=True, help="the PIN the pump shows")
         if name == "alarms":
             p.add_argument("--acknowledge", action="store_true", help="acknowledge every active alarm")
+        if name in ("bolus", "refill"):
+            p.add_argument("--ack", default="", help="hazards acknowledged, comma separated (e.g. FLOW-001)")
+        if name == "bolus":
+            kinds = [k.name.lower() for k in BolusKind]
+            p.add_argument("--kind", choices=kinds, default="clinician", help="the bolus kind")
+            p.add_argument("--volume-ul", type=int, required=True, help="µL")
+            p.add_argument("--duration-s", type=int, required=True, help="s")
+        if name == "refill":
+            p.add_argument("--withdrawn-ul", type=int, required=True, help="µL withdrawn (measured)")
+            p.add_argument("--volume-ul", type=int, required=True, help="µL put in")
+            p.add_argument("--concentration", type=int, required=True, help="µg/mL put in")
+            p.add_argument("--bridge", action="store_true", help="bridge a concentration change")
         if name == "program":
             p.add_argument(
                 "--prescription", type=Path, required=True, help="a prescription (TOML, examples/)"

@@ -114,13 +114,15 @@ class StateMachine:
             auto_transitions=False,
             ignore_invalid_triggers=False,
         )
+        # which triggers each state has, asked of transitions once (can() is on every request's path)
+        self._triggers = {state: frozenset(self._machine.get_triggers(state)) for state in definition.states}
 
     @property
     def state(self) -> str:
         return self._model.state
 
     def can(self, trigger: str) -> bool:
-        return trigger in self._machine.get_triggers(self.state)
+        return trigger in self._triggers[self.state]
 
     def fire(self, trigger: str) -> None:
         """Move by ``trigger``; SessionError (and no change) if the table does not allow it here."""

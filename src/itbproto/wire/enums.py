@@ -253,3 +253,6 @@ class EventCode(enum.IntEnum):
     ACKNOWLEDGED = 29  # a hazard acknowledged with a command: detail names the rule and who
     PAIRED = 30  # a programmer paired: value the key id, detail its role
     PAIRING_FAILED = 31  # a wrong PIN (or an altered exchange): value the failures in a row
+    FRAME_DROPPED = (
+        32  # frames dropped unanswered on a link (forged, stale, broken): the first, then the total
+    )
