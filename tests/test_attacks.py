@@ -28,6 +28,7 @@ from itbproto.wire.stream import StreamSplitter
 
 PIN = "493817"
 PROFILE, DRUG = load_profile("itb-20"), load_drug()
+RAISED = replace(PROFILE.thresholds, low_reservoir_ul=2_500)  # a command the tap will capture
 
 
 @dataclass
@@ -105,13 +106,23 @@ def attack(test: Callable[[Emulator, TcpServer, int, Tap], Coroutine[Any, Any, N
     return run
 
 
-async def settle(server: TcpServer) -> None:
-    for _ in range(50):  # let the pump read what was injected
-        await asyncio.sleep(0.01)
-
-
 def dropped(emulator: Emulator, kind: type[Exception]) -> int:
     return sum(isinstance(error, kind) for _, error in emulator.firmware.dropped)
+
+
+async def forge(
+    emulator: Emulator, tap: Tap, pump: PumpClient, frames: list[bytes], kind: type[Exception]
+) -> None:
+    """Send ``frames`` to the pump as the programmer: each dropped as ``kind``, nothing changed, and the
+    genuine programmer served after them."""
+    before = emulator.pump.state
+    for frame in frames:
+        tap.inject(frame)
+    for _ in range(50):  # let the pump read them
+        await asyncio.sleep(0.01)
+    assert dropped(emulator, kind) == len(frames)
+    assert emulator.pump.state == before  # nothing applied (twice)
+    await pump.status()
 
 
 @attack
@@ -119,19 +130,11 @@ async def test_a_replayed_sealed_frame_is_dropped(
     emulator: Emulator, server: TcpServer, port: int, tap: Tap
 ) -> None:
     key = await pair(port)
-    async with PumpClient(
-        await TcpTransport.connect("127.0.0.1", port), PROFILE, DRUG, POLICY, key=key
-    ) as pump:
-        await pump.set_thresholds(replace(PROFILE.thresholds, low_reservoir_ul=2_500))
-        before = emulator.pump.state
-        command = tap.sent[-1]
-        tap.inject(command)
-        await settle(server)
-        assert dropped(emulator, StaleFrameError) == 1
-        assert emulator.pump.state == before  # nothing applied twice
+    async with await programmer(port, key) as pump:
+        await pump.set_thresholds(RAISED)
+        await forge(emulator, tap, pump, [tap.sent[-1]], StaleFrameError)
         logged = [e.detail for e in emulator.pump.log.since(0) if e.code is EventCode.FRAME_DROPPED]
         assert logged == ["StaleFrameError"]  # the device logs it
-        await pump.status()  # and the programmer goes on
 
 
 @attack
@@ -139,23 +142,15 @@ async def test_a_captured_frame_with_its_txn_bumped_or_its_bytes_changed_is_drop
     emulator: Emulator, server: TcpServer, port: int, tap: Tap
 ) -> None:
     key = await pair(port)
-    async with PumpClient(
-        await TcpTransport.connect("127.0.0.1", port), PROFILE, DRUG, POLICY, key=key
-    ) as pump:
-        await pump.set_thresholds(replace(PROFILE.thresholds, low_reservoir_ul=2_500))
-        before = emulator.pump.state
+    async with await programmer(port, key) as pump:
+        await pump.set_thresholds(RAISED)
         frame = bytearray(tap.sent[-1])
         frame[2:6] = (int.from_bytes(frame[2:6], "little") + 100).to_bytes(4, "little")  # a newer seq
         bumped = bytearray(frame)
         bumped[6:10] = (int.from_bytes(bumped[6:10], "little") + 1).to_bytes(4, "little")  # the next txn
-        tap.inject(bytes(bumped))
         altered = bytearray(frame)
         altered[HEADER_SIZE] ^= 0x01  # a bit of the ciphertext
-        tap.inject(bytes(altered))
-        await settle(server)
-        assert dropped(emulator, AuthenticationError) == 2
-        assert emulator.pump.state == before
-        await pump.status()
+        await forge(emulator, tap, pump, [bytes(bumped), bytes(altered)], AuthenticationError)
 
 
 @attack
@@ -163,22 +158,13 @@ async def test_a_frame_from_another_session_is_dropped(
     emulator: Emulator, server: TcpServer, port: int, tap: Tap
 ) -> None:
     key = await pair(port)
-    async with PumpClient(
-        await TcpTransport.connect("127.0.0.1", port), PROFILE, DRUG, POLICY, key=key
-    ) as first:
-        await first.set_thresholds(replace(PROFILE.thresholds, low_reservoir_ul=2_500))
+    async with await programmer(port, key) as first:
+        await first.set_thresholds(RAISED)
         old = tap.sent[-1]
-    async with PumpClient(
-        await TcpTransport.connect("127.0.0.1", port), PROFILE, DRUG, POLICY, key=key
-    ) as second:
-        before = emulator.pump.state
+    async with await programmer(port, key) as second:
         frame = bytearray(old)
         frame[2:6] = (10_000).to_bytes(4, "little")  # newer than anything this session has seen
-        tap.inject(bytes(frame))
-        await settle(server)
-        assert dropped(emulator, AuthenticationError) == 1  # another session's keys
-        assert emulator.pump.state == before
-        await second.status()
+        await forge(emulator, tap, second, [bytes(frame)], AuthenticationError)  # another session's keys
 
 
 @attack
