@@ -11,12 +11,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from bumble.link import LocalLink
 
 from conftest import ROOT
 from factories import POLICY
 from itbemu import DeviceFault, Emulator, LinkFaults, TcpServer, VirtualClock
+from itbemu.ble import BlePeripheral, local_device
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
+from itbproto.ble import BleTransport
 from itbproto.client import PumpClient
 from itbproto.errors import CommandRefusedError, SafetyViolation
 from itbproto.specfiles import load_drug, load_prescription, load_profile
@@ -25,7 +28,7 @@ from itbproto.transport import TcpTransport, Transport
 from itbproto.wire import Acknowledgement, AlarmCode, ErrorCode, EventCode
 
 CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
-TRANSPORTS = ["inprocess", "tcp"]
+TRANSPORTS = ["inprocess", "tcp", "ble"]
 
 
 @dataclass
@@ -74,6 +77,22 @@ async def target(kind: str) -> AsyncIterator[Target]:
             hub.faults.lose_next = n
 
         yield Target(emulator, clock, connect_inprocess, catch_up_inprocess, inject_inprocess, drop)
+        return
+    if kind == "ble":  # the bumble virtual radio: a peripheral and a central per programmer on one link
+        radio = LocalLink()  # type: ignore[no-untyped-call]
+        peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:00:00:00:00:01"))
+        await peripheral.start()
+        centrals = iter(range(2, 200))
+
+        async def connect_ble() -> Transport:
+            central = local_device(radio, "programmer", f"F0:00:00:00:00:{next(centrals):02X}")
+            await central.power_on()
+            return await BleTransport.connect(central, "ITB20")
+
+        def drop_ble(n: int) -> None:
+            peripheral.faults.lose_next = n
+
+        yield Target(emulator, clock, connect_ble, peripheral.advance, peripheral.inject, drop_ble)
         return
     server = TcpServer(emulator, clock)
     host, port = await server.start()

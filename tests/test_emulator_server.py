@@ -23,6 +23,7 @@ import pytest
 from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
 from itbemu.demo import run_demo
+from itbproto.ble import BleTransport
 from itbproto.cli import main as itbproto_main
 from itbproto.client import PumpClient
 from itbproto.errors import CommandRefusedError
@@ -284,3 +285,32 @@ def test_the_demo_runs_a_session_over_tcp_reads_the_log_and_plots(tmp_path: Path
     assert text.count("  acknowledged") == 2
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "pump.db").is_file()
+
+
+def test_itbemu_serves_over_ble_to_a_programmer_in_another_process(tmp_path: Path) -> None:
+    """`itbemu serve --ble tcp-server:...` in its own process; a programmer on the matching bumble client
+    transport finds it by name over the virtual radio and reads its status."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itbemu", "serve", "--ble", f"tcp-server:127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        assert "on ble tcp-server" in proc.stdout.readline()
+
+        async def status() -> StatusReport:
+            transport = await BleTransport.open(f"tcp-client:127.0.0.1:{port}", "ITB20")
+            async with PumpClient(transport, load_profile("itb-20"), load_drug(), POLICY) as pump:
+                return await pump.status()
+
+        assert asyncio.run(status()).reservoir_ul == 20_000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "stopped" in out

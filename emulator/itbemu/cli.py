@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +59,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     plan = FaultPlan.load(args.faults) if args.faults else FaultPlan()
     clock = RealClock(start=emulator.now, speed=args.speed)
     emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
+    if args.ble:
+        asyncio.run(_serve_ble(emulator, clock, args.ble))
+        if store is not None:
+            store.close()
+        print("itbemu: stopped")
+        return 0
+    if args.tcp is None:
+        raise ValueError("say where to serve: --tcp HOST:PORT or --ble TRANSPORT")
     host, port = args.tcp
     server = TcpServer(emulator, clock, host=host, port=port, faults=plan.link)
 
@@ -74,6 +84,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         store.close()
     print("itbemu: stopped")
     return 0
+
+
+async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str) -> None:
+    """The pump as a BLE peripheral on a bumble virtual link whose other controller's HCI is served on
+    ``hci`` (e.g. ``tcp-server:127.0.0.1:9100``): a programmer connects with the matching client transport."""
+    from bumble.controller import Controller
+    from bumble.link import LocalLink
+    from bumble.transport import open_transport
+
+    from itbemu.ble import BlePeripheral, local_device
+
+    radio = LocalLink()  # type: ignore[no-untyped-call]
+    hub = await open_transport(hci)
+    Controller("hub", host_source=hub.source, host_sink=hub.sink, link=radio)
+    peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:F1:F2:F3:F4:F5"))
+    await peripheral.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on ble {hci}")
+    sys.stdout.flush()
+    while not stop.is_set():  # time passes: alarms go to every connected programmer
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        await peripheral.advance()
+    await hub.close()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -161,7 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve an emulated pump over TCP")
-    serve.add_argument("--tcp", type=_address, required=True, metavar="HOST:PORT", help="where to listen")
+    serve.add_argument("--tcp", type=_address, metavar="HOST:PORT", help="where to listen (TCP)")
+    serve.add_argument(
+        "--ble",
+        metavar="TRANSPORT",
+        help="serve as a BLE peripheral; the programmers' HCI (tcp-server:HOST:PORT)",
+    )
     serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")
