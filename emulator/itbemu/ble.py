@@ -125,9 +125,8 @@ class BlePeripheral:
             connection = self._by_link.get(link)
             if connection is None:
                 continue
-            for chunk in chunks:
-                if not self.faults.lost():
-                    await self.device.notify_subscriber(connection, self._response, chunk)
+            for chunk in self.faults.kept(chunks):
+                await self.device.notify_subscriber(connection, self._response, chunk)
 
     async def inject(self, fault: DeviceFault) -> None:
         """A device fault now; every connected programmer is told what it raised."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import tomllib
 import typing
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -98,12 +99,13 @@ class LinkFaults:
     def active(self) -> bool:
         return any((self.drop, self.duplicate, self.corrupt, self.disconnect, self.delay_ms))
 
-    def lost(self) -> bool:
-        """Whether the next chunk is one of the ``lose_next`` (and count it)."""
-        if self.lose_next:
-            self.lose_next -= 1
-            return True
-        return False
+    def kept(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """``chunks`` but the next ``lose_next`` of them, which are lost (and counted off)."""
+        for chunk in chunks:
+            if self.lose_next:
+                self.lose_next -= 1
+            else:
+                yield chunk
 
     def carry(self, chunk: bytes) -> tuple[list[bytes], bool]:
         """What arrives of ``chunk`` (nothing, it, a corrupted copy, or it twice), and whether the link

@@ -91,9 +91,8 @@ class InProcessHub:
             queue = self._queues.get(link)
             if queue is None:
                 continue
-            for chunk in chunks:
-                if not self.faults.lost():
-                    queue.put_nowait(chunk)
+            for chunk in self.faults.kept(chunks):
+                queue.put_nowait(chunk)
 
     def advance(self, now: int) -> None:
         """Device time to ``now`` (the clock must be there already); alarms go to every programmer."""

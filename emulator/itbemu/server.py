@@ -135,9 +135,7 @@ class TcpServer:
             writer = self._writers.get(link)
             if writer is None:
                 continue
-            for chunk in chunks:
-                if self.faults.lost():
-                    continue
+            for chunk in self.faults.kept(chunks):
                 parts, down = self.faults.carry(chunk) if self.faults.active else ([chunk], False)
                 if self.faults.delay_ms:
                     await asyncio.sleep(self.faults.delay())

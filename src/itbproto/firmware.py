@@ -101,9 +101,7 @@ class Firmware:
                     self._refuse(out, link, busy, txn)
                 case Request(message=m.PairStart() | m.PairConfirm() as request, txn=txn):
                     self._pair(out, link, request, txn, now)
-                case Request(message=m.Hello() as hello, txn=txn) if self._unkeyed(hello) is not None:
-                    refusal = self._unkeyed(hello)
-                    assert refusal is not None
+                case Request(message=m.Hello() as hello, txn=txn) if refusal := self._unkeyed(hello):
                     self._refuse(out, link, m.Nack.refusing(hello.TYPE, *refusal), txn)
                 case Request(message=request, txn=txn):
                     answer = self.pump.handle(request, txn, now, state.session)
@@ -177,14 +175,13 @@ class Firmware:
             refusal = (ErrorCode.WRONG_STATE, "send PairStart first")
         else:
             pairing, state.pairing = state.pairing, None
-            key_id = max((k.key_id for k in self.pump.state.keys), default=0) + 1
             try:
-                result, key = pairing.result(request, key_id)
+                result, key = pairing.result(request, self.pump.state.next_key_id)
             except PairingError:
                 self.pump.pin_failed(now)
                 refusal = (ErrorCode.NOT_AUTHENTICATED, "wrong PIN")
             else:
-                self.pump.add_key(key.role, key.long_term, now)
+                self.pump.add_key(key, now)
                 out.setdefault(link, []).extend(state.connection.send(result, txn))
                 return
         self._refuse(out, link, m.Nack.refusing(request.TYPE, *refusal), txn)

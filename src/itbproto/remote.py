@@ -19,6 +19,7 @@ from itbproto.display import describe
 from itbproto.machines.session import Summary
 from itbproto.safety import SafetyPolicy
 from itbproto.security.keystore import load_key, save_key
+from itbproto.security.pairing import PairedKey
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
 from itbproto.transport import TcpTransport, parse_target
 from itbproto.wire import messages as m
@@ -32,22 +33,19 @@ _EVENT = RecordType(m.EventRecord)
 _ALARM = RecordType(m.AlarmRecord)
 
 
+async def _client(args: argparse.Namespace, key: PairedKey | None) -> PumpClient:
+    """A client on the ``--target`` (sealed under ``key``, if any), in the ``--role``."""
+    host, port = parse_target(args.target)
+    transport = await TcpTransport.connect(host, port)
+    profile, drug, policy = load_profile(args.profile), load_drug(), SafetyPolicy(load_rules())
+    role = Role[args.role.upper()]
+    return PumpClient(transport, profile, drug, policy, role=role, name="itbproto cli", key=key)
+
+
 def _run(args: argparse.Namespace, work: Callable[[PumpClient], Awaitable[None]]) -> int:
     async def session() -> None:
-        host, port = parse_target(args.target)
-        transport = await TcpTransport.connect(host, port)
-        policy = SafetyPolicy(load_rules())
-        role = Role[args.role.upper()]
         key = load_key(args.keystore, args.serial) if args.keystore else None
-        async with PumpClient(
-            transport,
-            load_profile(args.profile),
-            load_drug(),
-            policy,
-            role=role,
-            name="itbproto cli",
-            key=key,
-        ) as pump:
+        async with await _client(args, key) as pump:
             await work(pump)  # (reads leave by closing the link; program ends its session itself)
 
     asyncio.run(session())
@@ -136,14 +134,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
         raise ValueError("pair needs --keystore (where the key goes) and --serial (the pump's)")
 
     async def pair() -> None:
-        host, port = parse_target(args.target)
-        client = PumpClient(
-            await TcpTransport.connect(host, port),
-            load_profile(args.profile),
-            load_drug(),
-            SafetyPolicy(load_rules()),
-            role=Role[args.role.upper()],
-        )
+        client = await _client(args, None)
         try:
             key = await client.pair(args.pin, args.serial)
         finally:

@@ -41,13 +41,13 @@ from itbproto.machines.pump.state import (
 )
 from itbproto.machines.pump.table import PUMP, TIME_TRIGGERS, mode_of
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
-from itbproto.security.pairing import PinGuard
+from itbproto.security.pairing import PairedKey, PinGuard
 from itbproto.therapy.battery import capacity_scaled
 from itbproto.therapy.commands import apply
 from itbproto.therapy.flows import SCALE, Flow, bolus_flows
 from itbproto.therapy.state import REFILL_TIMEOUT_S, ActiveBolus, Battery, TherapyState, advance
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, ErrorCode, EventCode, Role
+from itbproto.wire.enums import BolusKind, ErrorCode, EventCode
 from itbproto.wire.message import Effect, Kind, Message
 
 __all__ = ["REFILL_TIMEOUT_S", "PumpMachine"]
@@ -306,24 +306,25 @@ class PumpMachine:
 
     # --- pairing -------------------------------------------------------------------------------------------
 
+    def _pin_guard(self) -> PinGuard:
+        return PinGuard(failures=self._state.pin_failures, locked_until=self._state.pin_locked_until)
+
     def pairing_allowed(self, now: int) -> bool:
         """False while wrong PINs have locked pairing (:class:`~itbproto.security.PinGuard`)."""
-        return now >= self._state.pin_locked_until
+        return self._pin_guard().allowed(now)
 
     def pin_failed(self, now: int) -> None:
         """A wrong PIN: counted, logged, and past the free ones pairing locks for longer each time."""
-        guard = PinGuard(failures=self._state.pin_failures, locked_until=self._state.pin_locked_until)
+        guard = self._pin_guard()
         guard.failed(now)
         self._state = replace(self._state, pin_failures=guard.failures, pin_locked_until=guard.locked_until)
         self.log.append(now, EventCode.PAIRING_FAILED, 0, guard.failures)
 
-    def add_key(self, role: Role, long_term: bytes, now: int) -> int:
-        """A programmer paired: keep its key with its role; returns the key id (logged)."""
-        key_id = max((k.key_id for k in self._state.keys), default=0) + 1
-        keys = (*self._state.keys, StoredKey(key_id, role, long_term))
+    def add_key(self, key: PairedKey, now: int) -> None:
+        """A programmer paired: keep its key (id :attr:`DeviceState.next_key_id`) with its role; logged."""
+        keys = (*self._state.keys, StoredKey(key.key_id, key.role, key.long_term))
         self._state = replace(self._state, keys=keys, pin_failures=0, pin_locked_until=0)
-        self.log.append(now, EventCode.PAIRED, 0, key_id, role.name.lower())
-        return key_id
+        self.log.append(now, EventCode.PAIRED, 0, key.key_id, key.role.name.lower())
 
     # --- reports -------------------------------------------------------------------------------------------
 

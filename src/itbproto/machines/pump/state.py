@@ -62,6 +62,11 @@ class DeviceState:
     def key(self, key_id: int) -> StoredKey | None:
         return next((k for k in self.keys if k.key_id == key_id), None)
 
+    @property
+    def next_key_id(self) -> int:
+        """The id the next paired programmer's key gets."""
+        return max((k.key_id for k in self.keys), default=0) + 1
+
     def outcome(self, txn: int) -> Outcome | None:
         return next((o for o in self.outcomes if o.txn == txn), None)
 
