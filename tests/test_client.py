@@ -87,7 +87,7 @@ async def target(kind: str) -> AsyncIterator[Target]:
         async def connect_ble() -> Transport:
             central = local_device(radio, "programmer", f"F0:00:00:00:00:{next(centrals):02X}")
             await central.power_on()
-            return await BleTransport.connect(central, "ITB20")
+            return await BleTransport.connect("ITB20", central=central)
 
         def drop_ble(n: int) -> None:
             peripheral.faults.lose_next = n

@@ -24,6 +24,7 @@ from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
 from itbemu.demo import run_demo
 from itbproto.ble import BleTransport
+from itbproto.ble.bumble_backend import open_central
 from itbproto.cli import main as itbproto_main
 from itbproto.client import PumpClient
 from itbproto.errors import CommandRefusedError
@@ -304,7 +305,8 @@ def test_itbemu_serves_over_ble_to_a_programmer_in_another_process(tmp_path: Pat
         assert "on ble tcp-server" in proc.stdout.readline()
 
         async def status() -> StatusReport:
-            transport = await BleTransport.open(f"tcp-client:127.0.0.1:{port}", "ITB20")
+            central = await open_central(f"tcp-client:127.0.0.1:{port}")
+            transport = await BleTransport.connect("ITB20", central=central)
             async with PumpClient(transport, load_profile("itb-20"), load_drug(), POLICY) as pump:
                 return await pump.status()
 

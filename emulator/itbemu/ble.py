@@ -31,15 +31,12 @@ from bumble.hci import Address
 from itbemu.clock import Clock
 from itbemu.device import Emulator
 from itbemu.faults import DeviceFault, LinkFaults
+from itbproto.ble.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
 from itbproto.connection import Connection, Side
 from itbproto.firmware import Output
 from itbproto.machines.pump.reports import FIRMWARE
 
-__all__ = ["REQUEST_UUID", "RESPONSE_UUID", "SERVICE_UUID", "BlePeripheral"]
-
-SERVICE_UUID = "6B3F0001-1D0E-4C59-9F8E-5A1C2D7E4B90"
-REQUEST_UUID = "6B3F0002-1D0E-4C59-9F8E-5A1C2D7E4B90"
-RESPONSE_UUID = "6B3F0003-1D0E-4C59-9F8E-5A1C2D7E4B90"
+__all__ = ["BlePeripheral", "local_device", "open_hub"]
 
 
 @dataclass
@@ -135,6 +132,32 @@ class BlePeripheral:
     async def advance(self) -> None:
         """Let device time reach the clock's; alarms go to every connected programmer."""
         await self.deliver(self.emulator.advance_to(self.clock.now()))
+
+
+async def open_hub(link: Any, hci: str) -> Any:
+    """Serve a software controller on ``link`` to the programmers' host on the bumble transport ``hci``
+    (``tcp-server:HOST:PORT``, ``unix-server:PATH``); the transport, to close when done.
+
+    The controller behaves as a real one on HCI Reset, which bumble's does not yet: the links its previous
+    host left open are dropped (the pump sees the programmer go, as on a supervision time-out); without that,
+    a programmer process that died connected would keep the pump's address busy for every later one."""
+    from bumble import hci as bumble_hci
+    from bumble import ll
+    from bumble.controller import Controller
+    from bumble.transport import open_transport
+
+    class HubController(Controller):
+        def on_hci_reset_command(self, command: bumble_hci.HCI_Reset_Command) -> Any:
+            timeout = bumble_hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
+            for stale in list(self.le_connections.values()):
+                stale.send_ll_control_pdu(ll.TerminateInd(timeout))
+            self.le_connections.clear()
+            self.pending_le_connection = None
+            return super().on_hci_reset_command(command)
+
+    hub = await open_transport(hci)
+    HubController("hub", host_source=hub.source, host_sink=hub.sink, link=link)
+    return hub
 
 
 def local_device(link: Any, name: str, address: str) -> Device:

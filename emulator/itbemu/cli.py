@@ -89,15 +89,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str) -> None:
     """The pump as a BLE peripheral on a bumble virtual link whose other controller's HCI is served on
     ``hci`` (e.g. ``tcp-server:127.0.0.1:9100``): a programmer connects with the matching client transport."""
-    from bumble.controller import Controller
     from bumble.link import LocalLink
-    from bumble.transport import open_transport
 
-    from itbemu.ble import BlePeripheral, local_device
+    from itbemu.ble import BlePeripheral, local_device, open_hub
 
     radio = LocalLink()  # type: ignore[no-untyped-call]
-    hub = await open_transport(hci)
-    Controller("hub", host_source=hub.source, host_sink=hub.sink, link=radio)
+    hub = await open_hub(radio, hci)
     peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:F1:F2:F3:F4:F5"))
     await peripheral.start()
     stop = asyncio.Event()

@@ -23,7 +23,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from itbproto.connection import Connection, Side
 from itbproto.errors import CommandRefusedError, LinkClosedError, NotAppliedError, SessionError
@@ -80,6 +80,14 @@ class PumpClient:
         self._alarms: asyncio.Queue[m.AlarmRecord | object] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+
+    @classmethod
+    def shipped(cls, transport: Transport, profile: str = "itb-20", **options: Any) -> PumpClient:
+        """A client with the specs this package ships: the device profile named ``profile``, the drug table
+        and the rule catalogue (``options``: as for the constructor)."""
+        from itbproto.specfiles import load_drug, load_profile, load_rules
+
+        return cls(transport, load_profile(profile), load_drug(), SafetyPolicy(load_rules()), **options)
 
     # --- the link ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``itbproto status | log | alarms | program --target tcp://HOST:PORT``: a pump programmed from the shell.
+"""``itbproto status | log | alarms | program --target tcp://HOST:PORT | ble://NAME``: pumps from the shell.
 
 Each command opens a :class:`~itbproto.client.PumpClient` on the target, does one thing, ends the session
 and prints the result (``--json``: JSON, one object or one per line). Run the emulator in one terminal
@@ -17,11 +17,10 @@ from pathlib import Path
 from itbproto.client import PumpClient
 from itbproto.display import describe
 from itbproto.machines.session import Summary
-from itbproto.safety import SafetyPolicy
 from itbproto.security.keystore import load_key, save_key
 from itbproto.security.pairing import PairedKey
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
-from itbproto.transport import TcpTransport, parse_target
+from itbproto.specfiles import load_prescription, profile_ids
+from itbproto.transport import open_target
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Role
 from itbproto.wire.fields import RecordType
@@ -35,11 +34,9 @@ _ALARM = RecordType(m.AlarmRecord)
 
 async def _client(args: argparse.Namespace, key: PairedKey | None) -> PumpClient:
     """A client on the ``--target`` (sealed under ``key``, if any), in the ``--role``."""
-    host, port = parse_target(args.target)
-    transport = await TcpTransport.connect(host, port)
-    profile, drug, policy = load_profile(args.profile), load_drug(), SafetyPolicy(load_rules())
+    transport = await open_target(args.target)
     role = Role[args.role.upper()]
-    return PumpClient(transport, profile, drug, policy, role=role, name="itbproto cli", key=key)
+    return PumpClient.shipped(transport, args.profile, role=role, name="itbproto cli", key=key)
 
 
 def _run(args: argparse.Namespace, work: Callable[[PumpClient], Awaitable[None]]) -> int:
@@ -185,7 +182,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     for name, (func, text) in commands.items():
         p = sub.add_parser(name, help=text, description=text + ". " + (__doc__ or "").splitlines()[0])
         p.add_argument(
-            "--target", required=True, metavar="tcp://HOST:PORT", help="the pump (itbemu serve --tcp)"
+            "--target",
+            required=True,
+            metavar="tcp://HOST:PORT|ble://NAME",
+            help="the pump (itbemu serve --tcp, or --ble with ITBPROTO_BLE_HCI set)",
         )
         p.add_argument("--profile", choices=profile_ids(), default="itb-20", help="the pump's device profile")
         p.add_argument(

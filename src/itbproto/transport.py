@@ -16,7 +16,7 @@ from typing import Protocol
 
 from itbproto.errors import LinkClosedError
 
-__all__ = ["READ_SIZE", "TcpTransport", "Transport", "parse_target"]
+__all__ = ["READ_SIZE", "TcpTransport", "Transport", "open_target"]
 
 READ_SIZE = 4096
 
@@ -77,10 +77,16 @@ class TcpTransport:
             await self._writer.wait_closed()
 
 
-def parse_target(target: str) -> tuple[str, int]:
-    """``tcp://HOST:PORT`` as (host, port); ValueError for anything else."""
+async def open_target(target: str, timeout_s: float = 10.0) -> Transport:
+    """A transport to ``tcp://HOST:PORT`` (``itbemu serve --tcp``) or ``ble://[NAME]`` (the first pump
+    advertising the ITB service, with that name if given; bleak's radio, or the virtual one that
+    ``ITBPROTO_BLE_HCI`` names); ValueError for anything else."""
     scheme, _, rest = target.partition("://")
+    if scheme == "ble":
+        from itbproto.ble import BleTransport
+
+        return await BleTransport.connect(rest or None, timeout_s=timeout_s)
     host, _, port = rest.rpartition(":")
     if scheme != "tcp" or not host or not port.isdigit():
-        raise ValueError(f"expected tcp://HOST:PORT, got {target!r}")
-    return host, int(port)
+        raise ValueError(f"expected tcp://HOST:PORT or ble://NAME, got {target!r}")
+    return await TcpTransport.connect(host, int(port), timeout_s)

@@ -1,0 +1,76 @@
+"""The BLE example scripts, as a developer runs them: `itbemu serve --ble tcp-server:...` in one process, each
+script in another with only ``ITBPROTO_BLE_HCI`` set (plain bleak finds our backend through the .pth hook)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from conftest import ROOT
+
+PIN = "493817"
+Run = Callable[..., str]
+
+
+@pytest.fixture(scope="module")
+def run_example() -> Iterator[Run]:
+    """A pump served over the virtual radio (a motor stall 60 device seconds in, time 10x), and a runner for
+    the examples against it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve = [sys.executable, "-m", "itbemu", "serve", "--ble", f"tcp-server:127.0.0.1:{port}", "--pin", PIN]
+    plan = ["--faults", str(ROOT / "examples" / "faults" / "motor-stall.toml"), "--speed", "10"]
+    proc = subprocess.Popen(serve + plan, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    assert "on ble tcp-server" in proc.stdout.readline()
+    env = {**os.environ, "ITBPROTO_BLE_HCI": f"tcp-client:127.0.0.1:{port}"}
+
+    def run(script: str, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / script), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    try:
+        yield run
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def test_scan_finds_the_pump_by_its_service(run_example: Run) -> None:
+    lines = run_example("scan.py", "--seconds", "0.5").splitlines()
+    assert lines[-1] == "1 pump(s) found"
+    name, rssi, unit, address = lines[0].split()
+    assert (name, unit, address) == ("ITB20", "dBm", "F0:F1:F2:F3:F4:F5")
+    assert -127 <= int(rssi) <= 20
+
+
+def test_status_reads_device_information_pairs_and_reads_the_status_sealed(run_example: Run) -> None:
+    out = run_example("status.py", "--pin", PIN)
+    assert out.startswith("ITB20 EMU-000001 at F0:F1:F2:F3:F4:F5, ATT MTU 517\n")
+    assert "paired as clinician (key " in out
+    rows = dict(line.strip().split(": ", 1) for line in out.splitlines()[2:])
+    assert rows["reservoir_ul"] == "20 mL"
+    assert rows["concentration_ug_ml"] == "500 µg/mL"
+
+
+def test_watch_alarms_prints_the_motor_stall(run_example: Run) -> None:
+    """The stall comes 60 device seconds in: announced while watching, or already active on connecting."""
+    out = run_example("watch_alarms.py", "--count", "1")
+    assert "watching" in out
+    (alarm,) = [line for line in out.splitlines() if line.startswith(("alarm: ", "active: "))]
+    assert "MOTOR_STALL (alarm 1, raised at " in alarm
