@@ -1,14 +1,17 @@
-"""The BLE example scripts, as a developer runs them: `itbemu serve --ble tcp-server:...` in one process, each
-script in another with only ``ITBPROTO_BLE_HCI`` set (plain bleak finds our backend through the .pth hook)."""
+"""The BLE example scripts (and the CLI on a ble:// target), as a developer runs them: `itbemu serve --ble
+tcp-server:...` in one process, each script in another with only ``ITBPROTO_BLE_HCI`` set (plain bleak finds
+our backend through the .pth hook)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +22,12 @@ Run = Callable[..., str]
 
 
 @pytest.fixture(scope="module")
-def run_example() -> Iterator[Run]:
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("ble") / "pump.btsnoop"
+
+
+@pytest.fixture(scope="module")
+def run_example(capture: Path) -> Iterator[Run]:
     """A pump served over the virtual radio (a motor stall 60 device seconds in, time 10x), and a runner for
     the examples against it."""
     with socket.socket() as probe:
@@ -27,21 +35,23 @@ def run_example() -> Iterator[Run]:
         port = probe.getsockname()[1]
     serve = [sys.executable, "-m", "itbemu", "serve", "--ble", f"tcp-server:127.0.0.1:{port}", "--pin", PIN]
     plan = ["--faults", str(ROOT / "examples" / "faults" / "motor-stall.toml"), "--speed", "10"]
+    plan += ["--btsnoop", str(capture)]
     proc = subprocess.Popen(serve + plan, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     assert "on ble tcp-server" in proc.stdout.readline()
     env = {**os.environ, "ITBPROTO_BLE_HCI": f"tcp-client:127.0.0.1:{port}"}
 
-    def run(script: str, *args: str) -> str:
+    def run(script: str, *args: str, status: int = 0) -> str:
+        program = [str(ROOT / "examples" / script)] if script.endswith(".py") else ["-m", script]
         done = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / script), *args],
+            [sys.executable, *program, *args],
             env=env,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == status, done.stderr
         return done.stdout
 
     try:
@@ -74,3 +84,17 @@ def test_watch_alarms_prints_the_motor_stall(run_example: Run) -> None:
     assert "watching" in out
     (alarm,) = [line for line in out.splitlines() if line.startswith(("alarm: ", "active: "))]
     assert "MOTOR_STALL (alarm 1, raised at " in alarm
+
+
+def test_the_cli_reads_a_ble_target(run_example: Run) -> None:
+    out = run_example("itbproto.cli", "status", "--target", "ble://ITB20", "--json")
+    assert json.loads(out)["reservoir_ul"] == 20_000
+
+
+def test_the_pumps_capture_decodes(run_example: Run, capture: Path) -> None:
+    """What `itbemu serve --btsnoop` recorded of the sessions above, through `itbproto decode --btsnoop`."""
+    out = run_example("itbproto.cli", "decode", "--btsnoop", str(capture), status=1)  # sealed: no keys
+    assert "[connection 1] programmer -> pump  PairStart" in out  # scan.py did not connect; status.py paired
+    assert "[connection 2] programmer -> pump  Hello" in out
+    assert "[connection 2] pump -> programmer  not decoded: SealedFrameError" in out
+    assert "pump -> programmer  AlarmList" in out  # watch_alarms.py, unpaired

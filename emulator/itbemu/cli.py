@@ -60,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     clock = RealClock(start=emulator.now, speed=args.speed)
     emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
     if args.ble:
-        asyncio.run(_serve_ble(emulator, clock, args.ble))
+        asyncio.run(_serve_ble(emulator, clock, args.ble, args.btsnoop))
         if store is not None:
             store.close()
         print("itbemu: stopped")
@@ -86,28 +86,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str) -> None:
+async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str, btsnoop: Path | None) -> None:
     """The pump as a BLE peripheral on a bumble virtual link whose other controller's HCI is served on
-    ``hci`` (e.g. ``tcp-server:127.0.0.1:9100``): a programmer connects with the matching client transport."""
+    ``hci`` (e.g. ``tcp-server:127.0.0.1:9100``): a programmer connects with the matching client transport.
+    ``btsnoop``: record the pump's HCI there (``itbproto decode --btsnoop`` reads it)."""
     from bumble.link import LocalLink
+    from bumble.snoop import BtSnooper
 
     from itbemu.ble import BlePeripheral, local_device, open_hub
 
     radio = LocalLink()  # type: ignore[no-untyped-call]
     hub = await open_hub(radio, hci)
     peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:F1:F2:F3:F4:F5"))
-    await peripheral.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on ble {hci}")
-    sys.stdout.flush()
-    while not stop.is_set():  # time passes: alarms go to every connected programmer
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
-        await peripheral.advance()
-    await hub.close()
+    with contextlib.ExitStack() as files:
+        if btsnoop is not None:
+            capture = files.enter_context(btsnoop.open("wb", buffering=0))
+            peripheral.device.host.snooper = BtSnooper(capture)
+        await peripheral.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on ble {hci}")
+        sys.stdout.flush()
+        while not stop.is_set():  # time passes: alarms go to every connected programmer
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            await peripheral.advance()
+        await hub.close()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -194,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve an emulated pump over TCP")
+    serve = commands.add_parser("serve", help="serve an emulated pump over TCP or BLE")
     serve.add_argument("--tcp", type=_address, metavar="HOST:PORT", help="where to listen (TCP)")
     serve.add_argument(
         "--ble",
         metavar="TRANSPORT",
         help="serve as a BLE peripheral; the programmers' HCI (tcp-server:HOST:PORT)",
     )
+    serve.add_argument("--btsnoop", type=Path, metavar="FILE", help="with --ble: record the pump's HCI")
     serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")

@@ -16,7 +16,9 @@ from itbproto import __version__
 from itbproto.display import describe
 from itbproto.errors import ItbError
 from itbproto.remote import add_commands
+from itbproto.security.pairing import PairedKey
 from itbproto.wire import CATALOG, decode
+from itbproto.wire.frame import Frame
 
 
 def parse_hex(text: str) -> bytes:
@@ -36,11 +38,11 @@ def _clean(part: str) -> str:
     return re.sub(r"[:_-]", "", part)
 
 
-def _print_frame(frame_bytes: bytes) -> None:
-    frame = decode(frame_bytes)
+def _print_frame(frame_bytes: bytes, frame: Frame | None = None, prefix: str = "") -> None:
+    frame = frame or decode(frame_bytes)
     msg = frame.message
     where = f"type 0x{msg.TYPE:02x}, txn {frame.txn}, seq {frame.seq}, {len(frame_bytes)} B"
-    print(f"{type(msg).__name__}  ({where})")
+    print(f"{prefix}{type(msg).__name__}  ({where})")
     rows = describe(msg)
     width = max((len(name) for name, _ in rows), default=0)
     for name, text in rows:
@@ -65,7 +67,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decode_capture(args: argparse.Namespace) -> int:
+    from itbproto.capture import frames
+    from itbproto.security.keystore import find_key
+
+    keystore = args.keystore
+
+    def key_for(serial: str) -> PairedKey | None:
+        return find_key(keystore, serial) if keystore is not None else None
+
+    status = 0
+    for captured in frames(Path(args.btsnoop).read_bytes(), key_for):
+        way = "programmer -> pump" if captured.to_pump else "pump -> programmer"
+        prefix = f"[connection {captured.connection}] {way}  "
+        if captured.frame is None:
+            print(f"{prefix}not decoded: {type(captured.error).__name__}: {captured.error}")
+            status = 1
+        else:
+            _print_frame(captured.data, captured.frame, prefix)
+    return status
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
+    if args.btsnoop is not None:
+        return _decode_capture(args)
     status = 0
     for text in _frames(args):
         shown = " ".join(text.split())
@@ -168,11 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     dec = sub.add_parser(
         "decode",
-        help="decode frames given as hex",
+        help="decode frames given as hex, or the ITB frames of a BLE capture",
         description="Decode plain frames. Hex may have a 0x prefix, spaces, newlines or : between bytes. "
-        "With no HEX argument (or -), frames are read from standard input, one per line.",
+        "With no HEX argument (or -), frames are read from standard input, one per line. With --btsnoop, "
+        "the frames both sides sent in a BLE capture (sealed ones opened with the pump's key from "
+        "--keystore).",
     )
     dec.add_argument("frames", nargs="*", metavar="HEX", help="one frame per argument")
+    dec.add_argument(
+        "--btsnoop", type=Path, metavar="FILE", help="a btsnoop capture (BUMBLE_SNOOPER, Android)"
+    )
+    dec.add_argument("--keystore", type=Path, help="paired keys, to open sealed sessions (itbproto pair)")
     dec.set_defaults(func=cmd_decode)
 
     cat = sub.add_parser(

@@ -14,7 +14,7 @@ from itbproto.errors import SpecError
 from itbproto.security.pairing import PairedKey
 from itbproto.wire.enums import Role
 
-__all__ = ["load_key", "save_key"]
+__all__ = ["find_key", "load_key", "save_key"]
 
 
 def save_key(path: str | Path, serial: str, key: PairedKey) -> None:
@@ -33,10 +33,19 @@ def save_key(path: str | Path, serial: str, key: PairedKey) -> None:
 def load_key(path: str | Path, serial: str) -> PairedKey:
     """The key kept for pump ``serial``; :class:`~itbproto.errors.SpecError` if there is none, or if the
     file can be read by anyone but its owner."""
+    key = find_key(path, serial)
+    if key is None:
+        raise SpecError(str(path), f"no key for pump {serial}: pair first")
+    return key
+
+
+def find_key(path: str | Path, serial: str) -> PairedKey | None:
+    """The key kept for pump ``serial``, or None; :class:`~itbproto.errors.SpecError` for a keystore that
+    is malformed or can be read by anyone but its owner."""
     path = Path(path)
     entry = _read(path).get(serial)
     if entry is None:
-        raise SpecError(str(path), f"no key for pump {serial}: pair first")
+        return None
     try:
         key_id, role, long_term = entry["key_id"], str(entry["role"]), bytes.fromhex(str(entry["long_term"]))
         if not isinstance(key_id, int):
