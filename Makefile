@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_crash.py
 	$(BIN)/python bench/bench_client.py
+	$(BIN)/python bench/bench_ble.py
 
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write

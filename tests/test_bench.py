@@ -61,3 +61,18 @@ def test_the_round_trip_bench_ends_with_json_for_every_transport(capsys: pytest.
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert set(result["round_trip"]) == {"inprocess", "tcp", "tcp_sealed"}
     assert all(r["client_us"] > 0 and r["echo_us"] > 0 for r in result["round_trip"].values())
+
+
+def test_the_ble_bench_downloads_the_whole_log_and_counts_every_att_byte(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import bench_ble
+
+    assert bench_ble.main(["-n", "20", "--entries", "300"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["round_trip"]["client_us"] > 0
+    assert result["round_trip"]["echo_us"] > 0
+    download = result["download"]
+    assert download["entries"] == 301  # and the session's own entry
+    assert download["mtu"] == 517
+    assert 0 < download["payload_bytes"] < download["att_bytes"]

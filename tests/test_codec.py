@@ -33,7 +33,9 @@ from itbproto.wire import (
     encode,
     open_frame,
 )
-from itbproto.wire.fields import IntType
+from itbproto.wire.enums import EventCode
+from itbproto.wire.fields import IntType, RecordType
+from itbproto.wire.messages import MAX_EVENTS_PER_PAGE, MAX_LOG_DETAIL, EventLogPage, EventRecord
 
 ALL_TYPES = sorted(CATALOG.values(), key=lambda c: c.TYPE)
 INT_TYPES = [c for c in ALL_TYPES if any(isinstance(s.wire, IntType) for s in c.specs())]
@@ -274,3 +276,29 @@ def test_the_core_does_not_need_hypothesis() -> None:
         "itbproto.demo.run(23, say=lambda line: None)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _entries(n: int, detail: str) -> tuple[EventRecord, ...]:
+    return tuple(
+        EventRecord(index=i, at=i, code=EventCode.RATE_CHANGED, txn=0, value=i, detail=detail)
+        for i in range(n)
+    )
+
+
+def test_an_event_page_holds_many_short_entries_or_fewer_long_ones_within_its_byte_budget() -> None:
+    short = EventLogPage(total=50, events=_entries(MAX_EVENTS_PER_PAGE, ""))  # 50 x 19 B
+    assert decode(encode(short)).message == short
+    long = EventLogPage(total=50, events=_entries(24, "x" * MAX_LOG_DETAIL))  # 24 x 43 B > 1,019 B
+    with pytest.raises(errors.FieldRangeError, match="at most 1019 B"):
+        encode(long)
+    payload = (
+        bytes(4) + bytes((24,)) + b"".join(RecordType(EventRecord).encoder()(e, "") for e in long.events)
+    )
+    with pytest.raises(errors.FieldRangeError, match="at most 1019 B"):
+        EventLogPage.CODEC.decode(payload)
+    assert EventLogPage.CODEC.max_size <= MAX_PAYLOAD
+
+
+@given(message_of(EventLogPage))
+def test_generated_event_pages_keep_to_the_byte_budget(page: EventLogPage) -> None:
+    assert decode(encode(page)).message == page

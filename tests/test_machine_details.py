@@ -12,10 +12,11 @@ from itbproto.errors import SessionError
 from itbproto.machines import Refused, Replied, Resolved
 from itbproto.machines.pump import REFILL_TIMEOUT_S
 from itbproto.machines.pump.alarms import conditions
-from itbproto.machines.pump.reports import _EVENT_SIZE, device_info, event_page, flowing_rate, history, status
+from itbproto.machines.pump.reports import device_info, event_page, flowing_rate, history, status
 from itbproto.machines.pump.state import MAX_TXN_STEP
 from itbproto.therapy import SCALE, advance, apply
 from itbproto.wire import (
+    MAX_EVENTS_PER_PAGE,
     Ack,
     AlarmAcknowledge,
     AlarmCode,
@@ -165,10 +166,11 @@ def test_replies_are_cut_to_the_frame_the_programmer_accepts() -> None:
     assert reply.session.max_frame == 272
     assert reply.session.client == "small"
     assert isinstance(page, EventLogPage)
-    empty = len(replace(page, events=()).CODEC.encode(replace(page, events=())))
-    # as many entries as fit a sealed frame, each counted at its largest (a detail of 24 characters)
-    assert len(page.events) == (272 - HEADER_SIZE - TAG_SIZE - empty) // _EVENT_SIZE
-    full = event_page(pump.log, EventLogRead(first=0, count=20), 1045)
+    # as many entries as fit a sealed frame, each counted at its own size
+    more = replace(page, events=pump.log.page(0, len(page.events) + 1))
+    assert len(page.CODEC.encode(page)) + HEADER_SIZE + TAG_SIZE <= 272
+    assert len(more.CODEC.encode(more)) + HEADER_SIZE + TAG_SIZE > 272
+    full = event_page(pump.log, EventLogRead(first=0, count=MAX_EVENTS_PER_PAGE), 1045)
     assert len(full.events) > len(page.events)
 
 

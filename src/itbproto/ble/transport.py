@@ -14,6 +14,7 @@ import asyncio
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
+from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
@@ -60,6 +61,7 @@ class BleTransport:
 
     def __init__(self, device: BLEDevice, timeout_s: float = 10.0, central: Any = None) -> None:
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._request: BleakGATTCharacteristic | str = REQUEST_UUID  # its characteristic, once connected
         self.client = BleakClient(
             device,
             lambda _: self._queue.put_nowait(None),
@@ -78,22 +80,25 @@ class BleTransport:
     ) -> BleTransport:
         """Find the pump (:func:`find_pump`), connect, subscribe to its responses. ``central``: a bumble
         Device to use as the radio (the bumble backend) instead of bleak's default."""
-        transport = cls(
-            await find_pump(name, address=address, timeout_s=timeout_s, central=central), timeout_s, central
-        )
+        device = await find_pump(name, address=address, timeout_s=timeout_s, central=central)
+        transport = cls(device, timeout_s, central)
         client = transport.client
         try:
             await client.connect()
-            await client.start_notify(RESPONSE_UUID, lambda _, data: transport._queue.put_nowait(bytes(data)))
+            request = client.services.get_characteristic(REQUEST_UUID)
+            response = client.services.get_characteristic(RESPONSE_UUID)
+            if request is None or response is None:
+                raise BleakError(f"{device.name or device.address} lacks the ITB characteristics")
+            await client.start_notify(response, lambda _, data: transport._queue.put_nowait(bytes(data)))
         except (BleakError, TimeoutError) as exc:
             await client.disconnect()
             raise LinkClosedError(f"could not connect to the pump over BLE: {exc}") from None
-        transport.mtu = client.mtu_size
+        transport.mtu, transport._request = client.mtu_size, request
         return transport
 
     async def send(self, data: bytes) -> None:
         try:
-            await self.client.write_gatt_char(REQUEST_UUID, data, response=False)
+            await self.client.write_gatt_char(self._request, data, response=False)
         except Exception as exc:  # a link that is gone: each backend raises its own
             raise LinkClosedError(f"BLE write failed: {exc}") from None
 

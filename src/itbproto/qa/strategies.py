@@ -9,6 +9,7 @@ refuses it).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
@@ -48,10 +49,26 @@ def for_wire(wire: WireType[Any], lo: int | None = None, hi: int | None = None) 
     if isinstance(wire, BlobType):
         return st.binary(min_size=wire.min_len, max_size=wire.max_len)
     if isinstance(wire, ArrayType):
-        return st.lists(for_wire(wire.item), min_size=wire.min_len, max_size=wire.max_len).map(tuple)
+        items = st.lists(for_wire(wire.item), min_size=wire.min_len, max_size=wire.max_len).map(tuple)
+        return items.map(_within(wire)).filter(lambda kept: len(kept) >= wire.min_len)
     if isinstance(wire, RecordType):
         return st.builds(wire.cls, **{spec.name: for_spec(spec) for spec in wire.specs})
     raise TypeError(f"no strategy for {wire!r}")
+
+
+def _within(wire: ArrayType[Any]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """Cut a tuple of items to the array's byte budget (as a sender fills a page)."""
+    size = wire.item.encoder()
+
+    def cut(items: tuple[Any, ...]) -> tuple[Any, ...]:
+        room = wire.max_bytes
+        for n, item in enumerate(items):
+            room -= len(size(item, ""))
+            if room < 0:
+                return items[:n]
+        return items
+
+    return cut
 
 
 def for_spec(spec: FieldSpec) -> st.SearchStrategy[Any]:

@@ -403,47 +403,59 @@ class BlobType(_Prefixed[bytes]):
 
 
 class ArrayType(WireType[tuple[T, ...]]):
-    """A one-byte count followed by that many items; ``min_len``..``max_len`` items."""
+    """A one-byte count followed by that many items; ``min_len``..``max_len`` items, and at most
+    ``max_bytes`` bytes of items if given (a page of variable-size records: as many as fit)."""
 
-    def __init__(self, item: WireType[T], max_len: int, min_len: int = 0) -> None:
+    def __init__(
+        self, item: WireType[T], max_len: int, min_len: int = 0, *, max_bytes: int | None = None
+    ) -> None:
         self.item = item
         self.max_len = max_len
         self.min_len = min_len
-        self.max_size = 1 + max_len * item.max_size
+        self.max_bytes = max_len * item.max_size if max_bytes is None else max_bytes
+        self.max_size = 1 + min(max_len * item.max_size, self.max_bytes)
         self.subcon = cs.PrefixedArray(cs.Int8ul, item.subcon)
-        self.name = f"array[{min_len}..{max_len}] of {item.name}"
+        budget = "" if max_bytes is None else f", at most {max_bytes} B"
+        self.name = f"array[{min_len}..{max_len}{budget}] of {item.name}"
 
     def check(self, value: object, path: str) -> None:
         if not isinstance(value, tuple) or not self.min_len <= len(value) <= self.max_len:
             raise FieldRangeError(path, value, f"tuple of {self.min_len}..{self.max_len} items")
         for i, item in enumerate(value):
             self.item.check(item, f"{path}[{i}]")
+        if self.max_bytes < len(value) * self.item.max_size:  # the byte budget may bind
+            self.encoder()(value, path)
 
     def decoder(self) -> Decoder:
         item = self.item.decoder()
-        lo, hi = self.min_len, self.max_len
+        lo, hi, budget = self.min_len, self.max_len, self.max_bytes
 
         def decode(buf: bytes, pos: int, path: str) -> tuple[tuple[T, ...], int]:
             n = buf[pos]
             if not lo <= n <= hi:
                 raise FieldRangeError(path, n, f"{lo}..{hi} items")
-            pos += 1
+            start = pos = pos + 1
             items = []
             for i in range(n):
                 value, pos = item(buf, pos, f"{path}[{i}]")
                 items.append(value)
+            if pos - start > budget:
+                raise FieldRangeError(path, pos - start, f"items of at most {budget} B")
             return tuple(items), pos
 
         return decode
 
     def encoder(self) -> Encoder:
         item = self.item.encoder()
-        lo, hi = self.min_len, self.max_len
+        lo, hi, budget = self.min_len, self.max_len, self.max_bytes
 
         def encode(value: tuple[T, ...], path: str) -> bytes:
             if value.__class__ is not tuple or not lo <= len(value) <= hi:
                 raise FieldRangeError(path, value, f"tuple of {lo}..{hi} items")
-            return bytes((len(value),)) + b"".join(item(x, f"{path}[{i}]") for i, x in enumerate(value))
+            items = b"".join(item(x, f"{path}[{i}]") for i, x in enumerate(value))
+            if len(items) > budget:
+                raise FieldRangeError(path, len(items), f"items of at most {budget} B")
+            return bytes((len(value),)) + items
 
         return encode
 

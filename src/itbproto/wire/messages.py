@@ -49,6 +49,7 @@ __all__ = [
     "MAX_CONCENTRATION_UG_ML",
     "MAX_DETAIL",
     "MAX_EVENTS_PER_PAGE",
+    "MAX_EVENT_BYTES",
     "MAX_FLEX_STEPS",
     "MAX_HISTORY_BOLUSES",
     "MAX_HISTORY_DOSES",
@@ -139,7 +140,8 @@ DAY_END_S = 86_399
 MAX_FLEX_STEPS = 10
 MAX_PERIODIC_BOLUSES = 8
 MAX_ALARMS = 16
-MAX_EVENTS_PER_PAGE = 20
+MAX_EVENTS_PER_PAGE = 50  # as many as a page of short entries holds
+MAX_EVENT_BYTES = 1_019  # a page's entries: its payload (1,024 B) less the total and the count
 MAX_RULE_IDS = 8  # rule IDs a Nack carries
 MAX_ACKNOWLEDGED = 8  # rule IDs one command acknowledges
 MAX_LOG_DETAIL = 24
@@ -738,7 +740,10 @@ class EventLogPage(Message):
     """A page of the event log."""
 
     total: int = field(U32, doc="entries in the log")
-    events: tuple[EventRecord, ...] = field(ArrayType(RecordType(EventRecord), MAX_EVENTS_PER_PAGE))
+    events: tuple[EventRecord, ...] = field(
+        ArrayType(RecordType(EventRecord), MAX_EVENTS_PER_PAGE, max_bytes=MAX_EVENT_BYTES),
+        doc="as many entries as fit: most have little or no detail",
+    )
 
 
 @message(MsgType.EVENT_LOG_READ, Kind.REQUEST, replies=(EventLogPage,), effect=Effect.READ, roles=ANYONE)

@@ -34,7 +34,7 @@ __all__ = [
 
 FIRMWARE = "itbproto-0.2"
 _FLOW_SIZE = RecordType(m.FlowRecord).max_size
-_EVENT_SIZE = RecordType(m.EventRecord).max_size
+_EVENT_FIXED = RecordType(m.EventRecord).max_size - m.MAX_LOG_DETAIL  # all but the detail's characters
 
 
 def _room(max_frame: int) -> int:
@@ -154,7 +154,15 @@ def history(t: TherapyState, max_frame: int) -> m.TherapyHistory:
 
 
 def event_page(log: EventLog, request: m.EventLogRead, max_frame: int) -> m.EventLogPage:
-    """Entries from ``request.first``, as many as asked and as fit the programmer's frame size."""
+    """Entries from ``request.first``, as many as asked and as fit the programmer's frame size (each
+    counted at its own size: most entries have little or no detail)."""
     empty = m.EventLogPage(total=log.total, events=())
-    fit = (_room(max_frame) - len(empty.CODEC.encode(empty))) // _EVENT_SIZE
-    return m.EventLogPage(total=log.total, events=log.page(request.first, min(request.count, fit)))
+    room = min(_room(max_frame) - len(empty.CODEC.encode(empty)), m.MAX_EVENT_BYTES)
+    events = log.page(request.first, request.count)
+    fit = 0
+    for entry in events:
+        room -= _EVENT_FIXED + len(entry.detail)  # ASCII: a byte a character
+        if room < 0:
+            break
+        fit += 1
+    return m.EventLogPage(total=log.total, events=events[:fit])
