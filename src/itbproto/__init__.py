@@ -21,6 +21,7 @@ The sans-IO core, most used names here; everything else in its module:
 from itbproto.client import PumpClient
 from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
 from itbproto.errors import (
+    CaptureError,
     CommandRefusedError,
     ItbError,
     LinkClosedError,
@@ -40,13 +41,14 @@ from itbproto.machines import DeviceState, ProgrammingSession, PumpMachine
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy import DeviceProfile, Drug, TherapyState, advance, apply
-from itbproto.transport import TcpTransport, Transport
+from itbproto.transport import TcpTransport, Transport, open_target
 from itbproto.wire import Frame, Message, decode, encode
 
 __version__ = "0.2.0"
 
 __all__ = [
     "BadRequest",
+    "CaptureError",
     "CommandRefusedError",
     "Connection",
     "DeviceProfile",
@@ -89,4 +91,5 @@ __all__ = [
     "load_drug",
     "load_profile",
     "load_rules",
+    "open_target",
 ]
