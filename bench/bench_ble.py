@@ -18,6 +18,7 @@ import io
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
@@ -66,9 +67,12 @@ def pump(entries: int) -> Emulator:
     return Emulator(PumpMachine(machine.state, machine.policy, log=EventLog(logged(entries))))
 
 
-async def echo_device(link: LocalLink) -> Device:
-    """A bare GATT echo: what is written to ECHO_IN comes back as a notification on ECHO_OUT."""
-    device = local_device(link, "echo", "F0:00:00:00:00:EE")
+async def echo_device(
+    link: LocalLink, address: str = "F0:00:00:00:00:EE", extra: Sequence[Characteristic[bytes]] = ()
+) -> Device:
+    """A bare GATT echo advertising as "Echo" with its service: what is written to ECHO_IN (with or
+    without response) comes back as a notification on ECHO_OUT; ``extra`` characteristics join the service."""
+    device = local_device(link, "echo", address)
     out: Characteristic[bytes] = Characteristic(
         ECHO_OUT, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
     )
@@ -78,12 +82,20 @@ async def echo_device(link: LocalLink) -> Device:
 
     written: Characteristic[bytes] = Characteristic(
         ECHO_IN,
-        Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
+        Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
         Characteristic.WRITEABLE,
         CharacteristicValue[bytes](write=echo),
     )
-    device.add_services([Service(UUID(ECHO_SERVICE), [written, out])])
-    device.advertising_data = bytes(AdvertisingData([(AdvertisingData.COMPLETE_LOCAL_NAME, b"Echo")]))
+    device.add_services([Service(UUID(ECHO_SERVICE), [written, out, *extra])])
+    device.advertising_data = bytes(
+        AdvertisingData(
+            [
+                (AdvertisingData.FLAGS, bytes([0x06])),
+                (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(ECHO_SERVICE))),
+                (AdvertisingData.COMPLETE_LOCAL_NAME, b"Echo"),
+            ]
+        )
+    )
     await device.power_on()
     await device.start_advertising(auto_restart=True, advertising_interval_min=20.0)
     return device

@@ -9,42 +9,27 @@ from typing import Any
 
 import bleak
 import pytest
+from bench.bench_ble import ECHO_IN, ECHO_OUT, echo_device
+from bench.bench_ble import ECHO_SERVICE as SERVICE
+from bench.bench_ble import central as new_central
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.exc import BleakGATTProtocolError, BleakGATTProtocolErrorCode
 from bumble.att import ATT_Error, ErrorCode
-from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection, Device
-from bumble.gatt import Characteristic, CharacteristicValue, Service
+from bumble.gatt import Characteristic, CharacteristicValue
 from bumble.link import LocalLink
 
-from itbemu.ble import local_device
 from itbproto.ble.bumble_backend import HCI_ENV, BumbleClient, BumbleScanner, bound_to, install
 
-SERVICE = "12345678-0000-4000-8000-00000000aa01"
-ECHO_IN = "12345678-0000-4000-8000-00000000aa02"
-ECHO_OUT = "12345678-0000-4000-8000-00000000aa03"
-LABEL = "12345678-0000-4000-8000-00000000aa04"
+LABEL = "12345678-0000-4000-8000-0000000000e3"
 
 
 @asynccontextmanager
 async def radio() -> AsyncIterator[tuple[Device, Device]]:
-    """An echo peripheral (what is written comes back as a notification) and a central, on one LocalLink."""
+    """An echo peripheral (bench_ble's, with a readable characteristic that refuses writes) and a central,
+    on one LocalLink."""
     link = LocalLink()  # type: ignore[no-untyped-call]
-    peripheral = local_device(link, "echo", "F0:00:00:00:00:AA")
-    out: Characteristic[bytes] = Characteristic(
-        ECHO_OUT, Characteristic.Properties.NOTIFY, Characteristic.READABLE, b""
-    )
-
-    async def echo(connection: Connection, value: bytes) -> None:
-        await peripheral.notify_subscriber(connection, out, value)
-
-    written: Characteristic[bytes] = Characteristic(
-        ECHO_IN,
-        Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
-        Characteristic.WRITEABLE,
-        CharacteristicValue[bytes](write=echo),
-    )
 
     def refuse(connection: Connection, value: bytes) -> None:
         raise ATT_Error(ErrorCode.WRITE_NOT_PERMITTED)
@@ -55,21 +40,8 @@ async def radio() -> AsyncIterator[tuple[Device, Device]]:
         Characteristic.READABLE | Characteristic.WRITEABLE,
         CharacteristicValue[bytes](read=lambda connection: b"hello", write=refuse),
     )
-    peripheral.add_services([Service(UUID(SERVICE), [written, out, label])])
-    peripheral.advertising_data = bytes(
-        AdvertisingData(
-            [
-                (AdvertisingData.FLAGS, bytes([0x06])),
-                (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(SERVICE))),
-                (AdvertisingData.COMPLETE_LOCAL_NAME, b"Echo"),
-            ]
-        )
-    )
-    await peripheral.power_on()
-    await peripheral.start_advertising(auto_restart=True, advertising_interval_min=20.0)
-    central = local_device(link, "central", "F0:00:00:00:00:BB")
-    await central.power_on()
-    yield peripheral, central
+    peripheral = await echo_device(link, "F0:00:00:00:00:AA", [label])
+    yield peripheral, await new_central(link, 0xBB)
 
 
 def run(test: Callable[[Device, Device], Coroutine[Any, Any, None]]) -> Callable[[], None]:
