@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, settings
-
-from itbproto.specfiles import load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,13 +23,3 @@ def examples(n: int) -> int:
     """A property's example count: ``n``, more under the thorough profile, a few under mutation testing."""
     most = settings().max_examples
     return min(n, most) if PROFILE == "mutation" else max(n, most)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A rule marker must name rules of the catalog (a typo would hide an untested rule)."""
-    known = set(load_rules().ids)
-    for item in items:
-        for mark in item.iter_markers("rule"):
-            unknown = [rule_id for rule_id in mark.args if rule_id not in known]
-            if unknown or not mark.args:
-                raise pytest.UsageError(f"{item.nodeid}: unknown rule IDs {unknown or mark.args}")

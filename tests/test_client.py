@@ -189,6 +189,20 @@ async def test_the_refill_flow_with_two_confirmations(t: Target) -> None:
 
 
 @on_every_transport
+async def test_a_refill_refused_half_way_is_aborted_and_the_session_goes_on(t: Target) -> None:
+    """An overfill refused at staging (by the pump: the client's checks are off) ends the refill on both
+    sides; the next command is not stuck in the refill's state."""
+    async with await t.client() as pump:
+        pump.session.checks = False
+        with pytest.raises(CommandRefusedError) as refused:
+            await pump.refill(0, 25_000, 500)
+        assert "REFILL-001" in refused.value.nack.rules
+        assert (await pump.status()).reservoir_ul == 20_000
+        assert EventCode.REFILL_ABORTED in [e.code for e in t.emulator.pump.log.since(0)]
+        await pump.refill(20_000, 20_000, 500)  # a new refill can begin
+
+
+@on_every_transport
 async def test_a_lost_reply_is_resolved_by_its_transaction_never_sent_twice(t: Target) -> None:
     async with await t.client(timeout_s=0.3) as pump:
         await pump.program(CONTINUOUS, confirmed)

@@ -139,8 +139,8 @@ async def open_hub(link: Any, hci: str) -> Any:
     (``tcp-server:HOST:PORT``, ``unix-server:PATH``); the transport, to close when done.
 
     The controller behaves as a real one on HCI Reset, which bumble's does not yet: the links its previous
-    host left open are dropped (the pump sees the programmer go, as on a supervision time-out); without that,
-    a programmer process that died connected would keep the pump's address busy for every later one."""
+    host left open are dropped (the pump sees the programmer go, as on a supervision time-out); without
+    that, a programmer process that died connected would keep the pump's address busy for every later one."""
     from bumble import hci as bumble_hci
     from bumble import ll
     from bumble.controller import Controller

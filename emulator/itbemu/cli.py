@@ -49,6 +49,11 @@ def _new_pump(args: argparse.Namespace, policy: SafetyPolicy, store: Store | Non
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.defect:
+        from itbemu.defects import seed
+
+        seed(args.defect)
+        print(f"itbemu: DEFECTIVE pump ({args.defect}), for testing the QA suite only", file=sys.stderr)
     policy = SafetyPolicy(load_rules())
     store = Store(args.store) if args.store else None
     if store is not None and store.load(0) is not None:
@@ -208,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve as a BLE peripheral; the programmers' HCI (tcp-server:HOST:PORT)",
     )
     serve.add_argument("--btsnoop", type=Path, metavar="FILE", help="with --ble: record the pump's HCI")
+    serve.add_argument(
+        "--defect",
+        metavar="NAME",
+        help="a seeded defect for the QA suite (test builds only: needs ITBEMU_ALLOW_DEFECTS=1)",
+    )
     serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")

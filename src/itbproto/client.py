@@ -26,7 +26,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from itbproto.connection import Connection, Side
-from itbproto.errors import CommandRefusedError, LinkClosedError, NotAppliedError, SessionError
+from itbproto.errors import (
+    CommandRefusedError,
+    LinkClosedError,
+    NotAppliedError,
+    SafetyViolation,
+    SessionError,
+)
 from itbproto.machines.session import (
     AlarmAnnounced,
     Mismatch,
@@ -69,12 +75,13 @@ class PumpClient:
         retries: int = 2,
         key: PairedKey | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
+        checks: bool = True,
     ) -> None:
         self.transport, self.name, self.timeout_s, self.retries = transport, name, timeout_s, retries
         self.key, self.entropy = key, entropy
         connection = Connection(Side.PROGRAMMER, mtu=transport.mtu, stream=transport.stream)
         self.session = ProgrammingSession(
-            role=role, profile=profile, drug=drug, policy=policy, connection=connection
+            role=role, profile=profile, drug=drug, policy=policy, connection=connection, checks=checks
         )
         self._answers: asyncio.Queue[SessionEvent | object] = asyncio.Queue()
         self._alarms: asyncio.Queue[m.AlarmRecord | object] = asyncio.Queue()
@@ -156,12 +163,18 @@ class PumpClient:
     async def thresholds(self) -> m.AlarmThresholds:
         return (await self._reply(self.session.read_thresholds(), m.ThresholdsReport)).thresholds
 
-    async def events(self, progress: Callable[[int, int], None] | None = None) -> list[m.EventRecord]:
-        """The event log (as far back as the pump keeps it), a page at a time; ``progress(read, total)``
-        after each page."""
+    async def history(self) -> m.TherapyHistory:
+        """The last 24 h as the rules see them: delivery at the catheter tip, dose changes, boluses."""
+        return await self._reply(self.session.read_history(), m.TherapyHistory)
+
+    async def events(
+        self, progress: Callable[[int, int], None] | None = None, first: int = 0
+    ) -> list[m.EventRecord]:
+        """The event log from entry ``first`` (as far back as the pump keeps it), a page at a time;
+        ``progress(read, total)`` after each page."""
         entries: list[m.EventRecord] = []
         while True:
-            first = entries[-1].index + 1 if entries else 0
+            first = entries[-1].index + 1 if entries else first
             page = await self._reply(self.session.read_events(first), m.EventLogPage)
             entries += page.events
             if progress is not None and entries:
@@ -216,16 +229,22 @@ class PumpClient:
         bridge: bool = False,
         ack: m.Acknowledgement = m.NO_ACK,
     ) -> m.Ack:
-        """Begin, record what was withdrawn, stage the new drug, confirm it again (two-step confirmation)."""
+        """Begin, record what was withdrawn, stage the new drug, confirm it again (two-step confirmation).
+        A step refused (or an error) after the refill began aborts it, on both sides, before raising."""
         await self._reread()
         await self._request(self.session.start_refill())
-        await self._request(self.session.record_residual(withdrawn_ul))
-        await self._reread()
-        await self._request(self.session.stage_drug(volume_ul, concentration_ug_ml))
-        return await self._command(
-            lambda: self.session.confirm_refill_drug(volume_ul, concentration_ug_ml, bridge=bridge, ack=ack),
-            m.Ack,
-        )
+        try:
+            await self._request(self.session.record_residual(withdrawn_ul))
+            await self._reread()
+            await self._request(self.session.stage_drug(volume_ul, concentration_ug_ml))
+            confirm = self.session.confirm_refill_drug
+            return await self._command(
+                lambda: confirm(volume_ul, concentration_ug_ml, bridge=bridge, ack=ack), m.Ack
+            )
+        except (CommandRefusedError, SafetyViolation, SessionError):
+            if self.session.pump.refill is not None and self.session.pending is None:
+                await self._request(self.session.abort_refill())
+            raise
 
     async def set_thresholds(self, thresholds: m.AlarmThresholds) -> m.Ack:
         return await self._command(lambda: self.session.set_thresholds(thresholds), m.Ack)
@@ -260,7 +279,7 @@ class PumpClient:
         return await self._reply(send(), kind)
 
     async def _reread(self) -> None:
-        if self.session.pump.to_reread():
+        if self.session.checks and self.session.pump.to_reread():
             await self.refresh()
 
     async def _reply(self, chunks: list[bytes], kind: type[T]) -> T:

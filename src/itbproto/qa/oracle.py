@@ -1,0 +1,177 @@
+"""The QA suite's independent oracle: what the device reports, checked against the catalog's numbers.
+
+It never calls the rule engine. After every step it reads the pump's own records through the protocol (the
+status, the therapy history's flows at the catheter tip, the alarm list, the event log) and checks them by
+brute force with exact fractions:
+
+- every 24 h window of drug at the catheter tip is at most the daily ceiling (DOSE-001, DOSE-003), and so
+  is the programmed daily dose now flowing (DOSE-002); every bolus is at most the absolute maximum (BOL-001);
+- the reservoir never holds more than the pump can, and grows only by an accepted refill (REFILL-001);
+  nothing flows from an empty reservoir (RES-002);
+- each command transaction is applied once, whatever was retried or replayed (protocol.md §5; reported as
+  TXN), and nothing changes delivery without a command the suite saw accepted;
+- a low reservoir is annunciated while the pump infuses (RES-001).
+
+Flows are accumulated across steps, so windows reach back past the 24 h a history holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from itbproto.safety import RuleCatalog
+from itbproto.wire import messages as m
+from itbproto.wire.enums import AlarmCode, EventCode, TherapyMode
+
+__all__ = ["DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
+
+DAY = 86_400
+#: the protocol's own rules, reported beside the catalog's: each transaction applied once (specs/protocol.md
+#: §5), stale frames dropped (§2, §6), roles enforced by the pump (§4)
+TXN, REPLAY, ROLE = "TXN", "REPLAY", "ROLE"
+PROTOCOL = (TXN, REPLAY, ROLE)
+#: events the pump logs for a change of delivery a programmer commanded (each names its transaction)
+COMMANDED = frozenset(
+    {
+        EventCode.PRESCRIPTION_COMMITTED,
+        EventCode.RATE_CHANGED,
+        EventCode.SUSPENDED,
+        EventCode.RESUMED,
+        EventCode.REFILL_CONFIRMED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule_id: str
+    what: str
+
+
+@dataclass(frozen=True)
+class Piece:
+    start: int
+    end: int
+    rate_ul_day: int
+    conc_ug_ml: int
+
+    def ng(self, start: Fraction, end: Fraction) -> Fraction:
+        """ng at the tip during [start, end): µL/day × µg/mL is ng/day."""
+        seconds = max(Fraction(0), min(Fraction(self.end), end) - max(Fraction(self.start), start))
+        return self.rate_ul_day * self.conc_ug_ml * seconds / DAY
+
+
+@dataclass
+class Oracle:
+    """Checks one pump; :meth:`check` after every step returns what it found wrong."""
+
+    catalog: RuleCatalog
+    capacity_ul: int
+    pieces: list[Piece] = field(default_factory=list)
+    checked_until: int | None = None
+    reservoir_ul: int | None = None
+    next_event: int = 0
+    applied: dict[int, EventCode] = field(default_factory=dict)
+    #: transactions the suite saw the pump accept (it adds them); refills among them
+    accepted: set[int] = field(default_factory=set)
+    refills: set[int] = field(default_factory=set)
+    #: rule IDs whose checks had something to check, per step (the report's "exercised")
+    exercised: set[str] = field(default_factory=set)
+
+    def _param(self, rule_id: str, name: str) -> int:
+        return next(p.default for p in self.catalog[rule_id].params if p.name == name)
+
+    def check(
+        self,
+        status: m.StatusReport,
+        history: m.TherapyHistory,
+        alarms: tuple[m.AlarmRecord, ...],
+        thresholds: m.AlarmThresholds,
+        events: list[m.EventRecord],
+    ) -> list[Violation]:
+        found: list[Violation] = []
+        now = status.device_time
+        ceiling = max(self._param("DOSE-003", "adult_ceiling_ng_day"), 0)
+        found += self._windows(history, now, ceiling)
+        programmed = status.rate_ul_day * status.concentration_ug_ml
+        self.exercised.add("DOSE-002")
+        if programmed > ceiling:
+            found.append(
+                Violation("DOSE-002", f"{programmed} ng/day flowing, over the {ceiling} ng/day ceiling")
+            )
+        most_bolus = self._param("BOL-001", "absolute_max_bolus_ng")
+        for bolus in history.boluses:
+            self.exercised.add("BOL-001")
+            if bolus.dose_ng > most_bolus:
+                found.append(
+                    Violation("BOL-001", f"a {bolus.kind.name} bolus of {bolus.dose_ng} ng at {bolus.start}")
+                )
+        found += self._reservoir(status, events)
+        found += self._events(events)
+        found += self._alarms(status, alarms, thresholds)
+        return found
+
+    def _windows(self, history: m.TherapyHistory, now: int, ceiling: int) -> list[Violation]:
+        """Join the history's flows to what came before, then every window ending since the last check."""
+        cut = now - DAY
+        kept = [p for p in self.pieces if p.start < cut]
+        kept = [Piece(p.start, min(p.end, cut), p.rate_ul_day, p.conc_ug_ml) for p in kept]
+        fresh = [Piece(max(f.start, cut), f.end, f.rate_ul_day, f.concentration_ug_ml) for f in history.flows]
+        self.pieces = kept + [p for p in fresh if p.end > p.start]
+        since = now if self.checked_until is None else self.checked_until
+        self.checked_until = now
+        edges = {now} | {b for p in self.pieces for b in (p.start, p.end, p.start + DAY, p.end + DAY)}
+        found: list[Violation] = []
+        for end in sorted(e for e in edges if since <= e <= now):
+            dose = sum((p.ng(Fraction(end - DAY), Fraction(end)) for p in self.pieces), Fraction(0))
+            if dose:
+                self.exercised.add("DOSE-001")
+            if dose > ceiling:
+                found.append(Violation("DOSE-001", f"{float(dose):.0f} ng in the 24 h before {end}"))
+        return found
+
+    def _reservoir(self, status: m.StatusReport, events: list[m.EventRecord]) -> list[Violation]:
+        found: list[Violation] = []
+        before, self.reservoir_ul = self.reservoir_ul, status.reservoir_ul
+        self.exercised.update(("REFILL-001", "RES-002"))
+        if status.reservoir_ul > self.capacity_ul:
+            found.append(
+                Violation("REFILL-001", f"{status.reservoir_ul} µL in a {self.capacity_ul} µL reservoir")
+            )
+        refilled = any(e.code is EventCode.REFILL_CONFIRMED for e in events)
+        if before is not None and status.reservoir_ul > before and not refilled:
+            found.append(
+                Violation("REFILL-001", f"the reservoir grew {before} -> {status.reservoir_ul} µL unrefilled")
+            )
+        if status.reservoir_ul == 0 and status.rate_ul_day and status.mode is TherapyMode.INFUSING:
+            found.append(Violation("RES-002", "infusing from an empty reservoir"))
+        return found
+
+    def _events(self, events: list[m.EventRecord]) -> list[Violation]:
+        found: list[Violation] = []
+        for event in events:
+            if event.index < self.next_event:
+                continue
+            self.next_event = event.index + 1
+            if event.code not in COMMANDED or event.txn == 0:
+                continue
+            self.exercised.add(TXN)
+            if event.txn in self.applied and self.applied[event.txn] is event.code:
+                found.append(Violation(TXN, f"transaction {event.txn} applied twice ({event.code.name})"))
+            self.applied[event.txn] = event.code
+            if event.txn not in self.accepted:
+                found.append(
+                    Violation(TXN, f"{event.code.name} by transaction {event.txn}, which no one saw accepted")
+                )
+        return found
+
+    def _alarms(
+        self, status: m.StatusReport, alarms: tuple[m.AlarmRecord, ...], thresholds: m.AlarmThresholds
+    ) -> list[Violation]:
+        codes = {a.code for a in alarms}
+        if 0 < status.reservoir_ul <= thresholds.low_reservoir_ul and status.mode is TherapyMode.INFUSING:
+            self.exercised.add("RES-001")
+            if not codes & {AlarmCode.LOW_RESERVOIR, AlarmCode.EMPTY_RESERVOIR}:
+                return [Violation("RES-001", f"{status.reservoir_ul} µL left and no low-reservoir alarm")]
+        return []

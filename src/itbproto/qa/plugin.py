@@ -1,0 +1,162 @@
+"""The pytest plugin of the QA safety suite (entry point ``pytest11``: ``itbproto``).
+
+It owns the ``rule(*ids)`` marker (a test proves the safety rules with these IDs; an unknown ID is a usage
+error) and the options::
+
+    pytest --pyargs itbproto.qa --itb-target=inproc|tcp://HOST:PORT|ble://NAME
+           [--itb-profile=quick|thorough] [--itb-pin=PIN] [--itb-device=itb-20] [--itb-report=FILE]
+
+At the end it prints the report: per rule ID the collected tests that carry its marker, the steps of the
+stateful suite that exercised it, the violations found (each with hypothesis' shrunk reproducer) or "not
+exercised"; and a summary line with the steps and steps per second. ``--itb-report`` writes it as JSON;
+``--junitxml`` gives JUnit XML as usual. The traceability matrix is built from the collected items.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from itbproto.qa.oracle import PROTOCOL, Violation
+from itbproto.qa.targets import Target, target_from
+from itbproto.specfiles import load_rules
+
+__all__ = ["Report"]
+
+_REPORT = pytest.StashKey["Report"]()
+_SUITE = "test_pump_safety"
+_reports: list[str] = []  # failures of the stateful suite, for the report
+
+
+@dataclass
+class Report:
+    """What the suite saw, per rule."""
+
+    rule_ids: tuple[str, ...]
+    tests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    steps: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    reproducers: list[str] = field(default_factory=list)
+    total_steps: int = 0
+    seconds: float = 0.0
+
+    def step(self, exercised: set[str], found: list[Violation]) -> None:
+        self.total_steps += 1
+        for rule_id in exercised:
+            self.steps[rule_id] += 1
+        for violation in found:
+            self.violations[violation.rule_id].append(violation.what)
+
+    def rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for rule_id in (*self.rule_ids, *PROTOCOL):
+            if self.violations.get(rule_id):
+                verdict = f"VIOLATED ({len(self.violations[rule_id])}): {self.violations[rule_id][0]}"
+            elif self.steps.get(rule_id):
+                verdict = f"held in {self.steps[rule_id]} steps"
+            else:
+                verdict = "not exercised by the stateful suite"
+            tests = len(self.tests.get(rule_id, ()))
+            rows.append((rule_id, f"{verdict}; {tests} test(s) marked"))
+        return rows
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "total_steps": self.total_steps,
+            "steps_per_s": round(self.total_steps / self.seconds, 1) if self.seconds else None,
+            "rules": {
+                rule_id: {
+                    "tests": self.tests.get(rule_id, []),
+                    "steps": self.steps.get(rule_id, 0),
+                    "violations": self.violations.get(rule_id, []),
+                }
+                for rule_id in (*self.rule_ids, *PROTOCOL)
+            },
+            "reproducers": self.reproducers,
+        }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("itbproto", "itbproto QA safety suite")
+    group.addoption("--itb-target", default="inproc", help="inproc, tcp://HOST:PORT or ble://NAME")
+    group.addoption("--itb-profile", choices=("quick", "thorough"), default="quick", help="how much to run")
+    group.addoption("--itb-pin", default=None, help="the PIN the pump shows, to pair (sealed sessions)")
+    group.addoption("--itb-device", default="itb-20", help="the pump's device profile (specs/profiles/)")
+    group.addoption("--itb-report", default=None, help="write the per-rule report as JSON to this file")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "rule(*ids): the test proves the safety rules with these IDs (specs/safety-rules.toml)"
+    )
+    config.stash[_REPORT] = Report(load_rules().ids)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every rule marker names rules of the catalog (a typo would hide an untested rule); the matrix."""
+    report = config.stash[_REPORT]
+    known = set(report.rule_ids)
+    for item in items:
+        for mark in item.iter_markers("rule"):
+            unknown = [rule_id for rule_id in mark.args if rule_id not in known]
+            if unknown or not mark.args:
+                raise pytest.UsageError(f"{item.nodeid}: unknown rule IDs {unknown or mark.args}")
+            for rule_id in mark.args:
+                report.tests[rule_id].append(item.nodeid)
+
+
+@pytest.fixture(scope="session")
+def itb_target(request: pytest.FixtureRequest) -> Target:
+    """The pump under test (``--itb-target``)."""
+    option = request.config.getoption
+    return target_from(option("--itb-target"), option("--itb-device"), option("--itb-pin"))
+
+
+@pytest.fixture(scope="session")
+def itb_report(request: pytest.FixtureRequest) -> Report:
+    return request.config.stash[_REPORT]
+
+
+@pytest.fixture(scope="session")
+def itb_profile(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--itb-profile"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> object:
+    started = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        if "itb_report" in getattr(item, "fixturenames", ()):
+            item.config.stash[_REPORT].seconds += time.perf_counter() - started
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """A failed stateful test's text holds hypothesis' shrunk steps: a script that replays them."""
+    if report.failed and report.when == "call" and _SUITE in report.nodeid:
+        _reports.append(report.longreprtext)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    report = config.stash[_REPORT]
+    report.reproducers = list(_reports)
+    path = config.getoption("--itb-report")
+    if path:
+        Path(path).write_text(json.dumps(report.as_json(), indent=1))
+    if not report.total_steps:  # the stateful suite did not run: the report is the matrix, in the JSON
+        return
+    terminalreporter.section("itbproto safety report")
+    for rule_id, verdict in report.rows():
+        terminalreporter.write_line(f"{rule_id:<12} {verdict}")
+    rate = report.total_steps / report.seconds if report.seconds else 0.0
+    found = sum(len(v) for v in report.violations.values())
+    terminalreporter.write_line(
+        f"itbproto QA: {report.total_steps} steps in {report.seconds:.1f} s ({rate:.0f} steps/s), "
+        f"{found} violation(s), target {config.getoption('--itb-target')}"
+    )

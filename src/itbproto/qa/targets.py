@@ -1,0 +1,143 @@
+"""What the QA suite runs against: the emulator in this process, or a pump behind a ``tcp://`` or ``ble://``
+target (``itbemu serve``, or a device). The suite reaches a target only through PumpClient over a transport.
+
+A target that owns its clock (in-process) lets the suite move device time; a remote one runs on its own clock.
+:class:`Tap` sits between a client and its transport: it keeps what the client sent (to replay it, as an
+attacker would) and can lose what comes back (so that the client retries, as over a bad radio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from itbproto.transport import Transport, open_target
+from itbproto.wire.stream import StreamSplitter
+
+__all__ = ["InprocTarget", "RemoteTarget", "Tap", "Target", "target_from"]
+
+
+class Target(Protocol):
+    """A pump the suite can reach."""
+
+    name: str
+    #: True when the suite moves device time (:meth:`advance`)
+    virtual_clock: bool
+
+    async def transport(self) -> Transport:
+        """A new link to the pump."""
+        ...
+
+    async def fresh(self) -> None:
+        """A new pump where the target can make one (in-process); otherwise the same pump goes on."""
+        ...
+
+    async def advance(self, seconds: int) -> None:
+        """Let ``seconds`` of device time pass (virtual-clock targets only)."""
+        ...
+
+
+class InprocTarget:
+    """The emulator in this process, on a virtual clock; a new pump for every :meth:`fresh`."""
+
+    name = "inproc"
+    virtual_clock = True
+
+    def __init__(self, profile: str = "itb-20", pin: str | None = None) -> None:
+        self.profile, self.pin = profile, pin
+        self._hub: object | None = None
+
+    async def fresh(self) -> None:
+        from itbemu import Emulator, VirtualClock
+        from itbemu.device import START, new_therapy
+        from itbemu.inprocess import InProcessHub
+        from itbproto.safety import SafetyPolicy
+        from itbproto.specfiles import load_drug, load_profile, load_rules
+
+        therapy = new_therapy(
+            load_profile(self.profile), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
+        )
+        emulator = Emulator.create(therapy, SafetyPolicy(load_rules()), serial="QA-INPROC")
+        emulator.firmware.pin = self.pin
+        self.clock = VirtualClock(START)
+        self._hub = InProcessHub(emulator, self.clock)
+
+    async def transport(self) -> Transport:
+        if self._hub is None:
+            await self.fresh()
+        from itbemu.inprocess import InProcessHub
+
+        assert isinstance(self._hub, InProcessHub)
+        return self._hub.connect()
+
+    async def advance(self, seconds: int) -> None:
+        from itbemu.inprocess import InProcessHub
+
+        assert isinstance(self._hub, InProcessHub)
+        self.clock.advance_to(self.clock.now() + seconds)
+        self._hub.advance(self.clock.now())
+
+
+@dataclass
+class RemoteTarget:
+    """A pump behind ``tcp://HOST:PORT`` or ``ble://NAME``, on its own clock."""
+
+    name: str
+    virtual_clock: bool = False
+
+    async def transport(self) -> Transport:
+        return await open_target(self.name)
+
+    async def fresh(self) -> None:
+        return None
+
+    async def advance(self, seconds: int) -> None:
+        raise NotImplementedError(f"{self.name} runs on its own clock")
+
+
+def target_from(spec: str, profile: str = "itb-20", pin: str | None = None) -> Target:
+    """``inproc``, ``tcp://HOST:PORT`` or ``ble://NAME``."""
+    if spec == "inproc":
+        return InprocTarget(profile, pin)
+    if spec.startswith(("tcp://", "ble://")):
+        return RemoteTarget(spec)
+    raise ValueError(f"--itb-target: expected inproc, tcp://HOST:PORT or ble://NAME, got {spec!r}")
+
+
+@dataclass
+class Tap:
+    """A transport that keeps what is sent and loses the next ``lose`` frames (or fragments) received."""
+
+    inner: Transport
+    sent: list[bytes] = field(default_factory=list)
+    lose: int = 0
+    received: int = 0
+    stream: bool = field(init=False)
+    mtu: int | None = field(init=False)
+    _splitter: StreamSplitter = field(default_factory=StreamSplitter)
+    _ready: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.stream, self.mtu = self.inner.stream, self.inner.mtu
+
+    async def send(self, data: bytes) -> None:
+        self.sent.append(data)
+        await self.inner.send(data)
+
+    async def receive(self) -> bytes:
+        while True:
+            while not self._ready:
+                data = await self.inner.receive()
+                if not self.stream:
+                    self._ready.append(data)
+                    continue
+                self._ready += [f for f in self._splitter.feed(data) if isinstance(f, bytes)]
+            data = self._ready.pop(0)
+            self.received += 1
+            if self.lose:
+                self.lose -= 1
+                continue
+            return data
+
+    async def close(self) -> None:
+        await self.inner.close()

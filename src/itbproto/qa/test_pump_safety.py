@@ -1,0 +1,248 @@
+"""The packaged stateful safety suite: random programming of a pump through PumpClient, every step checked by
+the independent oracle (:mod:`itbproto.qa.oracle`). Run it against any target::
+
+    pytest --pyargs itbproto.qa --itb-target=tcp://127.0.0.1:7878
+
+The client's own checks are off (``checks=False``): every command reaches the pump, which must refuse on its
+own what breaks a rule. The suite's hands: prescriptions and rate changes, every bolus kind, suspend and
+resume, refills (overfill, another concentration, with and without bridge), hazards sent first without and
+then with their acknowledgement, device time moved (virtual-clock targets), replies lost (the client
+retries the same transaction), the last exchange replayed as captured, and a patient's session sending
+clinician commands.
+A remote pump is assumed to be programmed by this suite alone while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from itbproto.client import PumpClient
+from itbproto.errors import CommandRefusedError, ItbError, NotAppliedError
+from itbproto.machines.session import Summary
+from itbproto.qa.oracle import REPLAY, ROLE, Oracle, Violation
+from itbproto.qa.plugin import Report
+from itbproto.qa.targets import Tap, Target
+from itbproto.specfiles import load_rules
+from itbproto.wire import messages as m
+from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role
+
+T = TypeVar("T")
+PROFILES = {
+    "quick": settings(max_examples=8, stateful_step_count=15, deadline=None),
+    "thorough": settings(max_examples=400, stateful_step_count=60, deadline=None),
+}
+RATES = st.one_of(st.integers(0, 4_000), st.sampled_from([8_000, 20_000, 100_000]))
+CONCENTRATIONS = st.sampled_from([50, 500, 2_000])
+
+
+def prescription(rate: int, concentration: int, daily_ng: int) -> m.Prescription:
+    return m.Prescription(
+        mode=PrescriptionMode.CONTINUOUS,
+        concentration_ug_ml=concentration,
+        steps=(m.FlexStep(start_s=0, rate_ul_day=rate),),
+        boluses=(),
+        patient=m.PatientBolusPolicy(volume_ul=10, duration_s=600, lockout_s=4 * 3600, max_per_day=3),
+        max_daily_dose_ng=daily_ng,
+        max_bolus_ng=50_000,
+    )
+
+
+class PumpUnderTest(RuleBasedStateMachine):
+    """One pump, programmed at random through the bytes; the oracle after every step."""
+
+    target: Target
+    report: Report
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.runner = asyncio.Runner()
+        self.runner.run(self._open())
+
+    async def _open(self) -> None:
+        await self.target.fresh()
+        self.tap = Tap(await self.target.transport())
+        wait = 0.1 if self.target.virtual_clock else 0.5  # for a reply: in-process it comes at once
+        self.client = PumpClient.shipped(self.tap, name="qa", checks=False, timeout_s=wait)
+        await self.client.connect()
+        capacity = self.client.session.profile.reservoir_capacity_ul
+        self.oracle = Oracle(load_rules(), capacity)
+        self.concentration = 500
+        await self._observe()
+
+    def teardown(self) -> None:
+        self.runner.run(self.client.close())
+        self.runner.close()
+
+    # --- doing things ------------------------------------------------------------------------------------
+
+    def _do(self, send: Callable[[m.Acknowledgement], Awaitable[T]], acknowledge: bool) -> T | None:
+        """Send a command; a hazard refused for want of acknowledgement is sent again acknowledged, if
+        ``acknowledge``. The transactions of what the pump accepted go to the oracle."""
+
+        async def go() -> T | None:
+            before = self.client.session.connection.last_txn
+            ack = m.NO_ACK
+            for _ in range(2):
+                try:
+                    result = await send(ack)
+                except CommandRefusedError as refused:
+                    self.oracle.exercised.update(refused.nack.rules)
+                    if acknowledge and refused.nack.code is ErrorCode.NEEDS_ACKNOWLEDGEMENT:
+                        ack = m.Acknowledgement(rules=refused.nack.rules, by="qa")
+                        continue
+                    return None
+                except NotAppliedError:
+                    return None
+                self.oracle.accepted.update(range(before + 1, self.client.session.connection.last_txn + 1))
+                return result
+            return None
+
+        return self.runner.run(go())
+
+    @initialize()
+    def in_therapy(self) -> None:
+        """Every run starts from a pump delivering a modest prescription (what a clinic leaves)."""
+        self.program(rate=800, concentration=0, headroom=50, acknowledge=True)
+
+    @rule(
+        rate=st.one_of(st.integers(0, 1_200), RATES),
+        concentration=st.one_of(st.just(0), CONCENTRATIONS),
+        headroom=st.integers(-10, 200),
+        acknowledge=st.booleans(),
+    )
+    def program(self, rate: int, concentration: int, headroom: int, acknowledge: bool) -> None:
+        """A continuous prescription (``concentration`` 0: the reservoir's), its maximum daily dose
+        ``headroom`` % above what it programs."""
+        concentration = concentration or self.concentration
+        daily = max(1, min(rate * concentration * (100 + headroom) // 100, 2**32 - 1))
+        plan = prescription(rate, concentration, daily)
+
+        def confirm(summary: Summary) -> m.Acknowledgement | None:
+            return m.Acknowledgement(rules=summary.acknowledge, by="qa") if acknowledge else None
+
+        self._do(lambda ack: self.client.program(plan, confirm), False)
+
+    @rule(rate=RATES, acknowledge=st.booleans())
+    def set_rate(self, rate: int, acknowledge: bool) -> None:
+        self._do(lambda ack: self.client.set_rate(rate, ack), acknowledge)
+
+    @rule(
+        kind=st.sampled_from(BolusKind),
+        volume=st.integers(1, 2_000),
+        minutes=st.integers(1, 240),
+        acknowledge=st.booleans(),
+    )
+    def bolus(self, kind: BolusKind, volume: int, minutes: int, acknowledge: bool) -> None:
+        self._do(lambda ack: self.client.bolus(kind, volume, minutes * 60, ack), acknowledge)
+
+    @rule(hours=st.integers(0, 48), acknowledge=st.booleans())
+    def suspend(self, hours: int, acknowledge: bool) -> None:
+        self._do(lambda ack: self.client.suspend(hours * 3600, ack), acknowledge)
+
+    @rule(acknowledge=st.booleans())
+    def resume(self, acknowledge: bool) -> None:
+        self._do(lambda ack: self.client.resume(ack), acknowledge)
+
+    @rule(
+        withdrawn=st.integers(0, 20_000),
+        volume=st.sampled_from([1_000, 10_000, 19_000, 20_000, 25_000]),
+        concentration=CONCENTRATIONS,
+        bridge=st.booleans(),
+        acknowledge=st.booleans(),
+    )
+    def refill(
+        self, withdrawn: int, volume: int, concentration: int, bridge: bool, acknowledge: bool
+    ) -> None:
+        self._do(
+            lambda ack: self.client.refill(withdrawn, volume, concentration, bridge=bridge, ack=ack),
+            acknowledge,
+        )
+
+    @precondition(lambda self: self.target.virtual_clock)
+    @rule(seconds=st.sampled_from([60, 3_600, 6 * 3_600, 25 * 3_600]))
+    def time_passes(self, seconds: int) -> None:
+        self.runner.run(self.target.advance(seconds))
+
+    @rule(rate=st.integers(0, 2_000))
+    def reply_lost(self, rate: int) -> None:
+        """The reply to a rate change is lost: the client resolves it by its transaction (never twice)."""
+        self.tap.lose = 1
+        self._do(lambda ack: self.client.set_rate(rate, ack), True)
+        self.tap.lose = 0
+
+    @rule()
+    def replay(self) -> None:
+        """The frames of the last exchange, sent again as captured: the pump must drop them unanswered."""
+
+        async def again() -> int:
+            heard = self.tap.received
+            for chunk in self.tap.sent[-4:]:
+                await self.tap.inner.send(chunk)
+            await asyncio.sleep(0.01 if self.target.virtual_clock else 0.1)
+            return self.tap.received - heard
+
+        answered = self.runner.run(again())
+        self._protocol(REPLAY, not answered, f"the pump answered {answered} replayed frame(s)")
+
+    @rule(rate=st.integers(0, 2_000))
+    def patient_sends_a_clinician_command(self, rate: int) -> None:
+        async def attempt() -> None:
+            link = await self.target.transport()
+            patient = PumpClient.shipped(link, role=Role.PATIENT, checks=False, name="qa patient")
+            async with patient:
+                before = patient.session.connection.last_txn
+                try:
+                    await patient.set_rate(rate)
+                except (CommandRefusedError, ItbError):
+                    return
+                self.oracle.accepted.update(range(before + 1, patient.session.connection.last_txn + 1))
+                self._protocol(ROLE, False, f"a patient's session changed the rate to {rate} µL/day")
+
+        self.runner.run(attempt())
+        self._protocol(ROLE, True, "")
+
+    def _protocol(self, check: str, held: bool, what: str) -> None:
+        self.report.step({check}, [] if held else [Violation(check, what)])
+        assert held, what
+
+    # --- the oracle --------------------------------------------------------------------------------------
+
+    async def _observe(self) -> list[str]:
+        status = await self.client.status()
+        self.concentration = status.concentration_ug_ml or 500
+        history = await self.client.history()
+        alarms = await self.client.alarm_list()
+        thresholds = await self.client.thresholds()
+        events = await self.client.events(first=self.oracle.next_event)
+        self.oracle.exercised = set()
+        found = self.oracle.check(status, history, alarms, thresholds, events)
+        self.report.step(self.oracle.exercised, found)
+        return [f"{v.rule_id}: {v.what}" for v in found]
+
+    @invariant()
+    def the_pump_kept_every_rule(self) -> None:
+        found = self.runner.run(self._observe())
+        assert not found, found
+
+
+@pytest.mark.rule("DOSE-001", "DOSE-002", "BOL-001", "REFILL-001", "RES-001", "RES-002")
+def test_pump_safety(itb_target: Target, itb_report: Report, itb_profile: str) -> None:
+    """Random programming through the bytes never breaks a dose limit, a reservoir limit or a transaction."""
+    machine = type("PumpUnderTest", (PumpUnderTest,), {"target": itb_target, "report": itb_report})
+    run_state_machine_as_test(
+        machine, settings=settings(PROFILES[itb_profile], suppress_health_check=list(HealthCheck))
+    )
