@@ -24,6 +24,8 @@ def _without(*rule_ids: str) -> None:
 
     def forgetful(command: Any, state: Any, policy: Any) -> Any:
         verdict = evaluate(command, state, policy)
+        if verdict.after is None:  # it cannot apply at all: refused as before
+            return verdict
         kept = tuple(v for v in verdict.violations if v.rule_id not in rule_ids)
         return replace(verdict, violations=kept)
 

@@ -50,6 +50,7 @@ from itbproto.therapy import DeviceProfile, Drug
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Role
+from itbproto.wire.fields import U32
 from itbproto.wire.message import Message
 
 __all__ = ["PumpClient"]
@@ -163,9 +164,17 @@ class PumpClient:
     async def thresholds(self) -> m.AlarmThresholds:
         return (await self._reply(self.session.read_thresholds(), m.ThresholdsReport)).thresholds
 
+    async def prescription_report(self) -> m.PrescriptionReport:
+        """The prescription in force (the pump's copy), its id and when it was committed."""
+        return await self._reply(self.session.read_prescription(), m.PrescriptionReport)
+
     async def history(self) -> m.TherapyHistory:
         """The last 24 h as the rules see them: delivery at the catheter tip, dose changes, boluses."""
         return await self._reply(self.session.read_history(), m.TherapyHistory)
+
+    async def log_size(self) -> int:
+        """How many entries the pump has logged since it was made (the next entry's index)."""
+        return (await self._reply(self.session.read_events(U32.hi, 1), m.EventLogPage)).total
 
     async def events(
         self, progress: Callable[[int, int], None] | None = None, first: int = 0

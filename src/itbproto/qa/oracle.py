@@ -4,8 +4,9 @@ It never calls the rule engine. After every step it reads the pump's own records
 status, the therapy history's flows at the catheter tip, the alarm list, the event log) and checks them by
 brute force with exact fractions:
 
-- every 24 h window of drug at the catheter tip is at most the daily ceiling (DOSE-001, DOSE-003), and so
-  is the programmed daily dose now flowing (DOSE-002); every bolus is at most the absolute maximum (BOL-001);
+- every 24 h window of drug at the catheter tip is at most the maximum daily dose of the prescription in
+  force when it ends, and the ceiling (DOSE-001); a prescription keeps to its own maximum and that to the
+  ceiling (DOSE-002, DOSE-003); every bolus is at most the absolute maximum (BOL-001);
 - the reservoir never holds more than the pump can, and grows only by an accepted refill (REFILL-001);
   nothing flows from an empty reservoir (RES-002);
 - each command transaction is applied once, whatever was retried or replayed (protocol.md §5; reported as
@@ -22,7 +23,7 @@ from fractions import Fraction
 
 from itbproto.safety import RuleCatalog
 from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, EventCode, TherapyMode
+from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, TherapyMode
 
 __all__ = ["DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
 
@@ -76,6 +77,8 @@ class Oracle:
     #: transactions the suite saw the pump accept (it adds them); refills among them
     accepted: set[int] = field(default_factory=set)
     refills: set[int] = field(default_factory=set)
+    #: the maximum daily dose of each prescription, by when it was committed
+    maxima: dict[int, int] = field(default_factory=dict)
     #: rule IDs whose checks had something to check, per step (the report's "exercised")
     exercised: set[str] = field(default_factory=set)
 
@@ -89,10 +92,13 @@ class Oracle:
         alarms: tuple[m.AlarmRecord, ...],
         thresholds: m.AlarmThresholds,
         events: list[m.EventRecord],
+        prescription: m.PrescriptionReport | None,
     ) -> list[Violation]:
         found: list[Violation] = []
         now = status.device_time
-        ceiling = max(self._param("DOSE-003", "adult_ceiling_ng_day"), 0)
+        ceiling = self._param("DOSE-003", "adult_ceiling_ng_day")
+        if prescription is not None and prescription.committed_at not in self.maxima:
+            self.maxima[prescription.committed_at] = prescription.prescription.max_daily_dose_ng
         found += self._windows(history, now, ceiling)
         programmed = status.rate_ul_day * status.concentration_ug_ml
         self.exercised.add("DOSE-002")
@@ -100,8 +106,12 @@ class Oracle:
             found.append(
                 Violation("DOSE-002", f"{programmed} ng/day flowing, over the {ceiling} ng/day ceiling")
             )
+        if prescription is not None:
+            found += self._prescription(prescription.prescription, ceiling)
         most_bolus = self._param("BOL-001", "absolute_max_bolus_ng")
         for bolus in history.boluses:
+            if bolus.kind not in (BolusKind.CLINICIAN, BolusKind.PATIENT):
+                continue  # a bridge or priming bolus pushes out the path (BRIDGE-001, PRIME-001)
             self.exercised.add("BOL-001")
             if bolus.dose_ng > most_bolus:
                 found.append(
@@ -110,6 +120,25 @@ class Oracle:
         found += self._reservoir(status, events)
         found += self._events(events)
         found += self._alarms(status, alarms, thresholds)
+        return found
+
+    def _prescription(self, p: m.Prescription, ceiling: int) -> list[Violation]:
+        """A prescription in force keeps its own maximum, and the ceiling its maximum."""
+        found = []
+        self.exercised.update(("DOSE-002", "DOSE-003"))
+        steps = sorted(p.steps, key=lambda s: s.start_s)
+        ends = [s.start_s for s in steps[1:]] + [DAY]
+        basal = sum(s.rate_ul_day * (end - s.start_s) for s, end in zip(steps, ends, strict=True))
+        periodic = sum(b.volume_ul for b in p.boluses) * DAY
+        daily = Fraction((basal + periodic) * p.concentration_ug_ml, DAY)
+        if daily > p.max_daily_dose_ng:
+            found.append(
+                Violation(
+                    "DOSE-002", f"{float(daily):.0f} ng/day programmed, its maximum {p.max_daily_dose_ng}"
+                )
+            )
+        if p.max_daily_dose_ng > ceiling:
+            found.append(Violation("DOSE-003", f"a maximum of {p.max_daily_dose_ng} ng/day, over {ceiling}"))
         return found
 
     def _windows(self, history: m.TherapyHistory, now: int, ceiling: int) -> list[Violation]:
@@ -127,8 +156,12 @@ class Oracle:
             dose = sum((p.ng(Fraction(end - DAY), Fraction(end)) for p in self.pieces), Fraction(0))
             if dose:
                 self.exercised.add("DOSE-001")
-            if dose > ceiling:
-                found.append(Violation("DOSE-001", f"{float(dose):.0f} ng in the 24 h before {end}"))
+            in_force = [at for at in self.maxima if at <= end]
+            limit = min(ceiling, self.maxima[max(in_force)]) if in_force else ceiling
+            if dose > limit:
+                found.append(
+                    Violation("DOSE-001", f"{float(dose):.0f} ng in the 24 h before {end}, over {limit}")
+                )
         return found
 
     def _reservoir(self, status: m.StatusReport, events: list[m.EventRecord]) -> list[Violation]:

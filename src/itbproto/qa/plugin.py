@@ -5,6 +5,7 @@ error) and the options::
 
     pytest --pyargs itbproto.qa --itb-target=inproc|tcp://HOST:PORT|ble://NAME
            [--itb-profile=quick|thorough] [--itb-pin=PIN] [--itb-device=itb-20] [--itb-report=FILE]
+           [--itb-db=DIR] [--itb-defect=NAME]  (inproc: a seeded defect the suite must catch)
 
 At the end it prints the report: per rule ID the collected tests that carry its marker, the steps of the
 stateful suite that exercised it, the violations found (each with hypothesis' shrunk reproducer) or "not
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from itbproto.qa.oracle import PROTOCOL, Violation
 from itbproto.qa.targets import Target, target_from
@@ -88,6 +91,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--itb-pin", default=None, help="the PIN the pump shows, to pair (sealed sessions)")
     group.addoption("--itb-device", default="itb-20", help="the pump's device profile (specs/profiles/)")
     group.addoption("--itb-report", default=None, help="write the per-rule report as JSON to this file")
+    group.addoption(
+        "--itb-db",
+        default=None,
+        help="hypothesis' example database: a directory shared by QA machines (a failure found on one "
+        "replays on the others); default ./.hypothesis",
+    )
+    group.addoption(
+        "--itb-defect",
+        default=None,
+        help="inproc only: a seeded defect the suite must catch (test builds: ITBEMU_ALLOW_DEFECTS=1)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -114,7 +128,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def itb_target(request: pytest.FixtureRequest) -> Target:
     """The pump under test (``--itb-target``)."""
     option = request.config.getoption
-    return target_from(option("--itb-target"), option("--itb-device"), option("--itb-pin"))
+    spec, device, pin, defect = (option(f"--itb-{o}") for o in ("target", "device", "pin", "defect"))
+    return target_from(spec, device, pin, defect)
 
 
 @pytest.fixture(scope="session")
@@ -123,8 +138,13 @@ def itb_report(request: pytest.FixtureRequest) -> Report:
 
 
 @pytest.fixture(scope="session")
-def itb_profile(request: pytest.FixtureRequest) -> str:
-    return str(request.config.getoption("--itb-profile"))
+def itb_settings(request: pytest.FixtureRequest) -> settings:
+    """The hypothesis settings of the stateful suite: the profile's, on the chosen example database."""
+    from itbproto.qa.test_pump_safety import PROFILES
+
+    chosen = PROFILES[request.config.getoption("--itb-profile")]
+    where = request.config.getoption("--itb-db")
+    return settings(chosen, database=DirectoryBasedExampleDatabase(where)) if where else chosen
 
 
 @pytest.hookimpl(wrapper=True)

@@ -43,9 +43,13 @@ class InprocTarget:
     name = "inproc"
     virtual_clock = True
 
-    def __init__(self, profile: str = "itb-20", pin: str | None = None) -> None:
+    def __init__(self, profile: str = "itb-20", pin: str | None = None, defect: str | None = None) -> None:
         self.profile, self.pin = profile, pin
         self._hub: object | None = None
+        if defect is not None:  # itbemu's seeded defects (test builds only), in this process
+            from itbemu.defects import seed
+
+            seed(defect)
 
     async def fresh(self) -> None:
         from itbemu import Emulator, VirtualClock
@@ -95,10 +99,16 @@ class RemoteTarget:
         raise NotImplementedError(f"{self.name} runs on its own clock")
 
 
-def target_from(spec: str, profile: str = "itb-20", pin: str | None = None) -> Target:
-    """``inproc``, ``tcp://HOST:PORT`` or ``ble://NAME``."""
+def target_from(
+    spec: str, profile: str = "itb-20", pin: str | None = None, defect: str | None = None
+) -> Target:
+    """``inproc`` (with a seeded ``defect``, for testing the suite), ``tcp://HOST:PORT`` or ``ble://NAME``."""
     if spec == "inproc":
-        return InprocTarget(profile, pin)
+        return InprocTarget(profile, pin, defect)
+    if defect is not None:
+        raise ValueError(
+            "--itb-defect seeds the in-process emulator; serve a remote one with itbemu --defect"
+        )
     if spec.startswith(("tcp://", "ble://")):
         return RemoteTarget(spec)
     raise ValueError(f"--itb-target: expected inproc, tcp://HOST:PORT or ble://NAME, got {spec!r}")
