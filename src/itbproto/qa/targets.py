@@ -23,6 +23,12 @@ class Target(Protocol):
     name: str
     #: True when the suite moves device time (:meth:`advance`)
     virtual_clock: bool
+    #: the PIN the pump shows: the suite pairs and runs sealed sessions (None: plain sessions)
+    pin: str | None
+    #: False when a second link to the pump cannot be opened beside the first (one bumble hub host)
+    parallel_links: bool
+    #: the pump's serial, which pairing binds (None: asked of the pump)
+    serial: str | None
 
     async def transport(self) -> Transport:
         """A new link to the pump."""
@@ -42,6 +48,8 @@ class InprocTarget:
 
     name = "inproc"
     virtual_clock = True
+    parallel_links = True
+    serial: str | None = "QA-INPROC"
 
     def __init__(self, profile: str = "itb-20", pin: str | None = None, defect: str | None = None) -> None:
         self.profile, self.pin = profile, pin
@@ -61,7 +69,7 @@ class InprocTarget:
         therapy = new_therapy(
             load_profile(self.profile), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
         )
-        emulator = Emulator.create(therapy, SafetyPolicy(load_rules()), serial="QA-INPROC")
+        emulator = Emulator.create(therapy, SafetyPolicy(load_rules()), serial=self.serial or "QA-INPROC")
         emulator.firmware.pin = self.pin
         self.clock = VirtualClock(START)
         self._hub = InProcessHub(emulator, self.clock)
@@ -87,7 +95,13 @@ class RemoteTarget:
     """A pump behind ``tcp://HOST:PORT`` or ``ble://NAME``, on its own clock."""
 
     name: str
+    pin: str | None = None
+    serial: str | None = None
     virtual_clock: bool = False
+    parallel_links: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.parallel_links = not self.name.startswith("ble://")
 
     async def transport(self) -> Transport:
         return await open_target(self.name)
@@ -110,7 +124,7 @@ def target_from(
             "--itb-defect seeds the in-process emulator; serve a remote one with itbemu --defect"
         )
     if spec.startswith(("tcp://", "ble://")):
-        return RemoteTarget(spec)
+        return RemoteTarget(spec, pin)
     raise ValueError(f"--itb-target: expected inproc, tcp://HOST:PORT or ble://NAME, got {spec!r}")
 
 

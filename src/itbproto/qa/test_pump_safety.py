@@ -83,10 +83,23 @@ class PumpUnderTest(RuleBasedStateMachine):
 
     async def _open(self) -> None:
         await self.target.fresh()
-        self.tap = Tap(await self.target.transport())
         wait = 0.02 if self.target.virtual_clock else 0.25  # for a reply: in-process it comes at once
-        self.client = PumpClient.shipped(self.tap, name="qa", checks=False, timeout_s=wait)
-        await self.client.connect()
+        key = None
+        if self.target.pin is not None:  # pair (the PIN the pump shows), then every frame sealed
+            if self.target.serial is None:  # the pump says its serial to an unpaired Hello
+                asking = PumpClient.shipped(await self.target.transport())
+                try:
+                    self.target.serial = (await asking.connect()).serial
+                finally:
+                    await asking.close()
+            pairing = PumpClient.shipped(await self.target.transport(), timeout_s=max(wait, 1.0))
+            try:
+                key = await pairing.pair(self.target.pin, self.target.serial)
+            finally:
+                await pairing.close()
+        self.tap = Tap(await self.target.transport())
+        self.client = PumpClient.shipped(self.tap, name="qa", checks=False, timeout_s=wait, key=key)
+        await self.client.connect(key)
         capacity = self.client.session.profile.reservoir_capacity_ul
         self.oracle = Oracle(load_rules(), capacity, next_event=await self.client.log_size())
         self.concentration = 500
@@ -214,6 +227,7 @@ class PumpUnderTest(RuleBasedStateMachine):
         answered = self.runner.run(again())
         self._protocol(REPLAY, not answered, f"the pump answered {answered} replayed frame(s)")
 
+    @precondition(lambda self: self.target.parallel_links and self.target.pin is None)
     @rule(rate=st.integers(0, 2_000))
     def patient_sends_a_clinician_command(self, rate: int) -> None:
         async def attempt() -> None:
