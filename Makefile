@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench specs mutation clean
+.PHONY: demo test lint typecheck pytest qa bench specs mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_crash.py
 	$(BIN)/python bench/bench_client.py
 	$(BIN)/python bench/bench_ble.py
+	$(BIN)/python bench/bench_qa.py
+
+# the packaged QA safety suite against the in-process emulator (QA point it at tcp:// or ble:// targets)
+qa: $(STAMP)
+	$(BIN)/pytest --pyargs itbproto.qa --itb-target=inproc --itb-profile=thorough
 
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write

@@ -76,3 +76,13 @@ def test_the_ble_bench_downloads_the_whole_log_and_counts_every_att_byte(
     assert download["entries"] == 301  # and the session's own entry
     assert download["mtu"] == 517
     assert 0 < download["payload_bytes"] < download["att_bytes"]
+
+
+def test_the_qa_bench_counts_steps_on_every_target(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import bench_qa
+
+    assert bench_qa.main(["--examples", "2"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(result["qa_steps"]) == {"inproc_plain", "inproc_sealed", "ble"}
+    assert all(r["steps"] > 0 and r["steps_per_s"] > 0 for r in result["qa_steps"].values())
+    assert result["ratio_vs_inproc_plain"]["inproc_plain"] == 1.0

@@ -1,8 +1,8 @@
 """The QA suite's independent oracle: what the device reports, checked against the catalog's numbers.
 
 It never calls the rule engine. After every step it reads the pump's own records through the protocol (the
-status, the therapy history's flows at the catheter tip, the alarm list, the event log) and checks them by
-brute force with exact fractions:
+status with its active alarms, the therapy history's flows at the catheter tip, the new entries of the event
+log, the prescription in force) and checks them by brute force with exact fractions:
 
 - every 24 h window of drug at the catheter tip is at most the maximum daily dose of the prescription in
   force when it ends, and the ceiling (DOSE-001); a prescription keeps to its own maximum and that to the
@@ -89,7 +89,6 @@ class Oracle:
         self,
         status: m.StatusReport,
         history: m.TherapyHistory,
-        alarms: tuple[m.AlarmRecord, ...],
         thresholds: m.AlarmThresholds,
         events: list[m.EventRecord],
         prescription: m.PrescriptionReport | None,
@@ -119,7 +118,7 @@ class Oracle:
                 )
         found += self._reservoir(status, events)
         found += self._events(events)
-        found += self._alarms(status, alarms, thresholds)
+        found += self._alarms(status, thresholds)
         return found
 
     def _prescription(self, p: m.Prescription, ceiling: int) -> list[Violation]:
@@ -199,10 +198,8 @@ class Oracle:
                 )
         return found
 
-    def _alarms(
-        self, status: m.StatusReport, alarms: tuple[m.AlarmRecord, ...], thresholds: m.AlarmThresholds
-    ) -> list[Violation]:
-        codes = {a.code for a in alarms}
+    def _alarms(self, status: m.StatusReport, thresholds: m.AlarmThresholds) -> list[Violation]:
+        codes = status.alarms
         if 0 < status.reservoir_ul <= thresholds.low_reservoir_ul and status.mode is TherapyMode.INFUSING:
             self.exercised.add("RES-001")
             if not codes & {AlarmCode.LOW_RESERVOIR, AlarmCode.EMPTY_RESERVOIR}:
