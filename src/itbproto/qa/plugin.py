@@ -5,7 +5,7 @@ error) and the options::
 
     pytest --pyargs itbproto.qa --itb-target=inproc|tcp://HOST:PORT|ble://NAME
            [--itb-profile=quick|thorough] [--itb-pin=PIN] [--itb-device=itb-20] [--itb-report=FILE]
-           [--itb-db=DIR] [--itb-defect=NAME]  (inproc: a seeded defect the suite must catch)
+           [--itb-db=DIR] [--itb-shards=N] [--itb-defect=NAME]  (inproc: a seeded defect to catch)
 
 At the end it prints the report: per rule ID the collected tests that carry its marker, the steps of the
 stateful suite that exercised it, the violations found (each with hypothesis' shrunk reproducer) or "not
@@ -16,10 +16,10 @@ exercised"; and a summary line with the steps and steps per second. ``--itb-repo
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -32,8 +32,8 @@ from itbproto.specfiles import load_rules
 __all__ = ["Report"]
 
 _REPORT = pytest.StashKey["Report"]()
-_SUITE = "test_pump_safety"
 _reports: list[str] = []  # failures of the stateful suite, for the report
+_config: pytest.Config | None = None
 
 
 @dataclass
@@ -54,6 +54,23 @@ class Report:
             self.steps[rule_id] += 1
         for violation in found:
             self.violations[violation.rule_id].append(violation.what)
+
+    def counts(self) -> dict[str, object]:
+        """What one test saw, to travel in its report's ``user_properties`` (across xdist workers too)."""
+        return {
+            "steps": self.total_steps,
+            "seconds": self.seconds,
+            "by_rule": dict(self.steps),
+            "violations": {k: list(v) for k, v in self.violations.items()},
+        }
+
+    def merge(self, counts: dict[str, Any]) -> None:
+        self.total_steps += counts["steps"]
+        self.seconds += counts["seconds"]
+        for rule_id, n in counts["by_rule"].items():
+            self.steps[rule_id] += n
+        for rule_id, found in counts["violations"].items():
+            self.violations[rule_id] += found
 
     def rows(self) -> list[tuple[str, str]]:
         rows = []
@@ -98,6 +115,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "replays on the others); default ./.hypothesis",
     )
     group.addoption(
+        "--itb-shards",
+        type=int,
+        default=1,
+        help="run the stateful suite as this many independent tests (spread them with pytest-xdist: -n auto)",
+    )
+    group.addoption(
         "--itb-defect",
         default=None,
         help="inproc only: a seeded defect the suite must catch (test builds: ITBEMU_ALLOW_DEFECTS=1)",
@@ -109,6 +132,14 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "rule(*ids): the test proves the safety rules with these IDs (specs/safety-rules.toml)"
     )
     config.stash[_REPORT] = Report(load_rules().ids)
+    global _config
+    _config = config
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``--itb-shards N``: the stateful suite as N tests, each its own random search (xdist spreads them)."""
+    if "itb_shard" in metafunc.fixturenames:
+        metafunc.parametrize("itb_shard", range(metafunc.config.getoption("--itb-shards")))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -147,20 +178,16 @@ def itb_settings(request: pytest.FixtureRequest) -> settings:
     return settings(chosen, database=DirectoryBasedExampleDatabase(where)) if where else chosen
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> object:
-    started = time.perf_counter()
-    try:
-        return (yield)
-    finally:
-        if "itb_report" in getattr(item, "fixturenames", ()):
-            item.config.stash[_REPORT].seconds += time.perf_counter() - started
-
-
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """A failed stateful test's text holds hypothesis' shrunk steps: a script that replays them."""
-    if report.failed and report.when == "call" and _SUITE in report.nodeid:
-        _reports.append(report.longreprtext)
+    """Each stateful test's counts (from this process or an xdist worker) join the session's report; a
+    failed one's text holds hypothesis' steps: a script that replays them."""
+    if report.when != "call" or _config is None:
+        return
+    for name, counts in report.user_properties:
+        if name == "itbproto" and isinstance(counts, dict):
+            _config.stash[_REPORT].merge(counts)
+            if report.failed:
+                _reports.append(report.longreprtext)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
