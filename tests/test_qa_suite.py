@@ -25,6 +25,7 @@ CAUGHT_BY = {
     "skip-low-reservoir-alarm": "RES-001",
     "apply-retry-twice": "TXN",
     "accept-replay": "REPLAY",
+    "path-at-new-concentration": "DOSE-001",
 }
 
 

@@ -68,12 +68,29 @@ def _replay_accepted() -> None:
     Connection._frame = trusting  # type: ignore[method-assign]
 
 
+def _path_at_new_concentration() -> None:
+    """After a refill with another concentration, the pump counts the fluid path as holding the new drug."""
+    from itbproto.therapy import commands
+    from itbproto.therapy.fluid import Path, Segment
+
+    confirm = commands._confirm_refill
+
+    def wrong(state: Any, cmd: Any) -> Any:
+        new = confirm(state, cmd)
+        if new.concentration_ug_ml == state.concentration_ug_ml:
+            return new
+        return replace(new, path=Path((Segment(new.path.volume_scaled, new.concentration_ug_ml),)))
+
+    setattr(commands, "_confirm_refill", wrong)  # noqa: B010 (the name apply calls)
+
+
 DEFECTS: dict[str, Callable[[], None]] = {
     "ignore-daily-limit": lambda: _without("DOSE-001", "DOSE-002", "DOSE-003"),
     "accept-overfill": lambda: _without("REFILL-001"),
     "skip-low-reservoir-alarm": _no_low_reservoir_alarm,
     "apply-retry-twice": _retry_applied_twice,
     "accept-replay": _replay_accepted,
+    "path-at-new-concentration": _path_at_new_concentration,
 }
 
 

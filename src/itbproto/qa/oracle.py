@@ -77,6 +77,13 @@ class Oracle:
     #: transactions the suite saw the pump accept (it adds them); refills among them
     accepted: set[int] = field(default_factory=set)
     refills: set[int] = field(default_factory=set)
+    #: after a concentration change: the old drug the path held, [µL×86400, µg/mL] tip first, which the tip
+    #: must deliver before the new; and the time up to which tip flows were matched against it
+    old_drug: list[list[int]] = field(default_factory=list)
+    matched_until: int = 0
+    last_path: tuple[m.PathSegment, ...] = ()
+    last_conc: int | None = None
+    last_seen_at: int = 0
     #: the maximum daily dose of each prescription, by when it was committed
     maxima: dict[int, int] = field(default_factory=dict)
     #: rule IDs whose checks had something to check, per step (the report's "exercised")
@@ -99,6 +106,7 @@ class Oracle:
         if prescription is not None and prescription.committed_at not in self.maxima:
             self.maxima[prescription.committed_at] = prescription.prescription.max_daily_dose_ng
         found += self._windows(history, now, ceiling)
+        found += self._first_in_first_out(status, history, events)
         programmed = status.rate_ul_day * status.concentration_ug_ml
         self.exercised.add("DOSE-002")
         if programmed > ceiling:
@@ -139,6 +147,53 @@ class Oracle:
         if p.max_daily_dose_ng > ceiling:
             found.append(Violation("DOSE-003", f"a maximum of {p.max_daily_dose_ng} ng/day, over {ceiling}"))
         return found
+
+    def _first_in_first_out(
+        self, status: m.StatusReport, history: m.TherapyHistory, events: list[m.EventRecord]
+    ) -> list[Violation]:
+        """After a refill with another concentration, the tip delivers what the path held first (DOSE-001
+        counts every dose at the tip, first in first out)."""
+        refills = [e for e in events if e.code is EventCode.REFILL_CONFIRMED]
+        if refills and self.last_conc is not None and status.concentration_ug_ml != self.last_conc:
+            self.old_drug = [[s.volume_scaled, s.concentration_ug_ml] for s in self.last_path]
+            # what left the tip between the last look at the path and the refill came out of it already
+            self._match(self.last_seen_at, refills[-1].at, None)
+            self.matched_until = refills[-1].at
+        self.last_path, self.last_conc = history.path, status.concentration_ug_ml
+        self.last_seen_at = status.device_time
+        found: list[Violation] = []
+        if self.old_drug and status.device_time - self.matched_until > DAY:
+            self.old_drug = []  # the history holds a day of flows: a longer gap cannot be followed
+        if self.old_drug:
+            self._match(self.matched_until, status.device_time, found)
+            self.matched_until = status.device_time
+        return found
+
+    def _match(self, start: int, end: int, found: list[Violation] | None) -> None:
+        """Take what left the tip in [start, end) off the old drug; with ``found``, check it was that."""
+        for p in sorted(self.pieces, key=lambda p: p.start):
+            if p.end <= start or p.start >= end or not self.old_drug:
+                continue
+            volume = p.rate_ul_day * (min(p.end, end) - max(p.start, start))  # µL×86400
+            while volume and self.old_drug:
+                head = self.old_drug[0]
+                mismatch = p.conc_ug_ml != head[1] and head[0] > p.rate_ul_day  # beyond a second's flow
+                if mismatch and found is not None:
+                    self.exercised.add("DOSE-001")
+                    found.append(
+                        Violation(
+                            "DOSE-001",
+                            f"the tip gets {p.conc_ug_ml} µg/mL at {p.start} while the path still holds "
+                            f"{head[0] // DAY} µL of {head[1]} µg/mL",
+                        )
+                    )
+                    self.old_drug = []
+                    return
+                taken = min(volume, head[0])
+                head[0] -= taken
+                volume -= taken
+                if head[0] <= p.rate_ul_day:
+                    self.old_drug.pop(0)
 
     def _windows(self, history: m.TherapyHistory, now: int, ceiling: int) -> list[Violation]:
         """Join the history's flows to what came before, then every window ending since the last check."""

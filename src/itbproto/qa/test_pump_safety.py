@@ -126,13 +126,14 @@ class PumpUnderTest(RuleBasedStateMachine):
         async def go() -> T | None:
             before = self.client.session.connection.last_txn
             ack = m.NO_ACK
-            for _ in range(2):
+            for _ in range(4):  # each refusal may name hazards the earlier ones did not
                 try:
                     result = await send(ack)
                 except CommandRefusedError as refused:
                     self.oracle.exercised.update(refused.nack.rules)
                     if acknowledge and refused.nack.code is ErrorCode.NEEDS_ACKNOWLEDGEMENT:
-                        ack = m.Acknowledgement(rules=refused.nack.rules, by="qa")
+                        rules = tuple(dict.fromkeys((*ack.rules, *refused.nack.rules)))[: m.MAX_ACKNOWLEDGED]
+                        ack = m.Acknowledgement(rules=rules, by="qa")
                         continue
                     return None
                 except NotAppliedError:
@@ -205,6 +206,17 @@ class PumpUnderTest(RuleBasedStateMachine):
         concentration = concentration or self.concentration
         self._do(
             lambda ack: self.client.refill(withdrawn, volume, concentration, bridge=bridge, ack=ack),
+            acknowledge,
+        )
+
+    @rule(concentration=CONCENTRATIONS, bridge=st.booleans(), acknowledge=st.booleans())
+    def change_concentration(self, concentration: int, bridge: bool, acknowledge: bool) -> None:
+        """A full refill with another concentration: the path's old drug must reach the tip first."""
+        if concentration == self.concentration:
+            concentration = 2_000 if concentration != 2_000 else 500
+        withdrawn = self.reservoir_ul
+        self._do(
+            lambda ack: self.client.refill(withdrawn, 20_000, concentration, bridge=bridge, ack=ack),
             acknowledge,
         )
 
