@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=40, help="examples (of 25 steps) per target")
     args = parser.parse_args(argv)
-    runs = {
+    runs: dict[str, Callable[[], tuple[float, int]]] = {
         "inproc_plain": lambda: steps_per_s(InprocTarget(), args.examples),
         "inproc_sealed": lambda: steps_per_s(InprocTarget(pin="493817"), args.examples),
         "ble": lambda: over_ble(max(2, args.examples // 4)),

@@ -258,3 +258,28 @@ def test_through_a_lossy_tcp_link_each_command_applies_once() -> None:
         assert emulator.therapy.thresholds.low_reservoir_ul == 2_009
 
     asyncio.run(asyncio.wait_for(body(), 120))
+
+
+@on_every_transport
+async def test_a_reply_that_comes_as_the_wait_times_out_is_taken_not_lost(t: Target) -> None:
+    """The time-out fires, and the reply is read in the same moment: the client takes it (found by the QA
+    suite over TCP, where it raised SessionError 'no request is waiting for a reply')."""
+
+    class JustLate(PumpClient):
+        late = False
+
+        async def _answer(self) -> list[Any]:
+            if self.late:
+                self.late = False
+                await asyncio.sleep(0.05)  # meanwhile the reader takes the reply
+                raise TimeoutError
+            return await super()._answer()
+
+    transport = await t.connect()
+    pump = JustLate(transport, load_profile("itb-20"), load_drug(), POLICY, name="qa")
+    async with pump:
+        pump.late = True
+        assert (await pump.status()).reservoir_ul == 20_000
+        pump.late = True
+        await pump.program(CONTINUOUS, confirmed)  # a command too: applied once
+        assert (await pump.status()).prescription_id == 1

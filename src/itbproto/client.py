@@ -313,6 +313,9 @@ class PumpClient:
                 try:
                     events = await self._answer()
                 except TimeoutError:
+                    if self.session.pending is None and not self._answers.empty():
+                        events = await self._answer()  # it came as the wait ended: taken meanwhile
+                        return await self._settle(events)
                     if attempt == self.retries:
                         raise LinkClosedError(f"no answer after {self.retries + 1} tries") from None
                     chunks = self.session.response_lost()
