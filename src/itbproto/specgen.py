@@ -7,10 +7,12 @@ fails when the committed files differ from what the code says.
 
 from __future__ import annotations
 
-import ast
 import enum
 import json
-from collections.abc import Iterator
+import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from itbproto import vectors
@@ -104,45 +106,25 @@ def protocol_tables() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _rule_marks(tree: ast.Module) -> Iterator[tuple[str, list[str]]]:
-    """(test name, rule IDs) for every ``pytest.mark.rule(...)`` (or an alias of it) in a module."""
-    aliases = {"rule"} & {
-        t.id
-        for node in tree.body
-        if isinstance(node, ast.Assign) and ast.unparse(node.value) == "pytest.mark.rule"
-        for t in node.targets
-        if isinstance(t, ast.Name)
-    }
-
-    def ids(node: ast.AST) -> list[str]:
-        found = []
-        for call in ast.walk(node):
-            if isinstance(call, ast.Call):
-                name = ast.unparse(call.func)
-                if name == "pytest.mark.rule" or name in aliases:
-                    found += [
-                        a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)
-                    ]
-        return found
-
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            marked = [i for d in node.decorator_list for i in ids(d)]
-            if marked:
-                yield node.name, marked
-        elif isinstance(node, ast.Assign) and (marked := ids(node.value)):
-            yield ", ".join(ast.unparse(t) for t in node.targets), marked
-
-
 def rule_tests(tests: Path) -> dict[str, list[str]]:
-    """Rule ID -> the tests marked with it (``file::name``), found by reading the test sources."""
-    found: dict[str, list[str]] = {}
-    for path in sorted(tests.rglob("test_*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for name, ids in _rule_marks(tree):
-            for rule_id in dict.fromkeys(ids):
-                found.setdefault(rule_id, []).append(f"{path.relative_to(tests.parent).as_posix()}::{name}")
-    return found
+    """Rule ID -> the tests marked with it (``file::name``, parametrizations folded), as pytest collects
+    ``tests`` with the itbproto.qa plugin: the markers pytest sees, wherever they were set."""
+    with tempfile.TemporaryDirectory() as folder:
+        report = Path(folder) / "collected.json"
+        collect = ["--collect-only", "-q", "-p", "no:cacheprovider", f"--itb-report={report}", str(tests)]
+        subprocess.run(
+            [sys.executable, "-m", "pytest", *collect],
+            cwd=tests.parent,
+            capture_output=True,
+            check=True,
+            timeout=600,
+        )
+        rules = json.loads(report.read_text())["rules"]
+    return {
+        rule_id: list(dict.fromkeys(re.sub(r"\[.*\]$", "", test) for test in row["tests"]))
+        for rule_id, row in rules.items()
+        if row["tests"]
+    }
 
 
 def rule_matrix(tests: Path | None) -> str:
