@@ -25,7 +25,7 @@ from itbproto.errors import CommandRefusedError, SafetyViolation
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import Acknowledgement, AlarmCode, ErrorCode, EventCode
+from itbproto.wire import Acknowledgement, AlarmCode, BolusKind, ErrorCode, EventCode
 
 CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
 TRANSPORTS = ["inprocess", "tcp", "ble"]
@@ -283,3 +283,16 @@ async def test_a_reply_that_comes_as_the_wait_times_out_is_taken_not_lost(t: Tar
         pump.late = True
         await pump.program(CONTINUOUS, confirmed)  # a command too: applied once
         assert (await pump.status()).prescription_id == 1
+
+
+@on_every_transport
+async def test_a_bolus_started_and_cancelled(t: Target) -> None:
+    async with await t.client() as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        started = await pump.bolus(BolusKind.CLINICIAN, 20, 3_600)
+        await t.advance(600)
+        cancelled = await pump.cancel_bolus(started.bolus_id)
+        assert cancelled.bolus_id == started.bolus_id
+        assert 0 < cancelled.delivered_ul < 20
+        assert cancelled.delivered_ul + cancelled.not_delivered_ul == 20
+        assert (await pump.status()).bolus_remaining_ul == 0

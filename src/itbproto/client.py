@@ -230,6 +230,10 @@ class PumpClient:
             lambda: self.session.start_bolus(kind, volume_ul, duration_s, ack), m.BolusStarted
         )
 
+    async def cancel_bolus(self, bolus_id: int) -> m.BolusCancelled:
+        """Stop a running bolus: what it delivered and what it did not."""
+        return await self._command(lambda: self.session.cancel_bolus(bolus_id), m.BolusCancelled)
+
     async def suspend(self, duration_s: int, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
         return await self._command(lambda: self.session.suspend(duration_s, ack), m.Ack)
 

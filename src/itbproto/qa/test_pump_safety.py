@@ -23,9 +23,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
+    Bundle,
     RuleBasedStateMachine,
     initialize,
     invariant,
+    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -37,6 +39,7 @@ from itbproto.machines.session import Summary
 from itbproto.qa.oracle import REPLAY, ROLE, Oracle, Violation
 from itbproto.qa.plugin import Report
 from itbproto.qa.targets import Tap, Target
+from itbproto.security import PairedKey
 from itbproto.specfiles import load_rules
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role
@@ -71,6 +74,9 @@ def prescription(rate: int, concentration: int, daily_ng: int) -> m.Prescription
     )
 
 
+BOLUSES, ALARMS = Bundle("boluses"), Bundle("alarms")
+
+
 class PumpUnderTest(RuleBasedStateMachine):
     """One pump, programmed at random through the bytes; the oracle after every step."""
 
@@ -84,8 +90,7 @@ class PumpUnderTest(RuleBasedStateMachine):
 
     async def _open(self) -> None:
         await self.target.fresh()
-        wait = 1.0  # for a reply, until the link's round trip is known
-        key = None
+        self.key: PairedKey | None = None
         if self.target.pin is not None:  # pair (the PIN the pump shows), then every frame sealed
             if self.target.serial is None:  # the pump says its serial to an unpaired Hello
                 asking = PumpClient.shipped(await self.target.transport())
@@ -93,26 +98,31 @@ class PumpUnderTest(RuleBasedStateMachine):
                     self.target.serial = (await asking.connect()).serial
                 finally:
                     await asking.close()
-            pairing = PumpClient.shipped(await self.target.transport(), timeout_s=max(wait, 1.0))
+            pairing = PumpClient.shipped(await self.target.transport())
             try:
-                key = await pairing.pair(self.target.pin, self.target.serial)
+                self.key = await pairing.pair(self.target.pin, self.target.serial)
             finally:
                 await pairing.close()
-        self.tap = Tap(await self.target.transport())
-        self.client = PumpClient.shipped(self.tap, name="qa", checks=False, timeout_s=wait, key=key)
-        await self.client.connect(key)
+        await self._connect()
         capacity = self.client.session.profile.reservoir_capacity_ul
         self.oracle = Oracle(load_rules(), capacity, next_event=await self.client.log_size())
         self.concentration = 500
-        started = time.perf_counter()
         self.thresholds = await self.client.thresholds()  # the suite never changes them
-        # a reply is lost when it has not come in 20 round trips (at least 20 ms in-process, 100 ms remote)
-        self.round_trip = time.perf_counter() - started
-        floor = 0.02 if self.target.virtual_clock else 0.1
-        self.client.timeout_s = min(1.0, max(floor, 20 * self.round_trip))
         self.prescription: m.PrescriptionReport | None = None
         found = await self._observe()  # what the pump was left in by whatever came before
         assert not found, found
+
+    async def _connect(self) -> None:
+        """A new link and session; a reply counts as lost after 20 of its round trips (at least 20 ms
+        in-process, 100 ms remote)."""
+        self.tap = Tap(await self.target.transport())
+        self.client = PumpClient.shipped(self.tap, name="qa", checks=False, timeout_s=1.0, key=self.key)
+        await self.client.connect(self.key)
+        started = time.perf_counter()
+        await self.client.status()
+        self.round_trip = time.perf_counter() - started
+        floor = 0.02 if self.target.virtual_clock else 0.1
+        self.client.timeout_s = min(1.0, max(floor, 20 * self.round_trip))
 
     def teardown(self) -> None:
         self.runner.run(self.client.close())
@@ -175,13 +185,42 @@ class PumpUnderTest(RuleBasedStateMachine):
         self._do(lambda ack: self.client.set_rate(rate, ack), acknowledge)
 
     @rule(
+        target=BOLUSES,
         kind=st.sampled_from(BolusKind),
         volume=st.integers(1, 2_000),
         minutes=st.integers(1, 240),
         acknowledge=st.booleans(),
     )
-    def bolus(self, kind: BolusKind, volume: int, minutes: int, acknowledge: bool) -> None:
-        self._do(lambda ack: self.client.bolus(kind, volume, minutes * 60, ack), acknowledge)
+    def bolus(self, kind: BolusKind, volume: int, minutes: int, acknowledge: bool) -> object:
+        started = self._do(lambda ack: self.client.bolus(kind, volume, minutes * 60, ack), acknowledge)
+        return multiple() if started is None else started.bolus_id
+
+    @rule(bolus_id=BOLUSES)
+    def cancel_bolus(self, bolus_id: int) -> None:
+        """A bolus the pump started, cancelled (perhaps long over: then refused)."""
+        self._do(lambda ack: self.client.cancel_bolus(bolus_id), False)
+
+    @rule(target=ALARMS)
+    def read_alarms(self) -> object:
+        return multiple(*(a.alarm_id for a in self.runner.run(self.client.alarm_list())))
+
+    @rule(alarm_id=ALARMS)
+    def acknowledge_alarm(self, alarm_id: int) -> None:
+        self._do(lambda ack: self.client.acknowledge_alarm(alarm_id), False)
+
+    @rule(rate=st.integers(0, 2_000))
+    def link_lost_mid_command(self, rate: int) -> None:
+        """A rate change sent, and the link gone before the answer: a new link, a new session; the pump
+        applied it at most once."""
+
+        async def go() -> None:
+            self.oracle.accepted.add(self.client.session.connection.last_txn + 1)  # it may have been taken
+            for chunk in self.client.session.set_rate(rate):
+                await self.tap.inner.send(chunk)
+            await self.client.close()
+            await self._connect()
+
+        self.runner.run(go())
 
     @rule(hours=st.integers(0, 48), acknowledge=st.booleans())
     def suspend(self, hours: int, acknowledge: bool) -> None:

@@ -57,6 +57,8 @@ class PumpView:
     refill: m.RefillSession | None = None
     residual: m.ResidualRecorded | None = None
     refill_stage: m.RefillStaged | None = None
+    #: the last bolus this session saw the pump start (its id, to cancel it)
+    bolus_started: m.BolusStarted | None = None
     #: the status time the history was read at (it shows the last 24 h as of then)
     history_at: int | None = None
     #: the reads a change applied since has made out of date (``status``, ``history``, ...)
@@ -112,6 +114,8 @@ class PumpView:
                 self.residual = reply
             case m.RefillStaged():
                 self.refill_stage = reply
+            case m.BolusStarted():
+                self.bolus_started = reply
 
     def end_refill(self) -> None:
         self.refill = self.residual = self.refill_stage = None
@@ -145,8 +149,10 @@ class PumpView:
         bolus = None
         if status.mode is TherapyMode.BOLUS:  # the remaining volume, as if delivered at once
             volume = max(status.bolus_remaining_ul, 1)
+            started = self.bolus_started
+            bolus_id = started.bolus_id if started is not None and started.ends_at > now else 0
             bolus = ActiveBolus(
-                0, BolusKind.CLINICIAN, now, volume, (Flow(now, now + 1, volume * SCALE, conc),)
+                bolus_id, BolusKind.CLINICIAN, now, volume, (Flow(now, now + 1, volume * SCALE, conc),)
             )
         battery = Battery.OK
         if AlarmCode.BATTERY_EOS in status.alarms or status.mode is TherapyMode.END_OF_SERVICE:
