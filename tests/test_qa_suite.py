@@ -26,6 +26,7 @@ CAUGHT_BY = {
     "apply-retry-twice": "TXN",
     "accept-replay": "REPLAY",
     "path-at-new-concentration": "DOSE-001",
+    "suspend-unacknowledged": "STOP-002",
 }
 
 

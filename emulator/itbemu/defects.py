@@ -18,7 +18,7 @@ ALLOW = "ITBEMU_ALLOW_DEFECTS"
 
 
 def _without(*rule_ids: str) -> None:
-    """The pump's safety verdicts forget these rules."""
+    """The pump's safety verdicts forget these rules (limits broken, hazards met)."""
     from itbproto.machines.pump import machine
     from itbproto.safety import evaluate
 
@@ -27,7 +27,8 @@ def _without(*rule_ids: str) -> None:
         if verdict.after is None:  # it cannot apply at all: refused as before
             return verdict
         kept = tuple(v for v in verdict.violations if v.rule_id not in rule_ids)
-        return replace(verdict, violations=kept)
+        hazards = tuple(v for v in verdict.hazards if v.rule_id not in rule_ids)
+        return replace(verdict, violations=kept, hazards=hazards)
 
     setattr(machine, "evaluate", forgetful)  # noqa: B010 (the name the pump's machine calls)
 
@@ -91,6 +92,7 @@ DEFECTS: dict[str, Callable[[], None]] = {
     "apply-retry-twice": _retry_applied_twice,
     "accept-replay": _replay_accepted,
     "path-at-new-concentration": _path_at_new_concentration,
+    "suspend-unacknowledged": lambda: _without("STOP-002"),
 }
 
 

@@ -11,7 +11,8 @@ log, the prescription in force) and checks them by brute force with exact fracti
   nothing flows from an empty reservoir (RES-002);
 - each command transaction is applied once, whatever was retried or replayed (protocol.md §5; reported as
   TXN), and nothing changes delivery without a command the suite saw accepted;
-- a low reservoir is annunciated while the pump infuses (RES-001).
+- a low reservoir is annunciated while the pump infuses (RES-001); a suspension by command carries its
+  acknowledgement, logged with it (STOP-002).
 
 Flows are accumulated across steps, so windows reach back past the 24 h a history holds.
 """
@@ -237,10 +238,14 @@ class Oracle:
 
     def _events(self, events: list[m.EventRecord]) -> list[Violation]:
         found: list[Violation] = []
-        for event in events:
-            if event.index < self.next_event:
-                continue
+        fresh = [e for e in events if e.index >= self.next_event]
+        acknowledged = {(e.txn, e.detail.split(" ", 1)[0]) for e in fresh if e.code is EventCode.ACKNOWLEDGED}
+        for event in fresh:
             self.next_event = event.index + 1
+            if event.code is EventCode.SUSPENDED and event.txn:  # a suspension by command (STOP-002)
+                self.exercised.add("STOP-002")
+                if (event.txn, "STOP-002") not in acknowledged:
+                    found.append(Violation("STOP-002", f"transaction {event.txn} suspended unacknowledged"))
             if event.code not in COMMANDED or event.txn == 0:
                 continue
             self.exercised.add(TXN)
