@@ -1,8 +1,15 @@
-"""Shared test configuration: hypothesis profiles and the repository root."""
+"""Shared test configuration: hypothesis profiles, the repository root, `itbemu serve` in its own process."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -23,3 +30,39 @@ def examples(n: int) -> int:
     """A property's example count: ``n``, more under the thorough profile, a few under mutation testing."""
     most = settings().max_examples
     return min(n, most) if PROFILE == "mutation" else max(n, most)
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (for a server that cannot say which one it took)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """An `itbemu serve` process: the line it printed first; once stopped, the rest and its exit status."""
+
+    first_line: str
+    rest: str = ""
+    returncode: int | None = None
+
+
+@contextmanager
+def itbemu_serve(*options: str, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """`itbemu serve OPTIONS` in its own process until the block ends (then SIGTERM, as an operator would)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itbemu", "serve", *options],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=None if env is None else {**os.environ, **env},
+    )
+    assert proc.stdout is not None
+    served = Served(proc.stdout.readline())
+    try:
+        yield served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        served.rest, _ = proc.communicate(timeout=30)
+        served.returncode = proc.returncode

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from conftest import free_port, itbemu_serve
 from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
 from itbemu.demo import run_demo
@@ -291,18 +292,9 @@ def test_the_demo_runs_a_session_over_tcp_reads_the_log_and_plots(tmp_path: Path
 def test_itbemu_serves_over_ble_to_a_programmer_in_another_process(tmp_path: Path) -> None:
     """`itbemu serve --ble tcp-server:...` in its own process; a programmer on the matching bumble client
     transport finds it by name over the virtual radio and reads its status."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "itbemu", "serve", "--ble", f"tcp-server:127.0.0.1:{port}"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert proc.stdout is not None
-        assert "on ble tcp-server" in proc.stdout.readline()
+    port = free_port()
+    with itbemu_serve("--ble", f"tcp-server:127.0.0.1:{port}") as served:
+        assert "on ble tcp-server" in served.first_line
 
         async def status() -> StatusReport:
             central = await open_central(f"tcp-client:127.0.0.1:{port}")
@@ -311,8 +303,5 @@ def test_itbemu_serves_over_ble_to_a_programmer_in_another_process(tmp_path: Pat
                 return await pump.status()
 
         assert asyncio.run(status()).reservoir_ul == 20_000
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0
-    assert "stopped" in out
+    assert served.returncode == 0
+    assert "stopped" in served.rest

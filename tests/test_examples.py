@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port, itbemu_serve
 
 PIN = "493817"
 Run = Callable[..., str]
@@ -30,15 +28,8 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_example(capture: Path) -> Iterator[Run]:
     """A pump served over the virtual radio (a motor stall 60 device seconds in, time 10x), and a runner for
     the examples against it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    serve = [sys.executable, "-m", "itbemu", "serve", "--ble", f"tcp-server:127.0.0.1:{port}", "--pin", PIN]
+    port = free_port()
     plan = ["--faults", str(ROOT / "examples" / "faults" / "motor-stall.toml"), "--speed", "10"]
-    plan += ["--btsnoop", str(capture)]
-    proc = subprocess.Popen(serve + plan, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    assert "on ble tcp-server" in proc.stdout.readline()
     env = {**os.environ, "ITBPROTO_BLE_HCI": f"tcp-client:127.0.0.1:{port}"}
 
     def run(script: str, *args: str, status: int = 0) -> str:
@@ -54,11 +45,10 @@ def run_example(capture: Path) -> Iterator[Run]:
         assert done.returncode == status, done.stderr
         return done.stdout
 
-    try:
+    hub = f"tcp-server:127.0.0.1:{port}"
+    with itbemu_serve("--ble", hub, "--pin", PIN, *plan, "--btsnoop", str(capture)) as served:
+        assert "on ble tcp-server" in served.first_line
         yield run
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
 
 
 def test_scan_finds_the_pump_by_its_service(run_example: Run) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import itbemu_serve
 from itbemu.defects import ALLOW, DEFECTS
 
 #: what the oracle reports for each seeded defect
@@ -49,21 +48,10 @@ def qa(tmp_path: Path, *options: str) -> tuple[int, dict[str, Any]]:
 
 def served(tmp_path: Path, defect: str | None = None) -> tuple[int, dict[str, Any]]:
     """The suite against `itbemu serve --tcp` (with a seeded ``defect``) in its own process."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    serve = [sys.executable, "-m", "itbemu", "serve", "--tcp", f"127.0.0.1:{port}", "--speed", "600"]
-    env = {**os.environ, ALLOW: "1"}
-    pump = subprocess.Popen(
-        serve + (["--defect", defect] if defect else []), stdout=subprocess.PIPE, text=True, env=env
-    )
-    assert pump.stdout is not None
-    assert "on tcp://" in pump.stdout.readline()
-    try:
-        return qa(tmp_path, f"--itb-target=tcp://127.0.0.1:{port}")
-    finally:
-        pump.send_signal(signal.SIGTERM)
-        pump.communicate(timeout=30)
+    seeded = ["--defect", defect] if defect else []
+    with itbemu_serve("--tcp", "127.0.0.1:0", "--speed", "600", *seeded, env={ALLOW: "1"}) as served:
+        assert "on tcp://" in served.first_line
+        return qa(tmp_path, f"--itb-target={served.first_line.split()[-1]}")
 
 
 def violated(result: dict[str, Any]) -> set[str]:
