@@ -171,15 +171,22 @@ class Oracle:
         return found
 
     def _match(self, start: int, end: int, found: list[Violation] | None) -> None:
-        """Take what left the tip in [start, end) off the old drug; with ``found``, check it was that."""
-        for p in sorted(self.pieces, key=lambda p: p.start):
-            if p.end <= start or p.start >= end or not self.old_drug:
-                continue
+        """Take what left the tip in [start, end) off the old drug; with ``found``, check it was that. A
+        second that two concentrations shared is reported as two flows of that second, in no particular
+        order: they are taken in the path's order."""
+        pieces = sorted((p for p in self.pieces if p.end > start and p.start < end), key=lambda p: p.start)
+        while pieces and self.old_drug:
+            head = self.old_drug[0]
+            same = [p for p in pieces if (p.start, p.end) == (pieces[0].start, pieces[0].end)]
+            p = next((q for q in same if q.conc_ug_ml == head[1]), same[0])
+            pieces.remove(p)
             volume = p.rate_ul_day * (min(p.end, end) - max(p.start, start))  # µL×86400
             while volume and self.old_drug:
                 head = self.old_drug[0]
-                mismatch = p.conc_ug_ml != head[1] and head[0] > p.rate_ul_day  # beyond a second's flow
-                if mismatch and found is not None:
+                if p.conc_ug_ml != head[1] and head[0] <= p.rate_ul_day:  # a residue under a second's flow
+                    self.old_drug.pop(0)
+                    continue
+                if p.conc_ug_ml != head[1] and found is not None:
                     self.exercised.add("DOSE-001")
                     found.append(
                         Violation(
@@ -193,12 +200,15 @@ class Oracle:
                 taken = min(volume, head[0])
                 head[0] -= taken
                 volume -= taken
-                if head[0] <= p.rate_ul_day:
+                if not head[0]:
                     self.old_drug.pop(0)
 
     def _windows(self, history: m.TherapyHistory, now: int, ceiling: int) -> list[Violation]:
-        """Join the history's flows to what came before, then every window ending since the last check."""
+        """Join the history's flows to what came before, then every window ending since the last check. A
+        history cut short (``complete`` false) holds the newest flows: what came before them is kept."""
         cut = now - DAY
+        if not history.complete and history.flows:
+            cut = max(cut, min(f.start for f in history.flows))
         kept = [p for p in self.pieces if p.start < cut]
         kept = [Piece(p.start, min(p.end, cut), p.rate_ul_day, p.conc_ug_ml) for p in kept]
         fresh = [Piece(max(f.start, cut), f.end, f.rate_ul_day, f.concentration_ug_ml) for f in history.flows]
