@@ -13,11 +13,10 @@ the serial DeviceInfo names), its frames are opened with the session keys the ca
 from __future__ import annotations
 
 import struct
-import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from itbproto.ble.gatt import REQUEST_UUID, RESPONSE_UUID
+from itbproto.ble.gatt import REQUEST_UUID, RESPONSE_UUID, uuid_text
 from itbproto.errors import CaptureError, ProtocolError
 from itbproto.security.keys import session_keys
 from itbproto.security.pairing import PairedKey
@@ -33,7 +32,6 @@ _H4_ACL, _ATT_CID = 0x02, 0x0004
 _WRITE_REQUEST, _WRITE_COMMAND, _NOTIFICATION, _READ_BY_TYPE_RESPONSE = 0x12, 0x52, 0x1B, 0x09
 _PB_CONTINUING = 0b01
 _DISCONNECTION_COMPLETE = bytes((0x04, 0x05))  # H4 event, HCI Disconnection Complete
-BOTH = (True, False)  # to the pump, to the programmer
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +113,6 @@ def _l2cap(capture: bytes) -> Iterator[tuple[int, int, bytes]]:
                     yield timestamp, numbers[handle], bytes(joined[4 : 4 + size])
 
 
-def _uuid128(data: bytes) -> str:
-    return str(uuidlib.UUID(bytes=bytes(reversed(data))))
-
-
 def att_values(capture: bytes) -> Iterator[CapturedValue]:
     """The ITB service's writes and notifications in a btsnoop capture, in order."""
     handles: dict[int, dict[str, int]] = {}  # connection -> {uuid: value handle}, from discovery
@@ -129,7 +123,7 @@ def att_values(capture: bytes) -> Iterator[CapturedValue]:
         if opcode == _READ_BY_TYPE_RESPONSE and len(pdu) >= 2 and pdu[1] == 21:  # declarations, 128-bit
             for at in range(2, len(pdu) - 20, 21):
                 value_handle = int.from_bytes(pdu[at + 3 : at + 5], "little")
-                handles.setdefault(connection, {})[_uuid128(pdu[at + 5 : at + 21])] = value_handle
+                handles.setdefault(connection, {})[uuid_text(pdu[at + 5 : at + 21])] = value_handle
             continue
         if opcode not in (_WRITE_COMMAND, _WRITE_REQUEST, _NOTIFICATION) or len(pdu) < 3:
             continue

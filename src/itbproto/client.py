@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -61,14 +60,6 @@ _ANSWERS = (Replied, Refused, Verified, Mismatch, Resolved)
 _CLOSED = object()
 
 
-@functools.cache
-def _shipped_specs(profile: str) -> tuple[DeviceProfile, Drug, SafetyPolicy]:
-    """The shipped specs, read once (they are immutable values)."""
-    from itbproto.specfiles import load_drug, load_profile, load_rules
-
-    return load_profile(profile), load_drug(), SafetyPolicy(load_rules())
-
-
 class PumpClient:
     """A programmer's connection to one pump (see the module docstring)."""
 
@@ -102,7 +93,9 @@ class PumpClient:
     def shipped(cls, transport: Transport, profile: str = "itb-20", **options: Any) -> PumpClient:
         """A client with the specs this package ships: the device profile named ``profile``, the drug table
         and the rule catalogue (``options``: as for the constructor)."""
-        return cls(transport, *_shipped_specs(profile), **options)
+        from itbproto.specfiles import load_drug, load_profile, load_rules  # (each read once, then cached)
+
+        return cls(transport, load_profile(profile), load_drug(), SafetyPolicy(load_rules()), **options)
 
     # --- the link ----------------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid as uuidlib
 import weakref
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -38,7 +37,7 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
 
-from itbproto.ble.gatt import ASKED_MTU
+from itbproto.ble.gatt import ASKED_MTU, uuid_text
 
 __all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "open_central"]
 
@@ -62,8 +61,8 @@ _UUID_LISTS = (
 
 
 def bleak_uuid(uuid: UUID) -> str:
-    """bumble's UUID (little-endian bytes) as bleak spells it: lowercase, 128 bits."""
-    return str(uuidlib.UUID(bytes=bytes(reversed(uuid.to_bytes(force_128=True)))))
+    """bumble's UUID as bleak spells it: lowercase, 128 bits."""
+    return uuid_text(uuid.to_bytes(force_128=True))
 
 
 async def open_central(hci: str, address: str = CENTRAL_ADDRESS) -> Device:
@@ -101,10 +100,10 @@ async def central(given: Device | None) -> Device:
         return given
     hci = os.environ.get(HCI_ENV)
     if not hci:
-        raise BleakError(f"the bumble backend needs a central: pass central=Device or set {HCI_ENV}")
+        raise BleakError(f"the bumble backend needs a central: use bound_to(device), or set {HCI_ENV}")
     loop = asyncio.get_running_loop()
     opening = _centrals.get(loop)
-    if opening is None or (opening.done() and opening.exception() is not None):
+    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() is not None)):
         _centrals[loop] = opening = loop.create_task(open_central(hci))
     return await opening
 

@@ -32,7 +32,6 @@ from itbproto.specfiles import load_rules
 __all__ = ["Report"]
 
 _REPORT = pytest.StashKey["Report"]()
-_reports: list[str] = []  # failures of the stateful suite, for the report
 _config: pytest.Config | None = None
 
 
@@ -187,12 +186,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         if name == "itbproto" and isinstance(counts, dict):
             _config.stash[_REPORT].merge(counts)
             if report.failed:
-                _reports.append(report.longreprtext)
+                _config.stash[_REPORT].reproducers.append(report.longreprtext)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     report = config.stash[_REPORT]
-    report.reproducers = list(_reports)
     path = config.getoption("--itb-report")
     if path:
         Path(path).write_text(json.dumps(report.as_json(), indent=1))

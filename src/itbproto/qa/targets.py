@@ -9,10 +9,14 @@ attacker would) and can lose what comes back (so that the client retries, as ove
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from itbproto.transport import Transport, open_target
 from itbproto.wire.stream import StreamSplitter
+
+if TYPE_CHECKING:  # the emulator is imported when a pump is made, not with the plugin
+    from itbemu import VirtualClock
+    from itbemu.inprocess import InProcessHub
 
 __all__ = ["InprocTarget", "RemoteTarget", "Tap", "Target", "target_from"]
 
@@ -53,7 +57,8 @@ class InprocTarget:
 
     def __init__(self, profile: str = "itb-20", pin: str | None = None, defect: str | None = None) -> None:
         self.profile, self.pin = profile, pin
-        self._hub: object | None = None
+        self._hub: InProcessHub | None = None
+        self.clock: VirtualClock | None = None
         if defect is not None:  # itbemu's seeded defects (test builds only), in this process
             from itbemu.defects import seed
 
@@ -77,15 +82,12 @@ class InprocTarget:
     async def transport(self) -> Transport:
         if self._hub is None:
             await self.fresh()
-        from itbemu.inprocess import InProcessHub
-
-        assert isinstance(self._hub, InProcessHub)
+        assert self._hub is not None
         return self._hub.connect()
 
     async def advance(self, seconds: int) -> None:
-        from itbemu.inprocess import InProcessHub
-
-        assert isinstance(self._hub, InProcessHub)
+        assert self._hub is not None, "no pump yet: fresh() makes one"
+        assert self.clock is not None
         self.clock.advance_to(self.clock.now() + seconds)
         self._hub.advance(self.clock.now())
 

@@ -74,6 +74,16 @@ def prescription(rate: int, concentration: int, daily_ng: int) -> m.Prescription
     )
 
 
+def confirmed(summary: Summary) -> m.Acknowledgement:
+    """The user confirms a staged prescription, acknowledging the hazards its summary names."""
+    return m.Acknowledgement(rules=summary.acknowledge, by="qa")
+
+
+def declined(summary: Summary) -> None:
+    """The user declines it."""
+    return None
+
+
 BOLUSES, ALARMS = Bundle("boluses"), Bundle("alarms")
 
 
@@ -174,11 +184,7 @@ class PumpUnderTest(RuleBasedStateMachine):
         concentration = concentration or self.concentration
         daily = max(1, min(rate * concentration * (100 + headroom) // 100, 2**32 - 1))
         plan = prescription(rate, concentration, daily)
-
-        def confirm(summary: Summary) -> m.Acknowledgement | None:
-            return m.Acknowledgement(rules=summary.acknowledge, by="qa") if acknowledge else None
-
-        self._do(lambda ack: self.client.program(plan, confirm), False)
+        self._do(lambda ack: self.client.program(plan, confirmed if acknowledge else declined), False)
 
     @rule(rate=RATES, acknowledge=st.booleans())
     def set_rate(self, rate: int, acknowledge: bool) -> None:
@@ -255,11 +261,7 @@ class PumpUnderTest(RuleBasedStateMachine):
         rate = self.rate_ul_day or 800
         daily = rate * self.concentration * (100 - short_pct) // 100
         plan = prescription(rate, self.concentration, max(1, daily))
-
-        def confirm(summary: Summary) -> m.Acknowledgement:
-            return m.Acknowledgement(rules=summary.acknowledge, by="qa")
-
-        self._do(lambda ack: self.client.program(plan, confirm), False)
+        self._do(lambda ack: self.client.program(plan, confirmed), False)
 
     @rule()
     def nearly_empty(self) -> None:
