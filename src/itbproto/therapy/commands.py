@@ -23,6 +23,7 @@ from itbproto.therapy.state import (
     TherapyState,
     digest,
 )
+from itbproto.therapy.window import shortest_hold_s
 from itbproto.units import Rounding, divide
 from itbproto.wire import messages as m
 from itbproto.wire.enums import (
@@ -70,11 +71,11 @@ def _apply(state: TherapyState, command: Message) -> TherapyState:
             if state.mode not in (TherapyMode.INFUSING, TherapyMode.SUSPENDED):
                 raise TherapyStateError(f"cannot suspend while {state.mode.name.lower()}")
             until = state.now + duration if duration else 0
-            return replace(state, mode=TherapyMode.SUSPENDED, suspended_until=until, bolus=None)
+            return replace(state, mode=TherapyMode.SUSPENDED, suspended_until=until, held_until=0, bolus=None)
         case m.Resume():
             if state.prescription is None or state.mode not in (TherapyMode.SUSPENDED, TherapyMode.STOPPED):
                 raise TherapyStateError("nothing to resume")
-            return replace(state, mode=TherapyMode.INFUSING, suspended_until=0)
+            return replace(state, mode=TherapyMode.INFUSING, suspended_until=0, held_until=0)
         case m.RefillBegin():
             if state.refill is not None:
                 raise TherapyStateError("a refill is already in progress")
@@ -116,7 +117,12 @@ def _apply(state: TherapyState, command: Message) -> TherapyState:
                 raise TherapyStateError(f"cannot prepare for an MRI while {state.mode.name.lower()}")
             emptied = 0 if state.profile.pump_kind is PumpKind.VALVE else state.reservoir_scaled
             return replace(
-                state, mode=TherapyMode.MRI, bolus=None, suspended_until=0, reservoir_scaled=emptied
+                state,
+                mode=TherapyMode.MRI,
+                bolus=None,
+                suspended_until=0,
+                held_until=0,
+                reservoir_scaled=emptied,
             )
         case m.MriEnd():
             if state.mode is not TherapyMode.MRI:
@@ -171,13 +177,15 @@ def _bolus(state: TherapyState, cmd: m.BolusStart) -> TherapyState:
     return _start_bolus(state, cmd.kind, cmd.volume_ul, cmd.duration_s)
 
 
-def _start_bolus(state: TherapyState, kind: BolusKind, volume_ul: int, duration_s: int) -> TherapyState:
-    flows = bolus_flows(volume_ul, duration_s, state.now, state.concentration_ug_ml)
-    active = ActiveBolus(state.next_id, kind, state.now, volume_ul, flows)
+def _start_bolus(
+    state: TherapyState, kind: BolusKind, volume_ul: int, duration_s: int, start: int | None = None
+) -> TherapyState:
+    """``state`` with a bolus running from ``start`` (now unless the pump holds it back)."""
+    at = state.now if start is None else start
+    flows = bolus_flows(volume_ul, duration_s, at, state.concentration_ug_ml)
+    active = ActiveBolus(state.next_id, kind, at, volume_ul, flows)
     screening = kind is BolusKind.CLINICIAN and state.record.phase is Phase.SCREENING
-    record = BolusRecord(
-        state.now, kind, volume_ul, bolus_dose_ng(volume_ul, state.concentration_ug_ml), screening
-    )
+    record = BolusRecord(at, kind, volume_ul, bolus_dose_ng(volume_ul, state.concentration_ug_ml), screening)
     return replace(
         state,
         bolus=active,
@@ -199,14 +207,15 @@ def _refill(state: TherapyState, refill_id: int) -> RefillProgress:
 def bridge_duration_s(state: TherapyState) -> int:
     """How long a bridge takes to push the fluid path out: its strongest drug at the prescription's daily
     dose (so where the path is mixed, no part leaves the tip faster than that), never faster than the pump's
-    bolus rate (both rounded up), at most a day."""
+    bolus rate (both rounded up). As long as that takes: at a low dose, days (the path is then pushed at the
+    old volumetric rate, as the basal flow would have been)."""
     assert state.prescription is not None
     path = state.path
     daily = daily_dose_scaled(state.prescription)
     strongest = max((s.conc_ug_ml for s in path.segments), default=0)
     by_dose = divide(path.volume_scaled * strongest * SCALE, daily, Rounding.UP) if daily else SCALE
     by_rate = divide(path.volume_scaled, state.profile.max_bolus_rate_ul_day, Rounding.UP)
-    return min(SCALE, max(1, by_dose, by_rate))
+    return max(1, by_dose, by_rate)
 
 
 def _confirm_refill(state: TherapyState, cmd: m.RefillConfirm) -> TherapyState:
@@ -245,7 +254,10 @@ def _procedure(state: TherapyState, cmd: m.RecordProcedure) -> TherapyState:
     """Implant and catheter work leave the new parts of the path full of saline, to be primed: a new
     catheter (implant, revision), or a new pump's tubing and the old catheter, aspirated (replacement).
     A running bolus ends: its rate was set for the path as it was (a bridge would push the new drug); a
-    bridge whose old drug is still in the pump's tubing starts again over the new path."""
+    bridge whose old drug is still in the pump's tubing starts again over the new path. A shorter path
+    brings drug to the tip sooner: if that would put more than the limit into a 24 h window that still
+    holds drug from before, the pump holds delivery (and the bridge) for the shortest time that keeps
+    every window within it (DOSE-001; the DELIVERY_STOPPED alarm sounds while it lasts)."""
     pump_part_ul = state.profile.pump_path_ul
     _, pump = state.path.split(state.catheter_ul * SCALE)
     catheter_ul = state.catheter_ul
@@ -258,10 +270,28 @@ def _procedure(state: TherapyState, cmd: m.RecordProcedure) -> TherapyState:
     after = replace(state, path=path, catheter_ul=catheter_ul, needs_priming=True, bolus=None)
     bridging = state.bolus is not None and state.bolus.kind is BolusKind.BRIDGE
     old_drug = any(seg.conc_ug_ml not in (0, state.concentration_ug_ml) for seg in path.segments)
-    if bridging and old_drug:  # the old drug left in the pump's tubing: bridge it out over the new path
-        path_ul = divide(path.volume_scaled, SCALE, Rounding.DOWN)
-        return _start_bolus(after, BolusKind.BRIDGE, path_ul, bridge_duration_s(after))
-    return after
+    # the old drug left in the pump's tubing: bridge it out over the new path
+    bridge = (
+        (divide(path.volume_scaled, SCALE, Rounding.DOWN), bridge_duration_s(after)) if bridging else None
+    )
+    timed = state.delivery_mode is TherapyMode.SUSPENDED and state.suspended_until
+    resumes = state.suspended_until - state.now if timed else 0  # a timed suspension holds it that long
+
+    def held(seconds: int) -> TherapyState:
+        out = after if seconds <= resumes else _held(after, after.now + seconds)
+        if bridge is not None and old_drug:
+            out = _start_bolus(out, BolusKind.BRIDGE, *bridge, start=after.now + seconds)
+        return out
+
+    return held(shortest_hold_s(held, resumes))
+
+
+def _held(state: TherapyState, until: int) -> TherapyState:
+    """``state`` with delivery held by the pump until ``until`` (during a refill, once it is over)."""
+    if state.refill is not None:
+        refill = replace(state.refill, previous_mode=TherapyMode.SUSPENDED)
+        return replace(state, refill=refill, suspended_until=until, held_until=until)
+    return replace(state, mode=TherapyMode.SUSPENDED, suspended_until=until, held_until=until)
 
 
 def _with_record(state: TherapyState, record: PatientRecord) -> TherapyState:

@@ -16,7 +16,7 @@ from itbproto.therapy.commands import bridge_duration_s
 from itbproto.therapy.flows import SCALE, seconds_until_volume, volume_between
 from itbproto.therapy.state import REFILL_TIMEOUT_S, Battery, TherapyState, planned_flows
 from itbproto.wire.enums import BolusKind, TherapyMode
-from itbproto.wire.messages import BolusStart
+from itbproto.wire.messages import MAX_DURATION_S, BolusStart
 
 __all__ = ["HORIZON_S", "Forecast", "bridge_bolus", "forecast", "next_event_at", "priming_bolus"]
 
@@ -118,11 +118,14 @@ def _when_delivered(state: TherapyState, volume_scaled: int) -> int | None:
 def bridge_bolus(state: TherapyState) -> BolusStart:
     """The bridge after a concentration change: deliver the drug still in the fluid path at the prescribed
     daily dose, in place of the basal flow (duration rounded up, so never faster). The pump computes the
-    same bridge itself for ``RefillConfirm(bridge=True)``."""
+    same bridge itself for ``RefillConfirm(bridge=True)``, however long it takes; a ``BolusStart`` carries
+    at most ``MAX_DURATION_S`` (TherapyStateError beyond it: bridge at the refill)."""
     if state.prescription is None:
         raise TherapyStateError("a bridge needs a prescription in force")
-    volume = state.path.volume_scaled // SCALE
-    return BolusStart(kind=BolusKind.BRIDGE, volume_ul=volume, duration_s=bridge_duration_s(state))
+    volume, duration = state.path.volume_scaled // SCALE, bridge_duration_s(state)
+    if duration > MAX_DURATION_S:
+        raise TherapyStateError(f"a bridge of {duration} s is longer than a BolusStart can carry")
+    return BolusStart(kind=BolusKind.BRIDGE, volume_ul=volume, duration_s=duration)
 
 
 def priming_bolus(state: TherapyState, duration_s: int) -> BolusStart:

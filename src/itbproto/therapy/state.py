@@ -156,6 +156,7 @@ class TherapyState:
     committed_at: int = 0
     staged: Staged | None = None
     suspended_until: int = 0  # 0: until resumed
+    held_until: int = 0  # the pump holds delivery until then (DOSE-001 after surgery: DELIVERY_STOPPED)
     bolus: ActiveBolus | None = None
     boluses: tuple[BolusRecord, ...] = ()
     delivered: tuple[Flow, ...] = ()  # what left the catheter tip (DELIVERY_HISTORY_S)
@@ -218,11 +219,16 @@ class TherapyState:
     def delivering(self) -> bool:
         """True when drug flows now: something programmed runs and nothing stops it (battery, reservoir,
         motor)."""
-        if self.battery is Battery.EOS or self.empty or self.motor_stalled:
+        if self.battery is Battery.EOS or self.empty or self.motor_stalled or self.held:
             return False
         return self.bolus is not None or (
             self.prescription is not None and self.delivery_mode is TherapyMode.INFUSING
         )
+
+    @property
+    def held(self) -> bool:
+        """True while the pump itself holds delivery (a bridge waiting to start included)."""
+        return self.held_until > self.now
 
     @property
     def delivery_mode(self) -> TherapyMode:
@@ -346,10 +352,15 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
         records=_prune_records(state.records, to - DOSE_HISTORY_S),
         bolus=bolus,
         mode=mode,
-        suspended_until=state.suspended_until if mode is TherapyMode.SUSPENDED else 0,
+        suspended_until=state.suspended_until if _suspended(mode, state.refill) else 0,
         last_event_at=max(state.last_event_at, max((f.end for f in outlet), default=0)),
     )
     return new, tip
+
+
+def _suspended(mode: TherapyMode, refill: RefillProgress | None) -> bool:
+    """Suspended, or in a refill begun while suspended (it keeps the time it resumes at)."""
+    return TherapyMode.SUSPENDED in (mode, refill.previous_mode if refill is not None else None)
 
 
 def _split(state: TherapyState, at: int, to: int) -> tuple[TherapyState, tuple[Flow, ...]]:

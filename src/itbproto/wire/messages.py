@@ -446,7 +446,7 @@ class BolusStart(Message):
 
     kind: BolusKind = field(EnumType(BolusKind))
     volume_ul: int = field(U32, unit="µL", lo=1, hi=MAX_VOLUME_UL)
-    duration_s: int = field(U32, unit="s", lo=1, hi=86_400)
+    duration_s: int = field(U32, unit="s", lo=1, hi=MAX_DURATION_S, doc="a bridge at a low dose takes days")
     ack: Acknowledgement = _ack()
 
 

@@ -34,6 +34,8 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
         active.add(AlarmCode.BATTERY_EOS)
     if t.motor_stalled:
         active.add(AlarmCode.MOTOR_STALL)
+    if t.held:
+        active.add(AlarmCode.DELIVERY_STOPPED)  # the pump itself holds delivery (DOSE-001 after surgery)
     if not t.empty and t.now >= t.stability_ends_at:
         active.add(AlarmCode.DRUG_EXPIRED)
     return active

@@ -37,15 +37,17 @@ PUMP = Definition(
         *_to("bolus_done", "bolus", ["infusing", "stopped", "suspended", "mri"]),
         {"trigger": "suspend", "source": ["infusing", "bolus"], "dest": "suspended"},
         {"trigger": "resume", "source": ["suspended", "stopped"], "dest": "infusing"},
-        {"trigger": "auto_resume", "source": "suspended", "dest": "infusing"},
+        *_to("auto_resume", "suspended", ["infusing", "bolus"]),  # (a bridge held back by the pump starts)
         {"trigger": "begin_refill", "source": _BACK, "dest": "refill_begun"},
         {"trigger": "record_residual", "source": "refill_begun", "dest": "residual_measured"},
         {"trigger": "stage_drug", "source": ["residual_measured", "drug_staged"], "dest": "drug_staged"},
         *_to("confirm_refill", "drug_staged", [*_BACK, "bolus"]),  # (a bridge starts a bolus)
         *_to("abort_refill", _REFILL, _BACK),
         *_to("refill_timeout", _REFILL, _BACK),
-        # surgery is recorded whatever the mode; it ends a running bolus (a bridge starts again)
+        # surgery is recorded whatever the mode; it ends a running bolus (a bridge starts again); the pump
+        # holds delivery if a shorter path would bring too much drug to the tip too soon (DOSE-001)
         *_to("record_procedure", "bolus", ["infusing", "stopped"]),
+        *_to("record_procedure", ["infusing", "bolus"], ["suspended"]),
         {"trigger": "record_procedure", "source": [*_BACK, *_REFILL, "mri", "end_of_service"], "dest": "="},
         {"trigger": "record_procedure", "source": "bolus", "dest": "bolus"},  # a bridge starts again
         {"trigger": "begin_mri", "source": _BACK, "dest": "mri"},
@@ -70,7 +72,7 @@ def mode_of(therapy: TherapyState) -> str:
         if refill.staged_volume_ul is not None:
             return "drug_staged"
         return "residual_measured" if refill.measured_ul is not None else "refill_begun"
-    if therapy.bolus is not None:
+    if therapy.bolus is not None and not therapy.held:
         return "bolus"
     return {
         TherapyMode.INFUSING: "infusing",

@@ -7,8 +7,9 @@ from dataclasses import replace
 
 from itbproto.safety.verdict import Context
 from itbproto.therapy.commands import apply
-from itbproto.therapy.flows import SCALE, Flow, scaled_to_ng, seconds_until_volume
-from itbproto.therapy.state import TherapyState, planned_flows, planned_tip_flows
+from itbproto.therapy.flows import SCALE, Flow, scaled_to_ng
+from itbproto.therapy.state import TherapyState, planned_tip_flows
+from itbproto.therapy.window import flushed_at
 from itbproto.units import DoseRate, Rounding
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Origin, PatientGroup, WithdrawalRisk
@@ -33,8 +34,6 @@ __all__ = [
 ]
 
 DAY = SCALE
-#: how far ahead the drug in the fluid path is followed to the tip (the slowest rate clears it in days)
-FLUSH_HORIZON_S = 30 * SCALE
 
 PRESCRIBING = (m.StagePrescription, m.CommitPrescription, m.SetRate, m.RefillConfirm)
 # a timed Suspend resumes delivery by itself when it ends, so it is checked like a Resume
@@ -83,14 +82,6 @@ def in_force_after(ctx: Context[Message]) -> TherapyState | None:
     if isinstance(ctx.command, m.StagePrescription) and after.staged is not None:
         return apply(after, after.staged.commit)
     return after
-
-
-def flushed_at(state: TherapyState) -> int:
-    """When what the fluid path holds now has all left the tip, pushed by what is planned: the end of the
-    transient after which the tip gets the reservoir's drug (``now`` + the horizon if it never does)."""
-    outlet = planned_flows(state, state.now, state.now + FLUSH_HORIZON_S)
-    seconds = seconds_until_volume(outlet, state.now, state.path.volume_scaled)
-    return state.now + (FLUSH_HORIZON_S if seconds is None else seconds + 1)
 
 
 def schedule_tip_flows(state: TherapyState, end: int) -> tuple[Flow, ...]:

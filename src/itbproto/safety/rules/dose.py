@@ -21,9 +21,10 @@ from itbproto.safety.rules.common import (
     titration_pct,
 )
 from itbproto.safety.verdict import Context
-from itbproto.therapy.flows import clip, max_window_dose
+from itbproto.therapy.flows import max_window_dose
 from itbproto.therapy.schedule import daily_dose_scaled, peak_ng_day
-from itbproto.therapy.state import TherapyState, planned_tip_flows
+from itbproto.therapy.state import TherapyState
+from itbproto.therapy.window import worst_window_scaled
 from itbproto.units import Dose, DoseRate
 from itbproto.wire import messages as m
 from itbproto.wire.message import Message
@@ -47,11 +48,8 @@ def rolling_dose(ctx: Context[Message]) -> Iterator[str]:
     state = in_force_after(ctx)
     if state is None:
         return
-    now = state.now
     limit = _daily_limit_ng(ctx, state)
-    ahead = max(now + DAY, flushed_at(state))  # (after that the tip gets the schedule: DOSE-002)
-    flows = clip(ctx.before.delivered, now - DAY, now) + planned_tip_flows(state, ahead + DAY + 2)
-    worst = max_window_dose(flows, DAY, since=now - DAY, until=ahead)
+    worst = worst_window_scaled(state)
     if worst > limit * DAY:
         yield (
             f"{mg_day(worst)} would reach the catheter tip in 24 h (delivered and planned); "
