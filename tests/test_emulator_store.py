@@ -43,13 +43,13 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
     path = tmp_path / "pump.db"
     with Store(path) as store:
         Emulator.create(programmed(), POLICY, serial="EMU-KILL", store=store)
-    report = crash_test(path, POLICY, kills=200, seed=1, max_delay_s=0.05)
+    report = crash_test(path, POLICY, kills=200, seed=1, max_delay_s=0.05, min_acks=1)
     assert report.violations == []
     assert report.kills == 200
-    assert report.acknowledged >= 100  # commands were going through when the kills came
-    # some kills came after a change was saved and before its Ack was out: stored, never acknowledged
-    assert report.acknowledged < report.applied <= report.acknowledged + report.kills
-    assert report.retries_answered >= 50
+    assert report.acknowledged >= 200  # each kill came after a command went through, whatever the speed
+    # a kill may come after a change was saved and before its Ack was out: stored, never acknowledged
+    assert report.acknowledged <= report.applied <= report.acknowledged + report.kills
+    assert report.retries_answered == 200  # each kill's last acknowledged command, retried
     with Store(path) as store:
         opened = Emulator.open(store, POLICY)
         assert opened.therapy.thresholds.low_reservoir_ul == threshold_for(opened.pump.state.last_txn)

@@ -111,9 +111,16 @@ def _check(path: Path, policy: SafetyPolicy, acked: list[int], report: CrashRepo
 
 
 def crash_test(
-    path: str | Path, policy: SafetyPolicy, *, kills: int, seed: int = 0, max_delay_s: float = 0.03
+    path: str | Path,
+    policy: SafetyPolicy,
+    *,
+    kills: int,
+    seed: int = 0,
+    max_delay_s: float = 0.03,
+    min_acks: int = 0,
 ) -> CrashReport:
-    """Kill a process programming the pump stored at ``path`` (which must exist) ``kills`` times."""
+    """Kill a process programming the pump stored at ``path`` (which must exist) ``kills`` times, each a
+    random delay after it has had ``min_acks`` commands acknowledged (so the counts do not hang on speed)."""
     path, rng, report = Path(path), random.Random(seed), CrashReport()
     with Store(path) as store:
         before = len(_applied(store))
@@ -129,10 +136,12 @@ def crash_test(
             finally:
                 os._exit(1)
         os.close(write)
+        data = b""
+        while len(data) < 4 * min_acks and (chunk := os.read(read, 4 * min_acks - len(data))):
+            data += chunk
         time.sleep(rng.uniform(0, max_delay_s))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
-        data = b""
         while chunk := os.read(read, 65_536):
             data += chunk
         os.close(read)
