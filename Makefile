@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest qa bench specs mutation clean
+.PHONY: demo test lint typecheck pytest qa bench specs mutation clinical-mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ mutation: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[mutation]'
 	HYPOTHESIS_PROFILE=mutation $(BIN)/mutmut run
 	$(BIN)/python bench/mutation_score.py
+
+# hand-written clinical mutants (bench/clinical_mutants.toml) against the focused tests
+clinical-mutants: $(STAMP)
+	$(BIN)/python bench/clinical_mutants.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants demo-out

@@ -630,9 +630,10 @@ def test_the_pump_announces_and_logs_the_hold_it_imposes_and_resumes_by_itself()
     until = pump.therapy.held_until
     assert pump.mode == "suspended"
     assert AlarmCode.DELIVERY_STOPPED in [a.code for a in pump.therapy.alarms]
-    entries = [(e.code, e.value, e.detail) for e in pump.log.page(0, 100)]
-    assert (EventCode.SUSPENDED, until - state.now, "DOSE-001: held by the pump") in entries
-    assert (EventCode.ALARM_RAISED, AlarmCode.DELIVERY_STOPPED) in [(code, v) for code, v, _ in entries]
+    entries = [(e.code, e.txn, e.value, e.detail) for e in pump.log.page(0, 100)]
+    hold = (EventCode.SUSPENDED, 0, until - state.now, "DOSE-001: held by the pump")  # the pump's own: txn 0
+    assert hold in entries
+    assert (EventCode.ALARM_RAISED, AlarmCode.DELIVERY_STOPPED) in [(e[0], e[2]) for e in entries]
     pump.tick(until - 1)
     assert pump.mode == "suspended"
     pump.tick(until)

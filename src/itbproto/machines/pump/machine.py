@@ -171,8 +171,8 @@ class PumpMachine:
         if verdict is not None:
             self._log_acknowledgements(verdict, txn, before.therapy.now)
         now, held = before.therapy.now, after.therapy.held_until
-        if held > now and held != before.therapy.held_until:  # an interruption the pump imposes: logged
-            self.log.append(now, EventCode.SUSPENDED, txn, held - now, "DOSE-001: held by the pump")
+        if held > now and held != before.therapy.held_until:  # the pump's own interruption (txn 0): logged
+            self.log.append(now, EventCode.SUSPENDED, 0, held - now, "DOSE-001: held by the pump")
         return reply, session if handler.session is None else handler.session(session, request)
 
     def _log_acknowledgements(self, verdict: Verdict, txn: int, at: int) -> None:
