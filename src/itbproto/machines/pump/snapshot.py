@@ -24,7 +24,7 @@ from itbproto.wire.message import Message, Record, message_class
 __all__ = ["FORMAT", "dump", "load"]
 
 #: the snapshot format; a change that old snapshots cannot be read with changes it
-FORMAT = 4  # 2: patient record, fluid path, dose peaks (issue 13); 3: battery charge; 4: paired keys
+FORMAT = 5  # 2: patient record, fluid path, peaks; 3: battery charge; 4: paired keys; 5: held_until
 
 
 def dump(state: DeviceState) -> dict[str, Json]:
