@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
@@ -14,6 +14,8 @@ from itbproto.wire import (
     CommitPrescription,
     FlexStep,
     Message,
+    MriBegin,
+    MriEnd,
     Origin,
     PatientBolusPolicy,
     PatientGroup,
@@ -26,6 +28,7 @@ from itbproto.wire import (
     RefillResidual,
     RefillStageDrug,
     StagePrescription,
+    Suspend,
 )
 
 DAY = 86_400
@@ -142,3 +145,42 @@ def confirm(
         bridge=False,
         ack=ack("REFILL-003") if acknowledged else NO_ACK,
     )
+
+
+# --- builders for the rule table (tests/test_rule_table.py) --------------------------------------------
+
+
+def prescription_for_daily(ng_day: int, conc: int = 50, **changes: Any) -> Prescription:
+    """A prescription delivering exactly ``ng_day`` ng a day at ``conc`` µg/mL: whole µL/day, and one µL/day
+    more for the seconds the rest takes (at 50 µg/mL, 1728 s a ng); a flex schedule unless it divides."""
+    whole, rest = divmod(ng_day, conc)
+    seconds, inexact = divmod(rest * DAY, conc)
+    assert not inexact, f"{ng_day} ng/day is no whole number of seconds at {conc} µg/mL"
+    if not seconds:
+        return prescription(rate=whole, concentration_ug_ml=conc, **changes)
+    steps = (FlexStep(start_s=0, rate_ul_day=whole + 1), FlexStep(start_s=seconds, rate_ul_day=whole))
+    return prescription(mode=PrescriptionMode.FLEX, concentration_ug_ml=conc, steps=steps, **changes)
+
+
+def acknowledging(command: Message, *rules: str) -> Message:
+    """``command`` acknowledging ``rules`` too (a command with an ``ack`` field)."""
+    held: Acknowledgement = cast(Any, command).ack
+    out: Message = replace(cast(Any, command), ack=Acknowledgement(rules=(*held.rules, *rules), by="test"))
+    return out
+
+
+def interrupted(
+    gap_s: int, p: Prescription | None = None, record: PatientRecord = PATIENT, *, stopped: bool = False
+) -> TherapyState:
+    """A pump that ran ``p`` for two days, then delivered nothing for ``gap_s`` until T0: suspended until
+    resumed, or (``stopped``) stopped by an MRI scan, so that programming it starts delivery again."""
+    p = p or prescription()
+    start = empty_pump(record, now=T0 - gap_s - 2 * DAY, concentration_ug_ml=p.concentration_ug_ml)
+    state = in_force(start, p)
+    state, _ = advance(state, T0 - gap_s)
+    if stopped:
+        state = apply(apply(state, MriBegin(emptied_ul=0, ack=ack("MRI-002"))), MriEnd())
+    else:
+        state = apply(state, Suspend(duration_s=0, ack=ack("STOP-002")))
+    state, _ = advance(state, T0)
+    return state

@@ -27,7 +27,7 @@ from itbproto.errors import TherapyStateError
 from itbproto.machines.pump.alarms import conditions
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_profile, load_rules
-from itbproto.therapy import SCALE, TherapyState, advance, apply, max_window_dose
+from itbproto.therapy import SCALE, Flow, TherapyState, advance, apply, max_window_dose
 from itbproto.therapy.commands import bridge_duration_s
 from itbproto.therapy.window import worst_window_scaled
 from itbproto.wire import (
@@ -653,3 +653,34 @@ def test_surgery_with_nothing_to_hold_back_holds_nothing() -> None:
         after = apply(state, RecordProcedure(procedure=procedure, catheter_volume_ul=60))
         assert not after.held
         assert after.mode is TherapyMode.INFUSING
+
+
+# --- the child's limits wherever a child's record is in force -----------------------------------------
+
+
+CHILD = patient(group=PatientGroup.CHILD, origin=Origin.CEREBRAL)
+
+
+@rule("DOSE-001")
+@pytest.mark.parametrize(("record", "refused"), [(patient(), False), (CHILD, True)])
+def test_with_no_prescription_the_window_is_bounded_by_the_records_ceiling(
+    record: Any, refused: bool
+) -> None:
+    # found by the rule table: with no prescription in force a child's window was bounded by the adult ceiling
+    delivered = (Flow(T0 - HOUR, T0, 47_520, 500),)  # 990 µg in the last hour
+    state = replace(empty_pump(record), delivered=delivered)
+    twenty_ug = BolusStart(kind=BolusKind.CLINICIAN, volume_ul=40, duration_s=600)  # 1010 µg in 24 h
+    assert ("DOSE-001" in refused_by(twenty_ug, state)) is refused
+    ten_ug = replace(twenty_ug, volume_ul=20)  # 1000 µg: the child ceiling exactly
+    assert "DOSE-001" not in refused_by(ten_ug, state)
+
+
+@rule("DOSE-003")
+def test_a_record_changed_to_a_child_is_refused_while_the_prescription_is_above_the_child_ceiling() -> None:
+    # found by the rule table: the record changed, and an adult's 1.5 mg/day maximum stayed in force
+    child = SetPatientRecord(
+        group=PatientGroup.CHILD, origin=Origin.SPINAL, risks=frozenset(), phase=Phase.THERAPY
+    )
+    over = programmed(prescription(max_daily_dose_ng=1_000_001))
+    assert refused_by(child, over) == {"DOSE-003"}
+    assert refused_by(child, programmed(prescription(max_daily_dose_ng=1_000_000))) == set()

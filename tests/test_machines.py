@@ -126,11 +126,24 @@ def test_a_read_back_that_differs_is_reported() -> None:
 def test_client_engine_refuses_before_sending() -> None:
     link = Link.new(programmed())
     s = link.ready()
+    link.exchange(s.read_history())
     with pytest.raises(SafetyViolation) as info:
         s.start_bolus(BolusKind.CLINICIAN, 500, 3600)  # 250 µg > 50 µg max bolus
     assert "BOL-001" in info.value.rule_ids
     assert s.state == "ready"
     assert s.pending is None
+
+
+def test_the_programmer_refuses_to_guess_a_bolus_without_the_history() -> None:
+    link = Link.new(programmed())
+    s = link.session
+    link.exchange(s.open("test"))
+    link.exchange(s.authenticated())  # the status read; not the history with its boluses
+    with pytest.raises(SessionError, match="history"):
+        s.start_bolus(BolusKind.CLINICIAN, 20, 3600)
+    assert s.pending is None
+    link.exchange(s.read_history())
+    assert s.start_bolus(BolusKind.CLINICIAN, 20, 3600)  # now checked, and sent
 
 
 def test_pump_refusal_reaches_the_session_and_changes_nothing() -> None:

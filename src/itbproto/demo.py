@@ -166,6 +166,7 @@ def run(mtu: int | None = 23, say: Callable[[str], None] = print) -> int:
     say("1. Connect; record the patient: an adult, spinal origin, injury above T6 (a withdrawal risk)")
     demo.send(session.open("clinic-tab-07"))
     demo.send(session.authenticated())
+    demo.send(session.read_history())  # (its boluses decide the screening and patient bolus rules)
     adult = (PatientGroup.ADULT, Origin.SPINAL)
     risks = frozenset({WithdrawalRisk.HIGH_SPINAL_INJURY})
     demo.do("SetPatientRecord", lambda: session.set_patient_record(*adult, Phase.SCREENING, risks))

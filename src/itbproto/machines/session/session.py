@@ -536,6 +536,9 @@ class ProgrammingSession:
         mirror = self.mirror()
         if mirror is None:
             return
+        if isinstance(message, m.BolusStart) and self.pump.history is None:  # refuse to guess
+            why = "read the therapy history first: the boluses it lists decide BOL-002 and PBOL-001/002"
+            raise SessionError("session", type(message).__name__, self.state, why)
         try:
             evaluate(message, mirror, self.policy).raise_if_refused()
         except TherapyStateError as exc:

@@ -31,7 +31,7 @@ CHECKS: tuple[Check[Any], ...] = (
     # (cancelling a bridge pushes the old drug still in the path at the new, faster rate)
     Check("DOSE-001", (*STARTS_DELIVERY, m.BolusCancel), dose.rolling_dose, consequence=True),
     Check("DOSE-002", PRESCRIBING, dose.programmed_daily_dose, consequence=True),
-    Check("DOSE-003", PRESCRIBING, dose.daily_ceiling, consequence=True),
+    Check("DOSE-003", (*PRESCRIBING, m.SetPatientRecord), dose.daily_ceiling, consequence=True),
     Check("SCREEN-001", _PROGRAM, dose.first_daily_dose, consequence=True),
     Check("BOL-001", _BOLUS, bolus.bolus_maximum),
     Check("BOL-001", PRESCRIBING, bolus.periodic_bolus_maximum, consequence=True),

@@ -12,7 +12,7 @@ from itbproto.therapy.state import TherapyState, planned_tip_flows
 from itbproto.therapy.window import flushed_at
 from itbproto.units import DoseRate, Rounding
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, Origin, PatientGroup, WithdrawalRisk
+from itbproto.wire.enums import BolusKind, Origin, PatientGroup, TherapyMode, WithdrawalRisk
 from itbproto.wire.message import Message
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "in_force_after",
     "mg_day",
     "new_prescription",
+    "resuming",
     "schedule_tip_flows",
     "span",
     "strictest_records",
@@ -82,6 +83,19 @@ def in_force_after(ctx: Context[Message]) -> TherapyState | None:
     if isinstance(ctx.command, m.StagePrescription) and after.staged is not None:
         return apply(after, after.staged.commit)
     return after
+
+
+def resuming(ctx: Context[Message]) -> tuple[TherapyState, int] | None:
+    """The state the command leaves in force and when delivery runs in it: now, or the end of a timed
+    suspension the command sets (delivery then resumes by itself, so it is checked like a Resume); None when
+    nothing will run."""
+    after = in_force_after(ctx)
+    if after is None:
+        return None
+    if isinstance(ctx.command, m.Suspend) and after.suspended_until:
+        resumed = replace(after, mode=TherapyMode.INFUSING, suspended_until=0)
+        return (after, after.suspended_until) if resumed.delivering else None
+    return (after, after.now) if after.delivering else None
 
 
 def schedule_tip_flows(state: TherapyState, end: int) -> tuple[Flow, ...]:

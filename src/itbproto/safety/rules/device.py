@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from itertools import pairwise
 
-from itbproto.safety.rules.common import at_risk, flushed_at, in_force_after, span
+from itbproto.safety.rules.common import at_risk, flushed_at, resuming, span
 from itbproto.safety.rules.refill import residual_needs_acknowledgement
 from itbproto.safety.verdict import Context
+from itbproto.therapy.flows import clip
 from itbproto.therapy.schedule import prescription_flows
 from itbproto.therapy.state import Battery, TherapyState, planned_tip_flows
 from itbproto.units import Volume
@@ -100,12 +101,14 @@ def suspend_acknowledged(ctx: Context[m.Suspend]) -> Iterator[str]:
 
 
 def tip_gap(ctx: Context[Message]) -> Iterator[str]:
-    """FLOW-001 (acknowledge): the tip gets much less than programmed until the path clears."""
-    state = in_force_after(ctx)
-    if state is None or not state.delivering or state.prescription is None:
+    """FLOW-001 (acknowledge): the tip gets much less than programmed until the path clears (from when
+    delivery runs: a timed suspension is STOP-002's)."""
+    found = resuming(ctx)
+    if found is None or found[0].prescription is None:
         return
+    state, at = found
     end = flushed_at(state)
-    low, tip_dose, programmed = _shortfall(state, end, ctx.param("FLOW-001", "min_pct"))
+    low, tip_dose, programmed = _shortfall(state, at, end, ctx.param("FLOW-001", "min_pct"))
     if low > ctx.param("FLOW-001", "max_gap_s"):
         share = tip_dose * 100 // programmed if programmed else 0
         yield (
@@ -115,18 +118,18 @@ def tip_gap(ctx: Context[Message]) -> Iterator[str]:
         )
 
 
-def _shortfall(state: TherapyState, end: int, min_pct: int) -> tuple[int, int, int]:
-    """Seconds in [now, end) when the tip's dose rate is below ``min_pct`` % of the programmed one; the
-    tip's and the programmed dose over [now, end) (scaled)."""
+def _shortfall(state: TherapyState, start: int, end: int, min_pct: int) -> tuple[int, int, int]:
+    """Seconds in [start, end) when the tip's dose rate is below ``min_pct`` % of the programmed one; the
+    tip's and the programmed dose over [start, end) (scaled)."""
     assert state.prescription is not None
-    tip = planned_tip_flows(state, end)
-    programmed = prescription_flows(state.prescription, state.now, end)
+    tip = clip(planned_tip_flows(state, end), start, end)
+    programmed = prescription_flows(state.prescription, start, end)
     edges = sorted(
-        {state.now, end, *(f.start for f in (*tip, *programmed)), *(f.end for f in (*tip, *programmed))}
+        {start, end, *(f.start for f in (*tip, *programmed)), *(f.end for f in (*tip, *programmed))}
     )
     low = 0
     for a, b in pairwise(edges):
-        if a < state.now or b > end:
+        if a < start or b > end:
             continue
         got = sum(f.rate_ul_day * f.conc_ug_ml for f in tip if f.start <= a and f.end >= b)
         wanted = sum(f.rate_ul_day * f.conc_ug_ml for f in programmed if f.start <= a and f.end >= b)

@@ -16,6 +16,7 @@ from itbproto.safety.rules.common import (
     in_force_after,
     mg_day,
     new_prescription,
+    resuming,
     schedule_tip_flows,
     span,
     titration_pct,
@@ -27,6 +28,7 @@ from itbproto.therapy.state import TherapyState
 from itbproto.therapy.window import worst_window_scaled
 from itbproto.units import Dose, DoseRate
 from itbproto.wire import messages as m
+from itbproto.wire.enums import PatientGroup
 from itbproto.wire.message import Message
 
 __all__ = [
@@ -58,9 +60,19 @@ def rolling_dose(ctx: Context[Message]) -> Iterator[str]:
 
 
 def _daily_limit_ng(ctx: Context[Message], state: TherapyState) -> int:
+    """The prescription's maximum; with none in force, the ceiling of the record's (strictest) group."""
     if state.prescription is not None:
         return state.prescription.max_daily_dose_ng
-    return min(state.drug.ceiling_adult_ng_day, ctx.param("DOSE-003", "adult_ceiling_ng_day"))
+    return _ceiling(ctx)[1]
+
+
+def _ceiling(ctx: Context[Message]) -> tuple[bool, int]:
+    """(a child?, DOSE-003's ceiling) by the strictest record of the last 24 h or the command's."""
+    after = ctx.after
+    young = child(ctx) or (after is not None and after.record.group is PatientGroup.CHILD)
+    param = ctx.param("DOSE-003", "child_ceiling_ng_day" if young else "adult_ceiling_ng_day")
+    drug = ctx.before.drug
+    return young, min(param, drug.ceiling_child_ng_day if young else drug.ceiling_adult_ng_day)
 
 
 def programmed_daily_dose(ctx: Context[Message]) -> Iterator[str]:
@@ -74,14 +86,14 @@ def programmed_daily_dose(ctx: Context[Message]) -> Iterator[str]:
 
 
 def daily_ceiling(ctx: Context[Message]) -> Iterator[str]:
-    """DOSE-003: the maximum daily dose within the ceiling of the record's (strictest) group."""
+    """DOSE-003: the maximum daily dose within the ceiling of the record's (strictest) group; a new
+    prescription's, or the one in force when the record changes."""
     p = new_prescription(ctx)
+    if p is None and isinstance(ctx.command, m.SetPatientRecord) and ctx.after is not None:
+        p = ctx.after.prescription
     if p is None:
         return
-    young = child(ctx)
-    param = ctx.param("DOSE-003", "child_ceiling_ng_day" if young else "adult_ceiling_ng_day")
-    drug = ctx.before.drug
-    ceiling = min(param, drug.ceiling_child_ng_day if young else drug.ceiling_adult_ng_day)
+    young, ceiling = _ceiling(ctx)
     if p.max_daily_dose_ng > ceiling:
         yield (
             f"maximum daily dose {DoseRate(p.max_daily_dose_ng)} is above the "
@@ -195,10 +207,12 @@ def peak_rate(ctx: Context[Message]) -> Iterator[str]:
 
 def restart_after_interruption(ctx: Context[Message]) -> Iterator[str]:
     """RESTART-001 (acknowledge): restarting at near the old dose after a long time without drug."""
-    before, after = ctx.before, in_force_after(ctx)
-    if after is None or before.delivering or not after.delivering or after.prescription is None:
+    before, found = ctx.before, resuming(ctx)
+    if found is None or found[0].prescription is None or (before.delivering and found[1] == before.now):
         return
-    gap, limit = before.now - before.last_delivery_at, ctx.param("RESTART-001", "max_gap_s")
+    after, at = found
+    assert after.prescription is not None
+    gap, limit = at - before.last_delivery_at, ctx.param("RESTART-001", "max_gap_s")
     old = before.daily_dose_at(before.last_delivery_at)
     if gap <= limit or old is None:
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from itbproto.safety.rules.common import DAY, RefillDrug, in_force_after
+from itbproto.safety.rules.common import DAY, RefillDrug, resuming
 from itbproto.safety.verdict import Context
 from itbproto.therapy.schedule import daily_volume_scaled
 from itbproto.units import Volume
@@ -93,11 +93,12 @@ def stability(ctx: Context[m.RefillConfirm]) -> Iterator[str]:
 
 def expired_drug(ctx: Context[Message]) -> Iterator[str]:
     """RES-003 (acknowledge): delivery started or changed from drug past its stability date."""
-    after = in_force_after(ctx)
-    if after is not None and after.delivering and after.now >= after.stability_ends_at:
+    found = resuming(ctx)
+    if found is not None and found[1] >= found[0].stability_ends_at:
+        after, at = found
         yield (
             "the drug in the reservoir passed its stability date "
-            f"{(after.now - after.stability_ends_at) // DAY} days ago"
+            f"{(at - after.stability_ends_at) // DAY} days before delivery runs"
         )
 
 
