@@ -50,6 +50,13 @@ def patient(**changes: Any) -> PatientRecord:
     return replace(PATIENT, **changes)
 
 
+def policy(**values: int) -> SafetyPolicy:
+    """The default policy tightened: ``policy(TITR_003__pct=10)`` sets TITR-003's ``pct`` to 10."""
+    return SafetyPolicy(
+        load_rules(), {k.replace("__", ".").replace("_", "-", 1): v for k, v in values.items()}
+    )
+
+
 def ack(*rules: str) -> Acknowledgement:
     """The user acknowledges these rules' hazards."""
     return Acknowledgement(rules=rules, by="test")

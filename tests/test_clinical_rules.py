@@ -17,6 +17,7 @@ from factories import (
     confirm,
     empty_pump,
     patient,
+    policy,
     prescription,
     programmed,
     refill_staged,
@@ -25,8 +26,7 @@ from factories import (
 )
 from itbproto.errors import TherapyStateError
 from itbproto.machines.pump.alarms import conditions
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_profile, load_rules
+from itbproto.specfiles import load_profile
 from itbproto.therapy import SCALE, Flow, TherapyState, advance, apply, max_window_dose
 from itbproto.therapy.commands import bridge_duration_s
 from itbproto.therapy.window import worst_window_scaled
@@ -64,13 +64,6 @@ from machines_link import answer, new_pump
 
 rule = pytest.mark.rule
 HOUR = 3600
-
-
-def policy(**values: int) -> SafetyPolicy:
-    """The default policy tightened: ``TITR_003__pct=10`` sets TITR-003's ``pct``."""
-    return SafetyPolicy(
-        load_rules(), {key.replace("__", ".").replace("_", "-", 1): v for key, v in values.items()}
-    )
 
 
 def stage(p: Prescription) -> StagePrescription:

@@ -29,6 +29,7 @@ from factories import (
     empty_pump,
     interrupted,
     patient,
+    policy,
     prescription,
     prescription_for_daily,
     programmed,
@@ -227,11 +228,6 @@ def refilling(state: TherapyState, volume: int, conc: int, *acks: str, measured:
     """The confirmation of a refill of ``volume`` µL at ``conc`` µg/mL (no bridge), acknowledging ``acks``."""
     staged = refill_staged(state, volume=volume, conc=conc, measured=measured)
     return Case(replace(confirm(staged, volume=volume, conc=conc), ack=ack(*acks)), staged)
-
-
-def tightened(**values: int) -> SafetyPolicy:
-    """``tightened(TITR_003__pct=10)``: the default policy with TITR-003's ``pct`` at 10."""
-    return SafetyPolicy(CATALOG, {k.replace("__", ".").replace("_", "-", 1): v for k, v in values.items()})
 
 
 def policy_with(base: SafetyPolicy, param: str, value: int) -> SafetyPolicy:
@@ -810,7 +806,7 @@ TABLE: dict[str, Row] = {
                 lambda r, v: Case(
                     stage(periodic(400, max_bolus_ng=250_000, max_daily_dose_ng=900_000)),
                     programmed(record=r),
-                    tightened(BOL_001__absolute_max_bolus_ng=v),
+                    policy(BOL_001__absolute_max_bolus_ng=v),
                 ),
                 200_000,
                 199_999,
@@ -821,7 +817,7 @@ TABLE: dict[str, Row] = {
                 lambda r, v: Case(
                     bolus(1_000, 4 * HOUR),
                     empty_pump(r, concentration_ug_ml=50),
-                    tightened(BOL_001__absolute_max_bolus_ng=v),
+                    policy(BOL_001__absolute_max_bolus_ng=v),
                 ),
                 50_000,
                 49_999,
@@ -841,13 +837,13 @@ TABLE: dict[str, Row] = {
                 lambda r: Case(
                     SetRate(rate_ul_day=710),
                     programmed(periodic(100), record=r),
-                    tightened(BOL_001__absolute_max_bolus_ng=40_000),
+                    policy(BOL_001__absolute_max_bolus_ng=40_000),
                 ),
                 phases=THERAPY,
             ),
             RefillConfirm: Breaks(
                 lambda r: refilling(programmed(periodic(100), record=r), 5_000, 1_000, "FLOW-001")._replace(
-                    policy=tightened(BOL_001__absolute_max_bolus_ng=40_000)
+                    policy=policy(BOL_001__absolute_max_bolus_ng=40_000)
                 ),
                 phases=THERAPY,
             ),
@@ -1196,21 +1192,21 @@ TABLE: dict[str, Row] = {
             # TITR-003 is pinned under a 10 % policy
             Boundary(
                 "adult-10-pct-policy-ng",
-                lambda r, v: high_dose(r, 900_000, v, tightened(TITR_003__pct=10)),
+                lambda r, v: high_dose(r, 900_000, v, policy(TITR_003__pct=10)),
                 990_000,
                 990_001,
                 categories=ADULTS,
             ),
             Boundary(
                 "child-maintenance-range-ng",
-                lambda r, v: high_dose(r, 270_000, v, tightened(TITR_003__pct=10)),
+                lambda r, v: high_dose(r, 270_000, v, policy(TITR_003__pct=10)),
                 300_000,
                 300_001,
                 categories=CHILDREN,
             ),
             Boundary(
                 "child-10-pct-policy-ng",
-                lambda r, v: high_dose(r, 320_000, v, tightened(TITR_003__pct=10)),
+                lambda r, v: high_dose(r, 320_000, v, policy(TITR_003__pct=10)),
                 352_000,
                 352_001,
                 categories=CHILDREN,
@@ -1303,9 +1299,7 @@ TABLE: dict[str, Row] = {
             CommitPrescription: Breaks(lambda r: committing(programmed(record=r), flex(559, 1_041))),
             # a continuous rate's peak is its daily dose: past 30 % it is TITR-001's too, so a 10 % policy
             SetRate: Breaks(
-                lambda r: Case(
-                    SetRate(rate_ul_day=881), programmed(record=r), tightened(FLEX_003__peak_pct=10)
-                )
+                lambda r: Case(SetRate(rate_ul_day=881), programmed(record=r), policy(FLEX_003__peak_pct=10))
             ),
         },
         unbreakable={RefillConfirm: "a refill rescales the rates down to the step: the peak never rises"},
