@@ -26,8 +26,9 @@ from factories import (
 )
 from itbproto.errors import TherapyStateError
 from itbproto.machines.pump.alarms import conditions
+from itbproto.machines.pump.table import PUMP
 from itbproto.specfiles import load_profile
-from itbproto.therapy import SCALE, Flow, TherapyState, advance, apply, max_window_dose
+from itbproto.therapy import SCALE, Flow, Path, TherapyState, advance, apply, max_window_dose, planned_flows
 from itbproto.therapy.commands import bridge_duration_s
 from itbproto.therapy.window import worst_window_scaled
 from itbproto.wire import (
@@ -36,11 +37,13 @@ from itbproto.wire import (
     BolusCancel,
     BolusKind,
     BolusStart,
+    ErrorCode,
     EventCode,
     FlexStep,
     Message,
     MriBegin,
     MriEnd,
+    Nack,
     Origin,
     PatientGroup,
     PeriodicBolus,
@@ -677,3 +680,108 @@ def test_a_record_changed_to_a_child_is_refused_while_the_prescription_is_above_
     over = programmed(prescription(max_daily_dose_ng=1_000_001))
     assert refused_by(child, over) == {"DOSE-003"}
     assert refused_by(child, programmed(prescription(max_daily_dose_ng=1_000_000))) == set()
+
+
+# --- rules the clinical mutant corpus found unpinned (bench/clinical_mutants.toml), from their statements ---
+
+
+@rule("REFILL-002")
+def test_the_refill_confirmation_repeats_the_staged_concentration_too() -> None:
+    staged = refill_staged(programmed(), volume=20_000, conc=500)
+    assert "REFILL-002" in refused_by(confirm(staged, volume=20_000, conc=1000), staged)
+    assert "REFILL-002" in refused_by(confirm(staged, volume=19_999, conc=500), staged)
+    assert refused_by(confirm(staged, volume=20_000, conc=500), staged) == set()
+
+
+def _diluted_unbridged(state: TherapyState) -> TherapyState:
+    """``state`` refilled from 1000 to 500 µg/mL without a bridge (applied without the rules)."""
+    staged = refill_staged(state, volume=10_000, conc=500)
+    return apply(staged, confirm(staged, volume=10_000, conc=500))
+
+
+@rule("BRIDGE-001")
+def test_a_bridge_is_paced_by_the_drug_the_path_holds_not_the_new_one() -> None:
+    # 400 µg/day; the 250 µL path holds 1000 µg/mL (250 µg): 15 h at 400 µg/day, not the 7.5 h of 500 µg/mL
+    state = _diluted_unbridged(programmed(prescription(rate=400, concentration_ug_ml=1000)))
+
+    def bridge(seconds: int) -> BolusStart:
+        return BolusStart(kind=BolusKind.BRIDGE, volume_ul=250, duration_s=seconds)
+
+    assert "BRIDGE-001" in refused_by(bridge(15 * HOUR - 1), state)
+    assert "BRIDGE-001" not in refused_by(bridge(15 * HOUR), state)
+
+
+@rule("BRIDGE-001")
+def test_a_bridge_is_at_most_the_path_the_pump_has_not_the_profiles() -> None:
+    programmed_ = programmed(prescription(rate=400, concentration_ug_ml=1000))
+    short = replace(programmed_, path=Path.filled(200, 1000), catheter_ul=70)  # a catheter 50 µL shorter
+    state = _diluted_unbridged(short)
+    slow = 7 * DAY
+    assert "BRIDGE-001" in refused_by(
+        BolusStart(kind=BolusKind.BRIDGE, volume_ul=201, duration_s=slow), state
+    )
+    assert "BRIDGE-001" not in refused_by(
+        BolusStart(kind=BolusKind.BRIDGE, volume_ul=200, duration_s=slow), state
+    )
+
+
+@rule("PBOL-001")
+def test_the_patient_lockout_runs_from_the_last_patient_bolus_whatever_came_between() -> None:
+    patient_bolus = BolusStart(kind=BolusKind.PATIENT, volume_ul=10, duration_s=600)
+    state = apply(programmed(), patient_bolus)
+    state, _ = advance(state, T0 + HOUR)
+    state = apply(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600))
+    state, _ = advance(state, T0 + 4 * HOUR - 1)
+    assert "PBOL-001" in refused_by(patient_bolus, state)  # a second short of the 4 h lockout
+    state, _ = advance(state, T0 + 4 * HOUR)
+    assert "PBOL-001" not in refused_by(patient_bolus, state)
+
+
+@rule("BOL-004")
+def test_no_bolus_starts_while_a_bridge_runs() -> None:
+    staged = refill_staged(programmed(STRONG), volume=10_000, conc=500)
+    bridging = apply(staged, replace(confirm(staged, volume=10_000, conc=500), bridge=True))
+    assert bridging.bolus is not None
+    assert "BOL-004" in refused_by(
+        BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600), bridging
+    )
+    pump = new_pump(bridging)
+    nack = answer(pump, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=10, duration_s=600), 1)
+    assert isinstance(nack, Nack)
+    assert (nack.code, nack.rules) == (ErrorCode.SAFETY_RULE, ("BOL-004",))
+
+
+@rule("STOP-002")
+def test_suspending_ends_a_running_bolus() -> None:
+    running = apply(programmed(), BolusStart(kind=BolusKind.CLINICIAN, volume_ul=20, duration_s=HOUR))
+    suspended = apply(running, Suspend(duration_s=0, ack=ack("STOP-002")))
+    assert suspended.bolus is None
+    assert planned_flows(suspended, T0, T0 + HOUR) == ()  # nothing flows, the bolus neither
+    pump = new_pump(running)
+    assert isinstance(answer(pump, Suspend(duration_s=0, ack=ack("STOP-002")), 1), Ack)
+    assert pump.mode == "suspended"
+
+
+@rule("MRI-001")
+def test_no_refill_begins_during_an_mri_in_the_therapy_model_or_the_mode_table() -> None:
+    # (a valve-gated pump is emptied for the scan: a refill then would put drug back before it)
+    scanning = apply(programmed(), MriBegin(emptied_ul=0, ack=ack("MRI-002")))
+    with pytest.raises(TherapyStateError):
+        apply(scanning, RefillBegin())
+    assert not PUMP.allows("begin_refill", "mri", "refill_begun")
+    nack = answer(new_pump(scanning), RefillBegin(), 1)
+    assert isinstance(nack, Nack)
+    assert nack.code is ErrorCode.WRONG_STATE
+
+
+@rule("RATE-002")
+def test_every_step_of_a_flex_schedule_is_a_whole_rate_step() -> None:
+    state = programmed()
+    state = replace(state, profile=replace(state.profile, rate_step_ul_day=5))
+
+    def flex(second_rate: int) -> StagePrescription:
+        steps = (FlexStep(start_s=0, rate_ul_day=800), FlexStep(start_s=12 * HOUR, rate_ul_day=second_rate))
+        return stage(prescription(mode=PrescriptionMode.FLEX, steps=steps))
+
+    assert "RATE-002" in refused_by(flex(802), state)
+    assert "RATE-002" not in refused_by(flex(805), state)

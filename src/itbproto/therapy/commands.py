@@ -81,6 +81,8 @@ def _apply(state: TherapyState, command: Message) -> TherapyState:
                 raise TherapyStateError("a refill is already in progress")
             if state.bolus is not None:  # (what it pushes is the reservoir's drug: it must not change)
                 raise TherapyStateError("cannot begin a refill while a bolus runs")
+            if state.mode is TherapyMode.MRI:  # (a valve-gated pump is emptied for the scan: MRI-001)
+                raise TherapyStateError("cannot begin a refill during an MRI: end it first")
             progress = RefillProgress(state.next_id, state.reservoir_ul, state.mode, state.now)
             return replace(state, refill=progress, mode=TherapyMode.REFILL, next_id=state.next_id + 1)
         case m.RefillResidual(refill_id=rid, measured_ul=measured):
