@@ -7,10 +7,12 @@ from typing import Any, cast
 
 from itbproto.safety import SafetyPolicy, Verdict, evaluate
 from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import TherapyState, advance, apply
+from itbproto.therapy import SCALE, TherapyState, advance, apply
 from itbproto.wire import (
     NO_ACK,
     Acknowledgement,
+    BolusKind,
+    BolusStart,
     CommitPrescription,
     FlexStep,
     Message,
@@ -20,13 +22,17 @@ from itbproto.wire import (
     PatientBolusPolicy,
     PatientGroup,
     PatientRecord,
+    PeriodicBolus,
     Phase,
     Prescription,
     PrescriptionMode,
+    Procedure,
+    RecordProcedure,
     RefillBegin,
     RefillConfirm,
     RefillResidual,
     RefillStageDrug,
+    Resume,
     StagePrescription,
     Suspend,
 )
@@ -191,3 +197,42 @@ def interrupted(
         state = apply(state, Suspend(duration_s=0, ack=ack("STOP-002")))
     state, _ = advance(state, T0)
     return state
+
+
+def accepted(state: TherapyState, command: Any) -> TherapyState:
+    """``command`` applied as the stateful proof applies it: every hazard acknowledged, limits checked."""
+    v = verdict(command, state)
+    if v.unacknowledged and not v.violations:
+        command = replace(command, ack=ack(*v.to_acknowledge))
+        v = verdict(command, state)
+    assert v.accepted, v.rule_ids
+    return apply(state, command)
+
+
+def before_a_second_surgery() -> tuple[TherapyState, list[Any]]:
+    """A day at 150 µg/day, an implant, then 20 µg/day (its first drug a day away behind the saline): the
+    state just before a second implant shortens the path, and what reached the tip so far."""
+    state = empty_pump(concentration_ug_ml=50, reservoir_scaled=2_000 * SCALE)
+    first = prescription(
+        rate=3_011,
+        concentration_ug_ml=50,
+        boluses=(PeriodicBolus(start_s=0, volume_ul=2, duration_s=3_600),),
+        max_daily_dose_ng=152_100,
+        max_bolus_ng=10_000,
+    )
+    state = accepted(state, StagePrescription(prescription=first))
+    state = accepted(state, commit(state))
+    flows: list[Any] = []
+    for step in (3_600, 5_588):
+        state, more = advance(state, state.now + step)
+        flows += more
+    state = accepted(accepted(state, MriBegin(emptied_ul=0)), MriEnd())
+    state = accepted(state, Resume())
+    state, more = advance(state, state.now + 1_543)
+    flows += more
+    state = accepted(state, RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=0))
+    second = prescription(rate=280, concentration_ug_ml=50, max_daily_dose_ng=20_000, max_bolus_ng=10_000)
+    state = accepted(state, StagePrescription(prescription=second))
+    state = accepted(state, commit(state))
+    state = accepted(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=1, duration_s=1_800))
+    return state, flows

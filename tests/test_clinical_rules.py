@@ -12,7 +12,9 @@ from factories import (
     DAY,
     POLICY,
     T0,
+    accepted,
     ack,
+    before_a_second_surgery,
     commit,
     confirm,
     empty_pump,
@@ -46,7 +48,6 @@ from itbproto.wire import (
     Nack,
     Origin,
     PatientGroup,
-    PeriodicBolus,
     Phase,
     Prescription,
     PrescriptionMode,
@@ -554,46 +555,6 @@ def test_a_refill_cannot_begin_while_a_bolus_runs() -> None:
         apply(state, RefillBegin())
 
 
-def _acknowledged(state: TherapyState, command: Any) -> TherapyState:
-    """``command`` applied as the stateful proof applies it: every hazard acknowledged, limits checked."""
-    v = verdict(command, state)
-    if v.unacknowledged and not v.violations:
-        command = replace(command, ack=ack(*v.to_acknowledge))
-        v = verdict(command, state)
-    assert v.accepted, v.rule_ids
-    return apply(state, command)
-
-
-@rule("DOSE-001")
-def _before_a_second_surgery() -> tuple[TherapyState, list[Any]]:
-    """A day at 150 µg/day, an implant, then 20 µg/day (its first drug a day away behind the saline): the
-    state just before a second implant shortens the path, and what reached the tip so far."""
-    state = empty_pump(concentration_ug_ml=50, reservoir_scaled=2_000 * SCALE)
-    first = prescription(
-        rate=3_011,
-        concentration_ug_ml=50,
-        boluses=(PeriodicBolus(start_s=0, volume_ul=2, duration_s=3_600),),
-        max_daily_dose_ng=152_100,
-        max_bolus_ng=10_000,
-    )
-    state = _acknowledged(state, StagePrescription(prescription=first))
-    state = _acknowledged(state, commit(state))
-    flows: list[Any] = []
-    for step in (3_600, 5_588):
-        state, more = advance(state, state.now + step)
-        flows += more
-    state = _acknowledged(_acknowledged(state, MriBegin(emptied_ul=0)), MriEnd())
-    state = _acknowledged(state, Resume())
-    state, more = advance(state, state.now + 1_543)
-    flows += more
-    state = _acknowledged(state, RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=0))
-    second = prescription(rate=280, concentration_ug_ml=50, max_daily_dose_ng=20_000, max_bolus_ng=10_000)
-    state = _acknowledged(state, StagePrescription(prescription=second))
-    state = _acknowledged(state, commit(state))
-    state = _acknowledged(state, BolusStart(kind=BolusKind.CLINICIAN, volume_ul=1, duration_s=1_800))
-    return state, flows
-
-
 SHORTER = RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=60)
 
 
@@ -601,8 +562,8 @@ SHORTER = RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=6
 def test_surgery_that_shortens_the_path_keeps_every_window_within_the_limit() -> None:
     # found by the stateful proof: a second surgery that shortens the path brought the new drug into a 24 h
     # window that still held drug from before the first (0.09 ng over here); the pump now holds delivery
-    state, flows = _before_a_second_surgery()
-    state = _acknowledged(state, SHORTER)
+    state, flows = before_a_second_surgery()
+    state = accepted(state, SHORTER)
     assert state.held  # the pump holds delivery, and says so
     assert state.mode is TherapyMode.SUSPENDED
     assert AlarmCode.DELIVERY_STOPPED in conditions(state)
@@ -620,7 +581,7 @@ def test_surgery_that_shortens_the_path_keeps_every_window_within_the_limit() ->
 
 @rule("DOSE-001")
 def test_the_pump_announces_and_logs_the_hold_it_imposes_and_resumes_by_itself() -> None:
-    state, _ = _before_a_second_surgery()
+    state, _ = before_a_second_surgery()
     pump = new_pump(state)
     assert isinstance(answer(pump, SHORTER, 1), Ack)  # surgery is recorded, never refused
     until = pump.therapy.held_until

@@ -27,7 +27,19 @@ from typing import Any, cast
 import pytest
 
 import itbproto.machines.pump.machine as pump_machine
-from factories import DAY, POLICY, T0, ack, commit, confirm, empty_pump, patient, prescription, programmed
+from factories import (
+    DAY,
+    POLICY,
+    T0,
+    ack,
+    before_a_second_surgery,
+    commit,
+    confirm,
+    empty_pump,
+    patient,
+    prescription,
+    programmed,
+)
 from factories import refill_staged as staged_refill
 from itbproto.connection import Connection, Reply, Side
 from itbproto.errors import (
@@ -46,6 +58,8 @@ from itbproto.safety import SafetyPolicy, Verdict, enforcement_points, evaluate
 from itbproto.samples import SAMPLES
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply, planned_flows
+from itbproto.therapy.state import RefillProgress
+from itbproto.therapy.window import worst_window_scaled
 from itbproto.wire import (
     CATALOG,
     Ack,
@@ -66,6 +80,8 @@ from itbproto.wire import (
     Phase,
     Prescription,
     PrescriptionMode,
+    Procedure,
+    RecordProcedure,
     RefillBegin,
     RefillConfirm,
     RefillResidual,
@@ -99,6 +115,7 @@ ROLE = "a patient sends only what a patient may"
 REPLY_TXN = "a reply answers only its own transaction"
 RESERVOIR_ALARMS = "reservoir alarms sound in every mode"
 MIDNIGHT = "a periodic bolus over midnight is planned whole"
+SURGERY_HOLD = "surgery that brings drug too soon makes the pump hold delivery"
 
 #: the programmer runs the same engine as the pump, on its mirror of the pump, before it sends
 ENGINE = ("engine", "programmer")
@@ -150,7 +167,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "BATT-002": ENGINE,
     "PHASE-001": ENGINE,
     "SCREEN-001": ENGINE,
-    "MRI-001": ENGINE,
+    # apply and the table: no refill begins during an MRI (a valve-gated pump was emptied for it)
+    "MRI-001": (*ENGINE, "therapy", "modes"),
     "MRI-002": ENGINE,
     "CLOCK-001": ENGINE,
     # no command carries a policy: SafetyPolicy refuses a looser one
@@ -168,6 +186,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     RESERVOIR_ALARMS: ("alarms",),
     # therapy.planned_flows (what DOSE-001 counts) and advance
     MIDNIGHT: ("therapy",),
+    # apply: surgery is never refused; the pump holds delivery until every window is within the limit
+    SURGERY_HOLD: ("therapy",),
 }
 
 
@@ -520,7 +540,7 @@ Forge = Callable[[TherapyState, Message], TherapyState]
 MODES: dict[str, tuple[Callable[[], TherapyState], Message, Forge]] = {}
 PROGRAMMER_ONLY = (BOLUS_SUSPENDED, BOLUS_MRI, BOLUS_REFILL, ROLE, REPLY_TXN)
 #: the rule a guard serves (the plan over midnight is what DOSE-001 counts as planned)
-SERVES = {MIDNIGHT: "DOSE-001"}
+SERVES = {MIDNIGHT: "DOSE-001", SURGERY_HOLD: "DOSE-001"}
 
 
 def keyed(keys: Iterable[str]) -> list[Any]:
@@ -756,6 +776,22 @@ def _no_more_is_delivered_than_the_reservoir_holds() -> None:
     assert more == ()
 
 
+@therapy("MRI-001")
+def _no_refill_begins_during_an_mri() -> None:
+    refuses(apply(programmed(), MriBegin(emptied_ul=0)), RefillBegin())
+
+
+@therapy(SURGERY_HOLD)
+def _a_shorter_path_is_held_back_until_the_windows_allow() -> None:
+    before, _ = before_a_second_surgery()
+    limit = 20_000 * SCALE  # the prescription's maximum daily dose
+    after = apply(before, RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=60))
+    assert after.held
+    assert worst_window_scaled(after) <= limit
+    unheld = replace(after, mode=TherapyMode.INFUSING, suspended_until=0, held_until=0)
+    assert worst_window_scaled(unheld) > limit
+
+
 @therapy("ALARM-001")
 def _an_acknowledged_critical_alarm_sounds_again() -> None:
     stalled, raised, _ = update(programmed(motor_stalled=True))
@@ -810,6 +846,17 @@ MODES["REFILL-002"] = (
     RefillConfirm(refill_id=1, volume_ul=1_000, concentration_ug_ml=500, digest=0, bridge=False),
     # as if confirmed at once: the residual and the staged drug skipped
     lambda state, _: replace(state, refill=None, mode=TherapyMode.INFUSING),
+)
+MODES["MRI-001"] = (
+    lambda: apply(programmed(), MriBegin(emptied_ul=0)),
+    RefillBegin(),
+    # as if the refill began past the therapy model's guard
+    lambda state, _: replace(
+        state,
+        refill=RefillProgress(state.next_id, state.reservoir_ul, state.mode, state.now),
+        mode=TherapyMode.REFILL,
+        next_id=state.next_id + 1,
+    ),
 )
 MODES["BATT-001"] = (
     lambda: replace(programmed(), battery=Battery.EOS),
