@@ -42,6 +42,7 @@ qa: $(STAMP)
 
 specs: $(STAMP)
 	$(BIN)/itbproto specs --write
+	ITB_WRITE_RULE_TABLES=1 $(BIN)/pytest -q tests/test_rule_tables_doc.py
 
 # mutation testing of safety/, therapy/ and machines/ (not part of `make test`: about an hour on 2 cores)
 mutation: $(STAMP)
