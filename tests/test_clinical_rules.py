@@ -24,6 +24,7 @@ from factories import (
     programmed,
     refill_staged,
     refused_by,
+    rid,
     verdict,
 )
 from itbproto.errors import TherapyStateError
@@ -32,6 +33,7 @@ from itbproto.machines.pump.table import PUMP
 from itbproto.specfiles import load_profile
 from itbproto.therapy import SCALE, Flow, Path, TherapyState, advance, apply, max_window_dose, planned_flows
 from itbproto.therapy.commands import bridge_duration_s
+from itbproto.therapy.forecast import next_event_at
 from itbproto.therapy.window import worst_window_scaled
 from itbproto.wire import (
     Ack,
@@ -54,6 +56,7 @@ from itbproto.wire import (
     Procedure,
     RecordProcedure,
     RecordScreeningResponse,
+    RefillAbort,
     RefillBegin,
     Resume,
     ScreeningResponse,
@@ -601,6 +604,20 @@ def test_the_pump_announces_and_logs_the_hold_it_imposes_and_resumes_by_itself()
         (until, EventCode.RESUMED, 0),
         (until, EventCode.ALARM_CLEARED, AlarmCode.DELIVERY_STOPPED),
     ]
+
+
+@rule("DOSE-001")
+def test_the_end_of_the_pumps_hold_is_an_event_to_wake_for_during_a_refill_too() -> None:
+    state, _ = before_a_second_surgery()
+    state, _ = advance(state, state.now + 1_800)  # the bolus over: a refill may begin
+    held = apply(state, SHORTER)
+    assert held.held
+    assert next_event_at(held) == held.held_until
+    refilling = apply(apply(state, RefillBegin()), SHORTER)  # held once the refill is over
+    assert refilling.held
+    aborted = apply(refilling, RefillAbort(refill_id=rid(refilling)))
+    assert aborted.mode is TherapyMode.SUSPENDED
+    assert next_event_at(aborted) == aborted.held_until == refilling.held_until
 
 
 @rule("DOSE-001")

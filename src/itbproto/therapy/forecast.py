@@ -60,8 +60,8 @@ def next_event_at(state: TherapyState) -> int | None:
     times = [state.stability_ends_at, *(a.silenced_until for a in state.alarms if a.silenced_until)]
     if state.bolus is not None:
         times.append(state.bolus.end)
-    if state.mode is TherapyMode.SUSPENDED and state.suspended_until:
-        times.append(state.suspended_until)
+    if state.delivery_mode is TherapyMode.SUSPENDED and state.suspended_until:
+        times.append(state.suspended_until)  # (the pump's own hold ends with it: its alarm clears then)
     if state.refill is not None:
         times.append(state.refill.started_at + REFILL_TIMEOUT_S)
     if (state.prescription is not None or state.bolus is not None) and not state.empty:
