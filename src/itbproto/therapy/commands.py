@@ -273,15 +273,15 @@ def _procedure(state: TherapyState, cmd: m.RecordProcedure) -> TherapyState:
     bridging = state.bolus is not None and state.bolus.kind is BolusKind.BRIDGE
     old_drug = any(seg.conc_ug_ml not in (0, state.concentration_ug_ml) for seg in path.segments)
     # the old drug left in the pump's tubing: bridge it out over the new path
-    bridge = (
-        (divide(path.volume_scaled, SCALE, Rounding.DOWN), bridge_duration_s(after)) if bridging else None
-    )
+    bridge = None
+    if bridging and old_drug:
+        bridge = (divide(path.volume_scaled, SCALE, Rounding.DOWN), bridge_duration_s(after))
     timed = state.delivery_mode is TherapyMode.SUSPENDED and state.suspended_until
     resumes = state.suspended_until - state.now if timed else 0  # a timed suspension holds it that long
 
     def held(seconds: int) -> TherapyState:
         out = after if seconds <= resumes else _held(after, after.now + seconds)
-        if bridge is not None and old_drug:
+        if bridge is not None:
             out = _start_bolus(out, BolusKind.BRIDGE, *bridge, start=after.now + seconds)
         return out
 

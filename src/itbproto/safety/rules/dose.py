@@ -208,10 +208,11 @@ def peak_rate(ctx: Context[Message]) -> Iterator[str]:
 def restart_after_interruption(ctx: Context[Message]) -> Iterator[str]:
     """RESTART-001 (acknowledge): restarting at near the old dose after a long time without drug."""
     before, found = ctx.before, resuming(ctx)
-    if found is None or found[0].prescription is None or (before.delivering and found[1] == before.now):
+    if found is None:
         return
     after, at = found
-    assert after.prescription is not None
+    if after.prescription is None or (before.delivering and at == before.now):
+        return
     gap, limit = at - before.last_delivery_at, ctx.param("RESTART-001", "max_gap_s")
     old = before.daily_dose_at(before.last_delivery_at)
     if gap <= limit or old is None:

@@ -94,8 +94,10 @@ def stability(ctx: Context[m.RefillConfirm]) -> Iterator[str]:
 def expired_drug(ctx: Context[Message]) -> Iterator[str]:
     """RES-003 (acknowledge): delivery started or changed from drug past its stability date."""
     found = resuming(ctx)
-    if found is not None and found[1] >= found[0].stability_ends_at:
-        after, at = found
+    if found is None:
+        return
+    after, at = found
+    if at >= after.stability_ends_at:
         yield (
             "the drug in the reservoir passed its stability date "
             f"{(at - after.stability_ends_at) // DAY} days before delivery runs"
