@@ -25,7 +25,7 @@ from itbproto.errors import CommandRefusedError, SafetyViolation
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import Acknowledgement, AlarmCode, BolusKind, ErrorCode, EventCode
+from itbproto.wire import Acknowledgement, AlarmCode, BolusKind, ErrorCode, EventCode, Role
 
 CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
 TRANSPORTS = ["inprocess", "tcp", "ble"]
@@ -42,11 +42,11 @@ class Target:
     inject: Callable[[DeviceFault], Awaitable[None]]
     drop_replies: Callable[[int], None]
 
-    async def client(self, name: str = "qa", timeout_s: float = 5.0) -> PumpClient:
-        """A client on a new link (``async with`` connects it)."""
+    async def client(self, name: str = "qa", timeout_s: float = 5.0, **options: Any) -> PumpClient:
+        """A client on a new link (``async with`` connects it); ``options`` as PumpClient takes them."""
         transport = await self.connect()
         return PumpClient(
-            transport, load_profile("itb-20"), load_drug(), POLICY, name=name, timeout_s=timeout_s
+            transport, load_profile("itb-20"), load_drug(), POLICY, name=name, timeout_s=timeout_s, **options
         )
 
     async def advance(self, seconds: int) -> None:
@@ -165,6 +165,16 @@ async def test_one_programs_another_gets_busy(t: Target) -> None:
             await b.program(CONTINUOUS, confirmed)
         assert busy.value.code is ErrorCode.BUSY
         assert (await b.status()).prescription_id == (await a.status()).prescription_id  # reads are free
+
+
+@on_every_transport
+async def test_a_role_that_may_not_program_is_refused_for_its_role_not_busy(t: Target) -> None:
+    """protocol.md §5: the role (step 4) is checked before the programming lock (4a)."""
+    async with await t.client("a") as a, await t.client("p", role=Role.PATIENT, checks=False) as patient:
+        await a.program(CONTINUOUS, confirmed)
+        with pytest.raises(CommandRefusedError) as forbidden:
+            await patient.set_rate(800)
+        assert forbidden.value.code is ErrorCode.ROLE_FORBIDDEN
 
 
 @on_every_transport

@@ -192,11 +192,16 @@ class Firmware:
         out.setdefault(link, []).extend(self._links[link].connection.send(nack, txn))
 
     def _busy(self, link: int, request: Message) -> bool:
-        """Another link holds the programming lock and this is a command it keeps (not alarm handling)."""
+        """Another link holds the programming lock and this is a command it keeps (not alarm handling) that
+        this link's session may send: a session that may not send it at all is refused for its role first
+        (specs/protocol.md §5, steps 3-4 before 4a)."""
+        role = self._links[link].session.role
         return (
             self.programming not in (None, link)
             and request.EFFECT is Effect.COMMAND
             and not isinstance(request, _NEVER_LOCKED)
+            and role is not None
+            and m.role_refusal(role, request) is None
         )
 
     def _lock(self, link: int, request: Message, session: Session) -> None:

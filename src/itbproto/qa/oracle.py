@@ -32,7 +32,7 @@ DAY = 86_400
 #: the protocol's own rules, reported beside the catalog's: each transaction applied once (specs/protocol.md
 #: §5), stale frames dropped (§2, §6), roles enforced by the pump (§4)
 TXN, REPLAY, ROLE = "TXN", "REPLAY", "ROLE"
-PROTOCOL = (TXN, REPLAY, ROLE)
+PROTOCOL = (TXN, REPLAY, ROLE, "DIGEST", "LOCK", "PAIR", "REPLY")
 #: events the pump logs for a change of delivery a programmer commanded (each names its transaction)
 COMMANDED = frozenset(
     {
@@ -85,6 +85,8 @@ class Oracle:
     last_path: tuple[m.PathSegment, ...] = ()
     last_conc: int | None = None
     last_seen_at: int = 0
+    #: since when the status has said 0 µL left while infusing
+    dry_since: int | None = None
     #: the maximum daily dose of each prescription, by when it was committed
     maxima: dict[int, int] = field(default_factory=dict)
     #: rule IDs whose checks had something to check, per step (the report's "exercised")
@@ -242,8 +244,14 @@ class Oracle:
             found.append(
                 Violation("REFILL-001", f"the reservoir grew {before} -> {status.reservoir_ul} µL unrefilled")
             )
-        if status.reservoir_ul == 0 and status.rate_ul_day and status.mode is TherapyMode.INFUSING:
-            found.append(Violation("RES-002", "infusing from an empty reservoir"))
+        # the status counts whole µL (rounded down): 0 while infusing is empty once a µL's time has passed
+        infusing_dry = status.reservoir_ul == 0 and status.rate_ul_day and status.mode is TherapyMode.INFUSING
+        if not infusing_dry:
+            self.dry_since = None
+        elif self.dry_since is None:
+            self.dry_since = status.device_time
+        elif (status.device_time - self.dry_since) * status.rate_ul_day > DAY:
+            found.append(Violation("RES-002", f"infusing from an empty reservoir since {self.dry_since}"))
         return found
 
     def _events(self, events: list[m.EventRecord]) -> list[Violation]:

@@ -25,6 +25,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
+from itbproto.qa.bench import Tally
 from itbproto.qa.oracle import PROTOCOL, Violation
 from itbproto.qa.targets import Target, target_from
 from itbproto.specfiles import load_rules
@@ -37,67 +38,89 @@ _config: pytest.Config | None = None
 
 @dataclass
 class Report:
-    """What the suite saw, per rule."""
+    """What the suite saw, per rule: steps that reached it and were allowed, steps it refused, oracle checks
+    run, findings (each once); what the target could not reach, and why."""
 
     rule_ids: tuple[str, ...]
     tests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    steps: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    tally: Tally = field(default_factory=Tally)
     reproducers: list[str] = field(default_factory=list)
     total_steps: int = 0
+    probes: int = 0
     seconds: float = 0.0
 
     def step(self, exercised: set[str], found: list[Violation]) -> None:
+        """One step of the stateful suite: the oracle's checks that had something to check, its findings."""
         self.total_steps += 1
         for rule_id in exercised:
-            self.steps[rule_id] += 1
+            self.tally.checked[rule_id] += 1
         for violation in found:
-            self.violations[violation.rule_id].append(violation.what)
+            self.tally.find(violation.rule_id, violation.what)
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> dict[str, Any]:
         """What one test saw, to travel in its report's ``user_properties`` (across xdist workers too)."""
         return {
             "steps": self.total_steps,
+            "probes": self.probes,
             "seconds": self.seconds,
-            "by_rule": dict(self.steps),
-            "violations": {k: list(v) for k, v in self.violations.items()},
+            **self.tally.as_dict(),
         }
 
     def merge(self, counts: dict[str, Any]) -> None:
-        self.total_steps += counts["steps"]
-        self.seconds += counts["seconds"]
-        for rule_id, n in counts["by_rule"].items():
-            self.steps[rule_id] += n
-        for rule_id, found in counts["violations"].items():
-            self.violations[rule_id] += found
+        self.total_steps += counts.get("steps", 0)
+        self.probes += counts.get("probes", 0)
+        self.seconds += counts.get("seconds", 0.0)
+        self.tally.merge(counts)
+
+    @property
+    def found(self) -> int:
+        return sum(len(v) for v in self.tally.findings.values())
+
+    def verdict(self, rule_id: str) -> str:
+        t = self.tally
+        if t.findings.get(rule_id):
+            return f"VIOLATED ({len(t.findings[rule_id])}): {t.findings[rule_id][0]}"
+        seen = (t.allowed.get(rule_id, 0), t.refused.get(rule_id, 0), t.checked.get(rule_id, 0))
+        if any(seen):
+            return "allowed {}, refused {}, checked {}".format(*seen)
+        if rule_id in t.unreachable:
+            return f"not reached on this target: {t.unreachable[rule_id]}"
+        return "NOT EXERCISED"
 
     def rows(self) -> list[tuple[str, str]]:
-        rows = []
-        for rule_id in (*self.rule_ids, *PROTOCOL):
-            if self.violations.get(rule_id):
-                verdict = f"VIOLATED ({len(self.violations[rule_id])}): {self.violations[rule_id][0]}"
-            elif self.steps.get(rule_id):
-                verdict = f"held in {self.steps[rule_id]} steps"
-            else:
-                verdict = "not exercised by the stateful suite"
-            tests = len(self.tests.get(rule_id, ()))
-            rows.append((rule_id, f"{verdict}; {tests} test(s) marked"))
-        return rows
+        return [
+            (rule_id, f"{self.verdict(rule_id)}; {len(self.tests.get(rule_id, ()))} test(s) marked")
+            for rule_id in (*self.rule_ids, *PROTOCOL)
+        ]
 
     def as_json(self) -> dict[str, object]:
+        t = self.tally
         return {
             "total_steps": self.total_steps,
+            "probes": self.probes,
             "steps_per_s": round(self.total_steps / self.seconds, 1) if self.seconds else None,
+            "violations": self.found,
             "rules": {
                 rule_id: {
                     "tests": self.tests.get(rule_id, []),
-                    "steps": self.steps.get(rule_id, 0),
-                    "violations": self.violations.get(rule_id, []),
+                    "allowed": t.allowed.get(rule_id, 0),
+                    "refused": t.refused.get(rule_id, 0),
+                    "checked": t.checked.get(rule_id, 0),
+                    "violations": t.findings.get(rule_id, []),
+                    "unreachable": t.unreachable.get(rule_id),
+                    "verdict": self.verdict(rule_id),
                 }
                 for rule_id in (*self.rule_ids, *PROTOCOL)
             },
             "reproducers": self.reproducers,
         }
+
+
+#: rules no target reaches through the protocol, and why
+BEYOND_THE_PROTOCOL = {
+    "POLICY-001": "a pump's safety policy is built into it, not set over the protocol; the suite checks "
+    "the catalog's default numbers hold",
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -130,7 +153,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "rule(*ids): the test proves the safety rules with these IDs (specs/safety-rules.toml)"
     )
-    config.stash[_REPORT] = Report(load_rules().ids)
+    report = Report(load_rules().ids)
+    report.tally.unreachable.update(BEYOND_THE_PROTOCOL)
+    config.stash[_REPORT] = report
     global _config
     _config = config
 
@@ -160,6 +185,12 @@ def itb_target(request: pytest.FixtureRequest) -> Target:
     option = request.config.getoption
     spec, device, pin, defect = (option(f"--itb-{o}") for o in ("target", "device", "pin", "defect"))
     return target_from(spec, device, pin, defect)
+
+
+@pytest.fixture(scope="session")
+def itb_profile_name(request: pytest.FixtureRequest) -> str:
+    """The device profile of the pump under test (``--itb-device``)."""
+    return str(request.config.getoption("--itb-device"))
 
 
 @pytest.fixture(scope="session")
@@ -194,14 +225,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     path = config.getoption("--itb-report")
     if path:
         Path(path).write_text(json.dumps(report.as_json(), indent=1))
-    if not report.total_steps:  # the stateful suite did not run: the report is the matrix, in the JSON
+    if not report.total_steps and not report.probes:  # the suite did not run: the matrix is in the JSON
         return
     terminalreporter.section("itbproto safety report")
     for rule_id, verdict in report.rows():
         terminalreporter.write_line(f"{rule_id:<12} {verdict}")
-    rate = report.total_steps / report.seconds if report.seconds else 0.0
-    found = sum(len(v) for v in report.violations.values())
     terminalreporter.write_line(
-        f"itbproto QA: {report.total_steps} steps in {report.seconds:.1f} s ({rate:.0f} steps/s), "
-        f"{found} violation(s), target {config.getoption('--itb-target')}"
+        f"itbproto QA: {report.probes} boundary probes and {report.total_steps} random steps in "
+        f"{report.seconds:.1f} s, {report.found} violation(s), target {config.getoption('--itb-target')}"
     )

@@ -1,7 +1,10 @@
 """What the QA suite runs against: the emulator in this process, or a pump behind a ``tcp://`` or ``ble://``
-target (``itbemu serve``, or a device). The suite reaches a target only through PumpClient over a transport.
+target (``itbemu serve``, or a device). The suite reaches a target only through the protocol over a transport.
 
-A target that owns its clock (in-process) lets the suite move device time; a remote one runs on its own clock.
+What a target can give the suite is in :attr:`Target.can` (see :data:`itbproto.qa.probes.NEEDS`): in-process,
+a new pump for every example (``fresh``, ``screening``), device time (``clock``), hardware faults
+(``faults``), pairing with the PIN it shows (``pairing``, by default) and several links (``links``). A remote
+pump goes on as it is, on its own clock.
 :class:`Tap` sits between a client and its transport: it keeps what the client sent (to replay it, as an
 attacker would) and can lose what comes back (so that the client retries, as over a bad radio).
 """
@@ -11,14 +14,47 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from itbproto.errors import ItbError
+from itbproto.security import PairedKey
 from itbproto.transport import Transport, open_target
+from itbproto.wire.enums import Role
 from itbproto.wire.stream import StreamSplitter
 
 if TYPE_CHECKING:  # the emulator is imported when a pump is made, not with the plugin
     from itbemu import VirtualClock
     from itbemu.inprocess import InProcessHub
 
-__all__ = ["InprocTarget", "RemoteTarget", "Tap", "Target", "target_from"]
+__all__ = ["DEFAULT_PIN", "InprocTarget", "RemoteTarget", "Tap", "Target", "target_from"]
+
+#: the PIN the in-process pump shows unless told otherwise (``--itb-pin=`` empty: it does not pair)
+DEFAULT_PIN = "482916"
+
+
+async def pair(target: Target, role: Role) -> PairedKey | None:
+    """Pair with the PIN the pump shows, in ``role``; None when it took no key (a wrong PIN, locked)."""
+    from itbproto.client import PumpClient
+
+    assert target.pin is not None
+    if target.serial is None:  # the pump says its serial to an unpaired Hello
+        asking = PumpClient.shipped(await target.transport())
+        try:
+            target.serial = (await asking.connect()).serial
+        finally:
+            await asking.close()
+    return await pair_with(target, target.pin, role)
+
+
+async def pair_with(target: Target, pin: str, role: Role) -> PairedKey | None:
+    from itbproto.client import PumpClient
+
+    assert target.serial is not None
+    client = PumpClient.shipped(await target.transport(), role=role, timeout_s=2.0, retries=0)
+    try:
+        return await client.pair(pin, target.serial)
+    except ItbError:
+        return None
+    finally:
+        await client.close()
 
 
 class Target(Protocol):
@@ -33,13 +69,24 @@ class Target(Protocol):
     parallel_links: bool
     #: the pump's serial, which pairing binds (None: asked of the pump)
     serial: str | None
+    #: what the target can give the suite (itbproto.qa.probes.NEEDS)
+    can: frozenset[str]
+    #: the pump refuses a Hello without a paired key
+    requires_pairing: bool
+    #: the keys paired with this pump, by role
+    keys: dict[Role, PairedKey]
 
     async def transport(self) -> Transport:
         """A new link to the pump."""
         ...
 
-    async def fresh(self) -> None:
-        """A new pump where the target can make one (in-process); otherwise the same pump goes on."""
+    async def fresh(self, screening: bool = False) -> None:
+        """A new pump where the target can make one (in-process; a new patient in screening if
+        ``screening``); otherwise the same pump goes on."""
+        ...
+
+    async def fault(self, kind: str, value: int = 0) -> None:
+        """A hardware event (itbemu's fault kinds; in-process only)."""
         ...
 
     async def advance(self, seconds: int) -> None:
@@ -57,6 +104,11 @@ class InprocTarget:
 
     def __init__(self, profile: str = "itb-20", pin: str | None = None, defect: str | None = None) -> None:
         self.profile, self.pin = profile, pin
+        self.requires_pairing = pin is not None
+        self.can = frozenset(
+            {"fresh", "clock", "faults", "links", "screening", *(["pairing"] if pin else [])}
+        )
+        self.keys: dict[Role, PairedKey] = {}
         self._hub: InProcessHub | None = None
         self.clock: VirtualClock | None = None
         if defect is not None:  # itbemu's seeded defects (test builds only), in this process
@@ -64,20 +116,37 @@ class InprocTarget:
 
             seed(defect)
 
-    async def fresh(self) -> None:
+    async def fresh(self, screening: bool = False) -> None:
         from itbemu import Emulator, VirtualClock
         from itbemu.device import START, new_therapy
         from itbemu.inprocess import InProcessHub
         from itbproto.safety import SafetyPolicy
         from itbproto.specfiles import load_drug, load_profile, load_rules
+        from itbproto.therapy import TherapyState
 
-        therapy = new_therapy(
-            load_profile(self.profile), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
-        )
+        profile, drug = load_profile(self.profile), load_drug()
+        if screening:  # a new pump for a new patient: nothing on record yet
+            therapy = TherapyState.new(
+                now=START,
+                profile=profile,
+                drug=drug,
+                concentration_ug_ml=500,
+                reservoir_ul=profile.reservoir_capacity_ul,
+            )
+        else:
+            therapy = new_therapy(profile, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
         emulator = Emulator.create(therapy, SafetyPolicy(load_rules()), serial=self.serial or "QA-INPROC")
         emulator.firmware.pin = self.pin
+        emulator.firmware.require_pairing = self.requires_pairing
         self.clock = VirtualClock(START)
         self._hub = InProcessHub(emulator, self.clock)
+        self.keys = {}
+
+    async def fault(self, kind: str, value: int = 0) -> None:
+        from itbemu.faults import DeviceFault
+
+        assert self._hub is not None, "no pump yet: fresh() makes one"
+        self._hub.inject(DeviceFault(kind, value))  # type: ignore[arg-type]
 
     async def transport(self) -> Transport:
         if self._hub is None:
@@ -100,16 +169,25 @@ class RemoteTarget:
     pin: str | None = None
     serial: str | None = None
     virtual_clock: bool = False
+    requires_pairing: bool = False  # not known: a pump that pairs may also take unpaired programmers
+    keys: dict[Role, PairedKey] = field(default_factory=dict)
     parallel_links: bool = field(init=False)
+    can: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.parallel_links = not self.name.startswith("ble://")
+        self.can = frozenset(
+            [*(["links"] if self.parallel_links else []), *(["pairing"] if self.pin else [])]
+        )
 
     async def transport(self) -> Transport:
         return await open_target(self.name)
 
-    async def fresh(self) -> None:
+    async def fresh(self, screening: bool = False) -> None:
         return None
+
+    async def fault(self, kind: str, value: int = 0) -> None:
+        raise NotImplementedError(f"{self.name}: faults are injected in-process only")
 
     async def advance(self, seconds: int) -> None:
         raise NotImplementedError(f"{self.name} runs on its own clock")
@@ -119,8 +197,8 @@ def target_from(
     spec: str, profile: str = "itb-20", pin: str | None = None, defect: str | None = None
 ) -> Target:
     """``inproc`` (with a seeded ``defect``, for testing the suite), ``tcp://HOST:PORT`` or ``ble://NAME``."""
-    if spec == "inproc":
-        return InprocTarget(profile, pin, defect)
+    if spec == "inproc":  # it pairs unless told not to (an empty PIN)
+        return InprocTarget(profile, DEFAULT_PIN if pin is None else (pin or None), defect)
     if defect is not None:
         raise ValueError(
             "--itb-defect seeds the in-process emulator; serve a remote one with itbemu --defect"

@@ -153,7 +153,8 @@ class PumpUnderTest(RuleBasedStateMachine):
                 try:
                     result = await send(ack)
                 except CommandRefusedError as refused:
-                    self.oracle.exercised.update(refused.nack.rules)
+                    for rule_id in refused.nack.rules:
+                        self.report.tally.refused[rule_id] += 1
                     if acknowledge and refused.nack.code is ErrorCode.NEEDS_ACKNOWLEDGEMENT:
                         rules = tuple(dict.fromkeys((*ack.rules, *refused.nack.rules)))[: m.MAX_ACKNOWLEDGED]
                         ack = m.Acknowledgement(rules=rules, by="qa")

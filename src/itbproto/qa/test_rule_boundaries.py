@@ -1,0 +1,147 @@
+"""The boundary probes (:mod:`itbproto.qa.probes`), one test each: the pump brought to each rule's boundary and
+stepped just inside and just outside it, every number derived from the catalog, the drug table, the device
+profile and the pump's own records. A probe its target cannot run (no new pump, no clock, no faults) is
+skipped, and the report names what it would have reached and why not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from itbproto.qa.bench import Bench, Finding, Tally, refused
+from itbproto.qa.oracle import Oracle
+from itbproto.qa.plugin import Report
+from itbproto.qa.probes import NEEDS, PROBES, ProbeSpec
+from itbproto.qa.targets import Target, pair, pair_with
+from itbproto.qa.wire import Probe
+from itbproto.specfiles import load_profile, load_rules
+from itbproto.transport import Transport
+from itbproto.wire import messages as m
+from itbproto.wire.enums import Role
+
+
+class TargetHands:
+    """What a probe's target gives it: links in any role (paired when the target pairs), faults, pairing."""
+
+    def __init__(self, target: Target, bench: Bench | None = None) -> None:
+        self.target, self.bench = target, bench
+        self.pin, self.requires_pairing = target.pin, target.requires_pairing
+        self.opened: list[Probe] = []
+
+    async def transport(self) -> Transport:
+        return await self.target.transport()
+
+    async def key(self, role: Role) -> None:
+        if self.target.pin is None:
+            return None
+        if role not in self.target.keys:
+            key = await pair(self.target, role)
+            if key is None:
+                raise Finding("PAIR", f"pairing a {role.name.lower()} with the PIN the pump shows failed")
+            self.target.keys[role] = key
+
+    async def link(self, role: Role) -> Probe:
+        await self.key(role)
+        probe = Probe(await self.target.transport(), role=role, key=self.target.keys.get(role))
+        self.opened.append(probe)
+        answer = await probe.hello()
+        if not isinstance(answer, m.DeviceInfo):
+            raise Finding("PAIR", f"a {role.name.lower()}'s Hello answered {answer}")
+        return probe
+
+    async def fault(self, kind: str, value: int = 0) -> None:
+        await self.target.fault(kind, value)
+
+    async def pair(self, pin: str, role: Role) -> bool:
+        if self.target.serial is None:
+            await pair(self.target, role)
+        return await pair_with(self.target, pin, role) is not None
+
+    async def hand_over(self) -> None:
+        assert self.bench is not None
+        status = await self.bench.status()
+        ack = m.Acknowledgement(rules=("STOP-001", "FLOW-001"), by="qa")
+        ended = await self.bench.ask(m.SessionEnd(ack=ack))
+        if refused(ended):
+            raise Finding("LOCK", f"the session could not end ({ended}; mode {status.mode.name})")
+        await self.bench.link.hello()
+
+    async def close(self) -> None:
+        for probe in self.opened:
+            await probe.close()
+
+
+async def run_probe(spec: ProbeSpec, target: Target, profile: str, tally: Tally) -> None:
+    """One probe on a pump the target makes (or the one it has), then the oracle over what it left."""
+    await target.fresh(screening="screening" in spec.needs)
+    hands = TargetHands(target)
+    clinician = await hands.link(Role.CLINICIAN)
+    bench = Bench(
+        load_rules(),
+        load_profile(profile),
+        clinician,
+        tally,
+        advance_by=target.advance if target.virtual_clock else None,
+    )
+    hands.bench = bench
+    try:
+        await spec.run(bench, hands)
+        await oracle_after(bench)
+    finally:
+        await hands.close()
+
+
+async def oracle_after(b: Bench) -> None:
+    """The independent oracle over the pump's records as the probe left them (every 24 h window, the
+    reservoir, the log's transactions)."""
+    oracle = Oracle(b.catalog, b.profile.reservoir_capacity_ul)
+    oracle.accepted = set(range(1, b.link.connection.last_txn + 1))  # every command was the suite's
+    status, history = await b.status(), await b.history()
+    thresholds = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    events = await b.events_from(0)
+    p = await b.ask(m.ReadPrescription())
+    found = oracle.check(
+        status, history, thresholds, events, p if isinstance(p, m.PrescriptionReport) else None
+    )
+    for rule_id in oracle.exercised:
+        b.tally.checked[rule_id] += 1
+    for violation in found:
+        b.fail(violation.rule_id, violation.what)
+
+
+def _marked() -> list[object]:
+    """Each probe, marked with the catalog's rules it reaches (the traceability matrix lists it)."""
+    known = set(load_rules().ids)
+    return [
+        pytest.param(
+            spec,
+            id=spec.name,
+            marks=[pytest.mark.rule(*r)] if (r := [x for x in spec.rules if x in known]) else [],
+        )
+        for spec in PROBES
+    ]
+
+
+@pytest.mark.parametrize("spec", _marked())
+def test_rule_boundary(
+    spec: ProbeSpec, itb_target: Target, itb_profile_name: str, request: pytest.FixtureRequest
+) -> None:
+    """Each rule's boundary: just inside accepted, just outside refused with the rule named, the
+    consequences on the pump's records as the rule says."""
+    seen = Report(())
+    missing = sorted(spec.needs - itb_target.can)
+    if missing:
+        why = "; ".join(NEEDS[n] for n in missing)
+        for rule_id in spec.rules:
+            seen.tally.unreachable[rule_id] = f"{spec.name} needs {why}"
+        request.node.user_properties.append(("itbproto", seen.counts()))
+        pytest.skip(f"{itb_target.name} cannot give {why}")
+    started = time.perf_counter()
+    try:
+        asyncio.run(run_probe(spec, itb_target, itb_profile_name, seen.tally))
+    finally:
+        seen.probes, seen.seconds = 1, time.perf_counter() - started
+        request.node.user_properties.append(("itbproto", seen.counts()))

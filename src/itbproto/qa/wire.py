@@ -1,0 +1,108 @@
+"""The QA suite's own hands on the wire: requests as the suite writes them, transaction ids as it chooses.
+
+A :class:`Probe` link speaks the protocol without a programming session in the way (no checks, no retry, no
+draft or summary): the suite can send a commit whose digest differs from the staged one, a refill confirmed
+with another volume, a transaction id used again with another body. What the pump answers comes back as it
+was sent: the reply, or the :class:`~itbproto.wire.messages.Nack`. A paired key seals the link as the
+programmer's own session would (specs/protocol.md §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from itbproto.connection import Connection, Notification, Reply, Side
+from itbproto.errors import ItbError
+from itbproto.security import PairedKey
+from itbproto.security.keys import session_keys
+from itbproto.transport import Transport
+from itbproto.wire import messages as m
+from itbproto.wire.enums import Role
+from itbproto.wire.message import Effect, Message
+
+__all__ = ["Probe"]
+
+
+@dataclass
+class Probe:
+    """One link to the pump, in one role, with every request written by the suite."""
+
+    transport: Transport
+    role: Role = Role.CLINICIAN
+    key: PairedKey | None = None
+    timeout_s: float = 1.0
+    info: m.DeviceInfo | None = None
+    notifications: list[Message] = field(default_factory=list)
+    #: the transaction of the last command sent, and its chunks as written (to replay them)
+    last_command: int = 0
+    last_chunks: list[bytes] = field(default_factory=list)
+    connection: Connection = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.connection = Connection(Side.PROGRAMMER, mtu=self.transport.mtu, stream=self.transport.stream)
+
+    async def hello(self, nonce: bytes = bytes(16)) -> Message:
+        """Open the session (sealed with the key, if any); the pump's DeviceInfo or Nack."""
+        key_id = self.key.key_id if self.key is not None else 0
+        if self.key is not None and nonce == bytes(16):
+            nonce = bytes(range(1, 17))
+        hello = m.Hello(
+            protocol_version=m.PROTOCOL_VERSION,
+            role=self.role,
+            max_frame=1_045,
+            client="qa probe",
+            key_id=key_id,
+            nonce=nonce,
+        )
+        reply = await self.ask(hello)
+        if isinstance(reply, m.DeviceInfo):
+            self.info = reply
+            self.connection.last_txn = max(self.connection.last_txn, reply.last_txn)
+            if self.key is not None:
+                self.connection.channel = session_keys(self.key.long_term, nonce, reply.nonce).programmer()
+        return reply
+
+    async def ask(self, request: Message, txn: int | None = None) -> Message:
+        """Send ``request`` (with the next transaction id, or ``txn``); the answer. A read of the status
+        keeps the link's id in step with the pump's."""
+        chunks = self.connection.send(request, txn)
+        if request.EFFECT is Effect.COMMAND:
+            self.last_command, self.last_chunks = self.connection.last_txn if txn is None else txn, chunks
+        for chunk in chunks:
+            await self.transport.send(chunk)
+        reply = await self._answer()
+        if reply is None:
+            self.connection.forget()
+            raise ItbError(f"no answer to {type(request).__name__} in {self.timeout_s} s")
+        if isinstance(reply, m.StatusReport):
+            self.connection.last_txn = max(self.connection.last_txn, reply.last_txn)
+        return reply
+
+    async def silent(self, chunks: list[bytes], wait_s: float) -> int:
+        """Write ``chunks`` as they are (captured ones, replayed); how many replies came in ``wait_s``."""
+        for chunk in chunks:
+            await self.transport.send(chunk)
+        answered = 0
+        try:
+            async with asyncio.timeout(wait_s):
+                while True:
+                    data = await self.transport.receive()
+                    answered += sum(isinstance(e, Reply) for e in self.connection.receive(data))
+        except TimeoutError:
+            return answered
+
+    async def _answer(self) -> Message | None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    for event in self.connection.receive(await self.transport.receive()):
+                        if isinstance(event, Reply):
+                            return event.message
+                        if isinstance(event, Notification):
+                            self.notifications.append(event.message)
+        except TimeoutError:
+            return None
+
+    async def close(self) -> None:
+        await self.transport.close()
