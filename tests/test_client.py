@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbproto.ble import BleTransport
 from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError, SafetyViolation
+from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
@@ -165,6 +166,19 @@ async def test_one_programs_another_gets_busy(t: Target) -> None:
             await b.program(CONTINUOUS, confirmed)
         assert busy.value.code is ErrorCode.BUSY
         assert (await b.status()).prescription_id == (await a.status()).prescription_id  # reads are free
+
+
+@on_every_transport
+async def test_a_commit_not_made_leaves_the_session_ready_for_the_next_command(t: Target) -> None:
+    """A confirmation that leaves out a hazard the summary named is not sent; the draft is discarded."""
+    async with await t.client() as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        await t.advance(SCALE)
+        halved = replace(CONTINUOUS, steps=(replace(CONTINUOUS.steps[0], rate_ul_day=400),))
+        with pytest.raises(SessionError, match="acknowledge DECR-001"):
+            await pump.program(halved, lambda summary: Acknowledgement(rules=(), by="dr qa"))
+        await pump.set_rate(790)  # the session is ready again
+        assert (await pump.status()).rate_ul_day == 790
 
 
 @on_every_transport

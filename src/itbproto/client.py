@@ -196,7 +196,8 @@ class PumpClient:
     async def program(
         self, prescription: m.Prescription, confirm: Callable[[Summary], m.Acknowledgement | None]
     ) -> m.Prescription:
-        """Check, stage, show the summary to ``confirm`` (None: the user declined), commit, read back."""
+        """Check, stage, show the summary to ``confirm`` (None: the user declined), commit, read back. A
+        commit not made (refused, or not acknowledging what the summary named) discards the draft."""
         await self._reread()
         self.session.draft(prescription)
         self.session.check()
@@ -207,7 +208,12 @@ class PumpClient:
         if ack is None:
             self.session.cancel_draft()
             raise NotAppliedError("the user did not confirm the summary")
-        await self._request(self.session.confirm_summary(summary.digest, ack))
+        try:
+            await self._request(self.session.confirm_summary(summary.digest, ack))
+        except (CommandRefusedError, SessionError):  # not committed: the draft goes, the session is ready
+            if self.session.state == "awaiting_confirmation":
+                self.session.cancel_draft()
+            raise
         for event in await self._request(self.session.verify()):
             if isinstance(event, Mismatch):
                 raise NotAppliedError(f"the pump holds another prescription than confirmed: {event.found}")
