@@ -21,7 +21,7 @@ from itbproto.machines import (
     Verified,
     mode_of,
 )
-from itbproto.machines.pump import REFILL_TIMEOUT_S
+from itbproto.machines.pump import REFILL_TIMEOUT_S, PumpMachine
 from itbproto.samples import PRESCRIPTION
 from itbproto.specfiles import load_profile
 from itbproto.therapy import TherapyState
@@ -643,3 +643,28 @@ def test_a_command_that_makes_an_alarm_condition_true_raises_it_at_once() -> Non
     low = AlarmThresholds(low_reservoir_ul=19_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600)
     answered = pump.handle(SetThresholds(thresholds=low), 1, T0, CLINICIAN)
     assert [n.alarm.code for n in answered.notifications] == [AlarmCode.LOW_RESERVOIR]
+
+
+def test_a_pump_built_under_a_tighter_policy_starts_with_alarm_thresholds_within_it() -> None:
+    """RES-001, BATT-002, ALARM-001: the profile's defaults are raised (or lowered) to what the policy asks."""
+    from itbproto.safety import SafetyPolicy
+    from itbproto.specfiles import load_rules
+
+    strict = SafetyPolicy(
+        load_rules(),
+        {
+            "RES-001.min_low_reservoir_ul": 3_000,
+            "RES-001.min_low_reservoir_days": 10,
+            "BATT-002.min_eri_lead_days": 120,
+            "ALARM-001.max_reannunciate_s": 300,
+        },
+    )
+    pump = PumpMachine.new(empty_pump(), strict)
+    t = pump.therapy.thresholds
+    assert (t.low_reservoir_ul, t.low_reservoir_days, t.eri_lead_days, t.reannunciate_s) == (
+        3_000,
+        10,
+        120,
+        300,
+    )
+    assert PumpMachine.new(empty_pump(), POLICY).therapy.thresholds == empty_pump().thresholds

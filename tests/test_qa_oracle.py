@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
+from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
 
 T0 = 86_400_000
 
 
 def oracle(pieces: list[Piece], old_drug: list[list[int]]) -> Oracle:
-    o = Oracle(load_rules(), 20_000, pieces=pieces)
+    o = Oracle(SafetyPolicy(load_rules()), 20_000, pieces=pieces)
     o.old_drug = old_drug
     return o
 

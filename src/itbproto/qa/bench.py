@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from itbproto.qa.wire import Probe
-from itbproto.safety import RuleCatalog
+from itbproto.safety import RuleCatalog, SafetyPolicy
 from itbproto.therapy import DeviceProfile
 from itbproto.wire import messages as m
 from itbproto.wire.enums import ErrorCode, EventCode, PrescriptionMode, Role
 from itbproto.wire.message import Message
 
-__all__ = ["Bench", "Finding", "Tally", "continuous", "refused"]
+__all__ = ["Bench", "Finding", "Tally", "continuous", "refused", "tightened"]
 
 DAY = 86_400
 Op = Callable[[m.Acknowledgement], Awaitable[Message]]
@@ -70,6 +70,18 @@ class Tally:
         }
 
 
+def tightened(catalog: RuleCatalog) -> dict[str, int]:
+    """A policy with every parameter a notch stricter than the catalog's (a tenth, at least 1, within what
+    the pump can enforce): a pump must follow the policy it was built with, not the catalog's numbers."""
+    values: dict[str, int] = {}
+    for rule in catalog:
+        for p in rule.params:
+            step = max(1, p.default // 10)
+            value = p.default - step if p.tighten == "lower" else p.default + step
+            values[f"{rule.id}.{p.name}"] = value if p.within_limit(value) else p.default
+    return values
+
+
 def refused(reply: Message, *codes: ErrorCode) -> bool:
     """``reply`` is a Nack (with one of ``codes``, if given)."""
     return isinstance(reply, m.Nack) and (not codes or reply.code in codes)
@@ -109,7 +121,7 @@ class Bench:
     """One pump under probing. ``ask`` sends a request on the clinician's link and returns the answer;
     ``advance`` moves device time (None: the target's clock cannot be moved)."""
 
-    catalog: RuleCatalog
+    policy: SafetyPolicy
     profile: DeviceProfile
     link: Probe
     tally: Tally
@@ -129,13 +141,23 @@ class Bench:
     async def ask(self, request: Message, txn: int | None = None) -> Message:
         return await self.link.ask(request, txn)
 
+    @property
+    def catalog(self) -> RuleCatalog:
+        return self.policy.catalog
+
     def param(self, rule_id: str, name: str) -> int:
-        return next(p.default for p in self.catalog[rule_id].params if p.name == name)
+        """The pump's policy's value (the catalog's default unless the pump was built tighter)."""
+        return self.policy(rule_id, name)
 
     async def advance(self, seconds: int) -> None:
         assert self.advance_by is not None, "this probe needs the target's clock"
         self.script.append(f"time passes: {seconds} s")
         await self.advance_by(seconds)
+
+    async def settle(self) -> None:
+        """Let the last change age past every look-back of the titration rules (a day, or the policy's
+        longer interval), and a minute."""
+        await self.advance(max(DAY, self.param("TITR-002", "interval_s")) + 60)
 
     def fail(self, rule_id: str, what: str) -> None:
         """A finding: counted once, raised to end the probe."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from itbproto.safety import RuleCatalog
+from itbproto.safety import SafetyPolicy
 from itbproto.wire import messages as m
 from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, TherapyMode
 
@@ -68,7 +68,7 @@ class Piece:
 class Oracle:
     """Checks one pump; :meth:`check` after every step returns what it found wrong."""
 
-    catalog: RuleCatalog
+    policy: SafetyPolicy
     capacity_ul: int
     pieces: list[Piece] = field(default_factory=list)
     checked_until: int | None = None
@@ -93,7 +93,7 @@ class Oracle:
     exercised: set[str] = field(default_factory=set)
 
     def _param(self, rule_id: str, name: str) -> int:
-        return next(p.default for p in self.catalog[rule_id].params if p.name == name)
+        return self.policy(rule_id, name)
 
     def check(
         self,

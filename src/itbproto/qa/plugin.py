@@ -5,7 +5,8 @@ error) and the options::
 
     pytest --pyargs itbproto.qa --itb-target=inproc|tcp://HOST:PORT|ble://NAME
            [--itb-profile=quick|thorough] [--itb-pin=PIN] [--itb-device=itb-20] [--itb-report=FILE]
-           [--itb-db=DIR] [--itb-shards=N] [--itb-defect=NAME]  (inproc: a seeded defect to catch)
+           [--itb-db=DIR] [--itb-shards=N] [--itb-policy=FILE]
+           [--itb-defect=NAME]  (inproc: a seeded defect to catch)
 
 At the end it prints the report: per rule ID the collected tests that carry its marker, the steps of the
 stateful suite that exercised it, the violations found (each with hypothesis' shrunk reproducer) or "not
@@ -25,7 +26,7 @@ import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
-from itbproto.qa.bench import Tally
+from itbproto.qa.bench import Tally, tightened
 from itbproto.qa.oracle import PROTOCOL, Violation
 from itbproto.qa.targets import Target, target_from
 from itbproto.specfiles import load_rules
@@ -137,6 +138,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "replays on the others); default ./.hypothesis",
     )
     group.addoption(
+        "--itb-policy",
+        default=None,
+        help="the pump's safety policy, a TOML file of tightened parameters (RULE-ID.param = value); "
+        "in-process the probes run under the catalog's defaults and under every parameter a notch tighter",
+    )
+    group.addoption(
         "--itb-shards",
         type=int,
         default=1,
@@ -161,9 +168,33 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``--itb-shards N``: the stateful suite as N tests, each its own random search (xdist spreads them)."""
+    """``--itb-shards N``: the stateful suite as N tests, each its own random search (xdist spreads them).
+    The boundary probes run under each policy the pump may have: the one given, or (in-process) the
+    catalog's and a tightened one."""
+    option = metafunc.config.getoption
     if "itb_shard" in metafunc.fixturenames:
-        metafunc.parametrize("itb_shard", range(metafunc.config.getoption("--itb-shards")))
+        metafunc.parametrize("itb_shard", range(option("--itb-shards")))
+    if "itb_policy" in metafunc.fixturenames:
+        path = option("--itb-policy")
+        if path:
+            policies = {Path(path).stem: load_policy(Path(path))}
+        elif option("--itb-target") == "inproc":
+            policies = {"catalog": {}, "tightened": tightened(load_rules())}
+        else:
+            policies = {"catalog": {}}
+        metafunc.parametrize("itb_policy", list(policies.values()), ids=list(policies))
+
+
+def load_policy(path: Path) -> dict[str, int]:
+    """A policy file: ``[policy]`` with ``"RULE-ID.param" = value`` (checked: it may only tighten)."""
+    import tomllib
+
+    from itbproto.safety import SafetyPolicy
+
+    with path.open("rb") as f:
+        values = dict(tomllib.load(f).get("policy", {}))
+    SafetyPolicy(load_rules(), values)  # POLICY-001: a looser value is a usage error
+    return values
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -161,7 +161,7 @@ async def start(
     p = continuous(t.rate, t.conc, top, patient=patient, max_bolus_ng=max_bolus)
     await b.ok("SCREEN-001", b.program(p), f"first prescription {t.rate} uL/day at {t.conc} ug/mL")
     if settle:
-        await b.advance(DAY + 60)
+        await b.settle()
     return t
 
 
@@ -214,7 +214,7 @@ async def own_maximum(b: Bench, hands: Hands) -> None:
     volume = t.rate // 10
     lower = rx(t, t.rate - volume, b, max_daily=t.daily)
     await b.ok("DOSE-002", b.program(lower), f"{t.rate - volume} uL/day for a day")
-    await b.advance(DAY + 60)
+    await b.settle()
     periodic = (m.PeriodicBolus(start_s=3_600, volume_ul=volume, duration_s=3_600),)
     steps = flex(t, [t.rate - volume, t.rate - volume])
 
@@ -264,7 +264,7 @@ async def a_bolus_fills_the_day(b: Bench, hands: Hands) -> None:
         b.program(rx(t, t.rate, b, max_daily=top, max_bolus_ng=bolus_max)),
         "maximum above the dose",
     )
-    await b.advance(DAY + 60)
+    await b.settle()
     room = top - t.daily  # over the next 24 h the basal flow brings t.daily
     volume = room // t.conc
     duration = -(-volume * DAY // b.profile.max_bolus_rate_ul_day) + 60
@@ -353,13 +353,13 @@ async def large_steps(b: Bench, hands: Hands) -> None:
         await b.ok(
             "TITR-001", b.command(m.SetRate(rate_ul_day=t.rate, ack=m.NO_ACK)), f"titrate to {t.daily}"
         )
-        await b.advance(DAY + 60)
+        await b.settle()
     inside = t.rate_for(t.daily * (100 + pct) // 100)
     step = b.info.rate_step_ul_day
     await b.over(
         "TITR-003", b.command(m.SetRate(rate_ul_day=inside + step, ack=m.NO_ACK)), f"{pct} % + a step up"
     )
-    await b.advance(DAY + 60)
+    await b.settle()
     await b.ok(
         "TITR-003", b.command(m.SetRate(rate_ul_day=inside, ack=m.NO_ACK)), f"{pct} % up above {upper}"
     )
@@ -756,12 +756,20 @@ async def drug_stability(b: Bench, hands: Hands) -> None:
 async def alarm_thresholds(b: Bench, hands: Hands) -> None:
     """Thresholds a clinician may set, each a unit past the policy's minimum (or maximum), and at it."""
     report = await b.read(m.ReadThresholds(), m.ThresholdsReport)
-    now = report.thresholds
     least_ul, least_days = (
         b.param("RES-001", "min_low_reservoir_ul"),
         b.param("RES-001", "min_low_reservoir_days"),
     )
     most_s, least_eri = b.param("ALARM-001", "max_reannunciate_s"), b.param("BATT-002", "min_eri_lead_days")
+    bounds = m.AlarmThresholds(
+        low_reservoir_ul=least_ul,
+        low_reservoir_days=least_days,
+        eri_lead_days=least_eri,
+        reannunciate_s=most_s,
+    )
+    await b.ok(
+        "RES-001", b.command(m.SetThresholds(thresholds=bounds)), "every threshold at the policy's bound"
+    )
     for rule_id, name, past, at in (
         ("RES-001", "low_reservoir_ul", least_ul - 1, least_ul),
         ("RES-001", "low_reservoir_days", least_days - 1, least_days),
@@ -769,10 +777,14 @@ async def alarm_thresholds(b: Bench, hands: Hands) -> None:
         ("BATT-002", "eri_lead_days", least_eri - 1, least_eri),
     ):
         await b.over(
-            rule_id, b.command(m.SetThresholds(thresholds=replace(now, **{name: past}))), f"{name} {past}"
+            rule_id, b.command(m.SetThresholds(thresholds=replace(bounds, **{name: past}))), f"{name} {past}"
         )
-        await b.ok(rule_id, b.command(m.SetThresholds(thresholds=replace(now, **{name: at}))), f"{name} {at}")
-    await b.ok("RES-001", b.command(m.SetThresholds(thresholds=now)), "the thresholds as they were")
+        await b.ok(
+            rule_id, b.command(m.SetThresholds(thresholds=replace(bounds, **{name: at}))), f"{name} {at}"
+        )
+    await b.ok(
+        "RES-001", b.command(m.SetThresholds(thresholds=report.thresholds)), "the thresholds as they were"
+    )
 
 
 @probe("RES-001")
@@ -1034,7 +1046,7 @@ async def battery(b: Bench, hands: Hands) -> None:
     s = await b.status()
     lead = b.param("BATT-002", "min_eri_lead_days")
     # a cell fault leaves a little less than the lead time
-    lost = 100 - 100 * (lead - 10) // max(s.battery_days, 1) - 1
+    lost = 100 - lead * 100 // max(s.battery_days, 1)  # whole percent: a little less than the lead left
     await hands.fault("battery-drop", max(lost, 0))
     s = await b.status()
     b.expect("BATT-002", 0 < s.battery_days <= lead, f"{s.battery_days} days left after losing {lost} %")

@@ -75,6 +75,8 @@ class Target(Protocol):
     requires_pairing: bool
     #: the keys paired with this pump, by role
     keys: dict[Role, PairedKey]
+    #: the pump's tightened safety parameters (in-process: the next pump is built with them)
+    policy: dict[str, int]
 
     async def transport(self) -> Transport:
         """A new link to the pump."""
@@ -109,6 +111,7 @@ class InprocTarget:
             {"fresh", "clock", "faults", "links", "screening", *(["pairing"] if pin else [])}
         )
         self.keys: dict[Role, PairedKey] = {}
+        self.policy: dict[str, int] = {}
         self._hub: InProcessHub | None = None
         self.clock: VirtualClock | None = None
         if defect is not None:  # itbemu's seeded defects (test builds only), in this process
@@ -135,7 +138,8 @@ class InprocTarget:
             )
         else:
             therapy = new_therapy(profile, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
-        emulator = Emulator.create(therapy, SafetyPolicy(load_rules()), serial=self.serial or "QA-INPROC")
+        policy = SafetyPolicy(load_rules(), self.policy)
+        emulator = Emulator.create(therapy, policy, serial=self.serial or "QA-INPROC")
         emulator.firmware.pin = self.pin
         emulator.firmware.require_pairing = self.requires_pairing
         self.clock = VirtualClock(START)
@@ -171,6 +175,7 @@ class RemoteTarget:
     virtual_clock: bool = False
     requires_pairing: bool = False  # not known: a pump that pairs may also take unpaired programmers
     keys: dict[Role, PairedKey] = field(default_factory=dict)
+    policy: dict[str, int] = field(default_factory=dict)
     parallel_links: bool = field(init=False)
     can: frozenset[str] = field(init=False)
 

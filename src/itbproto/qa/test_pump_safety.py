@@ -38,6 +38,7 @@ from itbproto.qa.oracle import REPLAY, ROLE, Oracle, Violation
 from itbproto.qa.plugin import Report
 from itbproto.qa.targets import Tap, Target
 from itbproto.security import PairedKey
+from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role
@@ -115,7 +116,7 @@ class PumpUnderTest(RuleBasedStateMachine):
                 await pairing.close()
         await self._connect()
         capacity = self.client.session.profile.reservoir_capacity_ul
-        self.oracle = Oracle(load_rules(), capacity, next_event=await self.client.log_size())
+        self.oracle = Oracle(SafetyPolicy(load_rules()), capacity, next_event=await self.client.log_size())
         self.concentration = 500
         self.bolus_ids: list[int] = []
         self.alarm_ids: list[int] = []

@@ -17,6 +17,7 @@ from itbproto.qa.plugin import Report
 from itbproto.qa.probes import NEEDS, PROBES, ProbeSpec
 from itbproto.qa.targets import Target, pair, pair_with
 from itbproto.qa.wire import Probe
+from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
@@ -74,13 +75,16 @@ class TargetHands:
             await probe.close()
 
 
-async def run_probe(spec: ProbeSpec, target: Target, profile: str, tally: Tally) -> None:
+async def run_probe(
+    spec: ProbeSpec, target: Target, profile: str, policy: dict[str, int], tally: Tally
+) -> None:
     """One probe on a pump the target makes (or the one it has), then the oracle over what it left."""
+    target.policy = policy
     await target.fresh(screening="screening" in spec.needs)
     hands = TargetHands(target)
     clinician = await hands.link(Role.CLINICIAN)
     bench = Bench(
-        load_rules(),
+        SafetyPolicy(load_rules(), policy),
         load_profile(profile),
         clinician,
         tally,
@@ -97,7 +101,7 @@ async def run_probe(spec: ProbeSpec, target: Target, profile: str, tally: Tally)
 async def oracle_after(b: Bench) -> None:
     """The independent oracle over the pump's records as the probe left them (every 24 h window, the
     reservoir, the log's transactions)."""
-    oracle = Oracle(b.catalog, b.profile.reservoir_capacity_ul)
+    oracle = Oracle(b.policy, b.profile.reservoir_capacity_ul)
     oracle.accepted = set(range(1, b.link.connection.last_txn + 1))  # every command was the suite's
     status, history = await b.status(), await b.history()
     thresholds = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
@@ -127,7 +131,11 @@ def _marked() -> list[object]:
 
 @pytest.mark.parametrize("spec", _marked())
 def test_rule_boundary(
-    spec: ProbeSpec, itb_target: Target, itb_profile_name: str, request: pytest.FixtureRequest
+    spec: ProbeSpec,
+    itb_target: Target,
+    itb_profile_name: str,
+    itb_policy: dict[str, int],
+    request: pytest.FixtureRequest,
 ) -> None:
     """Each rule's boundary: just inside accepted, just outside refused with the rule named, the
     consequences on the pump's records as the rule says."""
@@ -141,7 +149,7 @@ def test_rule_boundary(
         pytest.skip(f"{itb_target.name} cannot give {why}")
     started = time.perf_counter()
     try:
-        asyncio.run(run_probe(spec, itb_target, itb_profile_name, seen.tally))
+        asyncio.run(run_probe(spec, itb_target, itb_profile_name, itb_policy, seen.tally))
     finally:
         seen.probes, seen.seconds = 1, time.perf_counter() - started
         request.node.user_properties.append(("itbproto", seen.counts()))

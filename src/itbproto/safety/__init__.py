@@ -7,7 +7,7 @@ if not verdict.accepted:
 
 from itbproto.safety.catalog import Param, Rule, RuleCatalog, parse_catalog
 from itbproto.safety.engine import enforcement_points, evaluate
-from itbproto.safety.policy import SafetyPolicy
+from itbproto.safety.policy import SafetyPolicy, within_policy
 from itbproto.safety.rules import residual_needs_acknowledgement
 from itbproto.safety.verdict import Verdict, Violation
 
@@ -22,4 +22,5 @@ __all__ = [
     "evaluate",
     "parse_catalog",
     "residual_needs_acknowledgement",
+    "within_policy",
 ]

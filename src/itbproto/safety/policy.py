@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from itbproto.errors import PolicyError, SpecError
 from itbproto.safety.catalog import RuleCatalog
 from itbproto.safety.rules import CHECKS
+from itbproto.wire import messages as m
 
-__all__ = ["SELF_ENFORCED", "SafetyPolicy", "verify_catalog"]
+__all__ = ["SELF_ENFORCED", "SafetyPolicy", "verify_catalog", "within_policy"]
 
 #: rules that no command check enforces: the policy itself refuses a looser value
 SELF_ENFORCED = frozenset({"POLICY-001"})
@@ -68,3 +71,15 @@ class SafetyPolicy:
     @property
     def values(self) -> Mapping[str, int]:
         return self._values
+
+
+def within_policy(t: m.AlarmThresholds, policy: SafetyPolicy) -> m.AlarmThresholds:
+    """The thresholds nearest to ``t`` that RES-001, BATT-002 and ALARM-001 allow under ``policy`` (a pump
+    built with a policy starts within it)."""
+    return replace(
+        t,
+        low_reservoir_ul=max(t.low_reservoir_ul, policy("RES-001", "min_low_reservoir_ul")),
+        low_reservoir_days=max(t.low_reservoir_days, policy("RES-001", "min_low_reservoir_days")),
+        eri_lead_days=max(t.eri_lead_days, policy("BATT-002", "min_eri_lead_days")),
+        reannunciate_s=min(t.reannunciate_s, policy("ALARM-001", "max_reannunciate_s")),
+    )

@@ -40,7 +40,7 @@ from itbproto.machines.pump.state import (
     StoredKey,
 )
 from itbproto.machines.pump.table import PUMP, TIME_TRIGGERS, mode_of
-from itbproto.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.safety import SafetyPolicy, Verdict, evaluate, within_policy
 from itbproto.security.pairing import PairedKey, PinGuard
 from itbproto.therapy.battery import capacity_scaled
 from itbproto.therapy.commands import apply
@@ -72,7 +72,9 @@ class PumpMachine:
 
     @classmethod
     def new(cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str = "ITB-000001") -> PumpMachine:
-        """A pump switched on for the first time (its log starts with BOOT)."""
+        """A pump switched on for the first time (its log starts with BOOT), its alarm thresholds within
+        its policy."""
+        therapy = replace(therapy, thresholds=within_policy(therapy.thresholds, policy))
         pump = cls(DeviceState(serial=serial, therapy=therapy), policy)
         pump.log.append(therapy.now, EventCode.BOOT)
         return pump
