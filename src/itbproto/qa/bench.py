@@ -28,7 +28,7 @@ DAY = 86_400
 Op = Callable[[m.Acknowledgement], Awaitable[Message]]
 
 
-class Finding(AssertionError):
+class Finding(AssertionError):  # noqa: N818  (a finding, raised to end a probe)
     """The pump broke a rule: which, and what was seen."""
 
     def __init__(self, rule_id: str, what: str) -> None:

@@ -37,8 +37,8 @@ from itbproto.machines.session import Summary
 from itbproto.qa.oracle import REPLAY, ROLE, Oracle, Violation
 from itbproto.qa.plugin import Report
 from itbproto.qa.targets import Tap, Target
-from itbproto.security import PairedKey
 from itbproto.safety import SafetyPolicy
+from itbproto.security import PairedKey
 from itbproto.specfiles import load_rules
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role

@@ -1,5 +1,5 @@
-"""The boundary probes (:mod:`itbproto.qa.probes`), one test each: the pump brought to each rule's boundary and
-stepped just inside and just outside it, every number derived from the catalog, the drug table, the device
+"""The boundary probes (:mod:`itbproto.qa.probes`), one test each: the pump brought to each rule's boundary
+and stepped just inside and just outside it, every number derived from the catalog, the drug table, the device
 profile and the pump's own records. A probe its target cannot run (no new pump, no clock, no faults) is
 skipped, and the report names what it would have reached and why not.
 """

@@ -1,0 +1,274 @@
+"""Stops, MRI, alarms, the battery, the therapy path and the clock."""
+
+from __future__ import annotations
+
+from itbproto.qa.bench import DAY, Bench, continuous
+from itbproto.qa.probes.common import (
+    bolus,
+    fastest,
+    start,
+)
+from itbproto.qa.probes.dose import first_dose_after_screening
+from itbproto.qa.probes.registry import Hands, probe
+from itbproto.wire import messages as m
+from itbproto.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    Phase,
+    Procedure,
+    ScreeningResponse,
+    Severity,
+    TherapyMode,
+)
+
+# --- stopping, restarting -----------------------------------------------------------------------------------
+
+
+@probe("STOP-001", "STOP-002", "RESTART-001")
+async def stop_and_restart(b: Bench, hands: Hands) -> None:
+    await start(b)
+    await b.ok("STOP-001", b.command(m.SessionEnd(ack=m.NO_ACK)), "the session ends while infusing")
+    gap = b.param("RESTART-001", "max_gap_s")
+    await b.over(
+        "RESTART-001",
+        b.command(m.Suspend(duration_s=gap + 1, ack=m.NO_ACK)),
+        f"suspended {gap + 1} s, resuming at the same dose",
+        ack=("STOP-002",),
+    )
+    await b.ok("STOP-002", b.command(m.Resume(ack=m.NO_ACK)), "resumed at once")
+    await b.over("STOP-002", b.command(m.Suspend(duration_s=gap, ack=m.NO_ACK)), f"suspended {gap} s")
+    b.tally.allowed["RESTART-001"] += 1
+    s = await b.status()
+    b.expect("STOP-002", s.mode is TherapyMode.SUSPENDED, f"suspended: mode {s.mode.name}")
+    await b.over("STOP-001", b.command(m.SessionEnd(ack=m.NO_ACK)), "the session ends while suspended")
+    before = await b.history()
+    await b.advance(gap // 2)
+    after = await b.history()
+    moving = [
+        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
+    ]
+    b.expect("STOP-002", not moving, f"delivery while suspended: {moving}")
+    await b.advance(gap - gap // 2 + 60)
+    s = await b.status()
+    b.expect("RESTART-001", s.mode is TherapyMode.INFUSING, f"a timed suspension over: mode {s.mode.name}")
+    await b.ok(
+        "STOP-002",
+        b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)),
+        "suspended until resumed",
+        ack=("STOP-002",),
+    )
+    await b.advance(gap + 1)
+    await b.over("RESTART-001", b.command(m.Resume(ack=m.NO_ACK)), f"resumed after {gap + 1} s")
+
+
+@probe("MRI-001", "MRI-002")
+async def mri(b: Bench, hands: Hands) -> None:
+    from itbproto.wire.enums import PumpKind
+
+    await start(b)
+    s = await b.status()
+    if b.info.pump_kind is PumpKind.VALVE:
+        pct, floor = b.param("REFILL-003", "discrepancy_pct"), b.param("REFILL-003", "discrepancy_floor_ul")
+        short = max(s.reservoir_ul * pct // 100, floor)
+        await b.over(
+            "MRI-001",
+            b.command(m.MriBegin(emptied_ul=s.reservoir_ul - short - 1, ack=m.NO_ACK)),
+            "emptied short",
+            ack=("MRI-002",),
+        )
+    await b.over(
+        "MRI-002", b.command(m.MriBegin(emptied_ul=s.reservoir_ul, ack=m.NO_ACK)), "prepared for an MRI"
+    )
+    b.tally.allowed["MRI-001"] += 1
+    s = await b.status()
+    b.expect("MRI-001", s.mode is TherapyMode.MRI, f"prepared for an MRI: mode {s.mode.name}")
+    before = await b.history()
+    await b.advance(3_600)
+    after = await b.history()
+    moving = [
+        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
+    ]
+    b.expect("MRI-001", not moving, f"delivery during the MRI: {moving}")
+    await b.ok("MRI-002", b.command(m.MriEnd()), "the scan is over")
+    s = await b.status()
+    b.expect("MRI-002", s.mode is TherapyMode.STOPPED, f"after the MRI: mode {s.mode.name}, not STOPPED")
+
+
+# --- alarms and the battery ---------------------------------------------------------------------------------
+
+
+@probe("ALARM-001", needs=("fresh", "clock", "faults"))
+async def critical_alarm(b: Bench, hands: Hands) -> None:
+    await start(b)
+    await hands.fault("motor-stall")
+    alarms = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
+    stalls = [a for a in alarms if a.code is AlarmCode.MOTOR_STALL]
+    b.expect(
+        "ALARM-001", bool(stalls) and stalls[0].severity is Severity.CRITICAL, f"a stalled motor: {alarms}"
+    )
+    s = await b.status()
+    b.expect("ALARM-001", s.mode is TherapyMode.HALTED, f"a stalled motor: mode {s.mode.name}")
+    alarm = stalls[0]
+    period = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds.reannunciate_s
+    await b.over(
+        "ALARM-001",
+        b.command(m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period + 1)),
+        f"silenced {period + 1} s",
+    )
+    await b.ok(
+        "ALARM-001",
+        b.command(m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period)),
+        f"silenced {period} s",
+    )
+    now = (await b.status()).device_time
+    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
+    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
+    b.expect(
+        "ALARM-001",
+        [a.silenced_until for a in mine] == [now + period],
+        f"silenced {period} s at {now}: {mine}",
+    )
+    await b.advance(period)
+    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
+    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
+    b.expect(
+        "ALARM-001",
+        bool(mine) and mine[0].silenced_until <= now + period and not mine[0].acknowledged,
+        f"{period} s on: {mine}",
+    )
+    await b.ok("ALARM-001", b.command(m.AlarmAcknowledge(alarm_id=alarm.alarm_id)), "acknowledged")
+    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
+    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
+    b.expect("ALARM-001", bool(mine) and mine[0].acknowledged, f"acknowledged, listed as {mine}")
+    await hands.fault("motor-recover")
+    s = await b.status()
+    b.expect("ALARM-001", AlarmCode.MOTOR_STALL not in s.alarms, f"the motor runs again: {s.alarms}")
+
+
+@probe("BATT-001", "BATT-002", needs=("fresh", "clock", "faults"))
+async def battery(b: Bench, hands: Hands) -> None:
+    t = await start(b)
+    s = await b.status()
+    lead = b.param("BATT-002", "min_eri_lead_days")
+    # a cell fault leaves a little less than the lead time
+    lost = 100 - lead * 100 // max(s.battery_days, 1)  # whole percent: a little less than the lead left
+    await hands.fault("battery-drop", max(lost, 0))
+    s = await b.status()
+    b.expect("BATT-002", 0 < s.battery_days <= lead, f"{s.battery_days} days left after losing {lost} %")
+    b.expect(
+        "BATT-002",
+        AlarmCode.BATTERY_ERI in s.alarms,
+        f"{s.battery_days} days to EOS and no ERI alarm: {s.alarms}",
+    )
+    await hands.fault("battery-drop", 100)
+    s = await b.status()
+    b.expect("BATT-001", AlarmCode.BATTERY_EOS in s.alarms, f"a spent battery: {s.alarms}")
+    b.expect("BATT-001", s.mode is TherapyMode.END_OF_SERVICE, f"a spent battery: mode {s.mode.name}")
+    for what, request in (
+        ("a rate change", m.SetRate(rate_ul_day=t.rate - 1, ack=m.NO_ACK)),
+        ("a bolus", bolus(BolusKind.CLINICIAN, 1, 3_600)),
+        ("a resumption", m.Resume(ack=m.NO_ACK)),
+        ("a refill", m.RefillBegin()),
+    ):
+        await b.refuses("BATT-001", b.command(request), f"{what} at end of service", ErrorCode.HARDWARE_FAULT)
+    before = await b.history()
+    await b.advance(3_600)
+    after = await b.history()
+    moving = [
+        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
+    ]
+    b.expect("BATT-001", not moving, f"delivery after end of service: {moving}")
+
+
+# --- the therapy path ---------------------------------------------------------------------------------------
+
+
+@probe("BOL-002", "PHASE-001", "SCREEN-001", "PRIME-001", needs=("fresh", "clock", "screening"))
+async def screening_to_therapy(b: Bench, hands: Hands) -> None:
+    """A new patient: screening doses in the label's order a day apart, implant, priming, the first dose."""
+    from itbproto.specfiles import load_drug
+
+    drug = load_drug()
+    s = await b.status()
+    conc = s.concentration_ug_ml
+    record = await b.record()
+
+    def phase(p: Phase) -> m.SetPatientRecord:
+        return m.SetPatientRecord(group=record.group, origin=record.origin, risks=record.risks, phase=p)
+
+    await b.over("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted with no effective screening dose")
+    await b.over("PHASE-001", b.program(continuous(100, conc, 100 * conc)), "a prescription in screening")
+    doses = list(drug.screening_doses_ng)
+
+    def dose(ng: int) -> m.BolusStart:
+        volume = ng // conc
+        return bolus(BolusKind.CLINICIAN, volume, fastest(b, volume))
+
+    off_label = doses[0] + conc
+    await b.over(
+        "BOL-002", b.command(dose(off_label)), f"a screening dose of {off_label} ng, not the label's"
+    )
+    await b.over("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng first")
+    await b.ok("BOL-002", b.command(dose(doses[0])), f"{doses[0]} ng")
+    interval = max(b.param("BOL-002", "interval_s"), drug.screening_interval_s)
+    await b.advance(interval - 1)
+    await b.over("BOL-002", b.command(dose(doses[1])), "the next before its response is recorded")
+    await b.ok(
+        "BOL-002",
+        b.command(m.RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0)),
+        "no response",
+    )
+    await b.over("BOL-002", b.command(dose(doses[1])), f"the next {interval - 1} s after the first")
+    await b.advance(1)
+    await b.over("BOL-002", b.command(dose(doses[2])), f"{doses[2]} ng: a step skipped")
+    await b.ok("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng a day later")
+    effect = b.param("SCREEN-001", "long_effect_s") - 1
+    await b.ok(
+        "BOL-002",
+        b.command(m.RecordScreeningResponse(response=ScreeningResponse.EFFECTIVE, effect_s=effect)),
+        "effective",
+    )
+    await b.advance(interval)
+    await b.over("BOL-002", b.command(dose(doses[2])), "a screening dose after an effective one")
+    await b.over("PHASE-001", b.command(phase(Phase.THERAPY)), "screening to therapy, a phase skipped")
+    await b.ok("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted")
+    await b.ok(
+        "PHASE-001",
+        b.command(m.RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=0)),
+        "the implant",
+    )
+    await b.over("PHASE-001", b.command(phase(Phase.THERAPY)), "therapy before priming")
+    history = await b.history()
+    saline = sum(p.volume_scaled for p in history.path if p.concentration_ug_ml == 0) // DAY
+    await b.ok(
+        "PRIME-001", b.command(bolus(BolusKind.PRIMING, saline, fastest(b, saline))), f"priming {saline} uL"
+    )
+    await b.advance(fastest(b, saline) + 60)
+    await b.ok("PHASE-001", b.command(phase(Phase.THERAPY)), "therapy")
+    record = await b.record()
+    b.expect(
+        "SCREEN-001",
+        record.screening_dose_ng == doses[1],
+        f"the effective dose on record: {record.screening_dose_ng}",
+    )
+    await first_dose_after_screening(b, hands)
+
+
+# --- the clock ----------------------------------------------------------------------------------------------
+
+
+@probe("CLOCK-001")
+async def clock(b: Bench, hands: Hands) -> None:
+    t = await start(b)
+    most = b.param("CLOCK-001", "max_step_s")
+    now = (await b.status()).device_time
+    await b.over("CLOCK-001", b.command(m.SetClock(device_time=now + most + 1)), f"the clock {most + 1} s on")
+    await b.ok("CLOCK-001", b.command(m.SetClock(device_time=now + most)), f"the clock {most} s on")
+    s = await b.status()
+    b.expect("CLOCK-001", s.device_time == now + most, f"the clock set to {now + most} reads {s.device_time}")
+    await b.ok("TITR-001", b.command(m.SetRate(rate_ul_day=t.rate - 1, ack=m.NO_ACK)), "a rate change")
+    changed = (await b.status()).device_time
+    await b.advance(most // 2)
+    await b.over("CLOCK-001", b.command(m.SetClock(device_time=changed - 1)), "back past the rate change")
+    await b.ok("CLOCK-001", b.command(m.SetClock(device_time=changed)), "back to the rate change")

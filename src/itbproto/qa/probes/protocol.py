@@ -1,0 +1,248 @@
+"""The protocol's own checks: TXN, DIGEST, ROLE, LOCK, REPLAY, PAIR."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from itbproto.qa.bench import Bench, Op, continuous, refused
+from itbproto.qa.probes.common import (
+    bolus,
+)
+from itbproto.qa.probes.registry import FIRST_LOCK_S, FREE_PINS, Hands, probe
+from itbproto.qa.wire import Probe
+from itbproto.wire import messages as m
+from itbproto.wire.enums import (
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    Role,
+)
+from itbproto.wire.message import Message
+
+
+@probe("TXN", needs=())
+async def transactions(b: Bench, hands: Hands) -> None:
+    """A retry gets the stored answer (applied once); an id used again with another body, an old id, an id
+    too far ahead are refused and change nothing; a refused command uses its id."""
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    change = m.SetThresholds(thresholds=replace(th, low_reservoir_days=th.low_reservoir_days + 1))
+    logged = await b.log_size()
+    first = await b.ok("TXN", b.command(change), "new thresholds")
+    txn = b.link.last_command
+    again = await b.ask(change, txn)
+    b.expect("TXN", again == first, f"the retry of transaction {txn} answered {again}, first {first}")
+    applied = [
+        e for e in await b.events_from(logged) if e.code is EventCode.THRESHOLDS_CHANGED and e.txn == txn
+    ]
+    b.expect("TXN", len(applied) == 1, f"transaction {txn} retried: {len(applied)} THRESHOLDS_CHANGED logged")
+    other = m.SetThresholds(thresholds=th)
+
+    def with_txn(n: int) -> Op:
+        async def op(ack: m.Acknowledgement) -> Message:
+            return await b.ask(other, n)
+
+        return op
+
+    reads = b.link.connection.last_txn
+    await b.refuses("TXN", with_txn(txn), f"transaction {txn} again, other thresholds", ErrorCode.TXN_REUSED)
+    await b.refuses("TXN", with_txn(txn - 1), "an older id (a read's)", ErrorCode.REPLAY)
+    await b.refuses("TXN", with_txn(txn + 65_537), "an id 65,537 ahead", ErrorCode.BAD_TXN)
+    b.link.connection.last_txn = reads
+    s = await b.status()
+    b.expect("TXN", s.last_txn == txn, f"refusals at steps 5-7 used ids: last_txn {s.last_txn}, not {txn}")
+    low = b.param("RES-001", "min_low_reservoir_ul") - 1
+    nack = await b.ask(m.SetThresholds(thresholds=replace(th, low_reservoir_ul=low)))
+    used = b.link.last_command
+    s = await b.status()
+    b.expect(
+        "TXN", refused(nack) and s.last_txn == used, f"a refused command ({used}) left last_txn {s.last_txn}"
+    )
+    await b.ok("TXN", b.command(other), "the thresholds as they were")
+
+
+@probe("DIGEST", needs=())
+async def digests(b: Bench, hands: Hands) -> None:
+    """A commit must name the staged prescription by stage id and digest; what is in force is exactly it."""
+    s = await b.status()
+    if not s.prescription_id:
+        await b.ok(
+            "SCREEN-001",
+            b.program(
+                continuous(
+                    b.info.min_rate_ul_day,
+                    s.concentration_ug_ml,
+                    b.info.min_rate_ul_day * s.concentration_ug_ml,
+                )
+            ),
+            "a first prescription",
+        )
+    current = (await b.read(m.ReadPrescription(), m.PrescriptionReport)).prescription
+    staged = await b.stage(current)
+    if not isinstance(staged, m.PrescriptionStaged):
+        b.fail("DIGEST", f"staging the prescription in force again: {staged}")
+    assert isinstance(staged, m.PrescriptionStaged)
+    codes = (ErrorCode.STALE_STAGE, ErrorCode.UNKNOWN_ID, ErrorCode.WRONG_STATE)
+    for what, commit in (
+        (
+            "another digest",
+            m.CommitPrescription(stage_id=staged.stage_id, digest=staged.digest ^ 1, ack=m.NO_ACK),
+        ),
+        (
+            "another stage id",
+            m.CommitPrescription(stage_id=staged.stage_id + 1, digest=staged.digest, ack=m.NO_ACK),
+        ),
+    ):
+        await b.refuses("DIGEST", b.command(commit), f"a commit with {what}", *codes)
+    import zlib
+
+    payload = m.StagePrescription(prescription=current).CODEC.encode(
+        m.StagePrescription(prescription=current)
+    )
+    b.expect(
+        "DIGEST",
+        staged.digest == zlib.crc32(payload),
+        f"digest {staged.digest:#x}, CRC-32 of the staged payload {zlib.crc32(payload):#x}",
+    )
+    await b.ok(
+        "DIGEST",
+        b.command(m.CommitPrescription(stage_id=staged.stage_id, digest=staged.digest, ack=m.NO_ACK)),
+        "the commit",
+    )
+    report = await b.read(m.ReadPrescription(), m.PrescriptionReport)
+    b.expect(
+        "DIGEST",
+        report.prescription == current and report.prescription_id == staged.stage_id,
+        f"in force: {report}",
+    )
+    await b.refuses(
+        "DIGEST",
+        b.command(m.CommitPrescription(stage_id=staged.stage_id, digest=staged.digest, ack=m.NO_ACK)),
+        "the same stage committed twice",
+        *codes,
+    )
+
+
+@probe("ROLE", needs=("links",))
+async def roles(b: Bench, hands: Hands) -> None:
+    """A patient sends only the patient bolus; service changes no therapy; the role is checked before the
+    programming lock (a BUSY where the spec says ROLE_FORBIDDEN is a finding)."""
+    s = await b.status()
+    await b.ask(m.SetThresholds(thresholds=(await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds))
+    forbidden = {
+        Role.PATIENT: (
+            m.SetRate(rate_ul_day=s.rate_ul_day or b.info.min_rate_ul_day, ack=m.NO_ACK),
+            bolus(BolusKind.CLINICIAN, 1, 3_600),
+            m.RefillBegin(),
+            m.Suspend(duration_s=60, ack=m.NO_ACK),
+            m.SetClock(device_time=s.device_time),
+        ),
+        Role.SERVICE: (
+            m.SetRate(rate_ul_day=s.rate_ul_day or b.info.min_rate_ul_day, ack=m.NO_ACK),
+            bolus(BolusKind.PATIENT, 1, 3_600),
+            m.StagePrescription(prescription=continuous(100, s.concentration_ug_ml or 500, 100 * 500)),
+        ),
+    }
+    for role, requests in forbidden.items():
+        link = await hands.link(role)
+        other = b.on(link)
+        for request in requests:
+            await other.refuses(
+                "ROLE",
+                other.command(request),
+                f"{role.name.lower()}: {type(request).__name__}",
+                ErrorCode.ROLE_FORBIDDEN,
+            )
+        read = await link.ask(m.StatusRequest())
+        b.expect("ROLE", isinstance(read, m.StatusReport), f"a {role.name.lower()} reads the status: {read}")
+        await link.close()
+
+
+@probe("LOCK", needs=("links",))
+async def programming_lock(b: Bench, hands: Hands) -> None:
+    """One programs at a time: another clinician reads and quiets alarms, its commands meet BUSY until the
+    first one's session ends."""
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    await b.ok("LOCK", b.command(m.SetThresholds(thresholds=th)), "the first clinician commands")
+    second = await hands.link(Role.CLINICIAN)
+    other = b.on(second)
+    await other.refuses(
+        "LOCK", other.command(m.SetThresholds(thresholds=th)), "a second clinician commands", ErrorCode.BUSY
+    )
+    read = await second.ask(m.StatusRequest())
+    b.expect("LOCK", isinstance(read, m.StatusReport), f"the second reads: {read}")
+    await hands.hand_over()
+    await other.ok(
+        "LOCK", other.command(m.SetThresholds(thresholds=th)), "the second commands once the first ended"
+    )
+    await b.refuses(
+        "LOCK", b.command(m.SetThresholds(thresholds=th)), "the first commands again", ErrorCode.BUSY
+    )
+    await second.close()
+
+
+@probe("REPLAY", needs=())
+async def replay(b: Bench, hands: Hands) -> None:
+    """A command's frames sent again as captured are dropped unanswered and applied once."""
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    logged = await b.log_size()
+    await b.ok("REPLAY", b.command(m.SetThresholds(thresholds=th)), "a command")
+    txn, chunks = b.link.last_command, list(b.link.last_chunks)
+    answered = await b.link.silent(chunks, b.link.timeout_s / 4)
+    b.expect("REPLAY", not answered, f"the pump answered {answered} replayed frame(s)")
+    applied = [
+        e for e in await b.events_from(logged) if e.code is EventCode.THRESHOLDS_CHANGED and e.txn == txn
+    ]
+    b.expect("REPLAY", len(applied) == 1, f"a replayed command logged {len(applied)} times")
+
+
+@probe("PAIR", needs=("pairing",))
+async def pairing(b: Bench, hands: Hands) -> None:
+    """A wrong PIN pairs nothing and is logged; wrong PINs past the free ones lock pairing; an unknown key and
+    a role its key does not carry open no session."""
+    from itbproto.security import PairedKey
+
+    assert hands.pin is not None
+    wrong = "".join("1" if c != "1" else "2" for c in hands.pin)
+    logged = await b.log_size()
+    took = await hands.pair(wrong, Role.CLINICIAN)
+    b.expect("PAIR", not took, "a wrong PIN paired")
+    failed = [e for e in await b.events_from(logged) if e.code is EventCode.PAIRING_FAILED]
+    b.expect("PAIR", len(failed) == 1, f"a wrong PIN: {len(failed)} PAIRING_FAILED logged")
+    stranger = Probe(
+        await hands.transport(), key=PairedKey(key_id=0xFFFF, role=Role.CLINICIAN, long_term=bytes(32))
+    )
+    answer = await stranger.hello()
+    b.expect("PAIR", refused(answer, ErrorCode.NOT_AUTHENTICATED), f"a Hello with an unknown key: {answer}")
+    await stranger.close()
+    patient = await hands.link(Role.PATIENT)
+    key = patient.key
+    await patient.close()
+    if key is not None:
+        posing = Probe(await hands.transport(), role=Role.CLINICIAN, key=key)
+        answer = await posing.hello()
+        b.expect(
+            "PAIR",
+            refused(answer, ErrorCode.ROLE_FORBIDDEN),
+            f"a patient's key opening a clinician session: {answer}",
+        )
+        await posing.close()
+    if hands.requires_pairing:
+        plain = Probe(await hands.transport())
+        answer = await plain.hello()
+        b.expect(
+            "PAIR",
+            refused(answer, ErrorCode.NOT_AUTHENTICATED),
+            f"a Hello without a key, pairing required: {answer}",
+        )
+        await plain.close()
+    if b.advance_by is None:
+        return
+    for _ in range(FREE_PINS + 1):  # specs/protocol.md §6: three free wrong PINs, then 30 s locked, doubling
+        await hands.pair(wrong, Role.CLINICIAN)
+    took = await hands.pair(hands.pin, Role.CLINICIAN)
+    b.expect(
+        "PAIR", not took, f"the right PIN taken while pairing is locked after {FREE_PINS + 1} wrong ones"
+    )
+    await b.advance(FIRST_LOCK_S)
+    took = await hands.pair(hands.pin, Role.CLINICIAN)
+    b.expect("PAIR", took, "the right PIN refused a minute after the lock began")

@@ -1,0 +1,266 @@
+"""The drug, refills and the reservoir: DRUG-*, REFILL-*, RES-*."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from itbproto.qa.bench import DAY, Bench, continuous
+from itbproto.qa.probes.common import (
+    bolus,
+    ceiling,
+    drug_table,
+    start,
+)
+from itbproto.qa.probes.registry import Hands, probe
+from itbproto.wire import messages as m
+from itbproto.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    PatientGroup,
+    TherapyMode,
+)
+
+# --- drug and refills ---------------------------------------------------------------------------------------
+
+
+@probe("DRUG-001", "DRUG-002")
+async def drug_table_and_rescale(b: Bench, hands: Hands) -> None:
+    t = await start(b)
+    table = drug_table()
+    unlisted = next(c for c in range(t.conc + 1, 10 * t.conc) if c not in table)
+    await b.over(
+        "DRUG-001",
+        b.refill(None, b.profile.reservoir_capacity_ul // 2, unlisted),
+        f"a refill of {unlisted} ug/mL",
+    )
+    other = next(c for c in table if c > t.conc)
+    await b.over(
+        "DRUG-002",
+        b.program(continuous(t.rate_for(t.daily) * t.conc // other, other, ceiling(b, PatientGroup.ADULT))),
+        f"a prescription at {other} ug/mL, the reservoir {t.conc}",
+    )
+    before = (await b.status()).rate_ul_day
+    await b.ok(
+        "DRUG-001",
+        b.refill(None, b.profile.reservoir_capacity_ul // 2, other, bridge=True),
+        f"a refill of {other} ug/mL, bridged",
+    )
+    b.tally.allowed["DRUG-002"] += 1
+    p = await b.read(m.ReadPrescription(), m.PrescriptionReport)
+    rescaled = before * t.conc // other // b.info.rate_step_ul_day * b.info.rate_step_ul_day
+    rates = [s.rate_ul_day for s in p.prescription.steps]
+    b.expect(
+        "DRUG-002",
+        rates == [rescaled] and p.prescription.concentration_ug_ml == other,
+        f"rescaled to {rates} at {p.prescription.concentration_ug_ml}, not [{rescaled}] at {other}",
+    )
+
+
+@probe("REFILL-001")
+async def no_overfill(b: Bench, hands: Hands) -> None:
+    t = await start(b)
+    capacity = b.profile.reservoir_capacity_ul
+    await b.over("REFILL-001", b.refill(None, capacity + 1, t.conc), "a uL over the capacity")
+    await b.ok("REFILL-001", b.refill(None, capacity, t.conc), "the capacity")
+    s = await b.status()
+    b.expect(
+        "REFILL-001", s.reservoir_ul == capacity, f"reservoir {s.reservoir_ul} after a refill to {capacity}"
+    )
+    await b.advance(DAY)
+    begun = await b.ask(m.RefillBegin())
+    assert isinstance(begun, m.RefillSession)
+    await b.ask(m.RefillAbort(refill_id=begun.refill_id))
+    left = 100  # withdrawn 100 uL short of what the pump expects: they may still be in it
+    expected = begun.expected_residual_ul
+    await b.over(
+        "REFILL-001", b.refill(expected - left, capacity - left + 1, t.conc), "short by 100 uL, a uL over"
+    )
+    await b.ok(
+        "REFILL-001", b.refill(expected - left, capacity - left, t.conc), "short by 100 uL, to the capacity"
+    )
+
+
+@probe("REFILL-002")
+async def two_step_confirmation(b: Bench, hands: Hands) -> None:
+    """A refill confirmed with anything other than what was staged is refused and changes nothing."""
+    t = await start(b)
+    volume = b.profile.reservoir_capacity_ul // 2
+    begun = await b.ask(m.RefillBegin())
+    assert isinstance(begun, m.RefillSession)
+    refill_id = begun.refill_id
+    early = m.RefillConfirm(
+        refill_id=refill_id,
+        volume_ul=volume,
+        concentration_ug_ml=t.conc,
+        digest=0,
+        bridge=False,
+        ack=m.NO_ACK,
+    )
+    codes = (ErrorCode.WRONG_STATE, ErrorCode.STALE_STAGE, ErrorCode.SAFETY_RULE)
+    await b.refuses("REFILL-002", b.command(early), "confirmed before anything was recorded", *codes)
+    await b.ask(m.RefillResidual(refill_id=refill_id, measured_ul=begun.expected_residual_ul))
+    await b.refuses("REFILL-002", b.command(early), "confirmed before the drug was staged", *codes)
+    staged = await b.ask(m.RefillStageDrug(refill_id=refill_id, volume_ul=volume, concentration_ug_ml=t.conc))
+    assert isinstance(staged, m.RefillStaged)
+    right = m.RefillConfirm(
+        refill_id=refill_id,
+        volume_ul=volume,
+        concentration_ug_ml=t.conc,
+        digest=staged.digest,
+        bridge=False,
+        ack=m.NO_ACK,
+    )
+    other = next(c for c in drug_table() if c != t.conc)
+    for wrong, what in (
+        (replace(right, volume_ul=volume + 1), "another volume"),
+        (replace(right, concentration_ug_ml=other), "another concentration"),
+        (replace(right, digest=staged.digest ^ 1), "another digest"),
+    ):
+        await b.refuses("REFILL-002", b.command(wrong), f"confirmed with {what}", *codes)
+    await b.ok("REFILL-002", b.command(right), "confirmed as staged")
+    s = await b.status()
+    b.expect(
+        "REFILL-002", s.reservoir_ul == volume, f"reservoir {s.reservoir_ul} after {volume} uL were confirmed"
+    )
+
+
+@probe("REFILL-003")
+async def residual_discrepancy(b: Bench, hands: Hands) -> None:
+    t = await start(b)
+    begun = await b.ask(m.RefillBegin())
+    assert isinstance(begun, m.RefillSession)
+    await b.ask(m.RefillAbort(refill_id=begun.refill_id))
+    expected = begun.expected_residual_ul
+    allowed = max(
+        expected * b.param("REFILL-003", "discrepancy_pct") // 100,
+        b.param("REFILL-003", "discrepancy_floor_ul"),
+    )
+    volume = b.profile.reservoir_capacity_ul - allowed - 10
+    await b.over(
+        "REFILL-003", b.refill(expected - allowed - 1, volume, t.conc), f"withdrawn {allowed + 1} uL short"
+    )
+    await b.ok("REFILL-003", b.refill(expected - allowed, volume, t.conc), f"withdrawn {allowed} uL short")
+
+
+@probe("REFILL-004", "RES-003")
+async def drug_stability(b: Bench, hands: Hands) -> None:
+    """A refill lasting past the drug's stability is acknowledged; drug past it alarms and is acknowledged."""
+    from itbproto.specfiles import load_drug
+
+    days = load_drug().stability_days
+    t = await start(b, daily=b.profile.reservoir_capacity_ul * 500 // (days + 10))
+    history = await b.history()
+    now = (await b.status()).device_time
+    expires = history.filled_at + days * DAY  # the pump was filled when made: the drug expires first
+    await b.advance(expires - now - 1)
+    step = b.info.rate_step_ul_day
+    t.rate -= step
+    await b.ok(
+        "RES-003", b.command(m.SetRate(rate_ul_day=t.rate, ack=m.NO_ACK)), "reprogrammed a second before"
+    )
+    s = await b.status()
+    b.expect("RES-003", AlarmCode.DRUG_EXPIRED not in s.alarms, f"DRUG_EXPIRED before its date: {s.alarms}")
+    await b.advance(1)
+    s = await b.status()
+    b.expect("RES-003", AlarmCode.DRUG_EXPIRED in s.alarms, f"no DRUG_EXPIRED alarm at its date: {s.alarms}")
+    t.rate -= step
+    await b.over(
+        "RES-003", b.command(m.SetRate(rate_ul_day=t.rate, ack=m.NO_ACK)), "reprogrammed at the date"
+    )
+    lasting = days * t.rate
+    await b.over("REFILL-004", b.refill(None, lasting + 1, t.conc), f"{lasting + 1} uL at {t.rate} uL/day")
+    await b.ok("REFILL-004", b.refill(None, lasting, t.conc), f"{lasting} uL lasts {days} days")
+    s = await b.status()
+    b.expect("RES-003", AlarmCode.DRUG_EXPIRED not in s.alarms, f"refilled, still DRUG_EXPIRED: {s.alarms}")
+
+
+# --- the reservoir ------------------------------------------------------------------------------------------
+
+
+@probe("RES-001", "ALARM-001", "BATT-002", needs=())
+async def alarm_thresholds(b: Bench, hands: Hands) -> None:
+    """Thresholds a clinician may set, each a unit past the policy's minimum (or maximum), and at it."""
+    report = await b.read(m.ReadThresholds(), m.ThresholdsReport)
+    least_ul, least_days = (
+        b.param("RES-001", "min_low_reservoir_ul"),
+        b.param("RES-001", "min_low_reservoir_days"),
+    )
+    most_s, least_eri = b.param("ALARM-001", "max_reannunciate_s"), b.param("BATT-002", "min_eri_lead_days")
+    bounds = m.AlarmThresholds(
+        low_reservoir_ul=least_ul,
+        low_reservoir_days=least_days,
+        eri_lead_days=least_eri,
+        reannunciate_s=most_s,
+    )
+    await b.ok(
+        "RES-001", b.command(m.SetThresholds(thresholds=bounds)), "every threshold at the policy's bound"
+    )
+    for rule_id, name, past, at in (
+        ("RES-001", "low_reservoir_ul", least_ul - 1, least_ul),
+        ("RES-001", "low_reservoir_days", least_days - 1, least_days),
+        ("ALARM-001", "reannunciate_s", most_s + 1, most_s),
+        ("BATT-002", "eri_lead_days", least_eri - 1, least_eri),
+    ):
+        await b.over(
+            rule_id, b.command(m.SetThresholds(thresholds=replace(bounds, **{name: past}))), f"{name} {past}"
+        )
+        await b.ok(
+            rule_id, b.command(m.SetThresholds(thresholds=replace(bounds, **{name: at}))), f"{name} {at}"
+        )
+    await b.ok(
+        "RES-001", b.command(m.SetThresholds(thresholds=report.thresholds)), "the thresholds as they were"
+    )
+
+
+@probe("RES-001")
+async def low_reservoir_alarm(b: Bench, hands: Hands) -> None:
+    """Refilled to a day above the low-reservoir threshold: no alarm; a day on: the alarm."""
+    t = await start(b)
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    low = max(th.low_reservoir_ul, t.rate * th.low_reservoir_days)
+    await b.ok(
+        "RES-001", b.refill(None, low + t.rate + t.rate // 24, t.conc), f"{low + t.rate} uL + an hour's"
+    )
+    s = await b.status()
+    b.expect(
+        "RES-001",
+        AlarmCode.LOW_RESERVOIR not in s.alarms,
+        f"{s.reservoir_ul} uL: low-reservoir alarm a day early",
+    )
+    await b.advance(DAY + 3_600)
+    s = await b.status()
+    b.expect("RES-001", s.reservoir_ul <= low, f"{s.reservoir_ul} uL left after a day at {t.rate} uL/day")
+    b.expect(
+        "RES-001", AlarmCode.LOW_RESERVOIR in s.alarms, f"{s.reservoir_ul} uL (threshold {low}): no alarm"
+    )
+
+
+@probe("RES-002")
+async def empty_reservoir(b: Bench, hands: Hands) -> None:
+    t = await start(b, max_bolus=b.param("BOL-001", "absolute_max_bolus_ng"))
+    left = t.rate // 4
+    await b.ok("RES-002", b.refill(None, left, t.conc), f"a refill of {left} uL")
+    s = await b.status()
+    await b.over(
+        "RES-002",
+        b.command(bolus(BolusKind.CLINICIAN, s.reservoir_ul + 1, 3_600)),
+        "a bolus a uL more than is left",
+    )
+    await b.advance(DAY // 2)
+    s = await b.status()
+    b.expect("RES-002", s.reservoir_ul == 0, f"{s.reservoir_ul} uL left after twice the time to empty")
+    b.expect(
+        "RES-002", AlarmCode.EMPTY_RESERVOIR in s.alarms, f"empty: no EMPTY_RESERVOIR alarm ({s.alarms})"
+    )
+    b.expect("RES-002", s.mode is not TherapyMode.INFUSING, f"empty and still {s.mode.name}")
+    history = await b.history()
+    empty_at = max(f.end for f in history.flows if f.rate_ul_day) if history.flows else 0
+    await b.advance(3_600)
+    later = await b.history()
+    late = [f for f in later.flows if f.rate_ul_day and f.end > empty_at]
+    b.expect("RES-002", not late, f"flows after the reservoir emptied: {late}")
+    await b.ok("STOP-002", b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)), "suspend", ack=("STOP-002",))
+    await b.over(
+        "RES-002", b.command(m.Resume(ack=m.NO_ACK)), "resume from an empty reservoir", ack=("RESTART-001",)
+    )
