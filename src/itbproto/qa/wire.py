@@ -18,7 +18,7 @@ from itbproto.security import PairedKey
 from itbproto.security.keys import session_keys
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
-from itbproto.wire.enums import Role
+from itbproto.wire.enums import ErrorCode, Role
 from itbproto.wire.message import Effect, Message
 
 __all__ = ["Probe"]
@@ -65,7 +65,20 @@ class Probe:
 
     async def ask(self, request: Message, txn: int | None = None) -> Message:
         """Send ``request`` (with the next transaction id, or ``txn``); the answer. A read of the status
-        keeps the link's id in step with the pump's."""
+        keeps the link's id in step with the pump's; a command refused as REPLAY or TXN_REUSED because
+        another link moved the pump's ids on is sent again, numbered from the pump's (protocol.md §5)."""
+        reply = await self._ask(request, txn)
+        if (
+            txn is None
+            and isinstance(reply, m.Nack)
+            and reply.code in (ErrorCode.REPLAY, ErrorCode.TXN_REUSED)
+        ):
+            status = await self._ask(m.StatusRequest(), None)
+            if isinstance(status, m.StatusReport) and status.last_txn >= self.last_command:
+                reply = await self._ask(request, None)
+        return reply
+
+    async def _ask(self, request: Message, txn: int | None) -> Message:
         chunks = self.connection.send(request, txn)
         if request.EFFECT is Effect.COMMAND:
             self.last_command, self.last_chunks = self.connection.last_txn if txn is None else txn, chunks

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from itbproto.qa.bench import DAY, Bench, Op, continuous
 from itbproto.qa.probes.common import (
     Therapy,
     ceiling,
+    drug_table,
     first_dose_limit,
     flex,
     maintenance_upper,
@@ -33,6 +36,11 @@ async def first_dose_after_screening(b: Bench, hands: Hands) -> None:
     t.rate = t.rate_for(limit)
     top = ceiling(b, record.group)
     step = b.info.rate_step_ul_day
+    other = next(c for c in drug_table() if c != t.conc)
+    mismatch = continuous(t.rate_for(limit * other // t.conc) * t.conc // other or 1, other, top)
+    await b.over(
+        "DRUG-002", b.program(mismatch), f"a first prescription at {other} ug/mL, the reservoir {t.conc}"
+    )
     over = continuous(t.rate + step, t.conc, top)
     await b.over(
         "SCREEN-001", b.program(over), f"first prescription {t.daily + step * t.conc} ng/day > {limit}"
@@ -91,6 +99,13 @@ async def ceilings(b: Bench, hands: Hands) -> None:
     await b.over(
         "DOSE-003", b.program(rx(t, t.rate, b, max_daily=child + 1)), "a child: 1 ng over its ceiling"
     )
+    to_adult = replace(to_child, group=PatientGroup.ADULT)
+    await b.ok("DOSE-003", b.command(to_adult), "an adult's record again")
+    await b.over(
+        "DOSE-003", b.program(rx(t, t.rate, b, max_daily=child + 1)), "within 24 h: the child's ceiling"
+    )
+    await b.settle()
+    await b.ok("DOSE-003", b.program(rx(t, t.rate, b, max_daily=child + 1)), "a day on: the adult's ceiling")
 
 
 @probe("DOSE-001")
@@ -113,6 +128,11 @@ async def a_bolus_fills_the_day(b: Bench, hands: Hands) -> None:
     await b.over("DOSE-001", b.command(over), f"a bolus 1 uL past the day's maximum ({top} ng)")
     ok = m.BolusStart(kind=BolusKind.CLINICIAN, volume_ul=volume, duration_s=duration, ack=m.NO_ACK)
     await b.ok("DOSE-001", b.command(ok), f"a bolus up to the day's maximum ({top} ng)")
+    await b.advance(
+        duration + 60
+    )  # delivered: the next 24 h hold only the basal flow, the last 24 h the bolus
+    more = m.BolusStart(kind=BolusKind.CLINICIAN, volume_ul=1, duration_s=60, ack=m.NO_ACK)
+    await b.over("DOSE-001", b.command(more), "a uL more while the day's bolus is in the last 24 h")
 
 
 # --- titration ----------------------------------------------------------------------------------------------
@@ -179,6 +199,35 @@ async def one_increase_a_day(b: Bench, hands: Hands) -> None:
     await b.over("TITR-002", b.command(higher), f"another increase {interval - 1} s after {raised_at}")
     await b.advance(1)
     await b.ok("TITR-002", b.command(higher), f"another increase {interval} s after")
+    down = m.SetRate(rate_ul_day=t.rate + step, ack=m.NO_ACK)
+    await b.ok("TITR-002", b.command(down), "a step down")
+    up = m.SetRate(rate_ul_day=t.rate + 2 * step, ack=m.NO_ACK)
+    await b.over("TITR-002", b.command(up), "up again: the increase before the decrease was within 24 h")
+
+
+@probe("TITR-001")
+async def titration_after_a_record_change(b: Bench, hands: Hands) -> None:
+    """For 24 h after a record change the stricter category's step applies."""
+    t = await start(b)
+    record = await b.record()
+    stricter, looser = Origin.CEREBRAL, Origin.SPINAL
+    change = m.SetPatientRecord(group=record.group, origin=stricter, risks=record.risks, phase=record.phase)
+    await b.ok("TITR-001", b.command(change), "record: cerebral origin")
+    await b.settle()
+    await b.ok("TITR-001", b.command(replace(change, origin=looser)), "record: spinal origin")
+    strict = titration_pct(b, replace(record, origin=stricter))
+    loose = titration_pct(b, replace(record, origin=looser))
+    step = b.info.rate_step_ul_day
+    if loose > strict:
+        up = t.rate_for(t.daily * (100 + strict) // 100) + step
+        await b.over(
+            "TITR-001", b.command(m.SetRate(rate_ul_day=up, ack=m.NO_ACK)), f"{strict} % + a step, spinal now"
+        )
+    await b.ok(
+        "TITR-001",
+        b.command(m.SetRate(rate_ul_day=t.rate_for(t.daily * (100 + strict) // 100), ack=m.NO_ACK)),
+        f"{strict} %",
+    )
 
 
 @probe("TITR-003", "DECR-001")
