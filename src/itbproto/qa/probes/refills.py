@@ -9,6 +9,7 @@ from itbproto.qa.probes.common import (
     bolus,
     ceiling,
     drug_table,
+    first_dose_limit,
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
@@ -26,7 +27,12 @@ from itbproto.wire.enums import (
 
 @probe("DRUG-001", "DRUG-002")
 async def drug_table_and_rescale(b: Bench, hands: Hands) -> None:
-    t = await start(b)
+    """Refills at a concentration not in the table, a prescription at another than the reservoir's; refills
+    to a stronger and then the weakest drug, bridged: the rates rescaled, rounded down, to the same dose
+    (its maximum the dose itself, so the oracle's windows hold the pump to it)."""
+    record = await b.record()
+    rough = first_dose_limit(b, record) // 500 - 1  # a rate the rescaling must round
+    t = await start(b, daily=(rough | 1) * 500, max_daily=(rough | 1) * 500)
     table = drug_table()
     unlisted = next(c for c in range(t.conc + 1, 10 * t.conc) if c not in table)
     await b.over(
@@ -40,21 +46,20 @@ async def drug_table_and_rescale(b: Bench, hands: Hands) -> None:
         b.program(continuous(t.rate_for(t.daily) * t.conc // other, other, ceiling(b, PatientGroup.ADULT))),
         f"a prescription at {other} ug/mL, the reservoir {t.conc}",
     )
-    before = (await b.status()).rate_ul_day
-    await b.ok(
-        "DRUG-001",
-        b.refill(None, b.profile.reservoir_capacity_ul // 2, other, bridge=True),
-        f"a refill of {other} ug/mL, bridged",
-    )
-    b.tally.allowed["DRUG-002"] += 1
-    p = await b.read(m.ReadPrescription(), m.PrescriptionReport)
-    rescaled = before * t.conc // other // b.info.rate_step_ul_day * b.info.rate_step_ul_day
-    rates = [s.rate_ul_day for s in p.prescription.steps]
-    b.expect(
-        "DRUG-002",
-        rates == [rescaled] and p.prescription.concentration_ug_ml == other,
-        f"rescaled to {rates} at {p.prescription.concentration_ug_ml}, not [{rescaled}] at {other}",
-    )
+    for conc in (other, min(table)):
+        before, was = (await b.status()).rate_ul_day, (await b.status()).concentration_ug_ml
+        refill = b.refill(None, b.profile.reservoir_capacity_ul // 2, conc, bridge=True)
+        await b.ok("DRUG-001", refill, f"a refill of {conc} ug/mL, bridged")
+        b.tally.allowed["DRUG-002"] += 1
+        p = await b.read(m.ReadPrescription(), m.PrescriptionReport)
+        rescaled = before * was // conc // b.info.rate_step_ul_day * b.info.rate_step_ul_day
+        rates = [s.rate_ul_day for s in p.prescription.steps]
+        b.expect(
+            "DRUG-002",
+            rates == [rescaled] and p.prescription.concentration_ug_ml == conc,
+            f"rescaled to {rates} at {p.prescription.concentration_ug_ml}, not [{rescaled}] at {conc}",
+        )
+        await b.settle()
 
 
 @probe("REFILL-001")
@@ -141,6 +146,25 @@ async def residual_discrepancy(b: Bench, hands: Hands) -> None:
         "REFILL-003", b.refill(expected - allowed - 1, volume, t.conc), f"withdrawn {allowed + 1} uL short"
     )
     await b.ok("REFILL-003", b.refill(expected - allowed, volume, t.conc), f"withdrawn {allowed} uL short")
+
+
+@probe("REFILL-003")
+async def residual_over(b: Bench, hands: Hands) -> None:
+    """More withdrawn than the pump expected (a blocked catheter, an underdose) is a discrepancy too."""
+    t = await start(b)
+    begun = await b.ask(m.RefillBegin())
+    assert isinstance(begun, m.RefillSession)
+    await b.ask(m.RefillAbort(refill_id=begun.refill_id))
+    expected = begun.expected_residual_ul
+    allowed = max(
+        expected * b.param("REFILL-003", "discrepancy_pct") // 100,
+        b.param("REFILL-003", "discrepancy_floor_ul"),
+    )
+    volume = b.profile.reservoir_capacity_ul - 10
+    await b.over(
+        "REFILL-003", b.refill(expected + allowed + 1, volume, t.conc), f"withdrawn {allowed + 1} uL more"
+    )
+    await b.ok("REFILL-003", b.refill(expected + allowed, volume, t.conc), f"withdrawn {allowed} uL more")
 
 
 @probe("REFILL-004", "RES-003")
@@ -234,6 +258,12 @@ async def low_reservoir_alarm(b: Bench, hands: Hands) -> None:
     b.expect(
         "RES-001", AlarmCode.LOW_RESERVOIR in s.alarms, f"{s.reservoir_ul} uL (threshold {low}): no alarm"
     )
+    # under the volume threshold the alarm stands while delivery is suspended (the reservoir is still low)
+    await b.advance((s.reservoir_ul - th.low_reservoir_ul) * DAY // t.rate + 3_600)
+    suspend = m.Suspend(duration_s=0, ack=m.NO_ACK)
+    await b.ok("STOP-002", b.command(suspend), "suspended", ack=("STOP-002",))
+    s = await b.status()
+    b.expect("RES-001", AlarmCode.LOW_RESERVOIR in s.alarms, f"suspended at {s.reservoir_ul} uL: {s.alarms}")
 
 
 @probe("RES-002")
