@@ -154,6 +154,14 @@ class Bench:
         self.script.append(f"time passes: {seconds} s")
         await self.advance_by(seconds)
 
+    async def start_dose(self) -> int:
+        """The first daily dose a probe sets up: what SCREEN-001 allows the pump's record, in whole rate
+        steps of the reservoir's drug."""
+        from itbproto.qa.probes.common import first_dose_limit
+
+        conc, step = (await self.status()).concentration_ug_ml, self.info.rate_step_ul_day
+        return first_dose_limit(self, await self.record()) // conc // step * step * conc
+
     async def settle(self) -> None:
         """Let the last change age past every look-back of the titration rules (a day, or the policy's
         longer interval), and a minute."""

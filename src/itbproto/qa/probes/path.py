@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from itbproto.qa.bench import DAY, Bench
+from itbproto.qa.bench import DAY, Bench, refused
 from itbproto.qa.probes.common import (
+    Therapy,
     bolus,
     drug_table,
     fastest,
@@ -13,44 +14,86 @@ from itbproto.qa.probes.registry import Hands, probe
 from itbproto.wire import messages as m
 from itbproto.wire.enums import (
     BolusKind,
+    ErrorCode,
     Procedure,
+    TherapyMode,
 )
 
 # --- the fluid path -----------------------------------------------------------------------------------------
+from itbproto.wire.message import Message
 
 
-@probe("BRIDGE-001")
-async def bridge(b: Bench, hands: Hands) -> None:
-    """After a concentration change: a bridge of at most the path's volume, at most the daily dose at the tip,
-    once, within the window."""
-    t = await start(b)
+async def _stronger_unbridged(b: Bench) -> Therapy:
+    """A pump whose maximum is its daily dose, refilled with a stronger drug and no bridge (FLOW-001
+    acknowledged): its path holds the old, weaker drug."""
+    t = await start(b, max_daily=(await b.start_dose()))
     other = next(c for c in drug_table() if c > t.conc)
-    await b.ok(
-        "FLOW-001",
-        b.refill(None, b.profile.reservoir_capacity_ul // 2, other),
-        f"a refill of {other} ug/mL, no bridge",
-        ack=("FLOW-001",),
-    )
+    refill = b.refill(None, b.profile.reservoir_capacity_ul // 2, other)
+    await b.ok("FLOW-001", refill, f"a refill of {other} ug/mL, no bridge", ack=("FLOW-001",))
+    return t
+
+
+async def _bridge_bounds(b: Bench) -> tuple[int, int]:
+    """The path's volume (µL) and the shortest time (s) that brings its drug to the tip at the daily dose."""
     history = await b.history()
     path_ul = sum(s.volume_scaled for s in history.path) // DAY
     tip_ng = sum(s.volume_scaled * s.concentration_ug_ml for s in history.path)  # ng x 86 400
     p = (await b.read(m.ReadPrescription(), m.PrescriptionReport)).prescription
-    daily = sum(s.rate_ul_day for s in p.steps) * p.concentration_ug_ml  # one step: its dose
-    shortest = -(-tip_ng // daily)
-    await b.over(
-        "BRIDGE-001",
-        b.command(bolus(BolusKind.BRIDGE, path_ul + 1, shortest + 60)),
-        f"a bridge of the path's {path_ul} uL + 1",
-    )
-    await b.over(
-        "BRIDGE-001",
-        b.command(bolus(BolusKind.BRIDGE, path_ul, shortest - 1)),
-        f"{path_ul} uL in {shortest - 1} s",
-    )
+    daily = p.steps[0].rate_ul_day * p.concentration_ug_ml
+    return path_ul, -(-tip_ng // daily)
+
+
+@probe("BRIDGE-001", "BOL-004")
+async def bridge(b: Bench, hands: Hands) -> None:
+    """After a concentration change: a bridge of at most the path's volume, at most the daily dose at the
+    tip, one bolus at a time, once."""
+    await _stronger_unbridged(b)
+    path_ul, shortest = await _bridge_bounds(b)
+    too_much = bolus(BolusKind.BRIDGE, path_ul + 1, shortest + 60)
+    await b.over("BRIDGE-001", b.command(too_much), f"a bridge of the path's {path_ul} uL + 1")
+    too_fast = bolus(BolusKind.BRIDGE, path_ul, shortest - 1)
+    await b.over("BRIDGE-001", b.command(too_fast), f"{path_ul} uL in {shortest - 1} s")
     await b.ok(
         "BRIDGE-001", b.command(bolus(BolusKind.BRIDGE, path_ul, shortest)), f"{path_ul} uL in {shortest} s"
     )
-    await b.over("BRIDGE-001", b.command(bolus(BolusKind.BRIDGE, 1, shortest)), "a second bridge")
+    await b.over("BOL-004", b.command(bolus(BolusKind.CLINICIAN, 1, 60)), "a clinician's bolus on the bridge")
+    await b.advance(shortest + 60)
+    await b.over(
+        "BRIDGE-001", b.command(bolus(BolusKind.BRIDGE, 1, shortest)), "a second bridge, the first over"
+    )
+
+
+@probe("BRIDGE-001")
+async def bridge_window(b: Bench, hands: Hands) -> None:
+    await _stronger_unbridged(b)
+    changed = (await b.history()).concentration_changed_at
+    await b.advance(changed + b.param("BRIDGE-001", "window_s") + 1 - (await b.status()).device_time)
+    path_ul, shortest = await _bridge_bounds(b)
+    late = bolus(BolusKind.BRIDGE, path_ul, shortest)
+    await b.over("BRIDGE-001", b.command(late), "a bridge a second after the window")
+
+
+@probe("DOSE-001", "BRIDGE-001")
+async def bridge_after_a_dilution(b: Bench, hands: Hands) -> None:
+    """A weaker drug, bridged: the path's stronger drug leaves at the daily dose; cancelling the bridge
+    half-way would push the rest at the new, faster rate: refused."""
+    t = await start(b, max_daily=(await b.start_dose()))
+    weakest = min(drug_table())
+    refill = b.refill(None, b.profile.reservoir_capacity_ul // 2, weakest, bridge=True)
+    await b.ok("BRIDGE-001", refill, f"a refill of {weakest} ug/mL, bridged")
+    s = await b.status()
+    b.expect("BRIDGE-001", s.mode is TherapyMode.BOLUS and s.bolus_remaining_ul > 0, f"bridged: {s}")
+    tip_hours = (b.profile.pump_path_ul + b.profile.catheter_ul) * t.conc * 24 // t.daily
+    await b.advance(tip_hours * 3_600 // 3)
+
+    async def cancel(ack: m.Acknowledgement) -> Message:
+        for bolus_id in range(1, 64):  # the bridge's id is the pump's: the one it does not call unknown
+            reply = await b.ask(m.BolusCancel(bolus_id=bolus_id))
+            if not refused(reply, ErrorCode.UNKNOWN_ID):
+                return reply
+        return reply
+
+    await b.over("DOSE-001", cancel, "the bridge cancelled a third of the way")
 
 
 @probe("PRIME-001", "FLOW-001")
