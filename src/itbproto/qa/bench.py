@@ -19,7 +19,7 @@ from itbproto.qa.wire import Probe
 from itbproto.safety import RuleCatalog, SafetyPolicy
 from itbproto.therapy import DeviceProfile
 from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode, EventCode, PrescriptionMode, Role
+from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, PrescriptionMode, Role
 from itbproto.wire.message import Message
 
 __all__ = ["Bench", "Finding", "Tally", "continuous", "refused", "tightened"]
@@ -202,6 +202,16 @@ class Bench:
             if not page.events or page.events[-1].index + 1 >= page.total:
                 return found
             first = page.events[-1].index + 1
+
+    async def alarms(self, code: AlarmCode) -> list[m.AlarmRecord]:
+        """The pump's active alarms of ``code``."""
+        listed: m.AlarmList = await self.read(m.AlarmListRequest(), m.AlarmList)
+        return [a for a in listed.alarms if a.code is code]
+
+    async def flows_after(self, before: m.TherapyHistory) -> list[m.FlowRecord]:
+        """The flows of drug or saline the pump reports since the ``before`` history's last one."""
+        last = max((f.end for f in before.flows), default=0)
+        return [f for f in (await self.history()).flows if f.rate_ul_day and f.end > last]
 
     async def log_size(self) -> int:
         page = await self.read(m.EventLogRead(first=2**32 - 1, count=1), m.EventLogPage)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from itbproto.qa.bench import DAY, Bench, continuous
+from itbproto.qa.bench import DAY, Bench, continuous, refused
 from itbproto.qa.probes.common import (
     bolus,
     fastest,
+    rx,
     start,
 )
 from itbproto.qa.probes.dose import first_dose_after_screening
@@ -44,10 +45,7 @@ async def stop_and_restart(b: Bench, hands: Hands) -> None:
     await b.over("STOP-001", b.command(m.SessionEnd(ack=m.NO_ACK)), "the session ends while suspended")
     before = await b.history()
     await b.advance(gap // 2)
-    after = await b.history()
-    moving = [
-        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
-    ]
+    moving = await b.flows_after(before)
     b.expect("STOP-002", not moving, f"delivery while suspended: {moving}")
     await b.advance(gap - gap // 2 + 60)
     s = await b.status()
@@ -60,6 +58,43 @@ async def stop_and_restart(b: Bench, hands: Hands) -> None:
     )
     await b.advance(gap + 1)
     await b.over("RESTART-001", b.command(m.Resume(ack=m.NO_ACK)), f"resumed after {gap + 1} s")
+
+
+@probe("STOP-002", "RESTART-001")
+async def suspend_with_a_bolus_running(b: Bench, hands: Hands) -> None:
+    """Suspending stops a running bolus too; no bolus starts while suspended; a prescription committed while
+    stopped does not restart the interruption's clock."""
+    t = await start(b, max_bolus=b.param("BOL-001", "absolute_max_bolus_ng") // 4)
+    volume = t.rate // 12
+    await b.ok("BOL-001", b.command(bolus(BolusKind.CLINICIAN, volume, 7_200)), f"{volume} uL over 2 h")
+    await b.advance(1_800)
+    await b.ok("STOP-002", b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)), "suspended", ack=("STOP-002",))
+    before = await b.history()
+    await b.advance(7_200)
+    moving = await b.flows_after(before)
+    b.expect("STOP-002", not moving, f"the bolus went on after the suspension: {moving}")
+    codes = (ErrorCode.WRONG_STATE, ErrorCode.SAFETY_RULE)
+    await b.refuses(
+        "STOP-002", b.command(bolus(BolusKind.CLINICIAN, 1, 60)), "a bolus while suspended", *codes
+    )
+    gap = b.param("RESTART-001", "max_gap_s")
+    await b.advance(gap)
+    again = await b.program(rx(t, t.rate, b, max_bolus_ng=1))(m.NO_ACK)
+    if not refused(again):  # committed while stopped: the interruption goes on all the same
+        await b.over("RESTART-001", b.command(m.Resume(ack=m.NO_ACK)), f"resumed after {gap + 9_000} s")
+
+
+@probe("MRI-002")
+async def mri_in_a_timed_suspension(b: Bench, hands: Hands) -> None:
+    """An MRI stops delivery until resumed by hand, even from a suspension that would have ended."""
+    await start(b)
+    await b.ok(
+        "STOP-002", b.command(m.Suspend(duration_s=3_600, ack=m.NO_ACK)), "suspended 1 h", ack=("STOP-002",)
+    )
+    s = await b.status()
+    await b.over(
+        "MRI-002", b.command(m.MriBegin(emptied_ul=s.reservoir_ul, ack=m.NO_ACK)), "an MRI, suspended"
+    )
 
 
 @probe("MRI-001", "MRI-002")
@@ -85,11 +120,9 @@ async def mri(b: Bench, hands: Hands) -> None:
     b.expect("MRI-001", s.mode is TherapyMode.MRI, f"prepared for an MRI: mode {s.mode.name}")
     before = await b.history()
     await b.advance(3_600)
-    after = await b.history()
-    moving = [
-        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
-    ]
+    moving = await b.flows_after(before)
     b.expect("MRI-001", not moving, f"delivery during the MRI: {moving}")
+    await b.refuses("MRI-001", b.command(m.RefillBegin()), "a refill during the MRI", ErrorCode.WRONG_STATE)
     await b.ok("MRI-002", b.command(m.MriEnd()), "the scan is over")
     s = await b.status()
     b.expect("MRI-002", s.mode is TherapyMode.STOPPED, f"after the MRI: mode {s.mode.name}, not STOPPED")
@@ -100,47 +133,38 @@ async def mri(b: Bench, hands: Hands) -> None:
 
 @probe("ALARM-001", needs=("fresh", "clock", "faults"))
 async def critical_alarm(b: Bench, hands: Hands) -> None:
+    """A stalled motor: a critical alarm, silenced for at most the period and acknowledged only for it (it
+    sounds again while the motor stays stalled); a session does not end silently with nothing flowing."""
     await start(b)
     await hands.fault("motor-stall")
-    alarms = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
-    stalls = [a for a in alarms if a.code is AlarmCode.MOTOR_STALL]
-    b.expect(
-        "ALARM-001", bool(stalls) and stalls[0].severity is Severity.CRITICAL, f"a stalled motor: {alarms}"
-    )
     s = await b.status()
     b.expect("ALARM-001", s.mode is TherapyMode.HALTED, f"a stalled motor: mode {s.mode.name}")
-    alarm = stalls[0]
+    await b.over("STOP-001", b.command(m.SessionEnd(ack=m.NO_ACK)), "the session ends with the motor stalled")
+    alarm = next(iter(await b.alarms(AlarmCode.MOTOR_STALL)), None)
+    if alarm is None or alarm.severity is not Severity.CRITICAL:
+        b.fail("ALARM-001", f"a stalled motor raised {alarm}, not a critical MOTOR_STALL")
+    assert alarm is not None
     period = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds.reannunciate_s
-    await b.over(
-        "ALARM-001",
-        b.command(m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period + 1)),
-        f"silenced {period + 1} s",
-    )
-    await b.ok(
-        "ALARM-001",
-        b.command(m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period)),
-        f"silenced {period} s",
-    )
-    now = (await b.status()).device_time
-    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
-    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
-    b.expect(
-        "ALARM-001",
-        [a.silenced_until for a in mine] == [now + period],
-        f"silenced {period} s at {now}: {mine}",
-    )
-    await b.advance(period)
-    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
-    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
-    b.expect(
-        "ALARM-001",
-        bool(mine) and mine[0].silenced_until <= now + period and not mine[0].acknowledged,
-        f"{period} s on: {mine}",
-    )
-    await b.ok("ALARM-001", b.command(m.AlarmAcknowledge(alarm_id=alarm.alarm_id)), "acknowledged")
-    listed = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
-    mine = [a for a in listed if a.alarm_id == alarm.alarm_id]
-    b.expect("ALARM-001", bool(mine) and mine[0].acknowledged, f"acknowledged, listed as {mine}")
+    for how, quiet in (
+        ("silenced", m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period)),
+        ("acknowledged", m.AlarmAcknowledge(alarm_id=alarm.alarm_id)),
+    ):
+        if how == "silenced":
+            longer = m.AlarmSilence(alarm_id=alarm.alarm_id, duration_s=period + 1)
+            await b.over("ALARM-001", b.command(longer), f"silenced {period + 1} s")
+        await b.ok("ALARM-001", b.command(quiet), how)
+        now = (await b.status()).device_time
+        mine = await b.alarms(AlarmCode.MOTOR_STALL)
+        b.expect("ALARM-001", [a.silenced_until for a in mine] == [now + period], f"{how} at {now}: {mine}")
+        await b.advance(period - 1)
+        mine = await b.alarms(AlarmCode.MOTOR_STALL)
+        b.expect(
+            "ALARM-001", [a.silenced_until for a in mine] == [now + period], f"{how}, {period - 1} s: {mine}"
+        )
+        await b.advance(1)
+        mine = await b.alarms(AlarmCode.MOTOR_STALL)
+        sounding = [a for a in mine if not a.silenced_until and not a.acknowledged]
+        b.expect("ALARM-001", bool(sounding), f"{how} {period} s ago, the motor still stalled: {mine}")
     await hands.fault("motor-recover")
     s = await b.status()
     b.expect("ALARM-001", AlarmCode.MOTOR_STALL not in s.alarms, f"the motor runs again: {s.alarms}")
@@ -174,10 +198,7 @@ async def battery(b: Bench, hands: Hands) -> None:
         await b.refuses("BATT-001", b.command(request), f"{what} at end of service", ErrorCode.HARDWARE_FAULT)
     before = await b.history()
     await b.advance(3_600)
-    after = await b.history()
-    moving = [
-        f for f in after.flows if f.rate_ul_day and f.end > max((f.end for f in before.flows), default=0)
-    ]
+    moving = await b.flows_after(before)
     b.expect("BATT-001", not moving, f"delivery after end of service: {moving}")
 
 
