@@ -82,9 +82,9 @@ class Target(Protocol):
         """A new link to the pump."""
         ...
 
-    async def fresh(self, screening: bool = False) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
         """A new pump where the target can make one (in-process; a new patient in screening if
-        ``screening``); otherwise the same pump goes on."""
+        ``screening``; of the device ``profile`` if given); otherwise the same pump goes on."""
         ...
 
     async def fault(self, kind: str, value: int = 0) -> None:
@@ -119,7 +119,7 @@ class InprocTarget:
 
             seed(defect)
 
-    async def fresh(self, screening: bool = False) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
         from itbemu import Emulator, VirtualClock
         from itbemu.device import START, new_therapy
         from itbemu.inprocess import InProcessHub
@@ -127,17 +127,14 @@ class InprocTarget:
         from itbproto.specfiles import load_drug, load_profile, load_rules
         from itbproto.therapy import TherapyState
 
-        profile, drug = load_profile(self.profile), load_drug()
+        device, drug = load_profile(profile or self.profile), load_drug()
         if screening:  # a new pump for a new patient: nothing on record yet
+            full = device.reservoir_capacity_ul
             therapy = TherapyState.new(
-                now=START,
-                profile=profile,
-                drug=drug,
-                concentration_ug_ml=500,
-                reservoir_ul=profile.reservoir_capacity_ul,
+                now=START, profile=device, drug=drug, concentration_ug_ml=500, reservoir_ul=full
             )
         else:
-            therapy = new_therapy(profile, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
+            therapy = new_therapy(device, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
         policy = SafetyPolicy(load_rules(), self.policy)
         emulator = Emulator.create(therapy, policy, serial=self.serial or "QA-INPROC")
         emulator.firmware.pin = self.pin
@@ -188,7 +185,7 @@ class RemoteTarget:
     async def transport(self) -> Transport:
         return await open_target(self.name)
 
-    async def fresh(self, screening: bool = False) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
         return None
 
     async def fault(self, kind: str, value: int = 0) -> None:

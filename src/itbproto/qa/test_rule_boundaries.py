@@ -21,7 +21,7 @@ from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
-from itbproto.wire.enums import Role
+from itbproto.wire.enums import PumpKind, Role
 
 
 class TargetHands:
@@ -80,7 +80,9 @@ async def run_probe(
 ) -> None:
     """One probe on a pump the target makes (or the one it has), then the oracle over what it left."""
     target.policy = policy
-    await target.fresh(screening="screening" in spec.needs)
+    if spec.valve and "fresh" in target.can:
+        profile = VALVE_PROFILE
+    await target.fresh(screening="screening" in spec.needs, profile=profile)
     hands = TargetHands(target)
     clinician = await hands.link(Role.CLINICIAN)
     bench = Bench(
@@ -116,6 +118,10 @@ async def oracle_after(b: Bench) -> None:
         b.fail(violation.rule_id, violation.what)
 
 
+#: the shipped device profile of a valve-gated pump (what in-process targets build for valve probes)
+VALVE_PROFILE = "itbv-20"
+
+
 def _marked() -> list[object]:
     """Each probe, marked with the catalog's rules it reaches (the traceability matrix lists it)."""
     known = set(load_rules().ids)
@@ -140,7 +146,12 @@ def test_rule_boundary(
     """Each rule's boundary: just inside accepted, just outside refused with the rule named, the
     consequences on the pump's records as the rule says."""
     seen = Report(())
-    missing = sorted(spec.needs - itb_target.can)
+    can = itb_target.can | (
+        {"valve"} if load_profile(itb_profile_name).pump_kind is PumpKind.VALVE else set()
+    )
+    if "fresh" in itb_target.can:
+        can |= {"valve"}
+    missing = sorted(spec.needs - can)
     if missing:
         why = "; ".join(NEEDS[n] for n in missing)
         for rule_id in spec.rules:

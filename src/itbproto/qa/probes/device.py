@@ -16,6 +16,8 @@ from itbproto.wire.enums import (
     AlarmCode,
     BolusKind,
     ErrorCode,
+    Origin,
+    PatientGroup,
     Phase,
     Procedure,
     ScreeningResponse,
@@ -94,6 +96,24 @@ async def mri_in_a_timed_suspension(b: Bench, hands: Hands) -> None:
     s = await b.status()
     await b.over(
         "MRI-002", b.command(m.MriBegin(emptied_ul=s.reservoir_ul, ack=m.NO_ACK)), "an MRI, suspended"
+    )
+
+
+@probe("MRI-001", needs=("fresh", "clock", "valve"))
+async def mri_valve_gated(b: Bench, hands: Hands) -> None:
+    """A valve-gated pump is emptied before an MRI, to within the residual-discrepancy threshold of what it
+    holds; what was withdrawn is gone from its count."""
+    await start(b)
+    held = (await b.status()).reservoir_ul
+    pct, floor = b.param("REFILL-003", "discrepancy_pct"), b.param("REFILL-003", "discrepancy_floor_ul")
+    short = max(held * pct // 100, floor)
+    left_in = m.MriBegin(emptied_ul=held - short - 1, ack=m.NO_ACK)
+    await b.over("MRI-001", b.command(left_in), f"{short + 1} uL left in", ack=("MRI-002",))
+    emptied = m.MriBegin(emptied_ul=held - short, ack=m.NO_ACK)
+    await b.ok("MRI-001", b.command(emptied), f"{short} uL left in", ack=("MRI-002",))
+    s = await b.status()
+    b.expect(
+        "MRI-001", s.reservoir_ul <= short, f"{held - short} uL withdrawn of {held}: {s.reservoir_ul} left"
     )
 
 
@@ -205,75 +225,89 @@ async def battery(b: Bench, hands: Hands) -> None:
 # --- the therapy path ---------------------------------------------------------------------------------------
 
 
-@probe("BOL-002", "PHASE-001", "SCREEN-001", "PRIME-001", needs=("fresh", "clock", "screening"))
-async def screening_to_therapy(b: Bench, hands: Hands) -> None:
-    """A new patient: screening doses in the label's order a day apart, implant, priming, the first dose."""
+async def _screening(b: Bench, hands: Hands, effective_at: int | None, effect_s: int) -> None:
+    """A new adult patient: the label's screening doses in order a day apart, each response recorded, until
+    the one at ``effective_at`` works for ``effect_s``; then implant, priming, therapy, the first dose."""
     from itbproto.specfiles import load_drug
 
     drug = load_drug()
-    s = await b.status()
-    conc = s.concentration_ug_ml
+    conc = (await b.status()).concentration_ug_ml
     record = await b.record()
 
     def phase(p: Phase) -> m.SetPatientRecord:
-        return m.SetPatientRecord(group=record.group, origin=record.origin, risks=record.risks, phase=p)
+        return m.SetPatientRecord(group=PatientGroup.ADULT, origin=Origin.SPINAL, risks=record.risks, phase=p)
 
+    await b.ok("PHASE-001", b.command(phase(Phase.SCREENING)), "an adult of spinal origin, in screening")
     await b.over("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted with no effective screening dose")
     await b.over("PHASE-001", b.program(continuous(100, conc, 100 * conc)), "a prescription in screening")
     doses = list(drug.screening_doses_ng)
 
     def dose(ng: int) -> m.BolusStart:
-        volume = ng // conc
-        return bolus(BolusKind.CLINICIAN, volume, fastest(b, volume))
+        return bolus(BolusKind.CLINICIAN, ng // conc, fastest(b, ng // conc))
 
-    off_label = doses[0] + conc
-    await b.over(
-        "BOL-002", b.command(dose(off_label)), f"a screening dose of {off_label} ng, not the label's"
-    )
-    await b.over("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng first")
-    await b.ok("BOL-002", b.command(dose(doses[0])), f"{doses[0]} ng")
     interval = max(b.param("BOL-002", "interval_s"), drug.screening_interval_s)
-    await b.advance(interval - 1)
-    await b.over("BOL-002", b.command(dose(doses[1])), "the next before its response is recorded")
-    await b.ok(
-        "BOL-002",
-        b.command(m.RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0)),
-        "no response",
-    )
-    await b.over("BOL-002", b.command(dose(doses[1])), f"the next {interval - 1} s after the first")
+    await b.over("BOL-002", b.command(dose(doses[0] + conc)), f"{doses[0] + conc} ng, not a label dose")
+    await b.over("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng first")
+    for n, ng in enumerate(doses):
+        if n:
+            await b.over("BOL-002", b.command(dose(ng)), f"{ng} ng {interval - 1} s after the last")
+            await b.advance(1)
+            if n + 1 < len(doses):
+                await b.over("BOL-002", b.command(dose(doses[n + 1])), f"{doses[n + 1]} ng: a step skipped")
+        await b.ok("BOL-002", b.command(dose(ng)), f"{ng} ng")
+        await b.over("BOL-002", b.command(dose(ng)), "the next before the response is recorded")
+        worked = n == effective_at
+        response = ScreeningResponse.EFFECTIVE if worked else ScreeningResponse.NONE
+        said = m.RecordScreeningResponse(response=response, effect_s=effect_s if worked else 0)
+        await b.ok("BOL-002", b.command(said), f"{response.name.lower()}")
+        await b.advance(interval - 1)
+        if worked:
+            break
     await b.advance(1)
-    await b.over("BOL-002", b.command(dose(doses[2])), f"{doses[2]} ng: a step skipped")
-    await b.ok("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng a day later")
-    effect = b.param("SCREEN-001", "long_effect_s") - 1
-    await b.ok(
-        "BOL-002",
-        b.command(m.RecordScreeningResponse(response=ScreeningResponse.EFFECTIVE, effect_s=effect)),
-        "effective",
+    last = doses[-1]
+    await b.over(
+        "BOL-002", b.command(dose(last)), "a screening dose after an effective one, or after the last"
     )
-    await b.advance(interval)
-    await b.over("BOL-002", b.command(dose(doses[2])), "a screening dose after an effective one")
+    if effective_at is None:
+        await b.over("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted: no dose worked")
+        return
     await b.over("PHASE-001", b.command(phase(Phase.THERAPY)), "screening to therapy, a phase skipped")
     await b.ok("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted")
-    await b.ok(
-        "PHASE-001",
-        b.command(m.RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=0)),
-        "the implant",
-    )
+    implant = m.RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=0)
+    await b.ok("PHASE-001", b.command(implant), "the implant")
+    await b.over("PHASE-001", b.command(dose(doses[0])), "a clinician's bolus before the path is primed")
     await b.over("PHASE-001", b.command(phase(Phase.THERAPY)), "therapy before priming")
-    history = await b.history()
-    saline = sum(p.volume_scaled for p in history.path if p.concentration_ug_ml == 0) // DAY
-    await b.ok(
-        "PRIME-001", b.command(bolus(BolusKind.PRIMING, saline, fastest(b, saline))), f"priming {saline} uL"
-    )
+    saline = sum(p.volume_scaled for p in (await b.history()).path if p.concentration_ug_ml == 0) // DAY
+    priming = bolus(BolusKind.PRIMING, saline, fastest(b, saline))
+    await b.ok("PRIME-001", b.command(priming), f"priming {saline} uL")
+    await b.over("PHASE-001", b.command(phase(Phase.THERAPY)), "therapy while the priming bolus runs")
     await b.advance(fastest(b, saline) + 60)
     await b.ok("PHASE-001", b.command(phase(Phase.THERAPY)), "therapy")
     record = await b.record()
-    b.expect(
-        "SCREEN-001",
-        record.screening_dose_ng == doses[1],
-        f"the effective dose on record: {record.screening_dose_ng}",
-    )
+    effective = doses[effective_at]
+    b.expect("SCREEN-001", record.screening_dose_ng == effective, f"on record: {record.screening_dose_ng} ng")
     await first_dose_after_screening(b, hands)
+
+
+WALK = ("BOL-002", "PHASE-001", "SCREEN-001", "PRIME-001")
+
+
+@probe(*WALK, needs=("fresh", "clock", "screening"))
+async def screening_long_effect(b: Bench, hands: Hands) -> None:
+    """The second dose works for exactly the long-effect time: the first daily dose at most that dose."""
+    await _screening(b, hands, 1, b.param("SCREEN-001", "long_effect_s"))
+
+
+@probe(*WALK, needs=("fresh", "clock", "screening"))
+async def screening_short_effect(b: Bench, hands: Hands) -> None:
+    """The second dose works a second less: the first daily dose up to the factor times it."""
+    await _screening(b, hands, 1, b.param("SCREEN-001", "long_effect_s") - 1)
+
+
+@probe("BOL-002", "PHASE-001", needs=("fresh", "clock", "screening"))
+async def screening_no_response(b: Bench, hands: Hands) -> None:
+    """No dose works, up to the largest: not a candidate (no more doses, no implant)."""
+    await _screening(b, hands, None, 0)
 
 
 # --- the clock ----------------------------------------------------------------------------------------------
@@ -293,3 +327,11 @@ async def clock(b: Bench, hands: Hands) -> None:
     await b.advance(most // 2)
     await b.over("CLOCK-001", b.command(m.SetClock(device_time=changed - 1)), "back past the rate change")
     await b.ok("CLOCK-001", b.command(m.SetClock(device_time=changed)), "back to the rate change")
+    suspend = m.Suspend(duration_s=0, ack=m.NO_ACK)  # nothing delivered from now on: nothing recorded
+    await b.ok("STOP-002", b.command(suspend), "suspended", ack=("STOP-002",))
+    await b.advance(3 * most)  # idle since: a step back is bounded all the same
+    now = (await b.status()).device_time
+    await b.over(
+        "CLOCK-001", b.command(m.SetClock(device_time=now - most - 1)), f"the clock {most + 1} s back"
+    )
+    await b.ok("CLOCK-001", b.command(m.SetClock(device_time=now - most)), f"the clock {most} s back")

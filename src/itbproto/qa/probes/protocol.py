@@ -132,6 +132,8 @@ async def roles(b: Bench, hands: Hands) -> None:
         Role.PATIENT: (
             m.SetRate(rate_ul_day=s.rate_ul_day or b.info.min_rate_ul_day, ack=m.NO_ACK),
             bolus(BolusKind.CLINICIAN, 1, 3_600),
+            bolus(BolusKind.BRIDGE, 1, 3_600),
+            bolus(BolusKind.PRIMING, 1, 3_600),
             m.RefillBegin(),
             m.Suspend(duration_s=60, ack=m.NO_ACK),
             m.SetClock(device_time=s.device_time),

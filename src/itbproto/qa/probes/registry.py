@@ -21,6 +21,7 @@ NEEDS = {
     "pairing": "the PIN the pump shows (--itb-pin, or in-process)",
     "links": "a second link beside the first (not one bumble hub host)",
     "screening": "a new patient in screening (in-process targets)",
+    "valve": "a valve-gated pump (in-process: the shipped valve profile; remote: --itb-device of one)",
 }
 
 
@@ -60,6 +61,11 @@ class ProbeSpec:
     rules: tuple[str, ...]
     needs: frozenset[str]
     run: Run
+
+    @property
+    def valve(self) -> bool:
+        """It runs on a valve-gated pump."""
+        return "valve" in self.needs
 
 
 PROBES: list[ProbeSpec] = []
