@@ -12,7 +12,15 @@ log, the prescription in force) and checks them by brute force with exact fracti
 - each command transaction is applied once, whatever was retried or replayed (protocol.md §5; reported as
   TXN), and nothing changes delivery without a command the suite saw accepted;
 - a low reservoir is annunciated while the pump infuses (RES-001); a suspension by command carries its
-  acknowledgement, logged with it (STOP-002).
+  acknowledgement, logged with it (STOP-002); nothing flows while suspended, in an MRI or at end of
+  service (STOP-002, MRI-001, BATT-001);
+- every clinician and patient bolus is at most the maximum bolus of the prescription in force when it
+  started (BOL-001); patient boluses keep the prescription's lockout and count in any 24 h (PBOL-001,
+  PBOL-002) and its volume (PBOL-003);
+- every programmed increase of the daily dose is at most the titration step above the lowest dose in force
+  in the 24 h before it, for the strictest patient category of those 24 h (TITR-001), increases are at least
+  the interval apart (TITR-002), peaks rise at most their step (FLEX-003), and a large decrease or a large
+  step above the maintenance range was acknowledged in the log (DECR-001, TITR-003).
 
 Flows are accumulated across steps, so windows reach back past the 24 h a history holds.
 """
@@ -24,7 +32,7 @@ from fractions import Fraction
 
 from itbproto.safety import SafetyPolicy
 from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, TherapyMode
+from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, Origin, PatientGroup, TherapyMode
 
 __all__ = ["DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
 
@@ -89,6 +97,18 @@ class Oracle:
     dry_since: int | None = None
     #: the maximum daily dose of each prescription, by when it was committed
     maxima: dict[int, int] = field(default_factory=dict)
+    #: each prescription in force, by when it was committed; every bolus seen, by (start, kind)
+    prescriptions: dict[int, m.Prescription] = field(default_factory=dict)
+    boluses: dict[tuple[int, BolusKind], m.BolusEntry] = field(default_factory=dict)
+    #: dose changes seen (since -> entry), patient records seen (since -> record)
+    doses: dict[int, m.DoseChange] = field(default_factory=dict)
+    records: dict[int, m.PatientRecord] = field(default_factory=dict)
+    #: times delivery stopped and started again by the log ([start, end), end None while it lasts)
+    stops: list[list[int | None]] = field(default_factory=list)
+    #: when the status first said end of service
+    end_of_service: int | None = None
+    #: hazards acknowledged, by the time of the command that met them
+    acknowledged: dict[int, set[str]] = field(default_factory=dict)
     #: rule IDs whose checks had something to check, per step (the report's "exercised")
     exercised: set[str] = field(default_factory=set)
 
@@ -102,12 +122,15 @@ class Oracle:
         thresholds: m.AlarmThresholds,
         events: list[m.EventRecord],
         prescription: m.PrescriptionReport | None,
+        records: tuple[m.RecordChange, ...] = (),
     ) -> list[Violation]:
         found: list[Violation] = []
         now = status.device_time
         ceiling = self._param("DOSE-003", "adult_ceiling_ng_day")
         if prescription is not None and prescription.committed_at not in self.maxima:
             self.maxima[prescription.committed_at] = prescription.prescription.max_daily_dose_ng
+            self.prescriptions[prescription.committed_at] = prescription.prescription
+        self.records.update((r.since, r.record) for r in records)
         found += self._windows(history, now, ceiling)
         found += self._first_in_first_out(status, history, events)
         programmed = status.rate_ul_day * status.concentration_ug_ml
@@ -127,10 +150,162 @@ class Oracle:
                 found.append(
                     Violation("BOL-001", f"a {bolus.kind.name} bolus of {bolus.dose_ng} ng at {bolus.start}")
                 )
+        fresh = [e for e in events if e.index >= self.next_event]
         found += self._reservoir(status, events)
         found += self._events(events)
         found += self._alarms(status, thresholds)
+        found += self._stopped(status, history, fresh)
+        found += self._boluses(history)
+        found += self._titration(history)
         return found
+
+    def _in_force(self, at: int) -> m.Prescription | None:
+        since = [t for t in self.prescriptions if t <= at]
+        return self.prescriptions[max(since)] if since else None
+
+    def _stopped(
+        self, status: m.StatusReport, history: m.TherapyHistory, events: list[m.EventRecord]
+    ) -> list[Violation]:
+        """Nothing reaches the tip while the log says delivery is suspended, in an MRI, at end of service."""
+        for e in events:
+            if e.code in (EventCode.SUSPENDED, EventCode.MRI_BEGUN) and not self._stopped_now:
+                self.stops.append([e.at, None])
+            elif e.code is EventCode.RESUMED and self._stopped_now:
+                self.stops[-1][1] = e.at
+        if status.mode is TherapyMode.END_OF_SERVICE and self.end_of_service is None:
+            self.end_of_service = status.device_time
+        found: list[Violation] = []
+        spans = [(start, end, "STOP-002") for start, end in self.stops]
+        if self.end_of_service is not None:
+            spans.append((self.end_of_service, None, "BATT-001"))
+        for start, end, rule in spans:
+            assert start is not None
+            late = [
+                f for f in history.flows if f.rate_ul_day and f.end > start and (end is None or f.start < end)
+            ]
+            self.exercised.add(rule)
+            if late:
+                found.append(
+                    Violation(rule, f"drug flowed while delivery was stopped from {start}: {late[0]}")
+                )
+        return found
+
+    @property
+    def _stopped_now(self) -> bool:
+        return bool(self.stops) and self.stops[-1][1] is None
+
+    def _boluses(self, history: m.TherapyHistory) -> list[Violation]:
+        """Each bolus against the prescription in force when it started; patient boluses against its
+        lockout, count and volume."""
+        found: list[Violation] = []
+        for b in history.boluses:
+            key = (b.start, b.kind)
+            if key in self.boluses or b.kind not in (BolusKind.CLINICIAN, BolusKind.PATIENT):
+                continue
+            self.boluses[key] = b
+            p = self._in_force(b.start)
+            if p is None:
+                continue
+            self.exercised.add("BOL-001")
+            if b.dose_ng > p.max_bolus_ng:
+                found.append(
+                    Violation(
+                        "BOL-001", f"a {b.kind.name} bolus of {b.dose_ng} ng, its maximum {p.max_bolus_ng}"
+                    )
+                )
+            if b.kind is not BolusKind.PATIENT:
+                continue
+            self.exercised.update(("PBOL-001", "PBOL-002", "PBOL-003"))
+            if b.volume_ul != p.patient.volume_ul:
+                found.append(
+                    Violation(
+                        "PBOL-003", f"a patient bolus of {b.volume_ul} uL, {p.patient.volume_ul} prescribed"
+                    )
+                )
+            earlier = [s for (s, k) in self.boluses if k is BolusKind.PATIENT and s < b.start]
+            if earlier and b.start - max(earlier) < p.patient.lockout_s:
+                found.append(
+                    Violation(
+                        "PBOL-001",
+                        f"patient boluses {b.start - max(earlier)} s apart, lockout {p.patient.lockout_s}",
+                    )
+                )
+            within = [s for s in earlier if s > b.start - DAY]
+            if len(within) >= p.patient.max_per_day:
+                found.append(
+                    Violation("PBOL-002", f"{len(within) + 1} patient boluses in 24 h up to {b.start}")
+                )
+        return found
+
+    def _titration(self, history: m.TherapyHistory) -> list[Violation]:
+        """Each increase of the programmed daily dose (and of its peak) against the lowest in force in the
+        24 h before it; increases the interval apart; large steps acknowledged."""
+        found: list[Violation] = []
+        fresh = [d for d in history.doses if d.since not in self.doses]
+        self.doses.update((d.since, d) for d in history.doses)
+        entries = sorted(self.doses.values(), key=lambda d: d.since)
+        interval = self._param("TITR-002", "interval_s")
+        for d in fresh:
+            before = [e for e in entries if e.since < d.since]
+            if not before:
+                continue
+            window = [e for e in before if e.since > d.since - DAY] + [
+                max((e for e in before if e.since <= d.since - DAY), key=lambda e: e.since, default=before[0])
+            ]
+            lowest, lowest_peak, current = (
+                min(e.daily_dose_scaled for e in window),
+                min(e.peak_ng_day for e in window),
+                before[-1],
+            )
+            pct = self._titration_pct(d.since)
+            if d.daily_dose_scaled > current.daily_dose_scaled:
+                self.exercised.update(("TITR-001", "TITR-002"))
+                if lowest and d.daily_dose_scaled * 100 > lowest * (100 + pct):
+                    found.append(
+                        Violation(
+                            "TITR-001",
+                            f"{d.daily_dose_scaled // DAY} ng/day at {d.since}: over {pct} % above {lowest // DAY}",
+                        )
+                    )
+                raised = [
+                    e.since
+                    for a, e in zip(entries, entries[1:])
+                    if e.daily_dose_scaled > a.daily_dose_scaled and e.since < d.since
+                ]
+                if raised and d.since - max(raised) < interval:
+                    found.append(Violation("TITR-002", f"raised at {max(raised)} and again at {d.since}"))
+            peak_pct = self._param("FLEX-003", "peak_pct")
+            if d.peak_ng_day > current.peak_ng_day and lowest_peak:
+                self.exercised.add("FLEX-003")
+                if d.peak_ng_day * 100 > lowest_peak * (100 + peak_pct):
+                    found.append(
+                        Violation(
+                            "FLEX-003",
+                            f"a peak of {d.peak_ng_day} ng/day at {d.since}, the lowest {lowest_peak}",
+                        )
+                    )
+            drop = self._param("DECR-001", "max_decrease_pct")
+            if d.daily_dose_scaled and d.daily_dose_scaled * 100 < current.daily_dose_scaled * (100 - drop):
+                self.exercised.add("DECR-001")
+                if "DECR-001" not in self.acknowledged.get(d.since, set()):
+                    found.append(
+                        Violation("DECR-001", f"a drop of more than {drop} % at {d.since}, unacknowledged")
+                    )
+        return found
+
+    def _titration_pct(self, at: int) -> int:
+        """TITR-001's percentage for the strictest patient record in force in the 24 h before ``at``."""
+        since = sorted(self.records)
+        live = [self.records[t] for t in since if at - DAY < t <= at]
+        live += [self.records[t] for t in since if t <= at - DAY][-1:]
+        pcts = [self._param("TITR-001", "spinal_pct")]
+        for r in live:
+            pcts.append(
+                self._param("TITR-001", "cerebral_pct" if r.origin is Origin.CEREBRAL else "spinal_pct")
+            )
+            if r.group is PatientGroup.CHILD:
+                pcts.append(self._param("TITR-001", "child_pct"))
+        return min(pcts[1:] or pcts)
 
     def _prescription(self, p: m.Prescription, ceiling: int) -> list[Violation]:
         """A prescription in force keeps its own maximum, and the ceiling its maximum."""
@@ -258,6 +433,9 @@ class Oracle:
         found: list[Violation] = []
         fresh = [e for e in events if e.index >= self.next_event]
         acknowledged = {(e.txn, e.detail.split(" ", 1)[0]) for e in fresh if e.code is EventCode.ACKNOWLEDGED}
+        for e in fresh:
+            if e.code is EventCode.ACKNOWLEDGED:
+                self.acknowledged.setdefault(e.at, set()).add(e.detail.split(" ", 1)[0])
         for event in fresh:
             self.next_event = event.index + 1
             if event.code is EventCode.SUSPENDED and event.txn:  # a suspension by command (STOP-002)
