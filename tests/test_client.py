@@ -25,7 +25,18 @@ from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import Acknowledgement, AlarmCode, BolusKind, ErrorCode, EventCode, Role
+from itbproto.wire import (
+    Acknowledgement,
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    Origin,
+    Procedure,
+    Role,
+    ScreeningResponse,
+    TherapyMode,
+)
 
 CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
 TRANSPORTS = ["inprocess", "tcp", "ble"]
@@ -178,6 +189,24 @@ async def test_a_commit_not_made_leaves_the_session_ready_for_the_next_command(t
             await pump.program(halved, lambda summary: Acknowledgement(rules=(), by="dr qa"))
         await pump.set_rate(790)  # the session is ready again
         assert (await pump.status()).rate_ul_day == 790
+
+
+@on_every_transport
+async def test_the_record_surgery_and_mri_through_the_client(t: Target) -> None:
+    async with await t.client() as pump:
+        await pump.program(CONTINUOUS, confirmed)
+        record = (await pump.patient_record()).records[-1].record
+        await pump.set_patient_record(record.group, Origin.CEREBRAL, record.phase)
+        assert (await pump.patient_record()).records[-1].record.origin is Origin.CEREBRAL
+        await pump.record_procedure(Procedure.CATHETER_REVISION, 100)
+        assert (await pump.history()).needs_priming
+        with pytest.raises(SafetyViolation, match="PHASE-001"):  # screening is over: refused before sending
+            await pump.record_screening_response(ScreeningResponse.NONE)
+        everything = Acknowledgement(rules=("MRI-002", "FLOW-001", "STOP-001"), by="dr qa")
+        await pump.begin_mri((await pump.status()).reservoir_ul, everything)
+        assert (await pump.status()).mode is TherapyMode.MRI
+        await pump.end_mri()
+        assert (await pump.status()).mode is TherapyMode.STOPPED
 
 
 @on_every_transport

@@ -49,7 +49,16 @@ from itbproto.security.pairing import PairedKey, ProgrammerPairing
 from itbproto.therapy import DeviceProfile, Drug
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, Role
+from itbproto.wire.enums import (
+    BolusKind,
+    Origin,
+    PatientGroup,
+    Phase,
+    Procedure,
+    Role,
+    ScreeningResponse,
+    WithdrawalRisk,
+)
 from itbproto.wire.fields import U32
 from itbproto.wire.message import Message
 
@@ -168,6 +177,10 @@ class PumpClient:
         """The prescription in force (the pump's copy), its id and when it was committed."""
         return await self._reply(self.session.read_prescription(), m.PrescriptionReport)
 
+    async def patient_record(self) -> m.PatientRecordReport:
+        """The patient record in force and its changes of the last 7 days."""
+        return await self._reply(self.session.read_patient_record(), m.PatientRecordReport)
+
     async def history(self) -> m.TherapyHistory:
         """The last 24 h as the rules see them: delivery at the catheter tip, dose changes, boluses."""
         return await self._reply(self.session.read_history(), m.TherapyHistory)
@@ -264,6 +277,28 @@ class PumpClient:
             if self.session.pump.refill is not None and self.session.pending is None:
                 await self._request(self.session.abort_refill())
             raise
+
+    async def set_patient_record(
+        self, group: PatientGroup, origin: Origin, phase: Phase, risks: frozenset[WithdrawalRisk] = frozenset()
+    ) -> m.Ack:
+        """The category the limits read, the withdrawal risks and the phase (PHASE-001)."""
+        return await self._command(lambda: self.session.set_patient_record(group, origin, phase, risks), m.Ack)
+
+    async def record_screening_response(self, response: ScreeningResponse, effect_s: int = 0) -> m.Ack:
+        """What the last screening dose did (BOL-002, SCREEN-001)."""
+        return await self._command(lambda: self.session.record_screening_response(response, effect_s), m.Ack)
+
+    async def record_procedure(self, procedure: Procedure, catheter_volume_ul: int = 0) -> m.Ack:
+        """Surgery on the pump or catheter: the new path holds saline until primed (never refused)."""
+        return await self._command(lambda: self.session.record_procedure(procedure, catheter_volume_ul), m.Ack)
+
+    async def begin_mri(self, emptied_ul: int, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
+        """Before a scan: delivery stops (a valve-gated pump emptied first: MRI-001, MRI-002)."""
+        return await self._command(lambda: self.session.begin_mri(emptied_ul, ack), m.Ack)
+
+    async def end_mri(self) -> m.Ack:
+        """After the scan: the pump stays stopped until resumed (RESTART-001)."""
+        return await self._command(self.session.end_mri, m.Ack)
 
     async def set_thresholds(self, thresholds: m.AlarmThresholds) -> m.Ack:
         return await self._command(lambda: self.session.set_thresholds(thresholds), m.Ack)
