@@ -32,16 +32,16 @@ from hypothesis.stateful import (
 )
 
 from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError, ItbError, NotAppliedError
+from itbproto.errors import CommandRefusedError, NotAppliedError
 from itbproto.machines.session import Summary
-from itbproto.qa.oracle import REPLAY, ROLE, Oracle, Violation
+from itbproto.qa.oracle import DAY, REPLAY, ROLE, Oracle, Violation
 from itbproto.qa.plugin import Report
-from itbproto.qa.targets import Tap, Target
+from itbproto.qa.targets import Tap, Target, pair
 from itbproto.safety import SafetyPolicy
 from itbproto.security import PairedKey
 from itbproto.specfiles import load_rules
 from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role
+from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role, Severity
 
 T = TypeVar("T")
 #: quick: the same 1,500 steps every run (derandomized), stopping at the first violation without shrinking
@@ -101,22 +101,11 @@ class PumpUnderTest(RuleBasedStateMachine):
 
     async def _open(self) -> None:
         await self.target.fresh()
-        self.key: PairedKey | None = None
-        if self.target.pin is not None:  # pair (the PIN the pump shows), then every frame sealed
-            if self.target.serial is None:  # the pump says its serial to an unpaired Hello
-                asking = PumpClient.shipped(await self.target.transport())
-                try:
-                    self.target.serial = (await asking.connect()).serial
-                finally:
-                    await asking.close()
-            pairing = PumpClient.shipped(await self.target.transport())
-            try:
-                self.key = await pairing.pair(self.target.pin, self.target.serial)
-            finally:
-                await pairing.close()
+        self.key = await self._key(Role.CLINICIAN)
         await self._connect()
         capacity = self.client.session.profile.reservoir_capacity_ul
-        self.oracle = Oracle(SafetyPolicy(load_rules()), capacity, next_event=await self.client.log_size())
+        self.policy = SafetyPolicy(load_rules(), self.target.policy)
+        self.oracle = Oracle(self.policy, capacity, next_event=await self.client.log_size())
         self.concentration = 500
         self.bolus_ids: list[int] = []
         self.alarm_ids: list[int] = []
@@ -124,6 +113,16 @@ class PumpUnderTest(RuleBasedStateMachine):
         self.prescription: m.PrescriptionReport | None = None
         found = await self._observe()  # what the pump was left in by whatever came before
         assert not found, found
+
+    async def _key(self, role: Role) -> PairedKey | None:
+        """The key of ``role`` when the target pairs (paired once per pump), else None."""
+        if self.target.pin is None:
+            return None
+        if role not in self.target.keys:
+            key = await pair(self.target, role)
+            assert key is not None, f"pairing a {role.name.lower()} with the PIN the pump shows failed"
+            self.target.keys[role] = key
+        return self.target.keys[role]
 
     async def _connect(self) -> None:
         """A new link and session; a reply counts as lost after 20 of its round trips (at least 20 ms
@@ -199,15 +198,49 @@ class PumpUnderTest(RuleBasedStateMachine):
     # same choices (a bundle empty in one run and not in the next is a FlakyStrategyDefinition).
 
     @rule(
-        kind=st.sampled_from(BolusKind),
-        volume=st.integers(1, 2_000),
-        minutes=st.integers(1, 240),
+        kind=st.sampled_from([BolusKind.CLINICIAN, BolusKind.BRIDGE, BolusKind.PRIMING]),
+        share=st.sampled_from([25, 50, 100, 0]),
+        slower=st.sampled_from([0, 1, 600]),
         acknowledge=st.booleans(),
     )
-    def bolus(self, kind: BolusKind, volume: int, minutes: int, acknowledge: bool) -> None:
-        started = self._do(lambda ack: self.client.bolus(kind, volume, minutes * 60, ack), acknowledge)
+    def bolus(self, kind: BolusKind, share: int, slower: int, acknowledge: bool) -> None:
+        """A clinician's bolus of ``share`` % of the largest the prescription allows (0: a µL more), as fast
+        as the motor may plus ``slower`` s; a bridge or priming bolus of as much (often refused)."""
+        most = self.prescription.prescription.max_bolus_ng if self.prescription else 0
+        largest = most // max(self.concentration, 1)
+        volume = max(1, largest * share // 100 if share else largest + 1)
+        duration = -(-volume * DAY // self.client.session.profile.max_bolus_rate_ul_day) + slower
+        started = self._do(lambda ack: self.client.bolus(kind, volume, duration, ack), acknowledge)
         if started is not None:
             self.bolus_ids.append(started.bolus_id)
+
+    @precondition(lambda self: self.target.parallel_links)
+    @rule(larger=st.sampled_from([0, 0, 0, 1]))
+    def patient_bolus(self, larger: int) -> None:
+        """The patient presses for the prescribed bolus on the hand-held (``larger``: a µL more), once the
+        clinician's session has ended (one programs at a time)."""
+        policy = self.prescription.prescription.patient if self.prescription else None
+        volume, duration = (policy.volume_ul, policy.duration_s) if policy and policy.volume_ul else (10, 600)
+
+        async def press() -> None:
+            everything = m.Acknowledgement(rules=("STOP-001", "FLOW-001"), by="qa")
+            await self.client.end(everything)
+            await self.client.close()
+            key = await self._key(Role.PATIENT)
+            link = await self.target.transport()
+            patient = PumpClient.shipped(link, role=Role.PATIENT, checks=False, name="qa patient", key=key)
+            async with patient:
+                before = patient.session.connection.last_txn
+                try:
+                    await patient.bolus(BolusKind.PATIENT, volume + larger, duration)
+                except CommandRefusedError as refused:
+                    for rule_id in refused.nack.rules:
+                        self.report.tally.refused[rule_id] += 1
+                else:
+                    self.oracle.accepted.update(range(before + 1, patient.session.connection.last_txn + 1))
+            await self._connect()
+
+        self.runner.run(press())
 
     @rule(pick=st.integers(0, 7))
     def cancel_bolus(self, pick: int) -> None:
@@ -221,8 +254,23 @@ class PumpUnderTest(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 7))
     def acknowledge_alarm(self, pick: int) -> None:
+        """An alarm acknowledged: quiet until its condition ends, a critical one only for the period."""
         alarm_id = _picked(self.alarm_ids, pick)
-        self._do(lambda ack: self.client.acknowledge_alarm(alarm_id), False)
+        if self._do(lambda ack: self.client.acknowledge_alarm(alarm_id), False) is None:
+            return
+        now = self.runner.run(self.client.status()).device_time
+        listed = [a for a in self.runner.run(self.client.alarm_list()) if a.alarm_id == alarm_id]
+        period = min(self.thresholds.reannunciate_s, self.policy("ALARM-001", "max_reannunciate_s"))
+        for alarm in listed:
+            until = now + period if alarm.severity is Severity.CRITICAL else 0
+            held = alarm.acknowledged and alarm.silenced_until == until
+            self._protocol("ALARM-001", held, f"alarm {alarm_id} acknowledged at {now}, listed as {alarm}")
+
+    @precondition(lambda self: "faults" in self.target.can)
+    @rule(kind=st.sampled_from(["motor-stall", "motor-recover", "battery-drop"]), percent=st.integers(0, 40))
+    def hardware(self, kind: str, percent: int) -> None:
+        """A hardware event: the motor stalls or runs again, the battery loses charge (in-process)."""
+        self.runner.run(self.target.fault(kind, percent))
 
     @rule(rate=st.integers(0, 2_000))
     def link_lost_mid_command(self, rate: int) -> None:
@@ -324,27 +372,42 @@ class PumpUnderTest(RuleBasedStateMachine):
         answered = self.runner.run(again())
         self._protocol(REPLAY, not answered, f"the pump answered {answered} replayed frame(s)")
 
-    @precondition(lambda self: self.target.parallel_links and self.target.pin is None)
-    @rule(rate=st.integers(0, 2_000))
-    def patient_sends_a_clinician_command(self, rate: int) -> None:
-        async def attempt() -> None:
+    @precondition(lambda self: self.target.parallel_links)
+    @rule(rate=st.integers(0, 2_000), kind=st.sampled_from(["rate", "bolus", "suspend"]))
+    def patient_sends_a_clinician_command(self, rate: int, kind: str) -> None:
+        """A patient's session sends what only a clinician may, while the clinician's holds the programming
+        lock: the role is checked first (protocol.md §5 step 4): ROLE_FORBIDDEN, and nothing applied."""
+
+        async def attempt() -> m.Nack | None:
+            key = await self._key(Role.PATIENT)
             link = await self.target.transport()
-            patient = PumpClient.shipped(link, role=Role.PATIENT, checks=False, name="qa patient")
+            patient = PumpClient.shipped(link, role=Role.PATIENT, checks=False, name="qa patient", key=key)
             async with patient:
+                sends: dict[str, Callable[[], Awaitable[object]]] = {
+                    "rate": lambda: patient.set_rate(rate),
+                    "bolus": lambda: patient.bolus(BolusKind.CLINICIAN, 1, 600),
+                    "suspend": lambda: patient.suspend(
+                        3_600, m.Acknowledgement(rules=("STOP-002",), by="qa")
+                    ),
+                }
+                send = sends[kind]
                 before = patient.session.connection.last_txn
                 try:
-                    await patient.set_rate(rate)
-                except (CommandRefusedError, ItbError):
-                    return
+                    await send()
+                except CommandRefusedError as refused:
+                    nack: m.Nack = refused.nack
+                    return nack
                 self.oracle.accepted.update(range(before + 1, patient.session.connection.last_txn + 1))
-                self._protocol(ROLE, False, f"a patient's session changed the rate to {rate} µL/day")
+                return None
 
-        self.runner.run(attempt())
-        self._protocol(ROLE, True, "")
+        nack = self.runner.run(attempt())
+        code = nack.code.name if nack is not None else "accepted"
+        held = nack is not None and nack.code is ErrorCode.ROLE_FORBIDDEN
+        self._protocol(ROLE, held, f"a patient's {kind} answered {code}, not ROLE_FORBIDDEN")
 
     def _protocol(self, check: str, held: bool, what: str) -> None:
         self.report.step({check}, [] if held else [Violation(check, what)])
-        assert held, what
+        assert held, f"{check}: {what}"
 
     # --- the oracle --------------------------------------------------------------------------------------
 
@@ -356,8 +419,9 @@ class PumpUnderTest(RuleBasedStateMachine):
         events = await self.client.events(first=self.oracle.next_event)
         if status.prescription_id != (self.prescription.prescription_id if self.prescription else 0):
             self.prescription = await self.client.prescription_report() if status.prescription_id else None
+        records = (await self.client.patient_record()).records
         self.oracle.exercised = set()
-        found = self.oracle.check(status, history, self.thresholds, events, self.prescription)
+        found = self.oracle.check(status, history, self.thresholds, events, self.prescription, records)
         self.report.step(self.oracle.exercised, found)
         return [f"{v.rule_id}: {v.what}" for v in found]
 
