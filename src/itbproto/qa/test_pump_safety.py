@@ -44,15 +44,15 @@ from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role, Severity
 
 T = TypeVar("T")
-#: quick: the same 1,500 steps every run (derandomized), stopping at the first violation without shrinking
-#: it (CI, and every seeded defect);
-#: thorough: hunts longer and shrinks what it finds to the shortest steps that show it
+#: quick: the same 1,500 steps every run (derandomized); a violation found is shrunk to the shortest steps
+#: that show it (hypothesis bounds the shrinking) and printed as a script to replay;
+#: thorough: hunts longer, with a new search each run
 PROFILES = {
     "quick": settings(
         max_examples=60,
         stateful_step_count=25,
         deadline=None,
-        phases=(Phase.explicit, Phase.reuse, Phase.generate),
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
         derandomize=True,
     ),
     "thorough": settings(max_examples=400, stateful_step_count=60, deadline=None),

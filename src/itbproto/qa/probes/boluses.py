@@ -40,7 +40,8 @@ async def bolus_maximum(b: Bench, hands: Hands) -> None:
     await b.ok("BOL-001", b.program(rx(t, t.rate, b, max_bolus_ng=dose)), f"a bolus maximum of {dose} ng")
     for volume in (volume, absolute // t.conc):
         if volume * t.conc > dose:
-            await b.ok("BOL-001", b.program(rx(t, t.rate, b, max_bolus_ng=absolute)), "the absolute maximum")
+            above = rx(t, t.rate, b, max_bolus_ng=absolute + 10 * t.conc)  # the absolute maximum binds
+            await b.ok("BOL-001", b.program(above), "a prescription's maximum above the absolute one")
             over = bolus(BolusKind.CLINICIAN, volume + 1, fastest(b, volume + 1))
             await b.over("BOL-001", b.command(over), f"{(volume + 1) * t.conc} ng > {absolute}")
         quick = fastest(b, volume)

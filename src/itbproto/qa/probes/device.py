@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itbproto.qa.bench import DAY, Bench, continuous, refused
+from itbproto.qa.bench import DAY, Bench, continuous
 from itbproto.qa.probes.common import (
     bolus,
     fastest,
@@ -70,7 +70,8 @@ async def suspend_with_a_bolus_running(b: Bench, hands: Hands) -> None:
     volume = t.rate // 12
     await b.ok("BOL-001", b.command(bolus(BolusKind.CLINICIAN, volume, 7_200)), f"{volume} uL over 2 h")
     await b.advance(1_800)
-    await b.ok("STOP-002", b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)), "suspended", ack=("STOP-002",))
+    suspend = m.Suspend(duration_s=0, ack=m.NO_ACK)
+    await b.ok("STOP-002", b.command(suspend), "suspended", ack=("STOP-002",))
     before = await b.history()
     await b.advance(7_200)
     moving = await b.flows_after(before)
@@ -79,11 +80,23 @@ async def suspend_with_a_bolus_running(b: Bench, hands: Hands) -> None:
     await b.refuses(
         "STOP-002", b.command(bolus(BolusKind.CLINICIAN, 1, 60)), "a bolus while suspended", *codes
     )
-    gap = b.param("RESTART-001", "max_gap_s")
+    gap, ramp = b.param("RESTART-001", "max_gap_s"), b.param("RESTART-001", "ramp_pct")
     await b.advance(gap)
-    again = await b.program(rx(t, t.rate, b, max_bolus_ng=1))(m.NO_ACK)
-    if not refused(again):  # committed while stopped: the interruption goes on all the same
-        await b.over("RESTART-001", b.command(m.Resume(ack=m.NO_ACK)), f"resumed after {gap + 9_000} s")
+    # a prescription committed while stopped: the restart is judged against the dose before the interruption
+    step = b.info.rate_step_ul_day
+    for n, over in enumerate((True, False)):
+        if n:
+            await b.ok("STOP-002", b.command(suspend), "suspended again", ack=("STOP-002",))
+            await b.advance(gap + 1)
+        lower = t.rate_for(t.daily * ramp // 100) + (step if over else 0)
+        commit = b.program(rx(t, lower, b, max_bolus_ng=1))
+        await b.ok("DECR-001", commit, f"{lower} uL/day committed while stopped", ack=("DECR-001",))
+        resume = b.command(m.Resume(ack=m.NO_ACK))
+        if over:
+            await b.over("RESTART-001", resume, f"resumed at {ramp} % + a step of the dose before")
+        else:
+            await b.ok("RESTART-001", resume, f"resumed at {ramp} % of the dose before")
+        t.rate = lower
 
 
 @probe("MRI-002")
@@ -329,6 +342,10 @@ async def clock(b: Bench, hands: Hands) -> None:
     await b.ok("CLOCK-001", b.command(m.SetClock(device_time=changed)), "back to the rate change")
     suspend = m.Suspend(duration_s=0, ack=m.NO_ACK)  # nothing delivered from now on: nothing recorded
     await b.ok("STOP-002", b.command(suspend), "suspended", ack=("STOP-002",))
+    suspended = (await b.status()).device_time
+    await b.advance(most // 2)
+    back = m.SetClock(device_time=suspended - 1)
+    await b.over("CLOCK-001", b.command(back), "idle: back past the suspension")
     await b.advance(3 * most)  # idle since: a step back is bounded all the same
     now = (await b.status()).device_time
     await b.over(

@@ -7,8 +7,10 @@ from dataclasses import replace
 from itbproto.qa.bench import DAY, Bench, Op, continuous
 from itbproto.qa.probes.common import (
     Therapy,
+    bolus,
     ceiling,
     drug_table,
+    fastest,
     first_dose_limit,
     flex,
     maintenance_upper,
@@ -133,6 +135,54 @@ async def a_bolus_fills_the_day(b: Bench, hands: Hands) -> None:
     )  # delivered: the next 24 h hold only the basal flow, the last 24 h the bolus
     more = m.BolusStart(kind=BolusKind.CLINICIAN, volume_ul=1, duration_s=60, ack=m.NO_ACK)
     await b.over("DOSE-001", b.command(more), "a uL more while the day's bolus is in the last 24 h")
+
+
+@probe("DOSE-001")
+async def a_periodic_bolus_across_midnight(b: Bench, hands: Hands) -> None:
+    """A periodic bolus running past midnight counts whole in every window: a clinician's bolus on top fills
+    the day to the maximum, a uL more is refused."""
+    t = await start(b)
+    volume = t.rate // 10
+    absolute = b.param("BOL-001", "absolute_max_bolus_ng")
+    top = t.daily + volume * t.conc * 2  # the periodic bolus, and room for as much again
+    periodic = (m.PeriodicBolus(start_s=DAY - 1_800, volume_ul=volume, duration_s=3_600),)
+    steps = flex(t, [t.rate - volume, t.rate - volume])
+    p = rx(t, 0, b, max_daily=top, steps=steps, boluses=periodic, max_bolus_ng=absolute)
+    await b.ok("DOSE-002", b.program(p), f"a periodic bolus of {volume} uL from 23:30 to 00:30")
+    await b.settle()
+    now = (await b.status()).device_time
+    await b.advance((DAY - 7_200 - now % DAY) % DAY)  # 22:00: the next periodic bolus is ahead
+    room = (top - t.daily) // t.conc  # what the windows through the periodic bolus leave, in µL
+    await b.over(
+        "DOSE-001", b.command(bolus(BolusKind.CLINICIAN, room + 1, fastest(b, room + 1))), f"{room + 1} uL"
+    )
+    await b.ok(
+        "DOSE-001", b.command(bolus(BolusKind.CLINICIAN, room, fastest(b, room))), f"{room} uL at 22:00"
+    )
+
+
+@probe("DOSE-001", "DOSE-003")
+async def child_boluses_without_prescription(b: Bench, hands: Hands) -> None:
+    """No prescription in force: a child's boluses in 24 h up to the child ceiling, not the adult's."""
+    record = await b.record()
+    conc = (await b.status()).concentration_ug_ml
+    child = m.SetPatientRecord(
+        group=PatientGroup.CHILD, origin=record.origin, risks=record.risks, phase=record.phase
+    )
+    await b.ok("DOSE-003", b.command(child), "a child's record, no prescription")
+    await b.settle()
+    limit, most = ceiling(b, PatientGroup.CHILD), b.param("BOL-001", "absolute_max_bolus_ng")
+    given = 0
+    while given < limit:
+        volume = min(most, limit - given) // conc
+        if not volume:
+            break
+        await b.ok(
+            "DOSE-001", b.command(bolus(BolusKind.CLINICIAN, volume, fastest(b, volume))), f"{volume} uL"
+        )
+        given += volume * conc
+        await b.advance(fastest(b, volume) + 60)
+    await b.over("DOSE-001", b.command(bolus(BolusKind.CLINICIAN, 1, 60)), f"{given} ng given: a uL more")
 
 
 # --- titration ----------------------------------------------------------------------------------------------

@@ -23,10 +23,16 @@ from itbproto.wire.enums import (
 from itbproto.wire.message import Message
 
 
-async def _stronger_unbridged(b: Bench) -> Therapy:
-    """A pump whose maximum is its daily dose, refilled with a stronger drug and no bridge (FLOW-001
-    acknowledged): its path holds the old, weaker drug."""
-    t = await start(b, max_daily=(await b.start_dose()))
+async def _stronger_unbridged(b: Bench, shorter: bool = False) -> Therapy:
+    """A pump refilled with a stronger drug and no bridge (FLOW-001 acknowledged): its path holds the old,
+    weaker drug. ``shorter``: its catheter first replaced by one of half the volume, primed."""
+    t = await start(b)
+    if shorter:
+        catheter = b.profile.catheter_ul // 2
+        work = m.RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=catheter)
+        await b.ok("PRIME-001", b.command(work), f"a catheter of {catheter} uL")
+        await b.ok("PRIME-001", b.command(bolus(BolusKind.PRIMING, catheter, fastest(b, catheter))), "primed")
+        await b.settle()
     other = next(c for c in drug_table() if c > t.conc)
     refill = b.refill(None, b.profile.reservoir_capacity_ul // 2, other)
     await b.ok("FLOW-001", refill, f"a refill of {other} ug/mL, no bridge", ack=("FLOW-001",))
@@ -47,7 +53,7 @@ async def _bridge_bounds(b: Bench) -> tuple[int, int]:
 async def bridge(b: Bench, hands: Hands) -> None:
     """After a concentration change: a bridge of at most the path's volume, at most the daily dose at the
     tip, one bolus at a time, once."""
-    await _stronger_unbridged(b)
+    await _stronger_unbridged(b, shorter=True)
     path_ul, shortest = await _bridge_bounds(b)
     too_much = bolus(BolusKind.BRIDGE, path_ul + 1, shortest + 60)
     await b.over("BRIDGE-001", b.command(too_much), f"a bridge of the path's {path_ul} uL + 1")

@@ -87,3 +87,6 @@ async def flex_peak(b: Bench, hands: Hands) -> None:
     await b.ok(
         "FLEX-003", b.program(rx(t, 0, b, steps=flex(t, [peak, 2 * t.rate - peak]))), f"a peak {pct} % over"
     )
+    higher = t.rate_for(peak * t.conc * (100 + pct) // 100)  # within the step of the peak now, not the lowest
+    ratchet = flex(t, [higher, 2 * t.rate - higher])
+    await b.over("FLEX-003", b.program(rx(t, 0, b, steps=ratchet)), f"again {pct} % up within 24 h")
