@@ -55,7 +55,7 @@ async def bridge(b: Bench, hands: Hands) -> None:
     tip, one bolus at a time, once."""
     await _stronger_unbridged(b, shorter=True)
     path_ul, shortest = await _bridge_bounds(b)
-    too_much = bolus(BolusKind.BRIDGE, path_ul + 1, shortest + 60)
+    too_much = bolus(BolusKind.BRIDGE, path_ul + 1, 2 * shortest)  # slow enough: only the volume is over
     await b.over("BRIDGE-001", b.command(too_much), f"a bridge of the path's {path_ul} uL + 1")
     too_fast = bolus(BolusKind.BRIDGE, path_ul, shortest - 1)
     await b.over("BRIDGE-001", b.command(too_fast), f"{path_ul} uL in {shortest - 1} s")
