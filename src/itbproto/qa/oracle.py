@@ -105,6 +105,8 @@ class Oracle:
     records: dict[int, m.PatientRecord] = field(default_factory=dict)
     #: times delivery stopped and started again by the log ([start, end), end None while it lasts)
     stops: list[list[int | None]] = field(default_factory=list)
+    #: the device time of the first check: what the pump did before it is history, not judged
+    started_at: int | None = None
     #: when the status first said end of service
     end_of_service: int | None = None
     #: hazards acknowledged, by the time of the command that met them
@@ -126,6 +128,8 @@ class Oracle:
     ) -> list[Violation]:
         found: list[Violation] = []
         now = status.device_time
+        if self.started_at is None:
+            self.started_at = now
         ceiling = self._param("DOSE-003", "adult_ceiling_ng_day")
         if prescription is not None and prescription.committed_at not in self.maxima:
             self.maxima[prescription.committed_at] = prescription.prescription.max_daily_dose_ng
@@ -204,7 +208,7 @@ class Oracle:
                 continue
             self.boluses[key] = b
             p = self._in_force(b.start)
-            if p is None:
+            if p is None or b.start < (self.started_at or 0):
                 continue
             self.exercised.add("BOL-001")
             if b.dose_ng > p.max_bolus_ng:
@@ -241,7 +245,7 @@ class Oracle:
         """Each increase of the programmed daily dose (and of its peak) against the lowest in force in the
         24 h before it; increases the interval apart; large steps acknowledged."""
         found: list[Violation] = []
-        fresh = [d for d in history.doses if d.since not in self.doses]
+        fresh = [d for d in history.doses if d.since not in self.doses and d.since >= (self.started_at or 0)]
         self.doses.update((d.since, d) for d in history.doses)
         entries = sorted(self.doses.values(), key=lambda d: d.since)
         interval = self._param("TITR-002", "interval_s")
