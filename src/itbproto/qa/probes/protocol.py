@@ -78,9 +78,11 @@ async def digests(b: Bench, hands: Hands) -> None:
         )
     current = (await b.read(m.ReadPrescription(), m.PrescriptionReport)).prescription
     staged = await b.stage(current)
-    if not isinstance(staged, m.PrescriptionStaged):  # a pump that went on may refuse it now (titration, ...)
+    if not isinstance(staged, m.PrescriptionStaged):
+        if b.advance_by is not None:  # a new pump: its first prescription staged again must be taken
+            b.fail("DIGEST", f"staging the prescription in force again: {staged}")
         b.tally.unreachable.setdefault(
-            "DIGEST", f"the pump refused to stage its own prescription again: {staged}"
+            "DIGEST", f"the pump refused to stage its prescription again: {staged}"
         )
         return
     assert isinstance(staged, m.PrescriptionStaged)
