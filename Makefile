@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest qa bench specs mutation clinical-mutants clean
+.PHONY: demo test lint typecheck pytest qa bench specs mutation clinical-mutants qa-mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ mutation: $(STAMP)
 # hand-written clinical mutants (bench/clinical_mutants.toml) against the focused tests
 clinical-mutants: $(STAMP)
 	$(BIN)/python bench/clinical_mutants.py
+
+# the QA safety suite as a test of pumps: a seeded sample of mutmut's mutants of the pump side (300, seed 23;
+# about 20 minutes on 2 cores): `bench/qa_mutation.py --help`
+qa-mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	$(BIN)/python bench/qa_mutation.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis mutants demo-out
