@@ -5,6 +5,8 @@ from __future__ import annotations
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
+from itbproto.wire import messages as m
+from itbproto.wire.enums import EventCode, Phase, TherapyMode
 
 T0 = 86_400_000
 
@@ -36,3 +38,51 @@ def test_the_tip_getting_the_new_drug_while_the_path_holds_old_is_found() -> Non
     found: list[Violation] = []
     o._match(T0, T0 + 3_600, found)
     assert [v.rule_id for v in found] == ["DOSE-001"]
+
+
+def _status(t: int) -> m.StatusReport:
+    return m.StatusReport(
+        device_time=t,
+        mode=TherapyMode.INFUSING,
+        phase=Phase.THERAPY,
+        alarms=frozenset(),
+        reservoir_ul=10_000,
+        concentration_ug_ml=500,
+        rate_ul_day=800,
+        bolus_remaining_ul=0,
+        delivered_24h_ng=0,
+        battery_days=2_000,
+        prescription_id=1,
+        last_txn=9,
+    )
+
+
+def _event(index: int, at: int, code: EventCode) -> m.EventRecord:
+    return m.EventRecord(index=index, at=at, code=code, txn=index, value=0, detail="")
+
+
+def _stopped(flows: list[m.FlowRecord], events: list[m.EventRecord], now: int) -> list[Violation]:
+    o = Oracle(SafetyPolicy(load_rules()), 20_000)
+    history = m.TherapyHistory(
+        complete=True,
+        needs_priming=False,
+        concentration_changed_at=0,
+        bridge_given=False,
+        last_delivery_at=now,
+        filled_at=T0,
+        path=(),
+        flows=tuple(flows),
+        doses=(),
+        boluses=(),
+    )
+    return o._stopped(_status(now), history, events)
+
+
+def test_delivery_while_suspended_is_found_and_a_suspension_resumed_the_same_second_is_not() -> None:
+    """STOP-002's consequence: nothing reaches the tip between SUSPENDED and RESUMED (found by the thorough
+    profile: a suspension resumed in its own second is no gap, though the pump reports one joined flow)."""
+    flow = m.FlowRecord(start=T0, end=T0 + 120, rate_ul_day=800, concentration_ug_ml=500)
+    same_second = [_event(1, T0 + 60, EventCode.SUSPENDED), _event(2, T0 + 60, EventCode.RESUMED)]
+    assert _stopped([flow], same_second, T0 + 120) == []
+    a_minute = [_event(1, T0 + 30, EventCode.SUSPENDED), _event(2, T0 + 90, EventCode.RESUMED)]
+    assert [v.rule_id for v in _stopped([flow], a_minute, T0 + 120)] == ["STOP-002"]

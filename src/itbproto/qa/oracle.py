@@ -184,6 +184,8 @@ class Oracle:
             spans.append((self.end_of_service, None, "BATT-001"))
         for start, end, rule in spans:
             assert start is not None
+            if end is not None and end <= start:
+                continue  # resumed the second it stopped: nothing could flow in between
             late = [
                 f for f in history.flows if f.rate_ul_day and f.end > start and (end is None or f.start < end)
             ]
