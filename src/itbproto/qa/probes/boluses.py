@@ -10,6 +10,7 @@ from itbproto.qa.probes.common import (
     bolus,
     drug_table,
     fastest,
+    flex,
     rx,
     start,
 )
@@ -177,6 +178,38 @@ async def patient_bolus_maximum(b: Bench, hands: Hands) -> None:
     prescribed = bolus(BolusKind.PATIENT, PATIENT.volume_ul, PATIENT.duration_s)
     await patient.over("BOL-001", patient.command(prescribed), f"a patient bolus of {dose} ng, 1 ng over")
     await patient.link.close()
+
+
+@probe("PBOL-003", needs=("fresh", "clock", "links"))
+async def patient_bolus_as_committed(b: Bench, hands: Hands) -> None:
+    """A prescription staged and never committed changes nothing: the patient's bolus is the one in force."""
+    t = await start(b, patient=PATIENT, max_bolus=PATIENT.volume_ul * 500 * 4)
+    other = replace(PATIENT, volume_ul=PATIENT.volume_ul * 2)
+    staged = await b.stage(rx(t, t.rate, b, max_bolus_ng=PATIENT.volume_ul * 500 * 4, patient=other))
+    b.expect("PBOL-003", isinstance(staged, m.PrescriptionStaged), f"staging another patient bolus: {staged}")
+    await hands.hand_over()
+    patient = b.on(await hands.link(Role.PATIENT))
+    staged_one = bolus(BolusKind.PATIENT, other.volume_ul, other.duration_s)
+    await patient.over("PBOL-003", patient.command(staged_one), "the staged, uncommitted patient bolus")
+    prescribed = bolus(BolusKind.PATIENT, PATIENT.volume_ul, PATIENT.duration_s)
+    await patient.ok("PBOL-003", patient.command(prescribed), "the patient bolus in force")
+    await patient.link.close()
+
+
+@probe("BOL-001")
+async def periodic_bolus_maximum(b: Bench, hands: Hands) -> None:
+    """Every periodic bolus of a prescription, not only the first, to the ng of its bolus maximum."""
+    t = await start(b)
+    small, large = 1, t.rate // 10
+    periodic = (
+        m.PeriodicBolus(start_s=3_600, volume_ul=small, duration_s=600),
+        m.PeriodicBolus(start_s=7_200, volume_ul=large, duration_s=3_600),
+    )
+    steps = flex(t, [t.rate - small - large] * 2)
+    dose = large * t.conc
+    for most, side in ((dose - 1, b.over), (dose, b.ok)):
+        p = rx(t, 0, b, steps=steps, boluses=periodic, max_bolus_ng=most)
+        await side("BOL-001", b.program(p), f"a second periodic bolus of {dose} ng, the maximum {most}")
 
 
 @probe("PBOL-003", needs=("fresh", "clock", "links"))

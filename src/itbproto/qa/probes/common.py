@@ -83,10 +83,13 @@ def rx(
     max_bolus_ng: int = 0,
     steps: tuple[m.FlexStep, ...] = (),
     boluses: tuple[m.PeriodicBolus, ...] = (),
+    patient: m.PatientBolusPolicy | None = None,
 ) -> m.Prescription:
     """A prescription at ``rate`` (or ``steps``), its maximum the adult ceiling unless ``max_daily``."""
     top = ceiling(b, PatientGroup.ADULT) if max_daily is None else max_daily
-    return continuous(rate, t.conc, top, max_bolus_ng=max_bolus_ng, steps=steps, boluses=boluses)
+    return continuous(
+        rate, t.conc, top, max_bolus_ng=max_bolus_ng, steps=steps, boluses=boluses, patient=patient
+    )
 
 
 async def maintenance_upper(b: Bench, record: m.PatientRecord) -> int:

@@ -102,6 +102,34 @@ async def bridge_after_a_dilution(b: Bench, hands: Hands) -> None:
     await b.over("DOSE-001", cancel, "the bridge cancelled a third of the way")
 
 
+def saline_ul(history: m.TherapyHistory) -> tuple[int, int]:
+    """The saline in the path and the whole path, in µL, as the pump reports them."""
+    total = sum(s.volume_scaled for s in history.path)
+    return sum(s.volume_scaled for s in history.path if s.concentration_ug_ml == 0) // DAY, total // DAY
+
+
+@probe("PRIME-001")
+async def pump_work(b: Bench, hands: Hands) -> None:
+    """An implant or a pump replacement leaves the whole path (the pump's tubing and the catheter) saline;
+    a priming bolus of all of it, and not a µL more."""
+    await start(b)
+    tubing, catheter = b.profile.pump_path_ul, b.profile.catheter_ul * 2
+    for procedure, volume in ((Procedure.PUMP_IMPLANT, catheter), (Procedure.PUMP_REPLACEMENT, 0)):
+        work = m.RecordProcedure(procedure=procedure, catheter_volume_ul=volume)
+        await b.ok("PRIME-001", b.command(work), f"{procedure.name.lower()} recorded")
+        dry, total = saline_ul(await b.history())
+        b.expect(
+            "PRIME-001", dry == total == tubing + catheter, f"{procedure.name}: {dry} of {total} uL saline"
+        )
+        await b.over(
+            "PRIME-001", b.command(bolus(BolusKind.PRIMING, dry + 1, fastest(b, dry + 1))), "a uL over"
+        )
+        await b.ok(
+            "PRIME-001", b.command(bolus(BolusKind.PRIMING, dry, fastest(b, dry))), f"priming {dry} uL"
+        )
+        await b.advance(fastest(b, dry) + 60)
+
+
 @probe("PRIME-001", "FLOW-001")
 async def priming(b: Bench, hands: Hands) -> None:
     """Catheter work leaves saline: a session may end with the tip dry for the gap, not longer; a priming
@@ -128,6 +156,7 @@ async def priming(b: Bench, hands: Hands) -> None:
     )
     history = await b.history()
     dry = sum(s.volume_scaled for s in history.path if s.concentration_ug_ml == 0) // DAY
+    b.expect("PRIME-001", dry == saline, f"a revision with a {saline} uL catheter: {dry} uL of saline")
     await b.over(
         "PRIME-001",
         b.command(bolus(BolusKind.PRIMING, dry + 1, fastest(b, dry + 1))),

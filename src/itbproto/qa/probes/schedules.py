@@ -82,11 +82,11 @@ async def flex_peak(b: Bench, hands: Hands) -> None:
     t = await start(b)
     pct, step = b.param("FLEX-003", "peak_pct"), b.info.rate_step_ul_day
     peak = t.rate_for(t.daily * (100 + pct) // 100)
-    over = flex(t, [peak + step, 2 * t.rate - peak - step])
+    over = flex(t, [2 * t.rate - peak - step, peak + step])  # the peak need not be the first step
     await b.over("FLEX-003", b.program(rx(t, 0, b, steps=over)), f"a peak {pct} % + a step over")
     await b.ok(
-        "FLEX-003", b.program(rx(t, 0, b, steps=flex(t, [peak, 2 * t.rate - peak]))), f"a peak {pct} % over"
+        "FLEX-003", b.program(rx(t, 0, b, steps=flex(t, [2 * t.rate - peak, peak]))), f"a peak {pct} % over"
     )
     higher = t.rate_for(peak * t.conc * (100 + pct) // 100)  # within the step of the peak now, not the lowest
-    ratchet = flex(t, [higher, 2 * t.rate - higher])
+    ratchet = flex(t, [2 * t.rate - higher, higher])
     await b.over("FLEX-003", b.program(rx(t, 0, b, steps=ratchet)), f"again {pct} % up within 24 h")
