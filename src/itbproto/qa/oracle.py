@@ -32,15 +32,18 @@ from fractions import Fraction
 
 from itbproto.safety import SafetyPolicy
 from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, Origin, PatientGroup, TherapyMode
+from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, Origin, PatientGroup, Severity, TherapyMode
 
-__all__ = ["DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
+__all__ = ["CRITICAL", "DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
 
 DAY = 86_400
 #: the protocol's own rules, reported beside the catalog's: each transaction applied once (specs/protocol.md
 #: §5), stale frames dropped (§2, §6), roles enforced by the pump (§4)
 TXN, REPLAY, ROLE = "TXN", "REPLAY", "ROLE"
 PROTOCOL = (TXN, REPLAY, ROLE, "DIGEST", "LOCK", "PAIR", "REPLY")
+#: the critical alarms (specs/protocol.md §8): they sound again after the re-annunciation period until their
+#: condition clears; every other alarm is non-critical
+CRITICAL = frozenset({AlarmCode.EMPTY_RESERVOIR, AlarmCode.BATTERY_EOS, AlarmCode.MOTOR_STALL})
 #: events the pump logs for a change of delivery a programmer commanded (each names its transaction)
 COMMANDED = frozenset(
     {
@@ -460,8 +463,24 @@ class Oracle:
                 )
         return found
 
+    def severities(self, alarms: tuple[m.AlarmRecord, ...]) -> list[Violation]:
+        """Each alarm listed with the severity specs/protocol.md §8 gives its code."""
+        self.exercised.add("ALARM-001")
+        return [
+            Violation("ALARM-001", f"{a.code.name} listed as {a.severity.name}")
+            for a in alarms
+            if (a.severity is Severity.CRITICAL) != (a.code in CRITICAL)
+        ]
+
     def _alarms(self, status: m.StatusReport, thresholds: m.AlarmThresholds) -> list[Violation]:
         codes = status.alarms
+        if (
+            0 < status.battery_days <= thresholds.eri_lead_days
+            and status.mode is not TherapyMode.END_OF_SERVICE
+        ):
+            self.exercised.add("BATT-002")
+            if AlarmCode.BATTERY_ERI not in codes:
+                return [Violation("BATT-002", f"{status.battery_days} days of battery left and no ERI alarm")]
         if 0 < status.reservoir_ul <= thresholds.low_reservoir_ul and status.mode is TherapyMode.INFUSING:
             self.exercised.add("RES-001")
             if not codes & {AlarmCode.LOW_RESERVOIR, AlarmCode.EMPTY_RESERVOIR}:

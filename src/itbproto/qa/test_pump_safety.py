@@ -250,7 +250,11 @@ class PumpUnderTest(RuleBasedStateMachine):
 
     @rule()
     def read_alarms(self) -> None:
-        self.alarm_ids += [a.alarm_id for a in self.runner.run(self.client.alarm_list())]
+        """The alarms the pump lists, each with the severity the spec gives its code."""
+        alarms = self.runner.run(self.client.alarm_list())
+        self.alarm_ids += [a.alarm_id for a in alarms]
+        found = self.oracle.severities(alarms)
+        self._protocol("ALARM-001", not found, "; ".join(v.what for v in found))
 
     @rule(pick=st.integers(0, 7))
     def acknowledge_alarm(self, pick: int) -> None:

@@ -18,6 +18,7 @@ from itbproto.qa.probes import NEEDS, PROBES, ProbeSpec
 from itbproto.qa.targets import Target, pair, pair_with
 from itbproto.qa.wire import Probe
 from itbproto.safety import SafetyPolicy
+from itbproto.security import PairedKey
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
@@ -43,6 +44,10 @@ class TargetHands:
             if key is None:
                 raise Finding("PAIR", f"pairing a {role.name.lower()} with the PIN the pump shows failed")
             self.target.keys[role] = key
+
+    async def key_of(self, role: Role) -> PairedKey | None:
+        await self.key(role)
+        return self.target.keys.get(role)
 
     async def link(self, role: Role) -> Probe:
         await self.key(role)
@@ -112,6 +117,7 @@ async def oracle_after(b: Bench) -> None:
     found = oracle.check(
         status, history, thresholds, events, p if isinstance(p, m.PrescriptionReport) else None
     )
+    found += oracle.severities((await b.read(m.AlarmListRequest(), m.AlarmList)).alarms)
     for rule_id in oracle.exercised:
         b.tally.checked[rule_id] += 1
     for violation in found:

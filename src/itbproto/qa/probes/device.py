@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from itbproto.qa.bench import DAY, Bench, continuous
 from itbproto.qa.probes.common import (
+    Therapy,
     bolus,
     fastest,
     rx,
     start,
+    titration_pct,
 )
 from itbproto.qa.probes.dose import first_dose_after_screening
 from itbproto.qa.probes.registry import Hands, probe
@@ -205,9 +207,29 @@ async def critical_alarm(b: Bench, hands: Hands) -> None:
 
 @probe("BATT-001", "BATT-002", needs=("fresh", "clock", "faults"))
 async def battery(b: Bench, hands: Hands) -> None:
+    """The days the battery lasts follow the programmed volume (the profile's drains); the replacement
+    warning comes at the lead time, at once when a higher rate brings it closer; at end of service nothing
+    flows and nothing but ending and quieting is taken."""
     t = await start(b)
     s = await b.status()
     lead = b.param("BATT-002", "min_eri_lead_days")
+    await check_battery_days(b, t, s.battery_days)
+    s = await b.status()
+    kept = -(-(lead + 5) * 100 // max(s.battery_days, 1))  # whole percent: at least five days over the lead
+    await hands.fault("battery-drop", max(100 - kept, 0))
+    s = await b.status()
+    await b.advance(max(0, s.battery_days - lead - 5) * DAY)  # five days over the lead
+    s = await b.status()
+    b.expect("BATT-002", AlarmCode.BATTERY_ERI not in s.alarms or s.battery_days <= lead, f"ERI early: {s}")
+    pct = titration_pct(b, await b.record())
+    higher = t.rate_for(t.daily * (100 + pct) // 100)
+    await b.ok("TITR-001", b.command(m.SetRate(rate_ul_day=higher, ack=m.NO_ACK)), f"{pct} % up")
+    t.rate = higher
+    s = await b.status()
+    if s.battery_days <= lead:
+        b.expect(
+            "BATT-002", AlarmCode.BATTERY_ERI in s.alarms, f"a raise left {s.battery_days} days: {s.alarms}"
+        )
     # a cell fault leaves a little less than the lead time
     lost = 100 - lead * 100 // max(s.battery_days, 1)  # whole percent: a little less than the lead left
     await hands.fault("battery-drop", max(lost, 0))
@@ -233,6 +255,27 @@ async def battery(b: Bench, hands: Hands) -> None:
     await b.advance(3_600)
     moving = await b.flows_after(before)
     b.expect("BATT-001", not moving, f"delivery after end of service: {moving}")
+
+
+async def check_battery_days(b: Bench, t: Therapy, days: int) -> None:
+    """The status's battery days at another rate, from the profile's drains (specs/protocol.md §8): the
+    charge that lasted ``days`` at the rate now lasts as many days as it does at half of it (which stays)."""
+
+    def drain(rate: int) -> int:  # nC a day
+        return b.profile.battery_idle_na * DAY + b.profile.motor_nc_per_ul * rate
+
+    slower = t.rate // 2
+    await b.ok(
+        "DECR-001", b.command(m.SetRate(rate_ul_day=slower, ack=m.NO_ACK)), "half the rate", ack=("DECR-001",)
+    )
+    low, high = days * drain(t.rate) // drain(slower), (days + 1) * drain(t.rate) // drain(slower)
+    s = await b.status()
+    b.expect(
+        "BATT-002",
+        low - 1 <= s.battery_days <= high,
+        f"{s.battery_days} days at half the rate, not {low}..{high}",
+    )
+    t.rate = slower
 
 
 # --- the therapy path ---------------------------------------------------------------------------------------
@@ -330,7 +373,9 @@ async def screening_no_response(b: Bench, hands: Hands) -> None:
 async def clock(b: Bench, hands: Hands) -> None:
     t = await start(b)
     most = b.param("CLOCK-001", "max_step_s")
+    await b.advance(60)  # a minute of delivery since the last command: what was delivered is recorded
     now = (await b.status()).device_time
+    await b.over("CLOCK-001", b.command(m.SetClock(device_time=now - 1)), "a second back, infusing")
     await b.over("CLOCK-001", b.command(m.SetClock(device_time=now + most + 1)), f"the clock {most + 1} s on")
     await b.ok("CLOCK-001", b.command(m.SetClock(device_time=now + most)), f"the clock {most} s on")
     s = await b.status()

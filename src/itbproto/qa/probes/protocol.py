@@ -15,9 +15,14 @@ from itbproto.wire.enums import (
     BolusKind,
     ErrorCode,
     EventCode,
+    Procedure,
     Role,
+    ScreeningResponse,
 )
 from itbproto.wire.message import Message
+
+#: how many command outcomes a pump remembers, at least (specs/protocol.md §5)
+TXN_MEMORY = 16
 
 
 @probe("TXN", needs=())
@@ -50,6 +55,17 @@ async def transactions(b: Bench, hands: Hands) -> None:
     b.link.connection.last_txn = reads
     s = await b.status()
     b.expect("TXN", s.last_txn == txn, f"refusals at steps 5-7 used ids: last_txn {s.last_txn}, not {txn}")
+    first, first_txn = await b.ask(change), b.link.last_command  # then 15 other commands: all remembered
+    for n in range(TXN_MEMORY - 1):
+        await b.ask(
+            m.SetThresholds(
+                thresholds=th if n % 2 else replace(th, low_reservoir_days=th.low_reservoir_days + 1)
+            )
+        )
+    again = await b.ask(change, first_txn)
+    b.expect(
+        "TXN", again == first, f"{TXN_MEMORY} commands on, transaction {first_txn} again answered {again}"
+    )
     low = b.param("RES-001", "min_low_reservoir_ul") - 1
     nack = await b.ask(m.SetThresholds(thresholds=replace(th, low_reservoir_ul=low)))
     used = b.link.last_command
@@ -127,41 +143,74 @@ async def digests(b: Bench, hands: Hands) -> None:
     )
 
 
+def clinicians_only(s: m.StatusReport, th: m.AlarmThresholds, record: m.PatientRecord) -> list[Message]:
+    """A request of each command only a clinician may send (specs/protocol.md, the message table's roles
+    column), with plausible fields: the role is checked before anything else about it."""
+    rate = s.rate_ul_day or 100
+    p = continuous(rate, s.concentration_ug_ml or 500, rate * (s.concentration_ug_ml or 500))
+    return [
+        m.StagePrescription(prescription=p),
+        m.CommitPrescription(stage_id=1, digest=0, ack=m.NO_ACK),
+        m.SetRate(rate_ul_day=rate, ack=m.NO_ACK),
+        bolus(BolusKind.CLINICIAN, 1, 3_600),
+        bolus(BolusKind.BRIDGE, 1, 3_600),
+        bolus(BolusKind.PRIMING, 1, 3_600),
+        m.BolusCancel(bolus_id=1),
+        m.Suspend(duration_s=60, ack=m.NO_ACK),
+        m.Resume(ack=m.NO_ACK),
+        m.RefillBegin(),
+        m.RefillResidual(refill_id=1, measured_ul=0),
+        m.RefillStageDrug(refill_id=1, volume_ul=1, concentration_ug_ml=500),
+        m.RefillConfirm(
+            refill_id=1, volume_ul=1, concentration_ug_ml=500, digest=0, bridge=False, ack=m.NO_ACK
+        ),
+        m.RefillAbort(refill_id=1),
+        m.SetPatientRecord(group=record.group, origin=record.origin, risks=record.risks, phase=record.phase),
+        m.RecordScreeningResponse(response=ScreeningResponse.NONE, effect_s=0),
+        m.MriBegin(emptied_ul=0, ack=m.NO_ACK),
+        m.MriEnd(),
+        m.SetThresholds(thresholds=th),
+    ]
+
+
 @probe("ROLE", needs=("links",))
 async def roles(b: Bench, hands: Hands) -> None:
-    """A patient sends only the patient bolus; service changes no therapy; the role is checked before the
-    programming lock (a BUSY where the spec says ROLE_FORBIDDEN is a finding)."""
+    """A patient sends only the patient bolus (and ends its session, quiets alarms); service keeps the device
+    (the clock, procedures) and changes no therapy; a Hello again on an open link takes its new role. The
+    role is checked before the programming lock (a BUSY where the spec says ROLE_FORBIDDEN is a finding)."""
     s = await b.status()
-    await b.ask(m.SetThresholds(thresholds=(await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds))
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    await b.ask(m.SetThresholds(thresholds=th))  # the clinician holds the programming lock
+    record = await b.record()
+    staff_only = [
+        m.SetClock(device_time=s.device_time),
+        m.RecordProcedure(procedure=Procedure.CATHETER_REVISION, catheter_volume_ul=0),
+    ]
     forbidden = {
-        Role.PATIENT: (
-            m.SetRate(rate_ul_day=s.rate_ul_day or b.info.min_rate_ul_day, ack=m.NO_ACK),
-            bolus(BolusKind.CLINICIAN, 1, 3_600),
-            bolus(BolusKind.BRIDGE, 1, 3_600),
-            bolus(BolusKind.PRIMING, 1, 3_600),
-            m.RefillBegin(),
-            m.Suspend(duration_s=60, ack=m.NO_ACK),
-            m.SetClock(device_time=s.device_time),
-        ),
-        Role.SERVICE: (
-            m.SetRate(rate_ul_day=s.rate_ul_day or b.info.min_rate_ul_day, ack=m.NO_ACK),
-            bolus(BolusKind.PATIENT, 1, 3_600),
-            m.StagePrescription(prescription=continuous(100, s.concentration_ug_ml or 500, 100 * 500)),
-        ),
+        Role.PATIENT: [*clinicians_only(s, th, record), *staff_only],
+        Role.SERVICE: [*clinicians_only(s, th, record), bolus(BolusKind.PATIENT, 1, 3_600)],
     }
     for role, requests in forbidden.items():
         link = await hands.link(role)
         other = b.on(link)
         for request in requests:
-            await other.refuses(
-                "ROLE",
-                other.command(request),
-                f"{role.name.lower()}: {type(request).__name__}",
-                ErrorCode.ROLE_FORBIDDEN,
-            )
+            what = f"{role.name.lower()}: {type(request).__name__}"
+            await other.refuses("ROLE", other.command(request), what, ErrorCode.ROLE_FORBIDDEN)
         read = await link.ask(m.StatusRequest())
         b.expect("ROLE", isinstance(read, m.StatusReport), f"a {role.name.lower()} reads the status: {read}")
         await link.close()
+    # the same link, a Hello again in the patient's role: the patient's rights, not the clinician's
+    await hands.hand_over()
+    link = await hands.link(Role.CLINICIAN)
+    link.role, link.key = Role.PATIENT, await hands.key_of(Role.PATIENT)
+    again = await link.hello(bytes(range(16, 32)))
+    b.expect("ROLE", isinstance(again, m.DeviceInfo), f"a Hello again as a patient: {again}")
+    other = b.on(link)
+    change = m.SetRate(rate_ul_day=s.rate_ul_day or 100, ack=m.NO_ACK)
+    await other.refuses(
+        "ROLE", other.command(change), "a link turned patient: SetRate", ErrorCode.ROLE_FORBIDDEN
+    )
+    await link.close()
 
 
 @probe("LOCK", needs=("links",))

@@ -201,6 +201,21 @@ async def residual_over(b: Bench, hands: Hands) -> None:
     await b.ok("REFILL-003", b.refill(expected + allowed, volume, t.conc), f"withdrawn {allowed} uL more")
 
 
+@probe("RES-003")
+async def expired_while_suspended(b: Bench, hands: Hands) -> None:
+    """Drug past its stability alarms whether or not it flows; resuming from it is acknowledged."""
+    from itbproto.specfiles import load_drug
+
+    days = load_drug().stability_days
+    await start(b, daily=b.profile.reservoir_capacity_ul * 500 // (days + 10))
+    filled = (await b.history()).filled_at
+    await b.ok("STOP-002", b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)), "suspended", ack=("STOP-002",))
+    await b.advance(filled + days * DAY - (await b.status()).device_time)
+    s = await b.status()
+    b.expect("RES-003", AlarmCode.DRUG_EXPIRED in s.alarms, f"suspended, past its date: {s.alarms}")
+    await b.over("RES-003", b.command(m.Resume(ack=m.NO_ACK)), "resumed past its date", ack=("RESTART-001",))
+
+
 @probe("REFILL-004", "RES-003")
 async def drug_stability(b: Bench, hands: Hands) -> None:
     """A refill lasting past the drug's stability is acknowledged; drug past it alarms and is acknowledged."""
@@ -298,6 +313,55 @@ async def low_reservoir_alarm(b: Bench, hands: Hands) -> None:
     await b.ok("STOP-002", b.command(suspend), "suspended", ack=("STOP-002",))
     s = await b.status()
     b.expect("RES-001", AlarmCode.LOW_RESERVOIR in s.alarms, f"suspended at {s.reservoir_ul} uL: {s.alarms}")
+
+
+async def _low_at(b: Bench, by_days: bool) -> None:
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    # slow: the volume threshold lasts twice the days; fast: the days' volume is twice the threshold
+    rate = (
+        th.low_reservoir_ul * 2 // th.low_reservoir_days
+        if by_days
+        else th.low_reservoir_ul // (2 * th.low_reservoir_days)
+    )
+    t = await start(b, daily=rate * 500)
+    volume = t.rate * th.low_reservoir_days if by_days else th.low_reservoir_ul
+    await b.ok("RES-001", b.refill(None, volume, t.conc), f"refilled to {volume} uL at {t.rate} uL/day")
+    s = await b.status()
+    b.expect(
+        "RES-001", AlarmCode.LOW_RESERVOIR in s.alarms, f"refilled to the threshold ({volume} uL): {s.alarms}"
+    )
+
+
+@probe("RES-001")
+async def low_reservoir_at_its_volume(b: Bench, hands: Hands) -> None:
+    """Refilled to exactly the low-reservoir volume, at a rate it lasts longer than the days: the alarm."""
+    await _low_at(b, by_days=False)
+
+
+@probe("RES-001")
+async def low_reservoir_at_its_days(b: Bench, hands: Hands) -> None:
+    """Refilled to exactly the days' volume, more than the volume threshold: the alarm."""
+    await _low_at(b, by_days=True)
+
+
+@probe("STOP-002", "RESTART-001")
+async def a_refill_during_a_timed_suspension(b: Bench, hands: Hands) -> None:
+    """A timed suspension ends at its time, a refill in between or not."""
+    t = await start(b)
+    await b.ok(
+        "STOP-002", b.command(m.Suspend(duration_s=3_600, ack=m.NO_ACK)), "suspended 1 h", ack=("STOP-002",)
+    )
+    await b.advance(600)
+    await b.ok(
+        "REFILL-001", b.refill(None, b.profile.reservoir_capacity_ul // 2, t.conc), "a refill meanwhile"
+    )
+    s = await b.status()
+    b.expect("STOP-002", s.mode is TherapyMode.SUSPENDED, f"refilled during a suspension: mode {s.mode.name}")
+    await b.advance(3_000)
+    s = await b.status()
+    b.expect(
+        "RESTART-001", s.mode is TherapyMode.INFUSING, f"the suspension's hour is over: mode {s.mode.name}"
+    )
 
 
 @probe("RES-002")

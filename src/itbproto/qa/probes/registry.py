@@ -8,6 +8,7 @@ from typing import Protocol
 
 from itbproto.qa.bench import Bench
 from itbproto.qa.wire import Probe
+from itbproto.security import PairedKey
 from itbproto.transport import Transport
 from itbproto.wire.enums import Role
 
@@ -38,6 +39,10 @@ class Hands(Protocol):
 
     async def pair(self, pin: str, role: Role) -> bool:
         """Try to pair with ``pin``: True if the pump took it."""
+        ...
+
+    async def key_of(self, role: Role) -> PairedKey | None:
+        """The key paired in ``role`` (None when the target does not pair)."""
         ...
 
     async def hand_over(self) -> None:
