@@ -646,7 +646,7 @@ def test_a_command_that_makes_an_alarm_condition_true_raises_it_at_once() -> Non
 
 
 def test_a_pump_built_under_a_tighter_policy_starts_with_alarm_thresholds_within_it() -> None:
-    """RES-001, BATT-002, ALARM-001: the profile's defaults are raised (or lowered) to what the policy asks."""
+    """RES-001, BATT-002, ALARM-001: the profile's defaults raised (or lowered) to what the policy asks."""
     from itbproto.safety import SafetyPolicy
     from itbproto.specfiles import load_rules
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -279,18 +280,26 @@ class PumpClient:
             raise
 
     async def set_patient_record(
-        self, group: PatientGroup, origin: Origin, phase: Phase, risks: frozenset[WithdrawalRisk] = frozenset()
+        self,
+        group: PatientGroup,
+        origin: Origin,
+        phase: Phase,
+        risks: frozenset[WithdrawalRisk] = frozenset(),
     ) -> m.Ack:
         """The category the limits read, the withdrawal risks and the phase (PHASE-001)."""
-        return await self._command(lambda: self.session.set_patient_record(group, origin, phase, risks), m.Ack)
+        return await self._command(
+            partial(self.session.set_patient_record, group, origin, phase, risks), m.Ack
+        )
 
     async def record_screening_response(self, response: ScreeningResponse, effect_s: int = 0) -> m.Ack:
         """What the last screening dose did (BOL-002, SCREEN-001)."""
-        return await self._command(lambda: self.session.record_screening_response(response, effect_s), m.Ack)
+        return await self._command(partial(self.session.record_screening_response, response, effect_s), m.Ack)
 
     async def record_procedure(self, procedure: Procedure, catheter_volume_ul: int = 0) -> m.Ack:
         """Surgery on the pump or catheter: the new path holds saline until primed (never refused)."""
-        return await self._command(lambda: self.session.record_procedure(procedure, catheter_volume_ul), m.Ack)
+        return await self._command(
+            partial(self.session.record_procedure, procedure, catheter_volume_ul), m.Ack
+        )
 
     async def begin_mri(self, emptied_ul: int, ack: m.Acknowledgement = m.NO_ACK) -> m.Ack:
         """Before a scan: delivery stops (a valve-gated pump emptied first: MRI-001, MRI-002)."""

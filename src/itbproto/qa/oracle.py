@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import pairwise
 
 from itbproto.safety import SafetyPolicy
 from itbproto.wire import messages as m
@@ -273,12 +274,12 @@ class Oracle:
                     found.append(
                         Violation(
                             "TITR-001",
-                            f"{d.daily_dose_scaled // DAY} ng/day at {d.since}: over {pct} % above {lowest // DAY}",
+                            f"{d.daily_dose_scaled // DAY} ng/day at {d.since}: {pct} % over {lowest // DAY}",
                         )
                     )
                 raised = [
                     e.since
-                    for a, e in zip(entries, entries[1:])
+                    for a, e in pairwise(entries)
                     if e.daily_dose_scaled > a.daily_dose_scaled and e.since < d.since
                 ]
                 if raised and d.since - max(raised) < interval:

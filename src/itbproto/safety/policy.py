@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from collections.abc import Mapping
+from dataclasses import replace
 from types import MappingProxyType
 
 from itbproto.errors import PolicyError, SpecError

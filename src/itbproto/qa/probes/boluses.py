@@ -39,7 +39,8 @@ async def bolus_maximum(b: Bench, hands: Hands) -> None:
     given = bolus(BolusKind.CLINICIAN, volume, quick)
     await b.over("BOL-001", b.command(given), f"{dose} ng, 1 ng over the prescription's maximum")
     await b.ok("BOL-001", b.program(rx(t, t.rate, b, max_bolus_ng=dose)), f"a bolus maximum of {dose} ng")
-    for volume in (volume, absolute // t.conc):
+    for size in (volume, absolute // t.conc):
+        volume = size
         if volume * t.conc > dose:
             above = rx(t, t.rate, b, max_bolus_ng=absolute + 10 * t.conc)  # the absolute maximum binds
             await b.ok("BOL-001", b.program(above), "a prescription's maximum above the absolute one")
