@@ -237,15 +237,22 @@ class Bench:
         return op
 
     def refill(
-        self, withdrawn_ul: int | None, volume_ul: int, concentration: int, bridge: bool = False
+        self,
+        withdrawn_ul: int | None,
+        volume_ul: int,
+        concentration: int,
+        bridge: bool = False,
+        taking_s: int = 0,
     ) -> Op:
-        """Begin, record ``withdrawn_ul`` (None: what the pump expects), stage, confirm what was staged; a
-        step refused aborts the refill (the first refusal is the answer)."""
+        """Begin, record ``withdrawn_ul`` (None: what the pump expects), stage, confirm what was staged
+        (``taking_s`` after it began); a step refused aborts the refill (the first refusal is the answer)."""
 
         async def op(ack: m.Acknowledgement) -> Message:
             begun = await self.ask(m.RefillBegin())
             if not isinstance(begun, m.RefillSession):
                 return begun
+            if taking_s:
+                await self.advance(taking_s)
             refill_id = begun.refill_id
             measured = begun.expected_residual_ul if withdrawn_ul is None else withdrawn_ul
             steps: list[Message] = [

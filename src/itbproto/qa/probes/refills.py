@@ -37,12 +37,19 @@ async def drug_table_and_rescale(b: Bench, hands: Hands) -> None:
     rough = first_dose_limit(b, record) // 500 - 1  # a rate the rescaling must round
     t = await start(b, daily=(rough | 1) * 500, max_daily=(rough | 1) * 500)
     table = drug_table()
-    unlisted = next(c for c in range(t.conc + 1, 10 * t.conc) if c not in table)
-    await b.over(
-        "DRUG-001",
-        b.refill(None, b.profile.reservoir_capacity_ul // 2, unlisted),
-        f"a refill of {unlisted} ug/mL",
-    )
+    # strengths not in the table: a unit off each listed one, the midpoints between them, a multiple of the
+    # smallest (a compounded drug)
+    listed = sorted(table)
+    near = {c + d for c in listed for d in (-1, 1)} | {
+        (a + b) // 2 for a, b in zip(listed, listed[1:], strict=False)
+    }
+    unlisted = sorted(c for c in near | {3 * listed[0]} if c > 0 and c not in table)
+    for conc in unlisted:
+        await b.over(
+            "DRUG-001",
+            b.refill(None, b.profile.reservoir_capacity_ul // 2, conc),
+            f"a refill of {conc} ug/mL",
+        )
     other = next(c for c in table if c > t.conc)
     await b.over(
         "DRUG-002",
@@ -352,12 +359,11 @@ async def a_refill_during_a_timed_suspension(b: Bench, hands: Hands) -> None:
         "STOP-002", b.command(m.Suspend(duration_s=3_600, ack=m.NO_ACK)), "suspended 1 h", ack=("STOP-002",)
     )
     await b.advance(600)
-    await b.ok(
-        "REFILL-001", b.refill(None, b.profile.reservoir_capacity_ul // 2, t.conc), "a refill meanwhile"
-    )
+    refill = b.refill(None, b.profile.reservoir_capacity_ul // 2, t.conc, taking_s=1_800)
+    await b.ok("REFILL-001", refill, "a refill meanwhile, half an hour long")
     s = await b.status()
     b.expect("STOP-002", s.mode is TherapyMode.SUSPENDED, f"refilled during a suspension: mode {s.mode.name}")
-    await b.advance(3_000)
+    await b.advance(1_200)
     s = await b.status()
     b.expect(
         "RESTART-001", s.mode is TherapyMode.INFUSING, f"the suspension's hour is over: mode {s.mode.name}"

@@ -21,8 +21,13 @@ from itbproto.wire.enums import (
 
 @probe("RATE-001", "RATE-002")
 async def rate_range(b: Bench, hands: Hands) -> None:
-    await start(b)
+    """Every basal rate within the profile's range: a step under the minimum, and 0 (an 'off' step: hours
+    without drug, a catheter that may block), by rate and in a flex step; the minimum itself."""
+    t = await start(b)
     low, step = b.info.min_rate_ul_day, b.info.rate_step_ul_day
+    off = flex(t, [0, 2 * t.rate])
+    await b.over("RATE-001", b.program(rx(t, 0, b, steps=off)), "a flex step at 0 uL/day")
+    await b.over("RATE-001", b.command(m.SetRate(rate_ul_day=0, ack=m.NO_ACK)), "0 uL/day", ack=("DECR-001",))
     if low > step:
         await b.over(
             "RATE-001",
