@@ -8,10 +8,11 @@ error) and the options::
            [--itb-db=DIR] [--itb-shards=N] [--itb-policy=FILE]
            [--itb-defect=NAME]  (inproc: a seeded defect to catch)
 
-At the end it prints the report: per rule ID the collected tests that carry its marker, the steps of the
-stateful suite that exercised it, the violations found (each with hypothesis' shrunk reproducer) or "not
-exercised"; and a summary line with the steps and steps per second. ``--itb-report`` writes it as JSON;
-``--junitxml`` gives JUnit XML as usual. The traceability matrix is built from the collected items.
+In-process the pump pairs by default (``--itb-pin=`` empty: it does not). At the end it prints the report:
+per rule ID (and protocol check) the steps that reached it and were allowed, those it refused, the oracle
+checks run, each violation once with the steps that show it, or why the target could not reach it; the
+tests that carry its marker; and a summary line. ``--itb-report`` writes it as JSON; ``--junitxml`` gives
+JUnit XML as usual. The traceability matrix is built from the collected items.
 """
 
 from __future__ import annotations
