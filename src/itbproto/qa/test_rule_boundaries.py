@@ -22,7 +22,8 @@ from itbproto.security import PairedKey
 from itbproto.specfiles import load_profile, load_rules
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
-from itbproto.wire.enums import PumpKind, Role
+from itbproto.wire.enums import EventCode, PumpKind, Role
+from itbproto.wire.message import Effect
 
 
 class TargetHands:
@@ -100,28 +101,54 @@ async def run_probe(
     hands.bench = bench
     try:
         await spec.run(bench, hands)
-        await oracle_after(bench)
+        await oracle_after(bench, hands.opened)
     finally:
         await hands.close()
 
 
-async def oracle_after(b: Bench) -> None:
+#: the refill's steps before its confirmation change nothing, and are not logged (specs/protocol.md §5)
+UNLOGGED = (m.RefillResidual, m.RefillStageDrug)
+
+
+def logged(links: list[Probe], events: list[m.EventRecord]) -> list[str]:
+    """Every command applied is in the log with its transaction, every refusal as COMMAND_REFUSED with its
+    transaction and code (specs/protocol.md §5, §8)."""
+    refused = {(e.txn, e.value) for e in events if e.code is EventCode.COMMAND_REFUSED}
+    applied = {e.txn for e in events if e.code is not EventCode.COMMAND_REFUSED}
+    missing = []
+    for link in links:
+        for txn, request, reply in link.answered:
+            name = type(request).__name__
+            if isinstance(reply, m.Nack):
+                if (txn, int(reply.code)) not in refused:
+                    missing.append(f"{name} (transaction {txn}) refused {reply.code.name}, not logged")
+            elif (
+                request.EFFECT is Effect.COMMAND and not isinstance(request, UNLOGGED) and txn not in applied
+            ):
+                missing.append(f"{name} (transaction {txn}) applied, not logged")
+    return missing
+
+
+async def oracle_after(b: Bench, links: list[Probe]) -> None:
     """The independent oracle over the pump's records as the probe left them (every 24 h window, the
-    reservoir, the log's transactions)."""
+    reservoir, the log's transactions, every command in the log)."""
     oracle = Oracle(b.policy, b.profile.reservoir_capacity_ul)
     oracle.accepted = set(range(1, b.link.connection.last_txn + 1))  # every command was the suite's
     status, history = await b.status(), await b.history()
     thresholds = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
-    events = await b.events_from(0)
     p = await b.ask(m.ReadPrescription())
+    alarms = (await b.read(m.AlarmListRequest(), m.AlarmList)).alarms
+    events = await b.events_from(0)  # last: every request before it is in it
     found = oracle.check(
         status, history, thresholds, events, p if isinstance(p, m.PrescriptionReport) else None
     )
-    found += oracle.severities((await b.read(m.AlarmListRequest(), m.AlarmList)).alarms)
+    found += oracle.severities(alarms)
     for rule_id in oracle.exercised:
         b.tally.checked[rule_id] += 1
     for violation in found:
         b.fail(violation.rule_id, violation.what)
+    missing = logged(links, events)
+    b.expect("TXN", not missing, "; ".join(missing[:3]))
 
 
 #: the shipped device profile of a valve-gated pump (what in-process targets build for valve probes)

@@ -37,6 +37,8 @@ class Probe:
     #: the transaction of the last command sent, and its chunks as written (to replay them)
     last_command: int = 0
     last_chunks: list[bytes] = field(default_factory=list)
+    #: every request answered on this link: (transaction, request, answer)
+    answered: list[tuple[int, Message, Message]] = field(default_factory=list)
     connection: Connection = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,14 +82,16 @@ class Probe:
 
     async def _ask(self, request: Message, txn: int | None) -> Message:
         chunks = self.connection.send(request, txn)
+        used = self.connection.last_txn if txn is None else txn
         if request.EFFECT is Effect.COMMAND:
-            self.last_command, self.last_chunks = self.connection.last_txn if txn is None else txn, chunks
+            self.last_command, self.last_chunks = used, chunks
         for chunk in chunks:
             await self.transport.send(chunk)
         reply = await self._answer()
         if reply is None:
             self.connection.forget()
             raise ItbError(f"no answer to {type(request).__name__} in {self.timeout_s} s")
+        self.answered.append((used, request, reply))
         if isinstance(reply, m.StatusReport):
             self.connection.last_txn = max(self.connection.last_txn, reply.last_txn)
         return reply

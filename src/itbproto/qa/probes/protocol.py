@@ -245,6 +245,8 @@ async def replay(b: Bench, hands: Hands) -> None:
     txn, chunks = b.link.last_command, list(b.link.last_chunks)
     answered = await b.link.silent(chunks, b.link.timeout_s / 4)
     b.expect("REPLAY", not answered, f"the pump answered {answered} replayed frame(s)")
+    dropped = [e for e in await b.events_from(logged) if e.code is EventCode.FRAME_DROPPED]
+    b.expect("REPLAY", bool(dropped), "replayed frames dropped, and no FRAME_DROPPED logged")
     applied = [
         e for e in await b.events_from(logged) if e.code is EventCode.THRESHOLDS_CHANGED and e.txn == txn
     ]

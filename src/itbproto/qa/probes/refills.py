@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 from itbproto.qa.bench import DAY, Bench, continuous
 from itbproto.qa.probes.common import (
@@ -40,9 +41,7 @@ async def drug_table_and_rescale(b: Bench, hands: Hands) -> None:
     # strengths not in the table: a unit off each listed one, the midpoints between them, a multiple of the
     # smallest (a compounded drug)
     listed = sorted(table)
-    near = {c + d for c in listed for d in (-1, 1)} | {
-        (a + b) // 2 for a, b in zip(listed, listed[1:], strict=False)
-    }
+    near = {c + d for c in listed for d in (-1, 1)} | {(a + b) // 2 for a, b in pairwise(listed)}
     unlisted = sorted(c for c in near | {3 * listed[0]} if c > 0 and c not in table)
     for conc in unlisted:
         await b.over(
