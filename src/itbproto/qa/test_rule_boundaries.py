@@ -23,7 +23,7 @@ from itbproto.specfiles import load_profile, load_rules
 from itbproto.transport import Transport
 from itbproto.wire import messages as m
 from itbproto.wire.enums import EventCode, PumpKind, Role
-from itbproto.wire.message import Effect
+from itbproto.wire.message import Effect, Message
 
 
 class TargetHands:
@@ -110,11 +110,31 @@ async def run_probe(
 UNLOGGED = (m.RefillResidual, m.RefillStageDrug)
 
 
+#: the fields an applied command's log entry keeps as its value, the first it has (specs/protocol.md §8)
+LOGGED_FIELDS = (
+    "rate_ul_day",
+    "volume_ul",
+    "duration_s",
+    "alarm_id",
+    "device_time",
+    "procedure",
+    "role",
+    "phase",
+    "response",
+    "emptied_ul",
+)
+
+
+def logged_value(request: Message) -> int:
+    return next((int(v) for f in LOGGED_FIELDS if isinstance(v := getattr(request, f, None), int)), 0)
+
+
 def logged(links: list[Probe], events: list[m.EventRecord]) -> list[str]:
     """Every command applied is in the log with its transaction, every refusal as COMMAND_REFUSED with its
     transaction and code (specs/protocol.md §5, §8)."""
     refused = {(e.txn, e.value) for e in events if e.code is EventCode.COMMAND_REFUSED}
-    applied = {e.txn for e in events if e.code is not EventCode.COMMAND_REFUSED}
+    quiet = (EventCode.COMMAND_REFUSED, EventCode.ACKNOWLEDGED)
+    applied = {(e.txn, e.value) for e in events if e.code not in quiet}
     missing = []
     for link in links:
         for txn, request, reply in link.answered:
@@ -122,10 +142,10 @@ def logged(links: list[Probe], events: list[m.EventRecord]) -> list[str]:
             if isinstance(reply, m.Nack):
                 if (txn, int(reply.code)) not in refused:
                     missing.append(f"{name} (transaction {txn}) refused {reply.code.name}, not logged")
-            elif (
-                request.EFFECT is Effect.COMMAND and not isinstance(request, UNLOGGED) and txn not in applied
-            ):
-                missing.append(f"{name} (transaction {txn}) applied, not logged")
+            elif request.EFFECT is Effect.COMMAND and not isinstance(request, UNLOGGED):
+                value = logged_value(request)
+                if (txn, value) not in applied:
+                    missing.append(f"{name} (transaction {txn}) applied, not logged with {value}")
     return missing
 
 
