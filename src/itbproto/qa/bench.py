@@ -128,6 +128,9 @@ class Bench:
     advance_by: Callable[[int], Awaitable[None]] | None = None
     #: what was done so far, for the finding's script
     script: list[str] = field(default_factory=list)
+    #: a hardware fault delivered drug no command asked for (a valve discharge): the dose windows after it
+    #: are physics, not the pump's choice
+    discharged: bool = False
 
     @property
     def info(self) -> m.DeviceInfo:

@@ -114,7 +114,17 @@ async def one_bolus_at_a_time(b: Bench, hands: Hands) -> None:
         "BOL-004", b.command(bolus(BolusKind.CLINICIAN, volume, 3_600)), "another a second before it ends"
     )
     await b.advance(1)
-    await b.ok("BOL-004", b.command(bolus(BolusKind.CLINICIAN, volume, 3_600)), "another as it ends")
+    third = await b.ok("BOL-004", b.command(bolus(BolusKind.CLINICIAN, volume, 3_600)), "another as it ends")
+    assert isinstance(third, m.BolusStarted)
+    await b.advance(1_800)
+    cancelled = await b.ok("BOL-004", b.command(m.BolusCancel(bolus_id=third.bolus_id)), "cancelled half-way")
+    assert isinstance(cancelled, m.BolusCancelled)
+    given = cancelled.delivered_ul + cancelled.not_delivered_ul
+    b.expect("BOL-004", given == volume, f"cancelled: {cancelled}, of {volume} uL")
+    b.expect("BOL-004", 0 < cancelled.delivered_ul < volume, f"half-way through: {cancelled}")
+    await b.ok(
+        "BOL-004", b.command(bolus(BolusKind.CLINICIAN, volume, 3_600)), "another once it was cancelled"
+    )
 
 
 @probe("PBOL-001", "PBOL-002", "PBOL-003", needs=("fresh", "clock", "links"))

@@ -18,6 +18,7 @@ from itbproto.wire.enums import (
     AlarmCode,
     BolusKind,
     ErrorCode,
+    EventCode,
     Origin,
     PatientGroup,
     Phase,
@@ -99,6 +100,28 @@ async def suspend_with_a_bolus_running(b: Bench, hands: Hands) -> None:
         else:
             await b.ok("RESTART-001", resume, f"resumed at {ramp} % of the dose before")
         t.rate = lower
+
+
+@probe("MRI-001", needs=("fresh", "clock", "faults", "valve"))
+async def a_magnetic_field_on_a_valve_gated_pump(b: Bench, hands: Hands) -> None:
+    """Why MRI-001 empties a valve-gated pump: a strong field opens its valves and the reservoir empties into
+    the patient at the fastest bolus rate (specs/protocol.md §8), logged as a fault."""
+    await start(b)
+    held = (await b.status()).reservoir_ul
+    logged = await b.log_size()
+    await hands.fault("magnetic-field")
+    b.discharged = True
+    faults = [e for e in await b.events_from(logged) if e.code is EventCode.FAULT]
+    b.expect("MRI-001", any("valves open" in e.detail for e in faults), f"a field on a valve pump: {faults}")
+    hour = b.profile.max_bolus_rate_ul_day // 24
+    await b.advance(3_600)
+    s = await b.status()
+    b.expect(
+        "MRI-001", held - s.reservoir_ul >= hour, f"an hour of discharge took {held - s.reservoir_ul} uL"
+    )
+    await b.advance(held * DAY // b.profile.max_bolus_rate_ul_day)
+    s = await b.status()
+    b.expect("MRI-001", s.reservoir_ul == 0 and AlarmCode.EMPTY_RESERVOIR in s.alarms, f"discharged: {s}")
 
 
 @probe("MRI-002")

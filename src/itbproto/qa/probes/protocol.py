@@ -265,16 +265,21 @@ async def pairing(b: Bench, hands: Hands) -> None:
     took = await hands.pair(wrong, Role.CLINICIAN)
     b.expect("PAIR", not took, "a wrong PIN paired")
     failed = [e for e in await b.events_from(logged) if e.code is EventCode.PAIRING_FAILED]
-    b.expect("PAIR", len(failed) == 1, f"a wrong PIN: {len(failed)} PAIRING_FAILED logged")
+    b.expect("PAIR", [e.value for e in failed] == [1], f"a wrong PIN: {failed} logged, not the first failure")
     stranger = Probe(
         await hands.transport(), key=PairedKey(key_id=0xFFFF, role=Role.CLINICIAN, long_term=bytes(32))
     )
     answer = await stranger.hello()
     b.expect("PAIR", refused(answer, ErrorCode.NOT_AUTHENTICATED), f"a Hello with an unknown key: {answer}")
     await stranger.close()
+    logged = await b.log_size()
     patient = await hands.link(Role.PATIENT)
     key = patient.key
     await patient.close()
+    paired = [e for e in await b.events_from(logged) if e.code is EventCode.PAIRED]
+    if key is not None:
+        expected = [(key.key_id, "patient")]
+        b.expect("PAIR", [(e.value, e.detail) for e in paired] == expected, f"a patient paired: {paired}")
     if key is not None:
         posing = Probe(await hands.transport(), role=Role.CLINICIAN, key=key)
         answer = await posing.hello()
