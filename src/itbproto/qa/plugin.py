@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,11 +215,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def itb_target(request: pytest.FixtureRequest) -> Target:
+def itb_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     """The pump under test (``--itb-target``)."""
     option = request.config.getoption
     spec, device, pin, defect = (option(f"--itb-{o}") for o in ("target", "device", "pin", "defect"))
-    return target_from(spec, device, pin, defect)
+    target = target_from(spec, device, pin, defect)
+    yield target
+    target.close()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ attacker would) and can lose what comes back (so that the client retries, as ove
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from itbproto.errors import ItbError
@@ -23,6 +25,7 @@ from itbproto.wire.stream import StreamSplitter
 if TYPE_CHECKING:  # the emulator is imported when a pump is made, not with the plugin
     from itbemu import VirtualClock
     from itbemu.inprocess import InProcessHub
+    from itbemu.store import Store
 
 __all__ = ["DEFAULT_PIN", "InprocTarget", "RemoteTarget", "Tap", "Target", "target_from"]
 
@@ -82,13 +85,18 @@ class Target(Protocol):
         """A new link to the pump."""
         ...
 
-    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None, stored: bool = False) -> None:
         """A new pump where the target can make one (in-process; a new patient in screening if
-        ``screening``; of the device ``profile`` if given); otherwise the same pump goes on."""
+        ``screening``; of the device ``profile`` if given; with a store it can restart from if ``stored``);
+        otherwise the same pump goes on."""
         ...
 
     async def fault(self, kind: str, value: int = 0) -> None:
-        """A hardware event (itbemu's fault kinds; in-process only)."""
+        """A hardware event (itbemu's fault kinds, or ``restart``; in-process only)."""
+        ...
+
+    def close(self) -> None:
+        """Done with the target: what it holds is let go."""
         ...
 
     async def advance(self, seconds: int) -> None:
@@ -108,21 +116,24 @@ class InprocTarget:
         self.profile, self.pin = profile, pin
         self.requires_pairing = pin is not None
         self.can = frozenset(
-            {"fresh", "clock", "faults", "links", "screening", *(["pairing"] if pin else [])}
+            {"fresh", "clock", "faults", "links", "screening", "restart", *(["pairing"] if pin else [])}
         )
         self.keys: dict[Role, PairedKey] = {}
         self.policy: dict[str, int] = {}
         self._hub: InProcessHub | None = None
+        self._store: Store | None = None
+        self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.clock: VirtualClock | None = None
         if defect is not None:  # itbemu's seeded defects (test builds only), in this process
             from itbemu.defects import seed
 
             seed(defect)
 
-    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None, stored: bool = False) -> None:
         from itbemu import Emulator, VirtualClock
         from itbemu.device import START, new_therapy
         from itbemu.inprocess import InProcessHub
+        from itbemu.store import Store
         from itbproto.safety import SafetyPolicy
         from itbproto.specfiles import load_drug, load_profile, load_rules
         from itbproto.therapy import TherapyState
@@ -136,7 +147,11 @@ class InprocTarget:
         else:
             therapy = new_therapy(device, drug, concentration_ug_ml=500, screening_dose_ng=300_000)
         policy = SafetyPolicy(load_rules(), self.policy)
-        emulator = Emulator.create(therapy, policy, serial=self.serial or "QA-INPROC")
+        self._close_store()
+        if stored:  # its crash-safe store, in a directory of its own, so that it can be restarted
+            self._dir = tempfile.TemporaryDirectory(prefix="itbproto-qa-")
+            self._store = Store(Path(self._dir.name) / "pump.sqlite")
+        emulator = Emulator.create(therapy, policy, serial=self.serial or "QA-INPROC", store=self._store)
         emulator.firmware.pin = self.pin
         emulator.firmware.require_pairing = self.requires_pairing
         self.clock = VirtualClock(START)
@@ -147,7 +162,29 @@ class InprocTarget:
         from itbemu.faults import DeviceFault
 
         assert self._hub is not None, "no pump yet: fresh() makes one"
+        if kind == "restart":  # the pump switched off and on: what its store holds, on a new hub (links gone)
+            from itbemu import Emulator
+            from itbemu.inprocess import InProcessHub
+            from itbproto.safety import SafetyPolicy
+            from itbproto.specfiles import load_rules
+
+            assert self._store is not None and self.clock is not None, "a restart needs fresh(stored=True)"
+            emulator = Emulator.open(self._store, SafetyPolicy(load_rules(), self.policy))
+            emulator.firmware.pin, emulator.firmware.require_pairing = self.pin, self.requires_pairing
+            self._hub = InProcessHub(emulator, self.clock)
+            return
         self._hub.inject(DeviceFault(kind, value))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._close_store()
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
     async def transport(self) -> Transport:
         if self._hub is None:
@@ -185,11 +222,14 @@ class RemoteTarget:
     async def transport(self) -> Transport:
         return await open_target(self.name)
 
-    async def fresh(self, screening: bool = False, profile: str | None = None) -> None:
+    async def fresh(self, screening: bool = False, profile: str | None = None, stored: bool = False) -> None:
         return None
 
     async def fault(self, kind: str, value: int = 0) -> None:
         raise NotImplementedError(f"{self.name}: faults are injected in-process only")
+
+    def close(self) -> None:
+        return None
 
     async def advance(self, seconds: int) -> None:
         raise NotImplementedError(f"{self.name} runs on its own clock")

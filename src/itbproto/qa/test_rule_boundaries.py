@@ -76,6 +76,12 @@ class TargetHands:
             raise Finding("LOCK", f"the session could not end ({ended}; mode {status.mode.name})")
         await self.bench.link.hello()
 
+    async def restart(self) -> None:
+        """The pump switched off and on: every link is gone; the clinician's opens again."""
+        assert self.bench is not None
+        await self.target.fault("restart")
+        self.bench.link = await self.link(Role.CLINICIAN)
+
     async def close(self) -> None:
         for probe in self.opened:
             await probe.close()
@@ -88,7 +94,7 @@ async def run_probe(
     target.policy = policy
     if spec.valve and "fresh" in target.can:
         profile = VALVE_PROFILE
-    await target.fresh(screening="screening" in spec.needs, profile=profile)
+    await target.fresh(screening="screening" in spec.needs, profile=profile, stored="restart" in spec.needs)
     hands = TargetHands(target)
     clinician = await hands.link(Role.CLINICIAN)
     bench = Bench(

@@ -6,7 +6,9 @@ from dataclasses import replace
 
 from itbproto.qa.bench import Bench, Op, continuous, refused
 from itbproto.qa.probes.common import (
+    PATIENT,
     bolus,
+    start,
 )
 from itbproto.qa.probes.registry import FIRST_LOCK_S, FREE_PINS, Hands, probe
 from itbproto.qa.wire import Probe
@@ -20,6 +22,44 @@ from itbproto.wire.enums import (
     ScreeningResponse,
 )
 from itbproto.wire.message import Message
+
+
+@probe("TXN", "REFILL-001", needs=("fresh", "clock", "restart"))
+async def a_restart_keeps_everything(b: Bench, hands: Hands) -> None:
+    """Switched off and on, a pump keeps its therapy, its records, its transaction ids and the outcomes of
+    its last commands (specs/protocol.md §5): everything read before reads the same after, the log goes on
+    where it was, and the last command retried gets its stored answer."""
+    await start(b, patient=PATIENT, max_bolus=PATIENT.volume_ul * 500 * 4)
+    await b.ok("BOL-001", b.command(bolus(BolusKind.CLINICIAN, 1, 3_600)), "a bolus over an hour")
+    th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
+    change = m.SetThresholds(thresholds=replace(th, low_reservoir_days=th.low_reservoir_days + 1))
+    first = await b.ok("TXN", b.command(change), "new thresholds")
+    txn = b.link.last_command
+    reads = (
+        m.StatusRequest(),
+        m.ReadPrescription(),
+        m.ReadThresholds(),
+        m.ReadPatientRecord(),
+        m.ReadHistory(),
+    )
+    before = [await b.ask(r) for r in reads]
+    alarms = await b.ask(m.AlarmListRequest())
+    log = await b.events_from(0)
+    await hands.restart()
+    after = [await b.ask(r) for r in reads]
+    for r, was, now in zip(reads, before, after, strict=True):
+        b.expect("TXN", was == now, f"{type(r).__name__} before a restart {was}, after {now}")
+    b.expect("TXN", await b.ask(m.AlarmListRequest()) == alarms, "the alarms after a restart")
+    again = await b.events_from(0)
+    b.expect(
+        "TXN", again[: len(log)] == log, f"the log after a restart: {len(again)} entries, {len(log)} before"
+    )
+    b.expect(
+        "TXN", b.info.last_txn >= txn, f"DeviceInfo.last_txn {b.info.last_txn} after a restart, {txn} before"
+    )
+    retried = await b.ask(change, txn)
+    b.expect("TXN", retried == first, f"the last command retried after a restart: {retried}, first {first}")
+
 
 #: how many command outcomes a pump remembers, at least (specs/protocol.md §5)
 TXN_MEMORY = 16

@@ -22,6 +22,7 @@ NEEDS = {
     "pairing": "the PIN the pump shows (--itb-pin, or in-process)",
     "links": "a second link beside the first (not one bumble hub host)",
     "screening": "a new patient in screening (in-process targets)",
+    "restart": "the pump restarted from its store (in-process)",
     "valve": "a valve-gated pump (in-process: the shipped valve profile; remote: --itb-device of one)",
 }
 
@@ -43,6 +44,10 @@ class Hands(Protocol):
 
     async def key_of(self, role: Role) -> PairedKey | None:
         """The key paired in ``role`` (None when the target does not pair)."""
+        ...
+
+    async def restart(self) -> None:
+        """The pump switched off and on (its links gone); the clinician's link opens again."""
         ...
 
     async def hand_over(self) -> None:
