@@ -43,6 +43,7 @@ from itbproto.wire import (
     BolusStart,
     ErrorCode,
     EventCode,
+    EventLogPage,
     FlexStep,
     Message,
     MriBegin,
@@ -591,8 +592,10 @@ def test_the_pump_announces_and_logs_the_hold_it_imposes_and_resumes_by_itself()
     assert pump.mode == "suspended"
     assert AlarmCode.DELIVERY_STOPPED in [a.code for a in pump.therapy.alarms]
     entries = [(e.code, e.txn, e.value, e.detail) for e in pump.log.page(0, 100)]
-    hold = (EventCode.SUSPENDED, 0, until - state.now, "DOSE-001: held by the pump")  # the pump's own: txn 0
+    hold = (EventCode.SUSPENDED, 0, until - state.now, "DOSE-001: pump hold")  # the pump's own: txn 0
     assert hold in entries
+    page = EventLogPage(total=pump.log.total, events=pump.log.page(0, 50))
+    assert EventLogPage.CODEC.decode(EventLogPage.CODEC.encode(page)) == page  # the log reads over the wire
     assert (EventCode.ALARM_RAISED, AlarmCode.DELIVERY_STOPPED) in [(e[0], e[2]) for e in entries]
     pump.tick(until - 1)
     assert pump.mode == "suspended"

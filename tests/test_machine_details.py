@@ -352,3 +352,17 @@ def test_due_alarms_repeat_at_their_period_from_the_last_announcement() -> None:
     assert len(s.due_alarms(stall.raised_at + 600, 600)) == 1
     assert s.due_alarms(stall.raised_at + 1199, 600) == []
     assert len(s.due_alarms(stall.raised_at + 1200, 600)) == 1
+
+
+def test_a_log_entry_always_reads_over_the_wire() -> None:
+    """A detail longer than an entry carries is cut, never left to break the page that holds it (the pump's
+    own hold once logged 26 characters, found by the QA suite reading the log)."""
+    from itbproto.machines.pump.log import EventLog
+    from itbproto.wire.enums import EventCode
+    from itbproto.wire.messages import MAX_LOG_DETAIL, EventLogPage
+
+    log = EventLog()
+    entry = log.append(0, EventCode.FAULT, detail="x" * (MAX_LOG_DETAIL + 10))
+    assert entry.detail == "x" * MAX_LOG_DETAIL
+    page = EventLogPage(total=log.total, events=log.page(0, 10))
+    assert EventLogPage.CODEC.decode(EventLogPage.CODEC.encode(page)) == page

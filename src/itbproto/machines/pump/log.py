@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itbproto.wire.enums import EventCode
 from itbproto.wire.fields import I32
-from itbproto.wire.messages import EventRecord
+from itbproto.wire.messages import MAX_LOG_DETAIL, EventRecord
 
 __all__ = ["EVENT_LOG_LIMIT", "EventLog"]
 
@@ -21,10 +21,10 @@ class EventLog:
         self.total = entries[-1].index + 1 if entries else 0
 
     def append(self, at: int, code: EventCode, txn: int = 0, value: int = 0, detail: str = "") -> EventRecord:
-        """Record one event; ``value`` (µL, µL/day, an id or a code) is clamped to the wire's i32."""
-        record = EventRecord(
-            index=self.total, at=at, code=code, txn=txn, value=min(max(value, I32.lo), I32.hi), detail=detail
-        )
+        """Record one event; ``value`` (µL, µL/day, an id or a code) is clamped to the wire's i32 and
+        ``detail`` cut to what an entry carries, so that every entry can be read over the wire."""
+        value, detail = min(max(value, I32.lo), I32.hi), detail[:MAX_LOG_DETAIL]
+        record = EventRecord(index=self.total, at=at, code=code, txn=txn, value=value, detail=detail)
         self._entries.append(record)
         self.total += 1
         del self._entries[: -self.limit]

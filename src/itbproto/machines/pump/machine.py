@@ -174,16 +174,14 @@ class PumpMachine:
             self._log_acknowledgements(verdict, txn, before.therapy.now)
         now, held = before.therapy.now, after.therapy.held_until
         if held > now and held != before.therapy.held_until:  # the pump's own interruption (txn 0): logged
-            self.log.append(now, EventCode.SUSPENDED, 0, held - now, "DOSE-001: held by the pump")
+            self.log.append(now, EventCode.SUSPENDED, 0, held - now, "DOSE-001: pump hold")
         return reply, session if handler.session is None else handler.session(session, request)
 
     def _log_acknowledgements(self, verdict: Verdict, txn: int, at: int) -> None:
         """Each hazard the applied command acknowledged, and who did: one log entry each."""
         ack = getattr(verdict.command, "ack", m.NO_ACK)
         for rule_id in verdict.to_acknowledge:
-            self.log.append(
-                at, EventCode.ACKNOWLEDGED, txn, 0, f"{rule_id} by {ack.by or '?'}"[: m.MAX_LOG_DETAIL]
-            )
+            self.log.append(at, EventCode.ACKNOWLEDGED, txn, 0, f"{rule_id} by {ack.by or '?'}")
 
     def _engine(self, request: Message, therapy: TherapyState) -> Verdict:
         """The safety engine's verdict on a command it accepts (with the therapy it produces); or refused."""

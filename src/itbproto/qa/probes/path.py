@@ -8,13 +8,16 @@ from itbproto.qa.probes.common import (
     bolus,
     drug_table,
     fastest,
+    rx,
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
 from itbproto.wire import messages as m
 from itbproto.wire.enums import (
+    AlarmCode,
     BolusKind,
     ErrorCode,
+    EventCode,
     Procedure,
     TherapyMode,
 )
@@ -168,3 +171,37 @@ async def priming(b: Bench, hands: Hands) -> None:
     b.expect("PRIME-001", not history.needs_priming, "primed: the path still needs priming")
     saline_left = [s for s in history.path if s.concentration_ug_ml == 0]
     b.expect("PRIME-001", not saline_left, f"primed: saline left in the path {saline_left}")
+
+
+@probe("DOSE-001", "FLOW-001")
+async def surgery_that_shortens_the_path(b: Bench, hands: Hands) -> None:
+    """Surgery is never refused. A low dose committed behind a long path of saline (its drug a day or more
+    away) after a high one: a second implant with a shorter catheter brings that drug into a 24 h window
+    that still holds the high dose. The pump holds delivery: mode SUSPENDED, DELIVERY_STOPPED, a SUSPENDED
+    entry of its own (txn 0, the hold in seconds, DOSE-001); at most a day; then it resumes by itself (the
+    oracle checks every window against the low maximum)."""
+    t = await start(b, settle=False)
+    tubing = b.profile.pump_path_ul
+    low = tubing * 3 // 2  # µL/day: the pump's tubing alone reaches the tip in 16 h at it
+    await b.advance(low * t.conc * DAY // t.daily + 600)  # as much of the high dose as a day of the low
+    given = (await b.status()).delivered_24h_ng
+    long = m.RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=low * 2)
+    await b.ok("FLOW-001", b.command(long), f"an implant with a {low * 2} uL catheter: its drug 2 days away")
+    p = rx(t, low, b, max_daily=given + 1_000)  # the high dose given so far fits in it, with the low one
+    await b.ok("DOSE-001", b.program(p), f"{low} uL/day behind the saline", ack=("DECR-001", "FLOW-001"))
+    logged = await b.log_size()
+    short = m.RecordProcedure(procedure=Procedure.PUMP_IMPLANT, catheter_volume_ul=1)
+    await b.ok("DOSE-001", b.command(short), "an implant with a 1 uL catheter: the drug 16 h away")
+    s = await b.status()
+    holds = [e for e in await b.events_from(logged) if e.code is EventCode.SUSPENDED and e.txn == 0]
+    b.expect(
+        "DOSE-001", len(holds) == 1 and holds[0].detail.startswith("DOSE-001"), f"no hold logged: {holds}"
+    )
+    b.expect("DOSE-001", s.mode is TherapyMode.SUSPENDED, f"held: mode {s.mode.name}")
+    b.expect("DOSE-001", AlarmCode.DELIVERY_STOPPED in s.alarms, f"held: {s.alarms}")
+    hold = holds[0].value if holds else DAY
+    b.expect("DOSE-001", 0 < hold <= DAY, f"a hold of {hold} s")
+    await b.advance(hold + 1)
+    s = await b.status()
+    b.expect("DOSE-001", s.mode is not TherapyMode.SUSPENDED, f"the hold over: mode {s.mode.name}")
+    b.expect("DOSE-001", AlarmCode.DELIVERY_STOPPED not in s.alarms, f"the hold over: {s.alarms}")
