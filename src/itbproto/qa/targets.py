@@ -168,7 +168,8 @@ class InprocTarget:
             from itbproto.safety import SafetyPolicy
             from itbproto.specfiles import load_rules
 
-            assert self._store is not None and self.clock is not None, "a restart needs fresh(stored=True)"
+            assert self._store is not None, "a restart needs fresh(stored=True)"
+            assert self.clock is not None
             emulator = Emulator.open(self._store, SafetyPolicy(load_rules(), self.policy))
             emulator.firmware.pin, emulator.firmware.require_pairing = self.pin, self.requires_pairing
             self._hub = InProcessHub(emulator, self.clock)

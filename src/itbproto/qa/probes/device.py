@@ -317,6 +317,7 @@ async def _screening(b: Bench, hands: Hands, effective_at: int | None, effect_s:
         return m.SetPatientRecord(group=PatientGroup.ADULT, origin=Origin.SPINAL, risks=record.risks, phase=p)
 
     await b.ok("PHASE-001", b.command(phase(Phase.SCREENING)), "an adult of spinal origin, in screening")
+    await b.settle()  # for a day after a record change the stricter record (a new pump's: a child's) applies
     await b.over("PHASE-001", b.command(phase(Phase.IMPLANTED)), "implanted with no effective screening dose")
     await b.over("PHASE-001", b.program(continuous(100, conc, 100 * conc)), "a prescription in screening")
     doses = list(drug.screening_doses_ng)
@@ -327,6 +328,10 @@ async def _screening(b: Bench, hands: Hands, effective_at: int | None, effect_s:
     interval = max(b.param("BOL-002", "interval_s"), drug.screening_interval_s)
     await b.over("BOL-002", b.command(dose(doses[0] + conc)), f"{doses[0] + conc} ng, not a label dose")
     await b.over("BOL-002", b.command(dose(doses[1])), f"{doses[1]} ng first")
+    child_first = drug.child_first_screening_ng
+    await b.over(
+        "BOL-002", b.command(dose(child_first)), f"{child_first} ng, a child's first dose, for an adult"
+    )
     for n, ng in enumerate(doses):
         if n:
             await b.over("BOL-002", b.command(dose(ng)), f"{ng} ng {interval - 1} s after the last")

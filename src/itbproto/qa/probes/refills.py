@@ -7,6 +7,7 @@ from itertools import pairwise
 
 from itbproto.qa.bench import DAY, Bench, continuous
 from itbproto.qa.probes.common import (
+    Therapy,
     bolus,
     ceiling,
     drug_table,
@@ -157,22 +158,43 @@ async def two_step_confirmation(b: Bench, hands: Hands) -> None:
     )
 
 
+async def _residual(b: Bench, t: Therapy, sign: int, fill_ul: int) -> None:
+    """Two refills, each back to ``fill_ul``: one that withdraws the threshold's worth more (``sign`` 1) or
+    less (-1) than the pump expects (no acknowledgement), one a µL beyond it (acknowledged)."""
+    floor, pct = b.param("REFILL-003", "discrepancy_floor_ul"), b.param("REFILL-003", "discrepancy_pct")
+    for beyond in (0, 1):
+        begun = await b.ask(m.RefillBegin())
+        assert isinstance(begun, m.RefillSession)
+        await b.ask(m.RefillAbort(refill_id=begun.refill_id))
+        expected = begun.expected_residual_ul
+        allowed = max(expected * pct // 100, floor)
+        measured = expected + sign * (allowed + beyond)
+        what = f"{measured} uL withdrawn, {expected} expected"
+        step = b.over if beyond else b.ok
+        await step("REFILL-003", b.refill(measured, fill_ul, t.conc), what)
+
+
 @probe("REFILL-003")
-async def residual_discrepancy(b: Bench, hands: Hands) -> None:
+async def residual_short(b: Bench, hands: Hands) -> None:
+    """Less withdrawn than the pump expects (a pocket fill, a leak): the percentage of it is the threshold."""
     t = await start(b)
-    begun = await b.ask(m.RefillBegin())
-    assert isinstance(begun, m.RefillSession)
-    await b.ask(m.RefillAbort(refill_id=begun.refill_id))
-    expected = begun.expected_residual_ul
-    allowed = max(
-        expected * b.param("REFILL-003", "discrepancy_pct") // 100,
-        b.param("REFILL-003", "discrepancy_floor_ul"),
-    )
-    volume = b.profile.reservoir_capacity_ul - allowed - 10
-    await b.over(
-        "REFILL-003", b.refill(expected - allowed - 1, volume, t.conc), f"withdrawn {allowed + 1} uL short"
-    )
-    await b.ok("REFILL-003", b.refill(expected - allowed, volume, t.conc), f"withdrawn {allowed} uL short")
+    await _residual(b, t, -1, b.profile.reservoir_capacity_ul // 2)
+
+
+@probe("REFILL-003")
+async def residual_over(b: Bench, hands: Hands) -> None:
+    """More withdrawn than the pump expected (a blocked catheter, an underdose) is a discrepancy too."""
+    t = await start(b)
+    await _residual(b, t, 1, b.profile.reservoir_capacity_ul // 2)
+
+
+@probe("REFILL-003")
+async def residual_at_the_floor(b: Bench, hands: Hands) -> None:
+    """A reservoir so low that the percentage of it is under the floor: the floor is the threshold."""
+    t = await start(b)
+    low = b.param("REFILL-003", "discrepancy_floor_ul") * 100 // b.param("REFILL-003", "discrepancy_pct") // 2
+    await b.ok("REFILL-001", b.refill(None, low, t.conc), f"a refill of {low} uL")
+    await _residual(b, t, 1, low)
 
 
 @probe("REFILL-003")
@@ -186,40 +208,6 @@ async def residual_none(b: Bench, hands: Hands) -> None:
     await b.over(
         "REFILL-003", b.refill(0, volume, t.conc), f"0 uL withdrawn, {begun.expected_residual_ul} expected"
     )
-
-
-@probe("REFILL-003")
-async def residual_over(b: Bench, hands: Hands) -> None:
-    """More withdrawn than the pump expected (a blocked catheter, an underdose) is a discrepancy too."""
-    t = await start(b)
-    begun = await b.ask(m.RefillBegin())
-    assert isinstance(begun, m.RefillSession)
-    await b.ask(m.RefillAbort(refill_id=begun.refill_id))
-    expected = begun.expected_residual_ul
-    allowed = max(
-        expected * b.param("REFILL-003", "discrepancy_pct") // 100,
-        b.param("REFILL-003", "discrepancy_floor_ul"),
-    )
-    volume = b.profile.reservoir_capacity_ul - 10
-    await b.over(
-        "REFILL-003", b.refill(expected + allowed + 1, volume, t.conc), f"withdrawn {allowed + 1} uL more"
-    )
-    await b.ok("REFILL-003", b.refill(expected + allowed, volume, t.conc), f"withdrawn {allowed} uL more")
-
-
-@probe("RES-003")
-async def expired_while_suspended(b: Bench, hands: Hands) -> None:
-    """Drug past its stability alarms whether or not it flows; resuming from it is acknowledged."""
-    from itbproto.specfiles import load_drug
-
-    days = load_drug().stability_days
-    await start(b, daily=b.profile.reservoir_capacity_ul * 500 // (days + 10))
-    filled = (await b.history()).filled_at
-    await b.ok("STOP-002", b.command(m.Suspend(duration_s=0, ack=m.NO_ACK)), "suspended", ack=("STOP-002",))
-    await b.advance(filled + days * DAY - (await b.status()).device_time)
-    s = await b.status()
-    b.expect("RES-003", AlarmCode.DRUG_EXPIRED in s.alarms, f"suspended, past its date: {s.alarms}")
-    await b.over("RES-003", b.command(m.Resume(ack=m.NO_ACK)), "resumed past its date", ack=("RESTART-001",))
 
 
 @probe("REFILL-004", "RES-003")
