@@ -32,11 +32,15 @@ class Probe:
     role: Role = Role.CLINICIAN
     key: PairedKey | None = None
     timeout_s: float = 1.0
+    #: the largest frame this programmer accepts (Hello.max_frame; 272 is the least a pump must serve)
+    max_frame: int = 1_045
     info: m.DeviceInfo | None = None
     notifications: list[Message] = field(default_factory=list)
     #: the transaction of the last command sent, and its chunks as written (to replay them)
     last_command: int = 0
     last_chunks: list[bytes] = field(default_factory=list)
+    #: the largest frame received whole (links that carry whole frames: in-process; else 0)
+    largest: int = 0
     #: every request answered on this link: (transaction, request, answer)
     answered: list[tuple[int, Message, Message]] = field(default_factory=list)
     connection: Connection = field(init=False)
@@ -52,7 +56,7 @@ class Probe:
         hello = m.Hello(
             protocol_version=m.PROTOCOL_VERSION,
             role=self.role,
-            max_frame=1_045,
+            max_frame=self.max_frame,
             client="qa probe",
             key_id=key_id,
             nonce=nonce,
@@ -113,7 +117,10 @@ class Probe:
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
-                    for event in self.connection.receive(await self.transport.receive()):
+                    data = await self.transport.receive()
+                    if not self.transport.stream and self.transport.mtu is None:
+                        self.largest = max(self.largest, len(data))
+                    for event in self.connection.receive(data):
                         if isinstance(event, Reply):
                             return event.message
                         if isinstance(event, Notification):

@@ -276,6 +276,38 @@ async def programming_lock(b: Bench, hands: Hands) -> None:
     await second.close()
 
 
+@probe("REPLY", needs=("fresh", "clock"))
+async def small_frames(b: Bench, hands: Hands) -> None:
+    """A programmer that takes only the smallest frames (Hello.max_frame 272) still reads the whole log and
+    history: the pump cuts its pages to fit, never sends a larger frame (specs/protocol.md §6)."""
+    t = await start(b)
+    for _ in range(8):  # a log of some length, with details: acknowledged hazards
+        await b.ok(
+            "STOP-002", b.command(m.Suspend(duration_s=60, ack=m.NO_ACK)), "a minute off", ack=("STOP-002",)
+        )
+        await b.advance(120)
+    whole = await b.events_from(0)
+    small = Probe(await hands.transport(), key=await hands.key_of(Role.CLINICIAN), max_frame=272)
+    opened = await small.hello(bytes(range(32, 48)))
+    b.expect("REPLY", isinstance(opened, m.DeviceInfo), f"a Hello with max_frame 272: {opened}")
+    got: list[m.EventRecord] = []
+    while len(got) < len(whole):
+        page = await small.ask(m.EventLogRead(first=len(got), count=m.MAX_EVENTS_PER_PAGE))
+        b.expect(
+            "REPLY", isinstance(page, m.EventLogPage) and bool(page.events), f"a page for 272 bytes: {page}"
+        )
+        assert isinstance(page, m.EventLogPage)
+        got += page.events
+    b.expect("REPLY", got[: len(whole)] == whole, "the log read 272 bytes at a time differs")
+    history = await small.ask(m.ReadHistory())
+    b.expect("REPLY", isinstance(history, m.TherapyHistory), f"the history for 272 bytes: {history}")
+    b.expect(
+        "REPLY", small.largest <= 272, f"a frame of {small.largest} bytes to a programmer that takes 272"
+    )
+    await small.close()
+    del t
+
+
 @probe("REPLAY", needs=())
 async def replay(b: Bench, hands: Hands) -> None:
     """A command's frames sent again as captured are dropped unanswered and applied once."""
