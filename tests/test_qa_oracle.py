@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
@@ -86,3 +90,21 @@ def test_delivery_while_suspended_is_found_and_a_suspension_resumed_the_same_sec
     assert _stopped([flow], same_second, T0 + 120) == []
     a_minute = [_event(1, T0 + 30, EventCode.SUSPENDED), _event(2, T0 + 90, EventCode.RESUMED)]
     assert [v.rule_id for v in _stopped([flow], a_minute, T0 + 120)] == ["STOP-002"]
+
+
+def test_a_policy_file_for_the_pump_under_test_may_only_tighten(tmp_path: Path) -> None:
+    """--itb-policy: the probes read the pump's numbers from it; a looser value is POLICY-001's error."""
+    from itbproto.errors import PolicyError
+    from itbproto.qa.bench import tightened
+    from itbproto.qa.plugin import load_policy
+
+    strict = tmp_path / "hospital.toml"
+    strict.write_text('[policy]\n"TITR-002.interval_s" = 259200\n"BOL-001.absolute_max_bolus_ng" = 150000\n')
+    assert load_policy(strict) == {"TITR-002.interval_s": 259_200, "BOL-001.absolute_max_bolus_ng": 150_000}
+    loose = tmp_path / "loose.toml"
+    loose.write_text('[policy]\n"TITR-001.spinal_pct" = 40\n')
+    with pytest.raises(PolicyError):
+        load_policy(loose)
+    notch = tightened(load_rules())
+    assert SafetyPolicy(load_rules(), notch)("TITR-001", "spinal_pct") == 27  # a tenth stricter
+    assert notch["TITR-002.interval_s"] == 95_040
