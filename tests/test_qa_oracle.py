@@ -10,7 +10,7 @@ from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_rules
 from itbproto.wire import messages as m
-from itbproto.wire.enums import EventCode, Phase, TherapyMode
+from itbproto.wire.enums import BolusKind, EventCode, Phase, PrescriptionMode, ScreeningResponse, TherapyMode
 
 T0 = 86_400_000
 
@@ -65,21 +65,24 @@ def _event(index: int, at: int, code: EventCode) -> m.EventRecord:
     return m.EventRecord(index=index, at=at, code=code, txn=index, value=0, detail="")
 
 
-def _stopped(flows: list[m.FlowRecord], events: list[m.EventRecord], now: int) -> list[Violation]:
-    o = Oracle(SafetyPolicy(load_rules()), 20_000)
-    history = m.TherapyHistory(
+def _history(flows: list[m.FlowRecord], boluses: tuple[m.BolusEntry, ...] = ()) -> m.TherapyHistory:
+    return m.TherapyHistory(
         complete=True,
         needs_priming=False,
         concentration_changed_at=0,
         bridge_given=False,
-        last_delivery_at=now,
+        last_delivery_at=T0,
         filled_at=T0,
         path=(),
         flows=tuple(flows),
         doses=(),
-        boluses=(),
+        boluses=boluses,
     )
-    return o._stopped(_status(now), history, events)
+
+
+def _stopped(flows: list[m.FlowRecord], events: list[m.EventRecord], now: int) -> list[Violation]:
+    o = Oracle(SafetyPolicy(load_rules()), 20_000)
+    return o._stopped(_status(now), _history(flows), events)
 
 
 def test_delivery_while_suspended_is_found_and_a_suspension_resumed_the_same_second_is_not() -> None:
@@ -108,3 +111,32 @@ def test_a_policy_file_for_the_pump_under_test_may_only_tighten(tmp_path: Path) 
     notch = tightened(load_rules())
     assert SafetyPolicy(load_rules(), notch)("TITR-001", "spinal_pct") == 27  # a tenth stricter
     assert notch["TITR-002.interval_s"] == 95_040
+
+
+def test_a_bolus_is_held_to_its_maximum_at_the_tip() -> None:
+    """A bolus's dose_ng is its volume at the reservoir's concentration; BOL-001 counts the tip. Where the
+    path held a weaker drug the recorded dose says nothing of the tip (found by the thorough profile)."""
+    o = Oracle(SafetyPolicy(load_rules()), 20_000)
+    o.prescriptions[T0] = m.Prescription(
+        mode=PrescriptionMode.CONTINUOUS,
+        concentration_ug_ml=500,
+        steps=(m.FlexStep(start_s=0, rate_ul_day=800),),
+        boluses=(),
+        patient=m.PatientBolusPolicy(volume_ul=0, duration_s=0, lockout_s=0, max_per_day=0),
+        max_daily_dose_ng=2_000_000,
+        max_bolus_ng=50_000,
+    )
+    over = m.BolusEntry(
+        start=T0 + 60,
+        kind=BolusKind.CLINICIAN,
+        volume_ul=101,
+        dose_ng=50_500,
+        screening=False,
+        response=ScreeningResponse.PENDING,
+    )
+    history = _history([], (over,))
+    weaker = (m.PathSegment(volume_scaled=250 * DAY, concentration_ug_ml=50),)
+    assert o._boluses(history, weaker) == []
+    o.boluses.clear()
+    same = (m.PathSegment(volume_scaled=250 * DAY, concentration_ug_ml=500),)
+    assert [v.rule_id for v in o._boluses(history, same)] == ["BOL-001"]

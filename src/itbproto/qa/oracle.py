@@ -132,6 +132,7 @@ class Oracle:
     ) -> list[Violation]:
         found: list[Violation] = []
         now = status.device_time
+        path_before = self.last_path  # the path as the last look found it: what a bolus since pushed first
         if self.started_at is None:
             self.started_at = now
         ceiling = self._param("DOSE-003", "adult_ceiling_ng_day")
@@ -163,7 +164,7 @@ class Oracle:
         found += self._events(events)
         found += self._alarms(status, thresholds)
         found += self._stopped(status, history, fresh)
-        found += self._boluses(history)
+        found += self._boluses(history, path_before)
         found += self._titration(history)
         return found
 
@@ -204,7 +205,7 @@ class Oracle:
     def _stopped_now(self) -> bool:
         return bool(self.stops) and self.stops[-1][1] is None
 
-    def _boluses(self, history: m.TherapyHistory) -> list[Violation]:
+    def _boluses(self, history: m.TherapyHistory, path: tuple[m.PathSegment, ...]) -> list[Violation]:
         """Each bolus against the prescription in force when it started; patient boluses against its
         lockout, count and volume."""
         found: list[Violation] = []
@@ -216,8 +217,11 @@ class Oracle:
             p = self._in_force(b.start)
             if p is None or b.start < (self.started_at or 0):
                 continue
+            # a bolus's dose is its volume at the reservoir's concentration: the dose at the tip when the path
+            # held that drug only (else the probes judge BOL-001 at the tip)
+            uniform = all(s.concentration_ug_ml * b.volume_ul == b.dose_ng for s in path)
             self.exercised.add("BOL-001")
-            if b.dose_ng > p.max_bolus_ng:
+            if uniform and b.dose_ng > p.max_bolus_ng:
                 found.append(
                     Violation(
                         "BOL-001", f"a {b.kind.name} bolus of {b.dose_ng} ng, its maximum {p.max_bolus_ng}"

@@ -430,7 +430,9 @@ class BolusStarted(Message):
     """A bolus is being delivered."""
 
     bolus_id: int = field(ID)
-    dose_ng: int = field(U32, unit="ng")
+    dose_ng: int = field(
+        U32, unit="ng", doc="volume × the reservoir's concentration (BOL-001 counts the tip, the path first)"
+    )
     ends_at: int = field(U32, unit="s", doc="device time")
 
 
@@ -783,7 +785,9 @@ class BolusEntry(Record):
     start: int = field(U32, unit="s", doc="device time")
     kind: BolusKind = field(EnumType(BolusKind))
     volume_ul: int = field(U32, unit="µL")
-    dose_ng: int = field(U32, unit="ng")
+    dose_ng: int = field(
+        U32, unit="ng", doc="volume × the reservoir's concentration (BOL-001 counts the tip, the path first)"
+    )
     screening: bool = field(BOOL)
     response: ScreeningResponse = field(
         EnumType(ScreeningResponse), doc="a screening dose's recorded response"
