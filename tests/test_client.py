@@ -32,6 +32,7 @@ from itbproto.wire import (
     ErrorCode,
     EventCode,
     Origin,
+    PatientBolusPolicy,
     Procedure,
     Role,
     ScreeningResponse,
@@ -217,6 +218,29 @@ async def test_a_role_that_may_not_program_is_refused_for_its_role_not_busy(t: T
         with pytest.raises(CommandRefusedError) as forbidden:
             await patient.set_rate(800)
         assert forbidden.value.code is ErrorCode.ROLE_FORBIDDEN
+
+
+@on_every_transport
+async def test_a_refused_command_or_a_patient_takes_no_programming_lock(t: Target) -> None:
+    """The lock goes to a clinician whose command the pump accepts (issue 24): a patient's refused SetRate, a
+    patient's accepted bolus and a clinician's refused command leave another clinician free to program."""
+    async with await t.client("a") as a:
+        await a.program(
+            replace(
+                CONTINUOUS,
+                patient=PatientBolusPolicy(volume_ul=10, duration_s=600, lockout_s=3_600, max_per_day=3),
+            ),
+            confirmed,
+        )
+    async with await t.client("p", role=Role.PATIENT, checks=False) as patient:
+        with pytest.raises(CommandRefusedError):
+            await patient.set_rate(800)
+        await patient.bolus(BolusKind.PATIENT, 10, 600)
+        async with await t.client("b", checks=False) as b, await t.client("c") as c:
+            with pytest.raises(CommandRefusedError) as wrong:
+                await b.resume()  # not suspended: WRONG_STATE
+            assert wrong.value.code is ErrorCode.WRONG_STATE
+            await c.set_thresholds(await c.thresholds())  # neither the patient nor b holds the lock
 
 
 @on_every_transport

@@ -11,8 +11,9 @@
 It joins the pump-side :class:`~itbproto.connection.Connection` of each link
 to the one :class:`~itbproto.machines.pump.PumpMachine`: requests go to the
 pump with the link's session; the reply goes back on that link; alarms go to
-every link with a session open. One link at a time programs: the first to send a
-command holds the **programming lock** until its session ends or its link goes;
+every link with a session open. One link at a time programs: the first clinician
+link whose command the pump accepts holds the **programming lock** until its
+session ends or its link goes (refused commands and other roles never take it);
 meanwhile other links may read and handle alarms, and their other commands get
 ``BUSY`` (their transaction id unused). A frame the pump cannot take as a request is
 answered with the Nack the spec prescribes and logged; a frame that is not
@@ -32,7 +33,7 @@ from itbproto.machines.pump import CLOSED, PumpMachine, Session
 from itbproto.security.keys import session_keys
 from itbproto.security.pairing import PumpPairing
 from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode, EventCode
+from itbproto.wire.enums import ErrorCode, EventCode, Role
 from itbproto.wire.message import Effect, Message
 from itbproto.wire.messages import AlarmNotify
 
@@ -107,8 +108,8 @@ class Firmware:
                     answer = self.pump.handle(request, txn, now, state.session)
                     self._broadcast(out, answer.notifications)
                     state.session = answer.session
-                    self._lock(link, request, state.session)
                     reply = answer.reply
+                    self._lock(link, request, state.session, accepted=not isinstance(reply, m.Nack))
                     if isinstance(request, m.Hello) and request.key_id and isinstance(reply, m.DeviceInfo):
                         reply = replace(reply, nonce=self.entropy(16), paired=True)
                         out.setdefault(link, []).extend(state.connection.send(reply, txn))
@@ -204,11 +205,19 @@ class Firmware:
             and m.role_refusal(role, request) is None
         )
 
-    def _lock(self, link: int, request: Message, session: Session) -> None:
+    def _lock(self, link: int, request: Message, session: Session, *, accepted: bool) -> None:
+        """The lock goes to a clinician's link with its first command the pump accepts; a refused command
+        and the other roles' commands (a patient's bolus, service) never take it; it goes when the session
+        ends."""
         if session.role is None:  # the session ended (or never began): the lock goes with it
             if self.programming == link:
                 self.programming = None
-        elif request.EFFECT is Effect.COMMAND and not isinstance(request, _NEVER_LOCKED):
+        elif (
+            accepted
+            and session.role is Role.CLINICIAN
+            and request.EFFECT is Effect.COMMAND
+            and not isinstance(request, _NEVER_LOCKED)
+        ):
             self.programming = link
 
     def tick(self, now: int) -> Output:
