@@ -19,7 +19,7 @@ from itbproto.qa.wire import Probe
 from itbproto.safety import RuleCatalog, SafetyPolicy
 from itbproto.therapy import DeviceProfile
 from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, PrescriptionMode, Role
+from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, PrescriptionMode
 from itbproto.wire.message import Message
 
 __all__ = ["Bench", "Finding", "Tally", "continuous", "refused", "tightened"]
@@ -371,6 +371,3 @@ class Bench:
         self.tally.checked[rule_id] += 1
         if not held:
             self.fail(rule_id, what)
-
-
-ROLES = (Role.CLINICIAN, Role.PATIENT, Role.SERVICE)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from itbproto.qa.bench import DAY, Bench, refused
 from itbproto.qa.probes.common import (
     PATIENT,
+    PATIENT_BOLUS_MAX,
     bolus,
     drug_table,
     fastest,
@@ -69,7 +70,7 @@ async def bolus_maximum(b: Bench, hands: Hands) -> None:
 async def bolus_rate(b: Bench, hands: Hands) -> None:
     """At the weakest drug (the largest volumes), the bolus closest above the motor's fastest rate that the
     bolus maximum allows is refused; the same volume at the fastest rate is given."""
-    t = await start(b)
+    await start(b)
     weakest = min(drug_table())
     capacity = b.profile.reservoir_capacity_ul
     await b.ok("DRUG-001", b.refill(None, capacity, weakest, bridge=True), f"{weakest} ug/mL, bridged")
@@ -97,7 +98,6 @@ async def bolus_rate(b: Bench, hands: Hands) -> None:
     b.expect(
         "BOL-003", fastest_flow <= fastest_rate + p.steps[0].rate_ul_day, f"a flow at {fastest_flow} uL/day"
     )
-    del t
 
 
 @probe("BOL-004")
@@ -132,7 +132,7 @@ async def patient_boluses(b: Bench, hands: Hands) -> None:
     """The patient's bolus as prescribed, its lockout and its count in any 24 h (across midnight), from the
     patient's own link; a clinician's bolus in between does not reset the lockout."""
     lockout, most = PATIENT.lockout_s, PATIENT.max_per_day
-    await start(b, patient=PATIENT, max_bolus=PATIENT.volume_ul * 500 * 4)
+    await start(b, patient=PATIENT, max_bolus=PATIENT_BOLUS_MAX)
     now = (await b.status()).device_time
     first_at = (DAY - (most - 1) * lockout - lockout // 2) % DAY  # the day's count ends after midnight
     await b.advance((first_at - now) % DAY)
@@ -194,9 +194,9 @@ async def patient_bolus_maximum(b: Bench, hands: Hands) -> None:
 @probe("PBOL-003", needs=("fresh", "clock", "links"))
 async def patient_bolus_as_committed(b: Bench, hands: Hands) -> None:
     """A prescription staged and never committed changes nothing: the patient's bolus is the one in force."""
-    t = await start(b, patient=PATIENT, max_bolus=PATIENT.volume_ul * 500 * 4)
+    t = await start(b, patient=PATIENT, max_bolus=PATIENT_BOLUS_MAX)
     other = replace(PATIENT, volume_ul=PATIENT.volume_ul * 2)
-    staged = await b.stage(rx(t, t.rate, b, max_bolus_ng=PATIENT.volume_ul * 500 * 4, patient=other))
+    staged = await b.stage(rx(t, t.rate, b, max_bolus_ng=PATIENT_BOLUS_MAX, patient=other))
     b.expect("PBOL-003", isinstance(staged, m.PrescriptionStaged), f"staging another patient bolus: {staged}")
     await hands.hand_over()
     patient = b.on(await hands.link(Role.PATIENT))

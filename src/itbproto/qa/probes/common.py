@@ -50,6 +50,8 @@ def ceiling(b: Bench, group: PatientGroup) -> int:
 
 
 PATIENT = m.PatientBolusPolicy(volume_ul=10, duration_s=600, lockout_s=4 * 3600, max_per_day=3)
+#: a bolus maximum with room for the patient's bolus (at any listed strength up to 2000 µg/mL)
+PATIENT_BOLUS_MAX = PATIENT.volume_ul * 2_000
 
 
 async def start(

@@ -7,6 +7,7 @@ from dataclasses import replace
 from itbproto.qa.bench import Bench, Op, continuous, refused
 from itbproto.qa.probes.common import (
     PATIENT,
+    PATIENT_BOLUS_MAX,
     bolus,
     start,
 )
@@ -29,7 +30,7 @@ async def a_restart_keeps_everything(b: Bench, hands: Hands) -> None:
     """Switched off and on, a pump keeps its therapy, its records, its transaction ids and the outcomes of
     its last commands (specs/protocol.md §5): everything read before reads the same after, the log goes on
     where it was, and the last command retried gets its stored answer."""
-    await start(b, patient=PATIENT, max_bolus=PATIENT.volume_ul * 500 * 4)
+    await start(b, patient=PATIENT, max_bolus=PATIENT_BOLUS_MAX)
     await b.ok("BOL-001", b.command(bolus(BolusKind.CLINICIAN, 1, 3_600)), "a bolus over an hour")
     th = (await b.read(m.ReadThresholds(), m.ThresholdsReport)).thresholds
     change = m.SetThresholds(thresholds=replace(th, low_reservoir_days=th.low_reservoir_days + 1))
@@ -280,7 +281,7 @@ async def programming_lock(b: Bench, hands: Hands) -> None:
 async def small_frames(b: Bench, hands: Hands) -> None:
     """A programmer that takes only the smallest frames (Hello.max_frame 272) still reads the whole log and
     history: the pump cuts its pages to fit, never sends a larger frame (specs/protocol.md §6)."""
-    t = await start(b)
+    await start(b)
     for _ in range(8):  # a log of some length, with details: acknowledged hazards
         await b.ok(
             "STOP-002", b.command(m.Suspend(duration_s=60, ack=m.NO_ACK)), "a minute off", ack=("STOP-002",)
@@ -305,7 +306,6 @@ async def small_frames(b: Bench, hands: Hands) -> None:
         "REPLY", small.largest <= 272, f"a frame of {small.largest} bytes to a programmer that takes 272"
     )
     await small.close()
-    del t
 
 
 @probe("REPLAY", needs=())
