@@ -107,7 +107,7 @@ def attack(test: Callable[[Emulator, TcpServer, int, Tap], Coroutine[Any, Any, N
 
 
 def dropped(emulator: Emulator, kind: type[Exception]) -> int:
-    return sum(isinstance(error, kind) for _, error in emulator.firmware.dropped)
+    return sum(n for error, n in emulator.firmware.dropped.items() if issubclass(error, kind))
 
 
 async def forge(

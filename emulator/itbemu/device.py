@@ -17,7 +17,7 @@ from itbemu.faults import DeviceFault, apply_fault
 from itbemu.store import Store
 from itbproto.connection import Connection
 from itbproto.firmware import Firmware, Output
-from itbproto.machines.pump import EventLog, PumpMachine
+from itbproto.machines.pump import EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT, EventLog, PumpMachine
 from itbproto.safety import SafetyPolicy
 from itbproto.therapy import SCALE, DeviceProfile, Drug, Flow, TherapyState
 from itbproto.therapy.forecast import next_event_at
@@ -106,10 +106,10 @@ class Emulator:
     @classmethod
     def open(cls, store: Store, policy: SafetyPolicy) -> Emulator:
         """The pump a store holds, as it was at its last acknowledged change."""
-        saved = store.load(EventLog().limit)
+        saved = store.load(EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT)
         if saved is None:
             raise ValueError(f"{store.path} holds no pump")
-        pump = PumpMachine(saved.state, policy, log=EventLog(saved.log))
+        pump = PumpMachine(saved.state, policy, log=EventLog(saved.log, strangers=saved.strangers))
         return cls(pump, store, Hardware.from_json(saved.hardware), saved_log=pump.log.total)
 
     @property
@@ -126,7 +126,14 @@ class Emulator:
         return self.firmware.attach(connection)
 
     def detach(self, link: int) -> None:
+        """The link is gone: its totals are logged and saved."""
         self.firmware.detach(link)
+        self._save()
+
+    def close(self) -> None:
+        """The pump stops (a clean stop): every link's totals are logged and saved."""
+        self.firmware.close()
+        self._save()
 
     def receive(self, link: int, data: bytes, now: int) -> Output:
         """Bytes from ``link`` at device time ``now``: what to write to every link (saved first)."""
@@ -188,5 +195,6 @@ class Emulator:
         if self.store is None:
             return
         log = self.pump.log.since(self.saved_log)
-        self.store.save(self.pump.state, log, flows, self.hardware.as_json())
+        strangers = self.pump.log.strangers_since(self.saved_log)
+        self.store.save(self.pump.state, log, flows, self.hardware.as_json(), strangers=strangers)
         self.saved_log = self.pump.log.total

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, code INTEGER NOT NULL, txn INTEGER NOT NULL,
-    value INTEGER NOT NULL, detail TEXT NOT NULL
+    value INTEGER NOT NULL, detail TEXT NOT NULL, stranger INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY, start INTEGER NOT NULL, end INTEGER NOT NULL,
@@ -39,11 +39,13 @@ CREATE TABLE IF NOT EXISTS ledger (
 
 @dataclass(frozen=True, slots=True)
 class Saved:
-    """What a store holds: the pump's state, its newest log entries, the emulator's own hardware notes."""
+    """What a store holds: the pump's state, its newest log entries (``strangers``: the indices of those
+    links without a session caused), the emulator's own hardware notes."""
 
     state: DeviceState
     log: tuple[EventRecord, ...]
     hardware: dict[str, Any]
+    strangers: frozenset[int] = frozenset()
 
 
 class Store:
@@ -55,6 +57,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(log)")}
+        if "stranger" not in columns:  # a store from before strangers had their own ring: none marked
+            self._db.execute("ALTER TABLE log ADD COLUMN stranger INTEGER NOT NULL DEFAULT 0")
         found = self._meta("format")
         if found is None:
             self._db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
@@ -74,19 +79,31 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def load(self, log_entries: int) -> Saved | None:
-        """The saved pump (None for a new store), with its newest ``log_entries`` log entries."""
+    def load(self, log_entries: int, stranger_entries: int = 0) -> Saved | None:
+        """The saved pump (None for a new store), with its newest ``log_entries`` log entries and the
+        newest ``stranger_entries`` of those strangers caused (the log's two rings)."""
         row = self._db.execute("SELECT json FROM state WHERE id = 1").fetchone()
         if row is None:
             return None
-        rows = self._db.execute(
-            "SELECT idx, at, code, txn, value, detail FROM log ORDER BY idx DESC LIMIT ?", (log_entries,)
-        ).fetchall()
+        rows = [
+            *self._newest(log_entries, stranger=False),
+            *self._newest(stranger_entries, stranger=True),
+        ]
+        rows.sort(key=lambda r: r[0])
         log = tuple(
             EventRecord(index=i, at=at, code=EventCode(code), txn=txn, value=value, detail=detail)
-            for i, at, code, txn, value, detail in reversed(rows)
+            for i, at, code, txn, value, detail, _ in rows
         )
-        return Saved(snapshot.load(json.loads(row[0])), log, json.loads(self._meta("hardware") or "{}"))
+        strangers = frozenset(r[0] for r in rows if r[-1])
+        state = snapshot.load(json.loads(row[0]))
+        return Saved(state, log, json.loads(self._meta("hardware") or "{}"), strangers)
+
+    def _newest(self, count: int, *, stranger: bool) -> list[tuple[Any, ...]]:
+        return self._db.execute(
+            "SELECT idx, at, code, txn, value, detail, stranger FROM log WHERE stranger = ?"
+            " ORDER BY idx DESC LIMIT ?",
+            (int(stranger), count),
+        ).fetchall()
 
     def save(
         self,
@@ -94,8 +111,11 @@ class Store:
         log: Sequence[EventRecord] = (),
         ledger: Sequence[Flow] = (),
         hardware: dict[str, Any] | None = None,
+        *,
+        strangers: Collection[int] = frozenset(),
     ) -> None:
-        """One change, in one transaction: the new state, the log entries and ledger rows it added."""
+        """One change, in one transaction: the new state, the log entries (``strangers``: the indices of
+        those links without a session caused) and ledger rows it added."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -104,8 +124,8 @@ class Store:
                 (json.dumps(snapshot.dump(state), separators=(",", ":")),),
             )
             db.executemany(
-                "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.index, e.at, int(e.code), e.txn, e.value, e.detail) for e in log],
+                "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.index, e.at, int(e.code), e.txn, e.value, e.detail, e.index in strangers) for e in log],
             )
             db.executemany(
                 "INSERT INTO ledger (start, end, rate_ul_day, conc_ug_ml) VALUES (?, ?, ?, ?)",

@@ -19,11 +19,19 @@ meanwhile other links may read and handle alarms, and their other commands get
 answered with the Nack the spec prescribes and logged; a frame that is not
 intact is dropped and counted. Transports and the emulator only move bytes
 through it.
+
+What a peer can repeat without limit is summarised per link, so that it costs
+counting, never memory or the log (specs/protocol.md §8): dropped frames,
+requests refused to a link without a session (a stranger's, kept in the log's
+own ring for strangers) and answers sent again from transaction memory are
+logged the first time on a link, then counted; each total is logged when the
+link goes, or when the pump stops (:meth:`Firmware.close`).
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -51,7 +59,10 @@ class _Link:
     connection: Connection
     session: Session = CLOSED
     pairing: PumpPairing | None = None  # an exchange under way on this link
-    drops: int = 0  # frames dropped unanswered
+    #: what is summarised on this link, by the code its total is logged under
+    counted: Counter[EventCode] = field(default_factory=Counter)
+    #: a session was open on it at some time (else its totals are a stranger's)
+    known: bool = False
 
 
 @dataclass
@@ -59,8 +70,8 @@ class Firmware:
     """The pump behind every link; see the module docstring."""
 
     pump: PumpMachine
-    #: what each link dropped without an answer (not intact, not newer, ...), newest last
-    dropped: list[tuple[int, ProtocolError]] = field(default_factory=list)
+    #: frames dropped without an answer (not intact, not newer, ...), by what was wrong with them
+    dropped: Counter[type[ProtocolError]] = field(default_factory=Counter)
     #: the link holding the programming lock, if any
     programming: int | None = None
     #: the PIN the pump shows while it accepts pairing (None: it does not)
@@ -79,14 +90,18 @@ class Firmware:
         return self._next
 
     def detach(self, link: int) -> None:
-        """The link is gone; its session ends with it (and its programming lock)."""
+        """The link is gone; its session ends with it (and its programming lock); its totals are logged."""
         state = self._links.pop(link, None)
-        if state is not None and state.drops > 1:
-            self.pump.log.append(
-                self.pump.therapy.now, EventCode.FRAME_DROPPED, 0, state.drops, "in all, on a link"
-            )
+        if state is not None:
+            for code, count in state.counted.items():
+                self._log(state, code, 0, count, "in all, on a link", stranger=not state.known)
         if self.programming == link:
             self.programming = None
+
+    def close(self) -> None:
+        """The pump stops: every link goes, each with its totals logged."""
+        for link in list(self._links):
+            self.detach(link)
 
     def session(self, link: int) -> Session:
         return self._links[link].session
@@ -105,10 +120,17 @@ class Firmware:
                 case Request(message=m.Hello() as hello, txn=txn) if refusal := self._unkeyed(hello):
                     self._refuse(out, link, m.Nack.refusing(hello.TYPE, *refusal), txn)
                 case Request(message=request, txn=txn):
-                    answer = self.pump.handle(request, txn, now, state.session)
+                    stranger = state.session.role is None
+                    quiet = stranger and EventCode.REFUSALS_COUNTED in state.counted
+                    answer = self.pump.handle(request, txn, now, state.session, quiet=quiet)
                     self._broadcast(out, answer.notifications)
-                    state.session = answer.session
                     reply = answer.reply
+                    if stranger and isinstance(reply, m.Nack):
+                        state.counted[EventCode.REFUSALS_COUNTED] += 1
+                    if answer.repeated and self._first(state, EventCode.ANSWER_REPEATED):
+                        self._log(state, EventCode.ANSWER_REPEATED, txn, 1, "answered from memory")
+                    state.session = answer.session
+                    state.known |= state.session.role is not None
                     self._lock(link, request, state.session, accepted=not isinstance(reply, m.Nack))
                     if isinstance(request, m.Hello) and request.key_id and isinstance(reply, m.DeviceInfo):
                         reply = replace(reply, nonce=self.entropy(16), paired=True)
@@ -124,15 +146,31 @@ class Firmware:
         return out
 
     def _drop(self, link: int, error: ProtocolError) -> None:
-        """A frame dropped unanswered: counted; the first on a link is logged with what it was, the total
-        when the link goes (so a flood cannot fill the log)."""
-        self.dropped.append((link, error))
+        """A frame dropped unanswered: counted; the first on a link is logged with what it was."""
+        self.dropped[type(error)] += 1
         state = self._links[link]
-        state.drops += 1
-        if state.drops == 1:
-            self.pump.log.append(
-                self.pump.therapy.now, EventCode.FRAME_DROPPED, 0, 1, type(error).__name__[:24]
-            )
+        if self._first(state, EventCode.FRAME_DROPPED):
+            self._log(state, EventCode.FRAME_DROPPED, 0, 1, type(error).__name__[:24])
+
+    @staticmethod
+    def _first(state: _Link, code: EventCode) -> bool:
+        """Count one more of what ``code`` totals on the link; True if it is the first (it is logged)."""
+        state.counted[code] += 1
+        return state.counted[code] == 1
+
+    def _log(
+        self,
+        state: _Link,
+        code: EventCode,
+        txn: int,
+        value: int,
+        detail: str = "",
+        *,
+        stranger: bool | None = None,
+    ) -> None:
+        """A log entry about a link: a stranger's if the link has no session (unless ``stranger`` says)."""
+        stranger = state.session.role is None if stranger is None else stranger
+        self.pump.log.append(self.pump.therapy.now, code, txn, value, detail, stranger=stranger)
 
     def _unkeyed(self, hello: m.Hello) -> tuple[ErrorCode, str] | None:
         """Why a Hello may not open a session: an unknown key, a role its key does not carry, or no key
@@ -188,9 +226,12 @@ class Firmware:
         self._refuse(out, link, m.Nack.refusing(request.TYPE, *refusal), txn)
 
     def _refuse(self, out: Output, link: int, nack: m.Nack, txn: int) -> None:
-        """A request the pump never sees: logged, and its Nack sent back."""
-        self.pump.log.append(self.pump.therapy.now, EventCode.COMMAND_REFUSED, txn, int(nack.code))
-        out.setdefault(link, []).extend(self._links[link].connection.send(nack, txn))
+        """A request the pump never sees: logged (a stranger's only the first time on its link), and its
+        Nack sent back."""
+        state = self._links[link]
+        if state.session.role is not None or self._first(state, EventCode.REFUSALS_COUNTED):
+            self._log(state, EventCode.COMMAND_REFUSED, txn, int(nack.code))
+        out.setdefault(link, []).extend(state.connection.send(nack, txn))
 
     def _busy(self, link: int, request: Message) -> bool:
         """Another link holds the programming lock and this is a command it keeps (not alarm handling) that

@@ -256,3 +256,5 @@ class EventCode(enum.IntEnum):
     FRAME_DROPPED = (
         32  # frames dropped unanswered on a link (forged, stale, broken): the first, then the total
     )
+    REFUSALS_COUNTED = 33  # requests refused on a link without a session: value their total on the link
+    ANSWER_REPEATED = 34  # a command answered again from transaction memory: the first, then the total

@@ -1,14 +1,16 @@
 """The pump (device side), sans-IO: its state, its mode table, its handlers, its reports."""
 
-from itbproto.machines.pump.log import EventLog
+from itbproto.machines.pump.log import EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT, EventLog
 from itbproto.machines.pump.machine import REFILL_TIMEOUT_S, PumpMachine
 from itbproto.machines.pump.state import CLOSED, Answer, DeviceState, Outcome, Session, StoredKey
 from itbproto.machines.pump.table import PUMP, mode_of
 
 __all__ = [
     "CLOSED",
+    "EVENT_LOG_LIMIT",
     "PUMP",
     "REFILL_TIMEOUT_S",
+    "STRANGER_LOG_LIMIT",
     "Answer",
     "DeviceState",
     "EventLog",

@@ -95,27 +95,33 @@ class PumpMachine:
 
     # --- the request path ------------------------------------------------------------------------------
 
-    def handle(self, request: Message, txn: int, now: int, session: Session) -> Answer:
-        """The answer to ``request`` (transaction ``txn``) at device time ``now``, in ``session``."""
+    def handle(
+        self, request: Message, txn: int, now: int, session: Session, *, quiet: bool = False
+    ) -> Answer:
+        """The answer to ``request`` (transaction ``txn``) at device time ``now``, in ``session``. A
+        refusal is logged (a stranger's when there is no session), unless ``quiet``: the firmware counts
+        it instead."""
         notifications = self.tick(now)
         try:
             remembered = self._admit(request, txn, session)
         except Refusal as refusal:  # steps 1-7: the id is not used
-            return Answer(self._refused(request, txn, refusal), session, notifications)
+            return Answer(self._refused(request, txn, refusal, session, quiet), session, notifications)
         if remembered is not None:
-            return Answer(remembered, session, notifications)
+            return Answer(remembered, session, notifications, repeated=True)
         try:
             reply, session = self._apply(request, txn, session)
         except Refusal as refusal:  # steps 8-10: a command's id is used by its refusal
-            reply = self._refused(request, txn, refusal)
+            reply = self._refused(request, txn, refusal, session, quiet)
             if request.EFFECT is Effect.COMMAND:
                 self._state = self._remember(self._state, txn, request, reply)
             return Answer(reply, session, notifications)
         # what was applied may raise or clear an alarm at once (new thresholds, a refill, a commit)
         return Answer(reply, session, notifications + self._alarms(self._state.therapy))
 
-    def _refused(self, request: Message, txn: int, refusal: Refusal) -> m.Nack:
-        self.log.append(self.therapy.now, EventCode.COMMAND_REFUSED, txn, int(refusal.code))
+    def _refused(self, request: Message, txn: int, refusal: Refusal, session: Session, quiet: bool) -> m.Nack:
+        if not quiet:
+            code, stranger = int(refusal.code), session.role is None
+            self.log.append(self.therapy.now, EventCode.COMMAND_REFUSED, txn, code, stranger=stranger)
         return m.Nack.refusing(request.TYPE, refusal.code, refusal.detail, refusal.rules)
 
     def _admit(self, request: Message, txn: int, session: Session) -> Message | None:

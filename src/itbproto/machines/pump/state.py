@@ -91,3 +91,5 @@ class Answer:
     reply: Message
     session: Session
     notifications: tuple[AlarmNotify, ...] = ()
+    #: the reply is a remembered command's, sent again (§5 step 5): nothing was applied
+    repeated: bool = False
