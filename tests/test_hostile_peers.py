@@ -52,7 +52,7 @@ class Peer:
         self.connection.forget()
         return [e.message for e in events if hasattr(e, "message")]
 
-    def request(self, message: m.Message, txn: int | None = None) -> list[Message]:
+    def request(self, message: Message, txn: int | None = None) -> list[Message]:
         return self.send(b"".join(self.connection.send(message, txn)))
 
 
