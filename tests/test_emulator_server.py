@@ -137,7 +137,7 @@ async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() ->
 
 @run
 async def test_clients_beyond_the_limit_are_turned_away() -> None:
-    async with serving(max_clients=1) as server:
+    async with serving(max_links=1) as server:
         first = await connect(server, "first")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 10) == b""

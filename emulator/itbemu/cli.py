@@ -66,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
     if args.ble:
         asyncio.run(_serve_ble(emulator, clock, args.ble, args.btsnoop))
+        emulator.close()  # every link's totals logged and saved
         if store is not None:
             store.close()
         print("itbemu: stopped")
@@ -73,7 +74,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.tcp is None:
         raise ValueError("say where to serve: --tcp HOST:PORT or --ble TRANSPORT")
     host, port = args.tcp
-    server = TcpServer(emulator, clock, host=host, port=port, faults=plan.link)
+    server = TcpServer(
+        emulator,
+        clock,
+        host=host,
+        port=port,
+        faults=plan.link,
+        max_links=args.max_links,
+        max_strangers=args.max_strangers,
+        max_strangers_per_peer=args.max_strangers_per_peer,
+        handshake_timeout_s=args.handshake_timeout,
+        frame_timeout_s=args.frame_timeout,
+        idle_timeout_s=args.idle_timeout,
+    )
 
     async def run() -> None:
         bound = await server.start()
@@ -228,6 +241,45 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--screening-ug", type=int, default=300, help="the patient's effective screening dose")
     serve.add_argument("--pin", help="accept pairing: the PIN the pump shows (e.g. 493817)")
     serve.add_argument("--require-pairing", action="store_true", help="only paired programmers may connect")
+    tcp = serve.add_argument_group(
+        "TCP admission and time-outs",
+        "a link without a session (a stranger) must open one in time; strangers are few and a new connection "
+        "evicts the idlest, so they never lock a programmer out (specs/protocol.md §3)",
+    )
+    tcp.add_argument("--max-links", type=int, default=TcpServer.max_links, help="links at once (%(default)s)")
+    tcp.add_argument(
+        "--max-strangers",
+        type=int,
+        default=TcpServer.max_strangers,
+        help="links without a session at once (%(default)s)",
+    )
+    tcp.add_argument(
+        "--max-strangers-per-peer",
+        type=int,
+        default=TcpServer.max_strangers_per_peer,
+        help="of those, from one address (%(default)s)",
+    )
+    tcp.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=TcpServer.handshake_timeout_s,
+        metavar="S",
+        help="seconds a new link has to open a session (%(default)s)",
+    )
+    tcp.add_argument(
+        "--frame-timeout",
+        type=float,
+        default=TcpServer.frame_timeout_s,
+        metavar="S",
+        help="seconds a frame may take once begun (%(default)s)",
+    )
+    tcp.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=TcpServer.idle_timeout_s,
+        metavar="S",
+        help="seconds a session may send nothing before it is closed; 0: never (%(default)s)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     sim = commands.add_parser("simulate", help="run therapy on the virtual clock")

@@ -5,7 +5,15 @@ programming lock), the others read and handle alarms. Time comes from a clock; b
 sleeps until the next event and tells every link its alarms. Each client is read 4 KiB at a time and
 answered before more is read, and a client that does not take what it is sent within the write time-out is
 dropped: one slow or hostile client cannot starve the others. A stream that loses its frame boundaries is
-closed. SIGINT and SIGTERM stop the server cleanly (the store is consistent after every change anyway).
+closed.
+
+Admission and time-outs (specs/protocol.md §3): a link without a session (a *stranger*) must open one within
+the handshake time-out; strangers are few (``max_strangers``, ``max_strangers_per_peer`` from one address),
+and a new connection evicts the idlest stranger of the address holding the most rather than wait, so idle
+or slow strangers never lock a programmer out; links with a session may fill all of ``max_links``. A frame
+begun must end within the frame time-out (a slowloris is cut off), and a session that sends nothing for the
+idle time-out is closed (its programming lock goes with it). SIGINT and SIGTERM stop the server cleanly:
+every link's totals are logged and saved (the store is consistent after every change anyway).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 
 from itbemu.clock import Clock
@@ -25,6 +34,17 @@ from itbproto.firmware import Output
 __all__ = ["READ_SIZE", "TcpServer"]
 
 READ_SIZE = 4096
+
+
+@dataclass
+class _Peer:
+    """One connection: its writer, its address, and when (loop time) it came, last sent, began a frame."""
+
+    writer: asyncio.StreamWriter
+    address: str
+    since: float
+    active: float
+    frame_began: float | None = None
 
 
 @dataclass
@@ -41,9 +61,21 @@ class TcpServer:
     write_buffer: int = 256 * 1024
     #: the kernel's send buffer for each client (SO_SNDBUF; None: the system's)
     send_buffer: int | None = None
-    max_clients: int = 32
+    #: links at once; links with a session may take every one
+    max_links: int = 64
+    #: links without a session at once (a new connection evicts the idlest)
+    max_strangers: int = 16
+    #: links without a session at once from one address
+    max_strangers_per_peer: int = 8
+    #: seconds a new link has to open a session
+    handshake_timeout_s: float = 10.0
+    #: seconds a frame may take to arrive once its first byte has
+    frame_timeout_s: float = 5.0
+    #: seconds a session may send nothing before its link is closed (0: never)
+    idle_timeout_s: float = 900.0
     _server: asyncio.Server | None = field(default=None, init=False)
-    _writers: dict[int, asyncio.StreamWriter] = field(default_factory=dict, init=False)
+    _peers: dict[int, _Peer] = field(default_factory=dict, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
     _ticker: asyncio.Task[None] | None = field(default=None, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _closed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -64,7 +96,12 @@ class TcpServer:
     @property
     def clients(self) -> int:
         """Programmers connected now."""
-        return len(self._writers)
+        return len(self._peers)
+
+    @property
+    def strangers(self) -> int:
+        """Links without a session now."""
+        return sum(self._stranger(link) for link in self._peers)
 
     async def catch_up(self) -> None:
         """Let device time reach the clock's now (a virtual clock moves only when told); tell every link."""
@@ -78,20 +115,28 @@ class TcpServer:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers.values()):
-            writer.close()
+        for peer in list(self._peers.values()):
+            peer.writer.close()
         self._closed.set()
         self._wake.set()  # the ticker sees it is closed and ends
 
     async def wait_closed(self) -> None:
+        """Until the server is closed and every link has gone, with its totals logged and saved."""
         await self._closed.wait()
         if self._server is not None:
             await self._server.wait_closed()
         if self._ticker is not None:
             await self._ticker
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.emulator.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._writers) >= self.max_clients:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        address = str((writer.get_extra_info("peername") or ("?",))[0])
+        if self._closed.is_set() or not self._admit(address):
             writer.close()
             return
         writer.transport.set_write_buffer_limits(high=self.write_buffer)
@@ -100,24 +145,75 @@ class TcpServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         connection = Connection(Side.PUMP, stream=True)
         link = self.emulator.attach(connection)
-        self._writers[link] = writer
+        now = asyncio.get_running_loop().time()
+        peer = self._peers[link] = _Peer(writer, address, now, now)
         try:
             while not connection.broken and not writer.is_closing():
-                data = await reader.read(READ_SIZE)
+                async with asyncio.timeout_at(self._deadline(link, peer)):
+                    data = await reader.read(READ_SIZE)
                 if not data:
                     break
                 for part in self._arrive(data):
                     if part is None:
                         return
                     await self._write(self.emulator.receive(link, part, self.clock.now()))
+                self._heard(peer, connection, len(data))
                 self._wake.set()
                 await asyncio.sleep(0)  # the others' turn: a client that floods cannot starve them
         except (TimeoutError, ConnectionError):
             pass
         finally:
-            self.emulator.detach(link)
-            self._writers.pop(link, None)
+            self._peers.pop(link, None)
             writer.close()
+            self.emulator.detach(link)
+
+    # --- admission and time-outs ----------------------------------------------------------------------
+
+    def _stranger(self, link: int) -> bool:
+        return self.emulator.firmware.session(link).role is None
+
+    def _admit(self, address: str) -> bool:
+        """Room for a new link from ``address``, a stranger evicted if need be; False when every link has a
+        session."""
+        strangers = [link for link in self._peers if self._stranger(link)]
+        mine = [link for link in strangers if self._peers[link].address == address]
+        if len(mine) >= self.max_strangers_per_peer:
+            self._evict(mine)
+        elif len(strangers) >= self.max_strangers or len(self._peers) >= self.max_links:
+            if not strangers:
+                return False
+            most = Counter(self._peers[link].address for link in strangers).most_common(1)[0][0]
+            self._evict([link for link in strangers if self._peers[link].address == most])
+        return True
+
+    def _evict(self, links: list[int]) -> None:
+        """The idlest of ``links`` goes: it no longer counts; its reader sees the close and detaches it."""
+        idlest = min(links, key=lambda link: self._peers[link].active)
+        self._peers.pop(idlest).writer.close()
+
+    def _deadline(self, link: int, peer: _Peer) -> float | None:
+        """When the wait for this link's next bytes ends (loop time): the handshake's, the frame's begun or
+        the idle time-out, whichever comes first; None: never."""
+        deadlines = []
+        if self._stranger(link):
+            deadlines.append(peer.since + self.handshake_timeout_s)
+        elif self.idle_timeout_s:
+            deadlines.append(peer.active + self.idle_timeout_s)
+        if peer.frame_began is not None:
+            deadlines.append(peer.frame_began + self.frame_timeout_s)
+        return min(deadlines, default=None)
+
+    @staticmethod
+    def _heard(peer: _Peer, connection: Connection, size: int) -> None:
+        """``size`` bytes came: the link is active, and a frame may have begun or ended."""
+        peer.active = asyncio.get_running_loop().time()
+        pending = connection.pending
+        if not pending:
+            peer.frame_began = None
+        elif peer.frame_began is None or pending < size:  # the frame under way began in these bytes
+            peer.frame_began = peer.active
+
+    # --- bytes ----------------------------------------------------------------------------------------
 
     def _arrive(self, data: bytes) -> list[bytes | None]:
         """What the link delivers of ``data`` (None: it went down)."""
@@ -132,9 +228,10 @@ class TcpServer:
 
     async def _write(self, out: Output) -> None:
         for link, chunks in out.items():
-            writer = self._writers.get(link)
-            if writer is None:
+            peer = self._peers.get(link)
+            if peer is None:
                 continue
+            writer = peer.writer
             for chunk in self.faults.kept(chunks):
                 parts, down = self.faults.carry(chunk) if self.faults.active else ([chunk], False)
                 if self.faults.delay_ms:

@@ -69,6 +69,10 @@ T = TypeVar("T", bound=Message)
 _ANSWERS = (Replied, Refused, Verified, Mismatch, Resolved)
 _CLOSED = object()
 
+#: seconds a client waiting only for alarms lets pass before it reads the status (a pump closes a session
+#: that sends nothing for its idle time-out; specs/protocol.md §3)
+KEEPALIVE_S = 300.0
+
 
 class PumpClient:
     """A programmer's connection to one pump (see the module docstring)."""
@@ -322,9 +326,18 @@ class PumpClient:
 
     # --- alarms ---------------------------------------------------------------------------------------------
 
-    async def alarms(self) -> AsyncIterator[m.AlarmRecord]:
-        """Alarms as the pump announces them (and again, for critical ones, until acknowledged)."""
-        while (alarm := await self._alarms.get()) is not _CLOSED:
+    async def alarms(self, keepalive_s: float = KEEPALIVE_S) -> AsyncIterator[m.AlarmRecord]:
+        """Alarms as the pump announces them (and again, for critical ones, until acknowledged); while none
+        comes, the status is read every ``keepalive_s`` so that the session stays open."""
+        while True:
+            try:
+                async with asyncio.timeout(keepalive_s):
+                    alarm = await self._alarms.get()
+            except TimeoutError:
+                await self.status()
+                continue
+            if alarm is _CLOSED:
+                return
             assert isinstance(alarm, m.AlarmRecord)
             yield alarm
 

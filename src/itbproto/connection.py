@@ -180,6 +180,11 @@ class Connection:
         return self._splitter.broken
 
     @property
+    def pending(self) -> int:
+        """Bytes received that do not make a whole frame (or message) yet."""
+        return self._splitter.pending if self.stream else self._reassembler.pending
+
+    @property
     def mtu(self) -> int | None:
         """The ATT MTU to fragment for; None: every chunk is one whole frame."""
         return self._mtu

@@ -88,6 +88,11 @@ class Reassembler:
         """True when no message is partly received."""
         return self._counter is None
 
+    @property
+    def pending(self) -> int:
+        """Bytes of the message being joined received so far (0: none under way)."""
+        return sum(map(len, self._parts))
+
     def reset(self) -> None:
         """A new link: forget the partial message and the counters of the old one."""
         self._drop()

@@ -1,0 +1,186 @@
+"""Who the TCP pump lets in, and for how long (specs/protocol.md §3): links without a session are few, must
+open one in time and are evicted oldest first to admit a new one, so idle or slow strangers never lock a
+programmer out; a frame begun must end in time (a slowloris is cut off); an idle session is closed and its
+programming lock goes with it; a stop writes every link's totals to the store."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from factories import POLICY, programmed
+from itbemu import DeviceFault, Emulator, RealClock, TcpServer
+from itbemu.store import Store
+from itbproto.client import PumpClient
+from itbproto.connection import Connection, Side
+from itbproto.specfiles import load_drug, load_profile
+from itbproto.transport import TcpTransport
+from itbproto.wire import AlarmCode, EventCode, StatusReport, StatusRequest
+from itbproto.wire.frame import CRC_SIZE
+
+PROFILE, DRUG = load_profile("itb-20"), load_drug()
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
+    @functools.wraps(test)
+    def sync() -> None:
+        asyncio.run(asyncio.wait_for(test(), 60))
+
+    return sync
+
+
+@asynccontextmanager
+async def serving(store: Store | None = None, **options: Any) -> AsyncIterator[TcpServer]:
+    emulator = Emulator.create(programmed(), POLICY, serial="EMU-ADM", store=store)
+    server = TcpServer(emulator, RealClock(start=emulator.now), **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def programmer(server: TcpServer) -> PumpClient:
+    client = PumpClient(await TcpTransport.connect("127.0.0.1", server.port), PROFILE, DRUG, POLICY)
+    await client.connect()
+    return client
+
+
+def status_frame() -> bytes:
+    """A whole request frame, as any programmer would send it."""
+    return b"".join(Connection(Side.PROGRAMMER, stream=True).send(StatusRequest()))
+
+
+async def stranger(server: TcpServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that never opens a session."""
+    return await asyncio.open_connection("127.0.0.1", server.port)
+
+
+async def closed_by_pump(reader: asyncio.StreamReader) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(), 20) == b""
+    except ConnectionError:
+        return True
+
+
+@run
+async def test_idle_strangers_never_lock_a_programmer_out() -> None:
+    """More idle connections than the pump takes links: each new one evicts the oldest, and a programmer
+    still connects, reads, and keeps its session."""
+    async with serving() as server:
+        idle = [await stranger(server) for _ in range(server.max_links + 8)]
+        pump = await programmer(server)
+        assert isinstance(await pump.status(), StatusReport)
+        more = [await stranger(server) for _ in range(server.max_links)]
+        assert isinstance(await pump.status(), StatusReport)  # a session is never evicted for a stranger
+        assert server.strangers <= server.max_strangers
+        await pump.close()
+        for _, writer in idle + more:
+            writer.close()
+
+
+@run
+async def test_a_stranger_must_open_a_session_in_time() -> None:
+    async with serving(handshake_timeout_s=0.3) as server:
+        reader, writer = await stranger(server)
+        assert await closed_by_pump(reader)
+        writer.close()
+
+
+@run
+async def test_a_slowloris_is_cut_off() -> None:
+    """A frame sent a byte at a time, slower than the frame time-out: the link is closed (long before its
+    handshake deadline), and the others are served."""
+    async with serving(frame_timeout_s=0.3, handshake_timeout_s=60) as server:
+        pump = await programmer(server)
+        reader, writer = await stranger(server)
+        frame = status_frame()
+        for byte in frame:
+            if writer.is_closing() or reader.at_eof():
+                break
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.1)
+        assert await closed_by_pump(reader)
+        assert isinstance(await pump.status(), StatusReport)
+        writer.close()
+        await pump.close()
+
+
+@run
+async def test_an_idle_session_is_closed_and_its_lock_goes() -> None:
+    async with serving(idle_timeout_s=0.3) as server:
+        pump = await programmer(server)
+        await pump.set_thresholds(PROFILE.thresholds)
+        assert server.emulator.firmware.programming is not None
+        for _ in range(100):
+            if server.clients == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert server.clients == 0
+        assert server.emulator.firmware.programming is None
+        await pump.close()
+
+
+@run
+async def test_strangers_from_one_peer_evict_only_each_other() -> None:
+    async with serving(max_strangers=4, max_strangers_per_peer=2) as server:
+        first, second = await stranger(server), await stranger(server)
+        third = await stranger(server)  # a third from the same address: the first goes
+        assert await closed_by_pump(first[0])
+        assert server.strangers == 2
+        for _, writer in (first, second, third):
+            writer.close()
+
+
+@run
+async def test_when_every_link_has_a_session_a_new_one_is_turned_away() -> None:
+    async with serving(max_links=1) as server:
+        first = await programmer(server)
+        reader, writer = await stranger(server)
+        assert await closed_by_pump(reader)
+        writer.close()
+        assert isinstance(await first.status(), StatusReport)
+        await first.close()
+
+
+@run
+async def test_a_stop_writes_every_link_total_to_the_store() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pump.db"
+        with Store(path) as store:
+            async with serving(store) as server:
+                pump = await programmer(server)
+                frame = bytearray(status_frame())
+                frame[-CRC_SIZE] ^= 0xFF
+                _, writer = await stranger(server)
+                writer.write(bytes(frame))
+                await writer.drain()
+                for _ in range(100):
+                    if server.emulator.firmware.dropped:
+                        break
+                    await asyncio.sleep(0.02)
+            writer.close()  # after the stop: the pump closed the links itself
+            await pump.close()
+        with Store(path) as store:
+            totals = [e.value for e in store.log() if e.code is EventCode.FRAME_DROPPED]
+        assert totals == [1, 1]
+
+
+@run
+async def test_a_programmer_waiting_for_alarms_keeps_its_session() -> None:
+    """The client reads the status while it only waits for alarms, so the idle time-out never closes it."""
+    async with serving(idle_timeout_s=0.5) as server:
+        pump = await programmer(server)
+        alarms = aiter(pump.alarms(keepalive_s=0.1))
+        waiting = asyncio.ensure_future(anext(alarms))
+        await asyncio.sleep(1.5)  # three idle time-outs
+        assert server.clients == 1
+        await server.inject(DeviceFault("motor-stall"))
+        assert (await asyncio.wait_for(waiting, 10)).code is AlarmCode.MOTOR_STALL
+        await pump.close()
