@@ -1,4 +1,5 @@
-"""Shared test configuration: hypothesis profiles, the repository root, `itbemu serve` in its own process."""
+"""Shared test configuration: hypothesis profiles, the repository root, `itbemu serve` in its own process, an
+emulator on a virtual radio whose hub serves programmers' hosts."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
+
+from itbemu import Emulator, VirtualClock
+from itbemu.ble import BlePeripheral, Hub, local_device, open_hub
+from itbemu.device import START
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +71,20 @@ def itbemu_serve(*options: str, env: dict[str, str] | None = None) -> Iterator[S
         proc.send_signal(signal.SIGTERM)
         served.rest, _ = proc.communicate(timeout=30)
         served.returncode = proc.returncode
+
+
+@asynccontextmanager
+async def ble_hub(emulator: Emulator) -> AsyncIterator[tuple[Hub, str]]:
+    """``emulator`` as a BLE peripheral on a virtual radio whose hub serves programmers' hosts on a local TCP
+    port, as `itbemu serve --ble tcp-server:...` does; yields the hub and the HCI a central opens."""
+    from bumble.link import LocalLink
+
+    radio = LocalLink()  # type: ignore[no-untyped-call]
+    port = free_port()
+    hub = await open_hub(radio, f"tcp-server:127.0.0.1:{port}")
+    pump = local_device(radio, "pump", "F0:F1:F2:F3:F4:F5")
+    await BlePeripheral(emulator, VirtualClock(START), pump).start()
+    try:
+        yield hub, f"tcp-client:127.0.0.1:{port}"
+    finally:
+        await hub.close()

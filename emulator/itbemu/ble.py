@@ -36,7 +36,7 @@ from itbproto.connection import Connection, Side
 from itbproto.firmware import Output
 from itbproto.machines.pump.reports import FIRMWARE
 
-__all__ = ["BlePeripheral", "local_device", "open_hub"]
+__all__ = ["BlePeripheral", "Hub", "local_device", "open_hub"]
 
 
 @dataclass
@@ -134,30 +134,109 @@ class BlePeripheral:
         await self.deliver(self.emulator.advance_to(self.clock.now()))
 
 
-async def open_hub(link: Any, hci: str) -> Any:
-    """Serve a software controller on ``link`` to the programmers' host on the bumble transport ``hci``
-    (``tcp-server:HOST:PORT``, ``unix-server:PATH``); the transport, to close when done.
-
-    The controller behaves as a real one on HCI Reset, which bumble's does not yet: the links its previous
-    host left open are dropped (the pump sees the programmer go, as on a supervision time-out); without
-    that, a programmer process that died connected would keep the pump's address busy for every later one."""
-    from bumble import hci as bumble_hci
-    from bumble import ll
-    from bumble.controller import Controller
-    from bumble.transport import open_transport
-
-    class HubController(Controller):
-        def on_hci_reset_command(self, command: bumble_hci.HCI_Reset_Command) -> Any:
-            timeout = bumble_hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
-            for stale in list(self.le_connections.values()):
-                stale.send_ll_control_pdu(ll.TerminateInd(timeout))
-            self.le_connections.clear()
-            self.pending_le_connection = None
-            return super().on_hci_reset_command(command)
-
-    hub = await open_transport(hci)
-    HubController("hub", host_source=hub.source, host_sink=hub.sink, link=link)
+async def open_hub(link: Any, hci: str) -> Hub:
+    """Serve the virtual radio ``link`` to programmers' hosts on ``hci`` (``tcp-server:HOST:PORT`` or
+    ``unix-server:PATH``): each host that connects gets a software controller of its own on the radio, as
+    each phone has its own, so several programmer processes use the pump at once and none can reset another's
+    links. When a host goes (its process ended or its connection dropped), its links end: the pump sees the
+    programmer go, as on a supervision time-out. When the hub closes, every host is told its links ended
+    (HCI Disconnection Complete) before its connection closes."""
+    kind, _, where = hci.partition(":")
+    hub = Hub(link)
+    loop = asyncio.get_running_loop()
+    if kind == "tcp-server":
+        host, _, port = where.rpartition(":")
+        hub.server = await loop.create_server(hub.host, None if host in ("", "_") else host, int(port))
+    elif kind == "unix-server":
+        hub.server = await loop.create_unix_server(hub.host, where)
+    else:
+        raise ValueError(f"the hub serves hosts on tcp-server:HOST:PORT or unix-server:PATH, not {hci!r}")
     return hub
+
+
+@dataclass
+class Hub:
+    """The programmers' side of a virtual radio, served to their hosts (:func:`open_hub`)."""
+
+    link: Any
+    server: asyncio.AbstractServer | None = None
+    hosts: list[_Host] = field(default_factory=list)
+
+    def host(self) -> _Host:
+        """The protocol for one host's HCI stream (the server's factory)."""
+        return _Host(self)
+
+    async def close(self) -> None:
+        for host in list(self.hosts):
+            host.end_links(TERMINATED_BY_HUB)
+            host.close()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+#: why a host's links end when the hub closes (HCI: remote device terminated the connection, power off)
+TERMINATED_BY_HUB = 0x15
+#: why a host's links end when the host goes (HCI: connection timeout, as on a supervision time-out)
+HOST_GONE = 0x08
+
+
+class _Host(asyncio.Protocol):
+    """One programmer host on the hub: its HCI packets to and from a software controller of its own."""
+
+    def __init__(self, hub: Hub) -> None:
+        from bumble.controller import Controller
+        from bumble.transport.common import StreamPacketSource
+
+        self.hub = hub
+        self.transport: asyncio.Transport | None = None
+        self.source = StreamPacketSource()
+        host = self
+
+        class HostController(Controller):
+            def on_hci_reset_command(self, command: Any) -> Any:
+                """A reset drops the host's links (bumble's controller keeps them): each peer is told."""
+                host.end_links(HOST_GONE, tell_host=False)
+                return super().on_hci_reset_command(command)
+
+        self.controller = HostController(
+            f"hub-{len(hub.hosts)}", host_source=self.source, host_sink=self, link=hub.link
+        )
+        hub.hosts.append(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.source.data_received(data)
+
+    def on_packet(self, packet: bytes) -> None:
+        """From the controller to the host."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(packet)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.end_links(HOST_GONE)
+        if self in self.hub.hosts:
+            self.hub.hosts.remove(self)
+            self.hub.link.remove_controller(self.controller)
+
+    def end_links(self, reason: int, *, tell_host: bool = True) -> None:
+        """End this host's links: each peer is told (LL terminate), and so is the host."""
+        from bumble import ll
+
+        for connection in list(self.controller.le_connections.values()):
+            connection.send_ll_control_pdu(ll.TerminateInd(reason))
+            if tell_host:
+                self.controller.on_le_disconnected(connection, reason)
+        self.controller.le_connections.clear()
+        self.controller.pending_le_connection = None
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 def local_device(link: Any, name: str, address: str) -> Device:

@@ -103,6 +103,11 @@ class Firmware:
         for link in list(self._links):
             self.detach(link)
 
+    @property
+    def links(self) -> int:
+        """Links attached now."""
+        return len(self._links)
+
     def session(self, link: int) -> Session:
         return self._links[link].session
 

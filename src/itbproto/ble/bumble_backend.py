@@ -43,8 +43,6 @@ __all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "o
 
 #: the environment variable naming the bumble transport of the central (e.g. ``tcp-client:127.0.0.1:9100``)
 HCI_ENV = "ITBPROTO_BLE_HCI"
-#: the address our central uses on a shared radio
-CENTRAL_ADDRESS = "F1:F2:F3:F4:F5:F6"
 
 _centrals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Device]] = (
     weakref.WeakKeyDictionary()
@@ -65,10 +63,20 @@ def bleak_uuid(uuid: UUID) -> str:
     return uuid_text(uuid.to_bytes(force_128=True))
 
 
-async def open_central(hci: str, address: str = CENTRAL_ADDRESS) -> Device:
-    """A powered-on central on the bumble transport ``hci``; the transport closes when the loop's tasks are
+def static_random_address() -> str:
+    """A fresh static random device address (its two top bits set), as a central picks one at power-on."""
+    raw = bytearray(os.urandom(6))
+    raw[0] |= 0xC0
+    return ":".join(f"{b:02X}" for b in raw)
+
+
+async def open_central(hci: str, address: str | None = None) -> Device:
+    """A powered-on central on the bumble transport ``hci``, with ``address`` or a fresh static random one
+    (so that centrals on one radio never share one); the transport closes when the loop's tasks are
     cancelled (``asyncio.run`` does it at the end)."""
     from bumble.transport import open_transport
+
+    address = address or static_random_address()
 
     transport = await open_transport(hci)
     device = Device.with_hci("itbproto", Address(address), transport.source, transport.sink)
