@@ -15,6 +15,7 @@ from typing import Any
 
 from factories import POLICY, programmed
 from itbemu import DeviceFault, Emulator, RealClock, TcpServer
+from itbemu.server import STRANGER_READ_SIZE
 from itbemu.store import Store
 from itbproto.client import PumpClient
 from itbproto.connection import Connection, Side
@@ -22,6 +23,7 @@ from itbproto.specfiles import load_drug, load_profile
 from itbproto.transport import TcpTransport
 from itbproto.wire import AlarmCode, EventCode, StatusReport, StatusRequest
 from itbproto.wire.frame import CRC_SIZE
+from itbproto.wire.stream import StreamSplitter
 
 PROFILE, DRUG = load_profile("itb-20"), load_drug()
 
@@ -57,9 +59,11 @@ def status_frame() -> bytes:
     return b"".join(Connection(Side.PROGRAMMER, stream=True).send(StatusRequest()))
 
 
-async def stranger(server: TcpServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection that never opens a session."""
-    return await asyncio.open_connection("127.0.0.1", server.port)
+async def stranger(
+    server: TcpServer, address: str = "127.0.0.1"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that never opens a session (from ``address``: any of 127/8 is this host)."""
+    return await asyncio.open_connection("127.0.0.1", server.port, local_addr=(address, 0))
 
 
 async def closed_by_pump(reader: asyncio.StreamReader) -> bool:
@@ -184,3 +188,66 @@ async def test_a_programmer_waiting_for_alarms_keeps_its_session() -> None:
         await server.inject(DeviceFault("motor-stall"))
         assert (await asyncio.wait_for(waiting, 10)).code is AlarmCode.MOTOR_STALL
         await pump.close()
+
+
+@run
+async def test_a_stranger_that_only_sends_is_closed_after_a_few_frames() -> None:
+    """Requests without a session, one after another: a few are refused, then the link is closed, and its
+    address is refused for a while; a programmer from another address is served."""
+    async with serving() as server:
+        reader, writer = await stranger(server, "127.0.0.2")
+        writer.write(status_frame() * 200)
+        await writer.drain()
+        answers, splitter = 0, StreamSplitter()
+        while data := await asyncio.wait_for(reader.read(4096), 20):
+            answers += sum(isinstance(frame, bytes) for frame in splitter.feed(data))
+        assert 1 <= answers <= server.max_stranger_frames + STRANGER_READ_SIZE // len(status_frame())
+        writer.close()
+        again, closing = await stranger(server, "127.0.0.2")
+        assert await closed_by_pump(again)  # penalised
+        closing.close()
+        pump = await programmer(server)
+        assert isinstance(await pump.status(), StatusReport)
+        await pump.close()
+
+
+@run
+async def test_a_stranger_sending_garbage_is_closed_and_its_address_refused_for_a_while() -> None:
+    async with serving(penalty_s=0.3) as server:
+        reader, writer = await stranger(server, "127.0.0.3")
+        frame = bytearray(status_frame())
+        frame[-CRC_SIZE] ^= 0xFF
+        writer.write(bytes(frame))
+        assert await closed_by_pump(reader)  # at its first dropped frame
+        writer.close()
+        refused, closing = await stranger(server, "127.0.0.3")
+        assert await closed_by_pump(refused)
+        closing.close()
+        await asyncio.sleep(0.4)  # the penalty is over: a programmer from there is served
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.3", 0))
+        pump = PumpClient(TcpTransport(reader, writer), PROFILE, DRUG, POLICY)
+        await pump.connect()
+        assert isinstance(await pump.status(), StatusReport)
+        await pump.close()
+
+
+@run
+async def test_what_strangers_caused_is_saved_within_a_second_not_only_at_the_stop() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pump.db"
+        with Store(path) as store:
+            async with serving(store) as server:
+                reader, writer = await stranger(server, "127.0.0.4")
+                frame = bytearray(status_frame())
+                frame[-CRC_SIZE] ^= 0xFF
+                writer.write(bytes(frame))
+                assert await closed_by_pump(reader)
+                writer.close()
+                saved: list[int] = []
+                for _ in range(100):  # polled; the server saves it within SAVE_WITHIN_S
+                    with Store(path) as reading:
+                        saved = [e.value for e in reading.log() if e.code is EventCode.FRAME_DROPPED]
+                    if saved:
+                        break
+                    await asyncio.sleep(0.05)
+                assert saved == [1, 1]

@@ -86,3 +86,17 @@ def test_the_qa_bench_counts_steps_on_every_target(capsys: pytest.CaptureFixture
     assert set(result["qa_steps"]) == {"inproc_plain", "inproc_sealed", "ble"}
     assert all(r["steps"] > 0 and r["steps_per_s"] > 0 for r in result["qa_steps"].values())
     assert result["ratio_vs_inproc_plain"]["inproc_plain"] == 1.0
+
+
+def test_the_hostile_load_bench_ends_with_json_and_the_records_are_kept(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Scaled down: every attack runs, the pump's memory stays put and `itbproto log` shows what it must."""
+    from bench import bench_hostile
+
+    assert bench_hostile.main(["--quick"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert set(result) == {"idle", "garbage", "refusals"}
+    assert result["refusals"]["all_kept"] is True
+    assert result["refusals"]["refused"] >= 2_000
+    assert result["garbage"]["session_frames_taken_by_pump"] >= 50_000

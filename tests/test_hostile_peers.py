@@ -16,6 +16,7 @@ from itbemu.inprocess import InProcessHub
 from itbemu.store import Store
 from itbproto.client import PumpClient
 from itbproto.connection import Connection, Side
+from itbproto.firmware import Output
 from itbproto.machines.pump import EventLog
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.wire import MAX_FRAME, EventCode, Message, Role
@@ -160,13 +161,32 @@ def test_stopping_the_pump_writes_every_open_link_total_to_the_store(tmp_path: o
     assert [e.value for e in saved] == [1, 2]
 
 
-def test_a_link_total_is_saved_when_the_link_goes(tmp_path: object) -> None:
+def test_a_programmers_link_total_is_saved_when_the_link_goes(tmp_path: object) -> None:
+    path = f"{tmp_path}/pump.db"
+    with Store(path) as store:
+        pump = emulator(store)
+        peer = Peer(pump)
+        peer.request(hello("one"))
+        peer.send(garbage(peer))
+        pump.detach(peer.link)
+        with Store(path) as reader:
+            assert [e.value for e in reader.log() if e.code is EventCode.FRAME_DROPPED] == [1, 1]
+
+
+def test_what_only_strangers_caused_waits_for_the_next_save(tmp_path: object) -> None:
+    """No disk write per stranger's frame: their entries are saved with the next save (a server's, within a
+    second), and nothing a programmer did ever waits."""
     path = f"{tmp_path}/pump.db"
     with Store(path) as store:
         pump = emulator(store)
         peer = Peer(pump)
         peer.send(garbage(peer))
         pump.detach(peer.link)
+        assert pump.unsaved
+        with Store(path) as reader:
+            assert not [e for e in reader.log() if e.code is EventCode.FRAME_DROPPED]
+        pump.save()
+        assert not pump.unsaved
         with Store(path) as reader:
             assert [e.value for e in reader.log() if e.code is EventCode.FRAME_DROPPED] == [1, 1]
 
@@ -203,6 +223,7 @@ def test_the_strangers_ring_survives_a_restart(tmp_path: object) -> None:
             pump.detach(peer.link)
         total = pump.pump.log.total
         strangers = pump.pump.log.strangers
+        pump.close()
     with Store(path) as store:
         again = Emulator.open(store, POLICY)
     assert again.pump.log.total == total
@@ -226,3 +247,27 @@ def test_strangers_fill_only_their_own_ring() -> None:
     assert [e.index for e in kept] == [0, 9, 10, 11]
     assert log.page(10, 1)[0].index == 10
     assert log.total == 12
+
+
+def test_reading_the_log_ends_while_strangers_add_to_it() -> None:
+    """The log as it was when reading began: strangers adding entries faster than pages are read (a flood)
+    cannot keep `itbproto log` reading for ever."""
+
+    async def body() -> None:
+        pump = emulator()
+        hub = InProcessHub(pump, VirtualClock(START))
+        receive = pump.receive
+
+        def flooded(link: int, data: bytes, now: int) -> Output:
+            for _ in range(100):  # more than a page, between every two requests
+                pump.pump.log.append(now, EventCode.FRAME_DROPPED, 0, 1, "flood", stranger=True)
+            return receive(link, data, now)
+
+        pump.receive = flooded  # type: ignore[method-assign]
+        async with PumpClient(hub.connect(), PROFILE, DRUG, POLICY) as clinician:
+            started = pump.pump.log.total
+            logged = await asyncio.wait_for(clinician.events(), 30)
+        assert logged[-1].index < started + 200
+        assert logged[0].code is EventCode.BOOT
+
+    asyncio.run(body())

@@ -83,6 +83,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_links=args.max_links,
         max_strangers=args.max_strangers,
         max_strangers_per_peer=args.max_strangers_per_peer,
+        max_stranger_frames=args.max_stranger_frames,
         handshake_timeout_s=args.handshake_timeout,
         frame_timeout_s=args.frame_timeout,
         idle_timeout_s=args.idle_timeout,
@@ -258,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=TcpServer.max_strangers_per_peer,
         help="of those, from one address (%(default)s)",
+    )
+    tcp.add_argument(
+        "--max-stranger-frames",
+        type=int,
+        default=TcpServer.max_stranger_frames,
+        help="frames a link may send before it has a session (%(default)s)",
     )
     tcp.add_argument(
         "--handshake-timeout",

@@ -4,7 +4,10 @@
 bytes of each link and a device time, and returns the bytes to write to each link. Between calls it lets
 time pass event by event (a bolus ends, a suspension runs out, the reservoir runs low, the battery reaches
 its indicators), so every alarm is raised at its own time however seldom it is called. Every change is
-saved to the store before the bytes that acknowledge it are returned.
+saved to the store before the bytes that acknowledge it are returned: whatever a link with a session did,
+and every log entry but a stranger's. What only strangers caused (links without a session: their refusals,
+dropped frames and totals, and the time that passed meanwhile) waits for the next save, which the servers
+make at least every second while it waits (:attr:`Emulator.unsaved`): a flood costs no disk write per frame.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class Emulator:
     firmware: Firmware = field(init=False)
     #: the next event's time, while only time has passed since it was worked out (None: none ahead)
     _next: tuple[int | None] | None = field(init=False, default=None)
+    _unsaved: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.firmware = Firmware(self.pump)
@@ -126,9 +130,9 @@ class Emulator:
         return self.firmware.attach(connection)
 
     def detach(self, link: int) -> None:
-        """The link is gone: its totals are logged and saved."""
+        """The link is gone: its totals are logged (and saved, unless only a stranger's)."""
         self.firmware.detach(link)
-        self._save()
+        self._save_unless_strangers_only(link=None)
 
     def close(self) -> None:
         """The pump stops (a clean stop): every link's totals are logged and saved."""
@@ -140,7 +144,7 @@ class Emulator:
         out = self._elapse(now)
         self._merge(out, self.firmware.receive(link, data, max(now, self.now)))
         self._next = None  # a command may have changed what happens next
-        self._save()
+        self._save_unless_strangers_only(link)
         return out
 
     # --- time and hardware ---------------------------------------------------------------------------
@@ -188,7 +192,26 @@ class Emulator:
         for link, chunks in more.items():
             out.setdefault(link, []).extend(chunks)
 
+    @property
+    def unsaved(self) -> bool:
+        """What strangers caused waits to be saved (:meth:`save` it within a second)."""
+        return self._unsaved
+
+    def save(self) -> None:
+        """Save what waits (nothing when nothing does)."""
+        if self._unsaved:
+            self._save()
+
+    def _save_unless_strangers_only(self, link: int | None) -> None:
+        """Save now, unless all there is to save came from strangers (then it waits: :attr:`unsaved`)."""
+        session = link is not None and self.firmware.session(link).role is not None
+        if session or self.pump.log.own_since(self.saved_log):
+            self._save()
+        else:
+            self._unsaved = True
+
     def _save(self) -> None:
+        self._unsaved = False
         delivered = self.pump.take_delivered()
         flows = [f for f in delivered if f.conc_ug_ml]
         self.ledger.extend(flows)

@@ -8,11 +8,15 @@ dropped: one slow or hostile client cannot starve the others. A stream that lose
 closed.
 
 Admission and time-outs (specs/protocol.md §3): a link without a session (a *stranger*) must open one within
-the handshake time-out; strangers are few (``max_strangers``, ``max_strangers_per_peer`` from one address),
+the handshake time-out, may send only a few frames before it has (``max_stranger_frames``) and none that
+is not intact (a programmer's frames are: TCP checks them); strangers are
+few (``max_strangers``, ``max_strangers_per_peer`` from one address),
 and a new connection evicts the idlest stranger of the address holding the most rather than wait, so idle
 or slow strangers never lock a programmer out; links with a session may fill all of ``max_links``. A frame
 begun must end within the frame time-out (a slowloris is cut off), and a session that sends nothing for the
-idle time-out is closed (its programming lock goes with it). SIGINT and SIGTERM stop the server cleanly:
+idle time-out is closed (its programming lock goes with it). An address whose stranger was closed for what it
+sent or for its time-out is refused for a while (a second, doubling while it goes on, at most a minute), so a
+flood costs the pump an accept, not a parse. SIGINT and SIGTERM stop the server cleanly:
 every link's totals are logged and saved (the store is consistent after every change anyway).
 """
 
@@ -34,6 +38,12 @@ from itbproto.firmware import Output
 __all__ = ["READ_SIZE", "TcpServer"]
 
 READ_SIZE = 4096
+#: a link without a session is read this much at a time (a few frames: it may send only a few)
+STRANGER_READ_SIZE = 64
+#: addresses remembered as penalised at most (a bound on memory whatever peers do)
+MAX_PENALISED = 4096
+#: what only strangers caused is saved within this many seconds (the emulator's other changes at once)
+SAVE_WITHIN_S = 1.0
 
 
 @dataclass
@@ -67,15 +77,23 @@ class TcpServer:
     max_strangers: int = 16
     #: links without a session at once from one address
     max_strangers_per_peer: int = 8
+    #: frames a link may send before it has a session (pairing and Hello take three); then it is closed
+    max_stranger_frames: int = 16
     #: seconds a new link has to open a session
     handshake_timeout_s: float = 10.0
     #: seconds a frame may take to arrive once its first byte has
     frame_timeout_s: float = 5.0
     #: seconds a session may send nothing before its link is closed (0: never)
     idle_timeout_s: float = 900.0
+    #: seconds an address is refused after one of its strangers was closed for what it sent or for its
+    #: time-out (doubling with each offence in a row, to at most a minute)
+    penalty_s: float = 1.0
     _server: asyncio.Server | None = field(default=None, init=False)
     _peers: dict[int, _Peer] = field(default_factory=dict, init=False)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _saving: asyncio.TimerHandle | None = field(default=None, init=False)
+    #: address -> (refused until, the last penalty), loop time
+    _penalties: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
     _ticker: asyncio.Task[None] | None = field(default=None, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _closed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -128,6 +146,8 @@ class TcpServer:
         if self._ticker is not None:
             await self._ticker
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._saving is not None:
+            self._saving.cancel()
         self.emulator.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -136,7 +156,7 @@ class TcpServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         address = str((writer.get_extra_info("peername") or ("?",))[0])
-        if self._closed.is_set() or not self._admit(address):
+        if self._closed.is_set() or self._penalised(address) or not self._admit(address):
             writer.close()
             return
         writer.transport.set_write_buffer_limits(high=self.write_buffer)
@@ -149,16 +169,28 @@ class TcpServer:
         peer = self._peers[link] = _Peer(writer, address, now, now)
         try:
             while not connection.broken and not writer.is_closing():
-                async with asyncio.timeout_at(self._deadline(link, peer)):
-                    data = await reader.read(READ_SIZE)
+                try:
+                    async with asyncio.timeout_at(self._deadline(link, peer)):
+                        data = await reader.read(STRANGER_READ_SIZE if self._stranger(link) else READ_SIZE)
+                except TimeoutError:
+                    if self._stranger(link):
+                        self._penalise(address)
+                    raise
                 if not data:
                     break
                 for part in self._arrive(data):
                     if part is None:
                         return
                     await self._write(self.emulator.receive(link, part, self.clock.now()))
+                if self._stranger(link) and (
+                    connection.dropped or connection.received > self.max_stranger_frames
+                ):
+                    self._penalise(address)
+                    return  # garbage, or requests without opening a session: not a programmer
                 self._heard(peer, connection, len(data))
-                self._wake.set()
+                if not self._stranger(link):  # a command may have changed what happens next
+                    self._wake.set()
+                self._save_soon()
                 await asyncio.sleep(0)  # the others' turn: a client that floods cannot starve them
         except (TimeoutError, ConnectionError):
             pass
@@ -166,6 +198,16 @@ class TcpServer:
             self._peers.pop(link, None)
             writer.close()
             self.emulator.detach(link)
+            self._save_soon()
+
+    def _save_soon(self) -> None:
+        """What strangers caused is saved within :data:`SAVE_WITHIN_S` (not a disk write per frame)."""
+        if self.emulator.unsaved and self._saving is None and not self._closed.is_set():
+            self._saving = asyncio.get_running_loop().call_later(SAVE_WITHIN_S, self._save_waiting)
+
+    def _save_waiting(self) -> None:
+        self._saving = None
+        self.emulator.save()
 
     # --- admission and time-outs ----------------------------------------------------------------------
 
@@ -185,6 +227,20 @@ class TcpServer:
             most = Counter(self._peers[link].address for link in strangers).most_common(1)[0][0]
             self._evict([link for link in strangers if self._peers[link].address == most])
         return True
+
+    def _penalised(self, address: str) -> bool:
+        until, _ = self._penalties.get(address, (0.0, 0.0))
+        return asyncio.get_running_loop().time() < until
+
+    def _penalise(self, address: str) -> None:
+        """Refuse ``address`` for a while: the penalty doubles while offences follow each other."""
+        now = asyncio.get_running_loop().time()
+        until, last = self._penalties.get(address, (0.0, 0.0))
+        penalty = min(60.0, last * 2) if now < until + last else self.penalty_s
+        if len(self._penalties) >= MAX_PENALISED:  # bounded: forget the expired ones first
+            self._penalties = {a: p for a, p in self._penalties.items() if now < p[0] + p[1]}
+        if len(self._penalties) < MAX_PENALISED:
+            self._penalties[address] = (now + penalty, penalty)
 
     def _evict(self, links: list[int]) -> None:
         """The idlest of ``links`` goes: it no longer counts; its reader sees the close and detaches it."""
@@ -257,7 +313,7 @@ class TcpServer:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
             if not self._closed.is_set():
-                await self.catch_up()
+                await self.catch_up()  # saves what waits too
 
     def _seconds_until(self, t: int) -> float:
         until = getattr(self.clock, "seconds_until", None)

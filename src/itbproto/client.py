@@ -197,16 +197,19 @@ class PumpClient:
     async def events(
         self, progress: Callable[[int, int], None] | None = None, first: int = 0
     ) -> list[m.EventRecord]:
-        """The event log from entry ``first`` (as far back as the pump keeps it), a page at a time;
-        ``progress(read, total)`` after each page."""
+        """The event log from entry ``first`` (as far back as the pump keeps it) up to the entries it held
+        when reading began (however fast it grows meanwhile), a page at a time; ``progress(read, total)``
+        after each page."""
         entries: list[m.EventRecord] = []
+        end: int | None = None
         while True:
             first = entries[-1].index + 1 if entries else first
             page = await self._reply(self.session.read_events(first), m.EventLogPage)
-            entries += page.events
+            end = page.total if end is None else end
+            entries += [e for e in page.events if e.index < end]
             if progress is not None and entries:
-                progress(len(entries), page.total - entries[0].index)
-            if not page.events or entries[-1].index + 1 >= page.total:
+                progress(len(entries), end - entries[0].index)
+            if not page.events or page.events[-1].index + 1 >= end:
                 return entries
 
     # --- programming ----------------------------------------------------------------------------------------

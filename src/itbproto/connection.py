@@ -165,6 +165,10 @@ class Connection:
         self.outstanding: Outstanding | None = None
         #: programmer: the highest transaction id used or reported by the pump
         self.last_txn = 0
+        #: frames taken from the peer so far, whole or not (each event :meth:`receive` returned)
+        self.received = 0
+        #: of those, dropped unanswered (not intact, not sealed as they must be, stale)
+        self.dropped = 0
         self._mtu: int | None = None
         self.mtu = mtu
         self._unanswered: dict[int, tuple[type[Message], ...]] = {}  # pump: txn -> allowed replies
@@ -269,11 +273,14 @@ class Connection:
     def receive(self, data: bytes) -> list[Event]:
         """Take one chunk from the transport; return what it means, in order."""
         if self.mtu is None and not self.stream:
-            return self._frame(bytes(data))
-        parts = self._splitter.feed(bytes(data)) if self.stream else self._reassembler.feed(bytes(data))
-        events: list[Event] = []
-        for out in parts:
-            events += [Dropped(out)] if isinstance(out, ProtocolError) else self._frame(out)
+            events = self._frame(bytes(data))
+        else:
+            parts = self._splitter.feed(bytes(data)) if self.stream else self._reassembler.feed(bytes(data))
+            events = []
+            for out in parts:
+                events += [Dropped(out)] if isinstance(out, ProtocolError) else self._frame(out)
+        self.received += len(events)
+        self.dropped += sum(isinstance(event, Dropped) for event in events)
         return events
 
     def _frame(self, data: bytes) -> list[Event]:

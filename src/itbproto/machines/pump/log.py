@@ -51,6 +51,10 @@ class EventLog:
         """The indices of the strangers' entries still kept."""
         return self.strangers_since(0)
 
+    def own_since(self, index: int) -> bool:
+        """Whether an entry not a stranger's was written at ``index`` or later."""
+        return bool(self._own) and self._own[-1].index >= index
+
     def strangers_since(self, index: int) -> frozenset[int]:
         """The indices of the strangers' entries from ``index`` on."""
         ring = self._strangers
