@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from itbemu.store import Store
 from itbproto.client import PumpClient
 from itbproto.connection import Connection, Side
 from itbproto.safety import SafetyPolicy
@@ -238,13 +239,16 @@ class Attack:
         self.process.join(60)
 
 
-async def dropped_by_pump(pump: PumpClient, since: int) -> tuple[int, int]:
-    """Frames the pump says it dropped in the totals logged since entry ``since``; the next index."""
-    entries = await pump.events(first=since)
-    total = sum(
-        e.value for e in entries if e.code is EventCode.FRAME_DROPPED and e.detail.startswith("in all")
-    )
-    return total, (entries[-1].index + 1 if entries else since)
+def dropped_by_pump(store: Path, first: int, end: int) -> int:
+    """Frames the pump dropped, by the totals in its log entries ``first`` to ``end`` (the store keeps all)."""
+    with Store(store) as saved:
+        return sum(
+            e.value
+            for e in saved.log()
+            if first <= e.index < end
+            and e.code is EventCode.FRAME_DROPPED
+            and e.detail == "in all, on a link"
+        )
 
 
 async def refusals(port: int, count: int, per_link: int = 16, concurrent: int = 8) -> int:
@@ -315,7 +319,7 @@ async def run(quick: bool, workdir: Path) -> dict[str, object]:
 
         # 2. a garbage flood: from 50 addresses without a session, then inside sessions until the pump
         #    has read 10^6 bad frames
-        _, mark = await dropped_by_pump(pump, 0)
+        marks = [await pump.log_size()]
         rss_before = rss_mb(proc.pid)
         loaded_rtts: list[float] = []
         with Attack("strangers", port, 50, key) as counts:
@@ -323,15 +327,15 @@ async def run(quick: bool, workdir: Path) -> dict[str, object]:
             while time.perf_counter() - started < (3 if quick else 15):
                 loaded_rtts += await round_trips(pump, 20)
         stranger_frames = counts[0]
-        await asyncio.sleep(1.5)  # the strangers' totals are saved and logged
-        taken_from_strangers, mark = await dropped_by_pump(pump, mark)
+        await asyncio.sleep(1.5)  # the strangers' totals are logged and saved
+        marks.append(await pump.log_size())
         session_rtts: list[float] = []
         target = 50_000 if quick else 1_000_000
         with Attack("session", port, 2, key) as counts:
             while counts[0] < target:
                 session_rtts += await round_trips(pump, 20)
         await asyncio.sleep(1)
-        taken_in_sessions, _ = await dropped_by_pump(pump, mark)
+        marks.append(await pump.log_size())
         rss_after = rss_mb(proc.pid)
         garbage_ratio = statistics.median(loaded_rtts) / statistics.median(quiet_rtts)
         session_ratio = statistics.median(session_rtts) / statistics.median(quiet_rtts)
@@ -345,10 +349,12 @@ async def run(quick: bool, workdir: Path) -> dict[str, object]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    taken_from_strangers = dropped_by_pump(workdir / "pump.db", marks[0], marks[1])
+    taken_in_sessions = dropped_by_pump(workdir / "pump.db", marks[1], marks[2])
     return {
         "idle": {
             "connections_opened": opened,
-            "slowloris_cut_off": cut,
+            "slowloris_connections_closed_by_pump": cut,
             "quiet_connect_status_ms": round(statistics.median(quiet_connects) * 1e3, 2),
             "loaded_connect_status_ms": round(statistics.median(loaded_connects) * 1e3, 2),
             "ratio": round(idle_ratio, 2),

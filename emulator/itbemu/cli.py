@@ -87,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         handshake_timeout_s=args.handshake_timeout,
         frame_timeout_s=args.frame_timeout,
         idle_timeout_s=args.idle_timeout,
+        penalty_s=args.penalty,
     )
 
     async def run() -> None:
@@ -286,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=TcpServer.idle_timeout_s,
         metavar="S",
         help="seconds a session may send nothing before it is closed; 0: never (%(default)s)",
+    )
+    tcp.add_argument(
+        "--penalty",
+        type=float,
+        default=TcpServer.penalty_s,
+        metavar="S",
+        help="seconds an address is refused after its stranger was closed for what it sent or its time-out;"
+        " doubling while it goes on, at most 60 (%(default)s)",
     )
     serve.set_defaults(func=cmd_serve)
 
