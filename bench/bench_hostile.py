@@ -240,7 +240,7 @@ class Attack:
 
 
 def dropped_by_pump(store: Path, first: int, end: int) -> int:
-    """Frames the pump dropped, by the totals in its log entries ``first`` to ``end`` (the store keeps all)."""
+    """Frames the pump dropped, by the totals in its log entries ``first`` to ``end`` (in its store)."""
     with Store(store) as saved:
         return sum(
             e.value
