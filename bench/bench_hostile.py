@@ -348,7 +348,7 @@ async def run(quick: bool, workdir: Path) -> dict[str, object]:
         kept = {code: codes.count(code) for code in ("PAIRED", "PRESCRIPTION_COMMITTED")}
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
     taken_from_strangers = dropped_by_pump(workdir / "pump.db", marks[0], marks[1])
     taken_in_sessions = dropped_by_pump(workdir / "pump.db", marks[1], marks[2])
     return {

@@ -1,5 +1,5 @@
 """Shared test configuration: hypothesis profiles, the repository root, `itbemu serve` in its own process, an
-emulator on a virtual radio whose hub serves programmers' hosts."""
+emulator over TCP, and on a virtual radio whose hub serves programmers' hosts."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-from itbemu import Emulator, VirtualClock
+from itbemu import Emulator, RealClock, TcpServer, VirtualClock
 from itbemu.ble import BlePeripheral, Hub, local_device, open_hub
 from itbemu.device import START
+from itbemu.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,3 +90,18 @@ async def ble_hub(emulator: Emulator) -> AsyncIterator[tuple[Hub, str]]:
         yield hub, f"tcp-client:127.0.0.1:{port}"
     finally:
         await hub.close()
+
+
+@asynccontextmanager
+async def tcp_pump(store: Store | None = None, **options: Any) -> AsyncIterator[TcpServer]:
+    """A programmed pump (factories.programmed) served over TCP on a real clock, ``options`` for TcpServer."""
+    from factories import POLICY, programmed
+
+    emulator = Emulator.create(programmed(), POLICY, serial="EMU-TCP", store=store)
+    server = TcpServer(emulator, RealClock(start=emulator.now), **options)
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+        await server.wait_closed()

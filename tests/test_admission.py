@@ -8,20 +8,31 @@ from __future__ import annotations
 import asyncio
 import functools
 import tempfile
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from factories import POLICY, programmed
-from itbemu import DeviceFault, Emulator, RealClock, TcpServer
+from conftest import itbemu_serve, tcp_pump
+from factories import POLICY
+from itbemu import DeviceFault, TcpServer
 from itbemu.server import STRANGER_READ_SIZE
 from itbemu.store import Store
 from itbproto.client import PumpClient
 from itbproto.connection import Connection, Side
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.transport import TcpTransport
-from itbproto.wire import AlarmCode, EventCode, StatusReport, StatusRequest
+from itbproto.wire import (
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    AlarmCode,
+    EventCode,
+    Hello,
+    Message,
+    Role,
+    SessionEnd,
+    StatusReport,
+    StatusRequest,
+)
 from itbproto.wire.frame import CRC_SIZE
 from itbproto.wire.stream import StreamSplitter
 
@@ -36,18 +47,6 @@ def run(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
     return sync
 
 
-@asynccontextmanager
-async def serving(store: Store | None = None, **options: Any) -> AsyncIterator[TcpServer]:
-    emulator = Emulator.create(programmed(), POLICY, serial="EMU-ADM", store=store)
-    server = TcpServer(emulator, RealClock(start=emulator.now), **options)
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 async def programmer(server: TcpServer) -> PumpClient:
     client = PumpClient(await TcpTransport.connect("127.0.0.1", server.port), PROFILE, DRUG, POLICY)
     await client.connect()
@@ -57,6 +56,13 @@ async def programmer(server: TcpServer) -> PumpClient:
 def status_frame() -> bytes:
     """A whole request frame, as any programmer would send it."""
     return b"".join(Connection(Side.PROGRAMMER, stream=True).send(StatusRequest()))
+
+
+def garbage() -> bytes:
+    """A request frame whose CRC is wrong."""
+    frame = bytearray(status_frame())
+    frame[-CRC_SIZE] ^= 0xFF
+    return bytes(frame)
 
 
 async def stranger(
@@ -77,7 +83,7 @@ async def closed_by_pump(reader: asyncio.StreamReader) -> bool:
 async def test_idle_strangers_never_lock_a_programmer_out() -> None:
     """More idle connections than the pump takes links: each new one evicts the oldest, and a programmer
     still connects, reads, and keeps its session."""
-    async with serving() as server:
+    async with tcp_pump() as server:
         idle = [await stranger(server) for _ in range(server.max_links + 8)]
         pump = await programmer(server)
         assert isinstance(await pump.status(), StatusReport)
@@ -91,7 +97,7 @@ async def test_idle_strangers_never_lock_a_programmer_out() -> None:
 
 @run
 async def test_a_stranger_must_open_a_session_in_time() -> None:
-    async with serving(handshake_timeout_s=0.3) as server:
+    async with tcp_pump(handshake_timeout_s=0.3) as server:
         reader, writer = await stranger(server)
         assert await closed_by_pump(reader)
         writer.close()
@@ -101,7 +107,7 @@ async def test_a_stranger_must_open_a_session_in_time() -> None:
 async def test_a_slowloris_is_cut_off() -> None:
     """A frame sent a byte at a time, slower than the frame time-out: the link is closed (long before its
     handshake deadline), and the others are served."""
-    async with serving(frame_timeout_s=0.3, handshake_timeout_s=60) as server:
+    async with tcp_pump(frame_timeout_s=0.3, handshake_timeout_s=60) as server:
         pump = await programmer(server)
         reader, writer = await stranger(server)
         frame = status_frame()
@@ -118,7 +124,7 @@ async def test_a_slowloris_is_cut_off() -> None:
 
 @run
 async def test_an_idle_session_is_closed_and_its_lock_goes() -> None:
-    async with serving(idle_timeout_s=0.3) as server:
+    async with tcp_pump(idle_timeout_s=0.3) as server:
         pump = await programmer(server)
         await pump.set_thresholds(PROFILE.thresholds)
         assert server.emulator.firmware.programming is not None
@@ -133,7 +139,7 @@ async def test_an_idle_session_is_closed_and_its_lock_goes() -> None:
 
 @run
 async def test_strangers_from_one_peer_evict_only_each_other() -> None:
-    async with serving(max_strangers=4, max_strangers_per_peer=2) as server:
+    async with tcp_pump(max_strangers=4, max_strangers_per_peer=2) as server:
         first, second = await stranger(server), await stranger(server)
         third = await stranger(server)  # a third from the same address: the first goes
         assert await closed_by_pump(first[0])
@@ -144,7 +150,7 @@ async def test_strangers_from_one_peer_evict_only_each_other() -> None:
 
 @run
 async def test_when_every_link_has_a_session_a_new_one_is_turned_away() -> None:
-    async with serving(max_links=1) as server:
+    async with tcp_pump(max_links=1) as server:
         first = await programmer(server)
         reader, writer = await stranger(server)
         assert await closed_by_pump(reader)
@@ -158,12 +164,10 @@ async def test_a_stop_writes_every_link_total_to_the_store() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pump.db"
         with Store(path) as store:
-            async with serving(store) as server:
+            async with tcp_pump(store) as server:
                 pump = await programmer(server)
-                frame = bytearray(status_frame())
-                frame[-CRC_SIZE] ^= 0xFF
                 _, writer = await stranger(server)
-                writer.write(bytes(frame))
+                writer.write(garbage())
                 await writer.drain()
                 for _ in range(100):
                     if server.emulator.firmware.dropped:
@@ -179,7 +183,7 @@ async def test_a_stop_writes_every_link_total_to_the_store() -> None:
 @run
 async def test_a_programmer_waiting_for_alarms_keeps_its_session() -> None:
     """The client reads the status while it only waits for alarms, so the idle time-out never closes it."""
-    async with serving(idle_timeout_s=0.5) as server:
+    async with tcp_pump(idle_timeout_s=0.5) as server:
         pump = await programmer(server)
         alarms = aiter(pump.alarms(keepalive_s=0.1))
         waiting = asyncio.ensure_future(anext(alarms))
@@ -194,7 +198,7 @@ async def test_a_programmer_waiting_for_alarms_keeps_its_session() -> None:
 async def test_a_stranger_that_only_sends_is_closed_after_a_few_frames() -> None:
     """Requests without a session, one after another: a few are refused, then the link is closed, and its
     address is refused for a while; a programmer from another address is served."""
-    async with serving() as server:
+    async with tcp_pump() as server:
         reader, writer = await stranger(server, "127.0.0.2")
         writer.write(status_frame() * 200)
         await writer.drain()
@@ -213,11 +217,9 @@ async def test_a_stranger_that_only_sends_is_closed_after_a_few_frames() -> None
 
 @run
 async def test_a_stranger_sending_garbage_is_closed_and_its_address_refused_for_a_while() -> None:
-    async with serving(penalty_s=0.3) as server:
+    async with tcp_pump(penalty_s=0.3) as server:
         reader, writer = await stranger(server, "127.0.0.3")
-        frame = bytearray(status_frame())
-        frame[-CRC_SIZE] ^= 0xFF
-        writer.write(bytes(frame))
+        writer.write(garbage())
         assert await closed_by_pump(reader)  # at its first dropped frame
         writer.close()
         refused, closing = await stranger(server, "127.0.0.3")
@@ -236,11 +238,9 @@ async def test_what_strangers_caused_is_saved_within_a_second_not_only_at_the_st
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pump.db"
         with Store(path) as store:
-            async with serving(store) as server:
+            async with tcp_pump(store) as server:
                 reader, writer = await stranger(server, "127.0.0.4")
-                frame = bytearray(status_frame())
-                frame[-CRC_SIZE] ^= 0xFF
-                writer.write(bytes(frame))
+                writer.write(garbage())
                 assert await closed_by_pump(reader)
                 writer.close()
                 saved: list[int] = []
@@ -251,3 +251,48 @@ async def test_what_strangers_caused_is_saved_within_a_second_not_only_at_the_st
                         break
                     await asyncio.sleep(0.05)
                 assert saved == [1, 1]
+
+
+def test_itbemu_serve_takes_its_admission_options() -> None:
+    """`itbemu serve --handshake-timeout` reaches the server: an idle connection is closed in time."""
+    with itbemu_serve("--tcp", "127.0.0.1:0", "--handshake-timeout", "0.3") as served:
+        port = int(served.first_line.rsplit(":", 1)[1])
+
+        async def idle() -> bool:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            closed = await closed_by_pump(reader)
+            writer.close()
+            return closed
+
+        assert asyncio.run(idle())
+    assert served.returncode == 0
+
+
+@run
+async def test_a_link_whose_session_ended_gets_a_new_handshake_and_frame_budget() -> None:
+    """A programmer that ends its session after many frames and opens another on the same link is served
+    (the budget of a stranger counts from when the link became one)."""
+    async with tcp_pump(handshake_timeout_s=0.5) as server:
+        connection = Connection(Side.PROGRAMMER, stream=True)
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        splitter = StreamSplitter()
+
+        async def ask(message: Message) -> None:
+            writer.write(b"".join(connection.send(message)))
+            while True:
+                data = await asyncio.wait_for(reader.read(4096), 10)
+                assert data, "the pump closed the link"
+                if splitter.feed(data):
+                    break
+            connection.forget()
+
+        hello = Hello(protocol_version=PROTOCOL_VERSION, role=Role.CLINICIAN, max_frame=MAX_FRAME, client="a")
+        await ask(hello)
+        for _ in range(server.max_stranger_frames + 4):
+            await ask(StatusRequest())
+        await asyncio.sleep(0.7)  # longer than the handshake time-out, in a session
+        await ask(SessionEnd())
+        await ask(hello)
+        await ask(StatusRequest())
+        assert server.clients == 1
+        writer.close()

@@ -12,17 +12,16 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import free_port, itbemu_serve
-from factories import POLICY, programmed
-from itbemu import DeviceFault, Emulator, RealClock, TcpServer
+from conftest import free_port, itbemu_serve, tcp_pump
+from factories import POLICY
+from itbemu import DeviceFault, TcpServer
 from itbemu.demo import run_demo
 from itbproto.ble import BleTransport
 from itbproto.ble.bumble_backend import open_central
@@ -70,25 +69,13 @@ async def connect(server: TcpServer | int, name: str, sock: socket.socket | None
     return client
 
 
-@asynccontextmanager
-async def serving(**options: object) -> AsyncIterator[TcpServer]:
-    emulator = Emulator.create(programmed(), POLICY, serial="EMU-TCP")
-    server = TcpServer(emulator, RealClock(start=emulator.now), **options)  # type: ignore[arg-type]
-    await server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
 def thresholds(low_ul: int) -> AlarmThresholds:
     return replace(load_profile("itb-20").thresholds, low_reservoir_ul=low_ul)
 
 
 @run
 async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
-    async with serving() as server:
+    async with tcp_pump() as server:
         a, b = await connect(server, "a"), await connect(server, "b")
         await a.set_thresholds(thresholds(2_100))
         with pytest.raises(CommandRefusedError) as busy:
@@ -107,7 +94,7 @@ async def test_one_programs_the_others_read_and_wait_until_it_ends() -> None:
 
 @run
 async def test_a_fault_is_announced_to_every_programmer() -> None:
-    async with serving() as server:
+    async with tcp_pump() as server:
         a, b = await connect(server, "a"), await connect(server, "b")
         await server.inject(DeviceFault("motor-stall"))
         for p in (a, b):
@@ -119,7 +106,7 @@ async def test_a_fault_is_announced_to_every_programmer() -> None:
 
 @run
 async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() -> None:
-    async with serving() as server:
+    async with tcp_pump() as server:
         good = await connect(server, "good")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(os.urandom(3 * MAX_FRAME))  # no frame in it: the stream cannot be resynchronised
@@ -137,7 +124,7 @@ async def test_a_client_sending_garbage_is_closed_and_the_others_are_served() ->
 
 @run
 async def test_clients_beyond_the_limit_are_turned_away() -> None:
-    async with serving(max_links=1) as server:
+    async with tcp_pump(max_links=1) as server:
         first = await connect(server, "first")
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         assert await asyncio.wait_for(reader.read(), 10) == b""
@@ -148,7 +135,7 @@ async def test_clients_beyond_the_limit_are_turned_away() -> None:
 
 @run
 async def test_a_client_that_does_not_read_is_dropped_and_the_others_are_served() -> None:
-    async with serving(write_timeout_s=0.2, write_buffer=1024, send_buffer=4096) as server:
+    async with tcp_pump(write_timeout_s=0.2, write_buffer=1024, send_buffer=4096) as server:
         good = await connect(server, "good")
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -48,6 +48,24 @@ def _new_pump(args: argparse.Namespace, policy: SafetyPolicy, store: Store | Non
     return Emulator.create(therapy, policy, serial=args.serial, store=store)
 
 
+#: TCP admission and time-outs: the option, the TcpServer field it sets, what it means (specs/protocol.md §3)
+_ADMISSION = (
+    ("--max-links", "max_links", "links at once"),
+    ("--max-strangers", "max_strangers", "links without a session at once"),
+    ("--max-strangers-per-peer", "max_strangers_per_peer", "of those, from one address"),
+    ("--max-stranger-frames", "max_stranger_frames", "frames a link may send before it has a session"),
+    ("--handshake-timeout", "handshake_timeout_s", "seconds a new link has to open a session"),
+    ("--frame-timeout", "frame_timeout_s", "seconds a frame may take once begun"),
+    ("--idle-timeout", "idle_timeout_s", "seconds a session may send nothing before it is closed; 0: never"),
+    (
+        "--penalty",
+        "penalty_s",
+        "seconds an address is refused after its stranger was closed for what it sent or its time-out;"
+        " doubling while it goes on, at most 60",
+    ),
+)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.defect:
         from itbemu.defects import seed
@@ -80,14 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=host,
         port=port,
         faults=plan.link,
-        max_links=args.max_links,
-        max_strangers=args.max_strangers,
-        max_strangers_per_peer=args.max_strangers_per_peer,
-        max_stranger_frames=args.max_stranger_frames,
-        handshake_timeout_s=args.handshake_timeout,
-        frame_timeout_s=args.frame_timeout,
-        idle_timeout_s=args.idle_timeout,
-        penalty_s=args.penalty,
+        **{name: getattr(args, flag[2:].replace("-", "_")) for flag, name, _ in _ADMISSION},
     )
 
     async def run() -> None:
@@ -248,54 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a link without a session (a stranger) must open one in time; strangers are few and a new connection "
         "evicts the idlest, so they never lock a programmer out (specs/protocol.md §3)",
     )
-    tcp.add_argument("--max-links", type=int, default=TcpServer.max_links, help="links at once (%(default)s)")
-    tcp.add_argument(
-        "--max-strangers",
-        type=int,
-        default=TcpServer.max_strangers,
-        help="links without a session at once (%(default)s)",
-    )
-    tcp.add_argument(
-        "--max-strangers-per-peer",
-        type=int,
-        default=TcpServer.max_strangers_per_peer,
-        help="of those, from one address (%(default)s)",
-    )
-    tcp.add_argument(
-        "--max-stranger-frames",
-        type=int,
-        default=TcpServer.max_stranger_frames,
-        help="frames a link may send before it has a session (%(default)s)",
-    )
-    tcp.add_argument(
-        "--handshake-timeout",
-        type=float,
-        default=TcpServer.handshake_timeout_s,
-        metavar="S",
-        help="seconds a new link has to open a session (%(default)s)",
-    )
-    tcp.add_argument(
-        "--frame-timeout",
-        type=float,
-        default=TcpServer.frame_timeout_s,
-        metavar="S",
-        help="seconds a frame may take once begun (%(default)s)",
-    )
-    tcp.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=TcpServer.idle_timeout_s,
-        metavar="S",
-        help="seconds a session may send nothing before it is closed; 0: never (%(default)s)",
-    )
-    tcp.add_argument(
-        "--penalty",
-        type=float,
-        default=TcpServer.penalty_s,
-        metavar="S",
-        help="seconds an address is refused after its stranger was closed for what it sent or its time-out;"
-        " doubling while it goes on, at most 60 (%(default)s)",
-    )
+    for flag, name, text in _ADMISSION:
+        kind = type(getattr(TcpServer, name))
+        metavar = "S" if name.endswith("_s") else None
+        tcp.add_argument(
+            flag, type=kind, default=getattr(TcpServer, name), metavar=metavar, help=f"{text} (%(default)s)"
+        )
     serve.set_defaults(func=cmd_serve)
 
     sim = commands.add_parser("simulate", help="run therapy on the virtual clock")

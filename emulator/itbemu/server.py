@@ -48,13 +48,22 @@ SAVE_WITHIN_S = 1.0
 
 @dataclass
 class _Peer:
-    """One connection: its writer, its address, and when (loop time) it came, last sent, began a frame."""
+    """One connection: its writer, its address, and when (loop time) it came (or last lost its session),
+    last sent, began a frame; the frames it had sent (and had dropped) by then."""
 
     writer: asyncio.StreamWriter
     address: str
     since: float
     active: float
     frame_began: float | None = None
+    stranger: bool = True
+    received_then: int = 0
+    dropped_then: int = 0
+
+    def misbehaves(self, connection: Connection, most: int) -> bool:
+        """As a stranger: a frame dropped, or more than ``most`` frames, since it became one."""
+        sent = connection.received - self.received_then
+        return connection.dropped > self.dropped_then or sent > most
 
 
 @dataclass
@@ -182,13 +191,11 @@ class TcpServer:
                     if part is None:
                         return
                     await self._write(self.emulator.receive(link, part, self.clock.now()))
-                if self._stranger(link) and (
-                    connection.dropped or connection.received > self.max_stranger_frames
-                ):
+                self._heard(link, peer, connection, len(data))
+                if peer.stranger and peer.misbehaves(connection, self.max_stranger_frames):
                     self._penalise(address)
                     return  # garbage, or requests without opening a session: not a programmer
-                self._heard(peer, connection, len(data))
-                if not self._stranger(link):  # a command may have changed what happens next
+                if not peer.stranger:  # a command may have changed what happens next
                     self._wake.set()
                 self._save_soon()
                 await asyncio.sleep(0)  # the others' turn: a client that floods cannot starve them
@@ -259,10 +266,18 @@ class TcpServer:
             deadlines.append(peer.frame_began + self.frame_timeout_s)
         return min(deadlines, default=None)
 
-    @staticmethod
-    def _heard(peer: _Peer, connection: Connection, size: int) -> None:
-        """``size`` bytes came: the link is active, and a frame may have begun or ended."""
+    def _heard(self, link: int, peer: _Peer, connection: Connection, size: int) -> None:
+        """``size`` bytes came: the link is active, a frame may have begun or ended, and a session may have
+        ended (the link is a stranger again, with a handshake time-out and frames from now)."""
         peer.active = asyncio.get_running_loop().time()
+        stranger = self._stranger(link)
+        if stranger and not peer.stranger:
+            peer.since, peer.received_then, peer.dropped_then = (
+                peer.active,
+                connection.received,
+                connection.dropped,
+            )
+        peer.stranger = stranger
         pending = connection.pending
         if not pending:
             peer.frame_began = None
