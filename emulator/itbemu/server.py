@@ -15,8 +15,9 @@ and a new connection evicts the idlest stranger of the address holding the most 
 or slow strangers never lock a programmer out; links with a session may fill all of ``max_links``. A frame
 begun must end within the frame time-out (a slowloris is cut off), and a session that sends nothing for the
 idle time-out is closed (its programming lock goes with it). An address whose stranger was closed for what it
-sent or for its time-out is refused for a while (a second, doubling while it goes on, at most a minute), so a
-flood costs the pump an accept, not a parse. SIGINT and SIGTERM stop the server cleanly:
+sent or for its time-out is refused for a while (a second, doubling while it goes on, at most a minute): its
+connections are held unread until then (a tarpit, bounded), so a flood costs the pump neither parsing nor a
+stream of accepts. SIGINT and SIGTERM stop the server cleanly:
 every link's totals are logged and saved (the store is consistent after every change anyway).
 """
 
@@ -42,6 +43,8 @@ READ_SIZE = 4096
 STRANGER_READ_SIZE = 64
 #: addresses remembered as penalised at most (a bound on memory whatever peers do)
 MAX_PENALISED = 4096
+#: connections from penalised addresses held unread at once (beyond, closed at once)
+MAX_TARPIT = 256
 #: what only strangers caused is saved within this many seconds (the emulator's other changes at once)
 SAVE_WITHIN_S = 1.0
 
@@ -103,6 +106,7 @@ class TcpServer:
     _saving: asyncio.TimerHandle | None = field(default=None, init=False)
     #: address -> (refused until, the last penalty), loop time
     _penalties: dict[str, tuple[float, float]] = field(default_factory=dict, init=False)
+    _tarpitted: int = field(default=0, init=False)
     _ticker: asyncio.Task[None] | None = field(default=None, init=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _closed: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -165,7 +169,10 @@ class TcpServer:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         address = str((writer.get_extra_info("peername") or ("?",))[0])
-        if self._closed.is_set() or self._penalised(address) or not self._admit(address):
+        if (wait := self._penalty_left(address)) > 0:
+            await self._tarpit(writer, wait)
+            return
+        if self._closed.is_set() or not self._admit(address):
             writer.close()
             return
         writer.transport.set_write_buffer_limits(high=self.write_buffer)
@@ -235,9 +242,22 @@ class TcpServer:
             self._evict([link for link in strangers if self._peers[link].address == most])
         return True
 
-    def _penalised(self, address: str) -> bool:
+    def _penalty_left(self, address: str) -> float:
         until, _ = self._penalties.get(address, (0.0, 0.0))
-        return asyncio.get_running_loop().time() < until
+        return until - asyncio.get_running_loop().time()
+
+    async def _tarpit(self, writer: asyncio.StreamWriter, wait: float) -> None:
+        """A penalised address's connection is held unread until its penalty ends (as many as
+        :data:`MAX_TARPIT`; beyond, closed at once): a flooder that reconnects at once waits instead of
+        making the pump accept and close connections as fast as it can."""
+        if self._tarpitted < MAX_TARPIT and not self._closed.is_set():
+            self._tarpitted += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), wait)
+            finally:
+                self._tarpitted -= 1
+        writer.close()
 
     def _penalise(self, address: str) -> None:
         """Refuse ``address`` for a while: the penalty doubles while offences follow each other."""
