@@ -126,42 +126,7 @@ BEYOND_THE_PROTOCOL = {
 }
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("itbproto", "itbproto QA safety suite")
-    group.addoption("--itb-target", default="inproc", help="inproc, tcp://HOST:PORT or ble://NAME")
-    group.addoption("--itb-profile", choices=("quick", "thorough"), default="quick", help="how much to run")
-    group.addoption("--itb-pin", default=None, help="the PIN the pump shows, to pair (sealed sessions)")
-    group.addoption("--itb-device", default="itb-20", help="the pump's device profile (specs/profiles/)")
-    group.addoption("--itb-report", default=None, help="write the per-rule report as JSON to this file")
-    group.addoption(
-        "--itb-db",
-        default=None,
-        help="hypothesis' example database: a directory shared by QA machines (a failure found on one "
-        "replays on the others); default ./.hypothesis",
-    )
-    group.addoption(
-        "--itb-policy",
-        default=None,
-        help="the pump's safety policy, a TOML file of tightened parameters (RULE-ID.param = value); "
-        "in-process the probes run under the catalog's defaults and under every parameter a notch tighter",
-    )
-    group.addoption(
-        "--itb-shards",
-        type=int,
-        default=1,
-        help="run the stateful suite as this many independent tests (spread them with pytest-xdist: -n auto)",
-    )
-    group.addoption(
-        "--itb-defect",
-        default=None,
-        help="inproc only: a seeded defect the suite must catch (test builds: ITBEMU_ALLOW_DEFECTS=1)",
-    )
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "rule(*ids): the test proves the safety rules with these IDs (specs/safety-rules.toml)"
-    )
     report = Report(load_rules().ids)
     report.tally.unreachable.update(BEYOND_THE_PROTOCOL)
     config.stash[_REPORT] = report

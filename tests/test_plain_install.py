@@ -1,0 +1,44 @@
+"""itbproto installed without its `qa` extra (no hypothesis), in a project that uses pytest: the plugin pytest
+loads from itbproto's entry point must leave that project's tests alone, and a run that asks for the QA suite
+must end with one line saying what to install (issue 25: a plain install broke the user's pytest)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+#: a package that shadows hypothesis and fails to import, as when the extra is not installed
+_NO_HYPOTHESIS = "raise ImportError('No module named hypothesis (shadowed: a plain install)')\n"
+
+
+def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    shadow = project / "shadow" / "hypothesis"
+    shadow.mkdir(parents=True, exist_ok=True)
+    (shadow / "__init__.py").write_text(_NO_HYPOTHESIS)
+    env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
+    return subprocess.run(
+        # hypothesis' own pytest plugin is not there either when hypothesis is not installed
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_users_own_tests_run_without_the_qa_extra(tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    done = pytest_in(tmp_path, "-q", "test_mine.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+
+
+def test_asking_for_the_suite_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    done = pytest_in(tmp_path, "-q", "--pyargs", "itbproto.qa", "--itb-target=inproc")
+    assert done.returncode != 0
+    assert "pip install 'itbproto[qa]'" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
