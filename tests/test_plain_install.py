@@ -8,6 +8,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ROOT
 
 #: a package that shadows hypothesis and fails to import, as when the extra is not installed
 _NO_HYPOTHESIS = "raise ImportError('No module named hypothesis (shadowed: a plain install)')\n"
@@ -42,3 +47,30 @@ def test_asking_for_the_suite_without_the_extra_says_what_to_install(tmp_path: P
     assert done.returncode != 0
     assert "pip install 'itbproto[qa]'" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("missing", "command", "extra"),
+    [
+        ("matplotlib", ["itbemu", "simulate", "--days", "2", "--plot", "PLOT"], "emulator"),
+        ("bleak", ["itbproto", "status", "--target", "ble://ITB20"], "ble"),
+        ("bumble", ["itbemu", "serve", "--ble", "tcp-server:127.0.0.1:0"], "ble"),
+    ],
+)
+def test_a_missing_extra_is_one_line_saying_what_to_install(
+    missing: str, command: list[str], extra: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from itbemu.cli import main as itbemu
+    from itbproto.cli import main as itbproto
+
+    for name in [m for m in sys.modules if m == missing or m.startswith(missing + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` fails as when it is not installed
+    args = [str(tmp_path / "plot.png") if a == "PLOT" else a for a in command[1:]]
+    if command[0] == "itbemu" and args[0] == "simulate":
+        args += ["--prescription", str(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")]
+    status = (itbemu if command[0] == "itbemu" else itbproto)(args)
+    err = capsys.readouterr().err
+    assert status != 0
+    assert err.strip().splitlines() == [f"{command[0]}: " + err.split(": ", 1)[1].strip()]
+    assert f"pip install 'itbproto[{extra}]'" in err

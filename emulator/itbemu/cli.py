@@ -20,6 +20,7 @@ from itbemu.faults import FaultPlan
 from itbemu.server import TcpServer
 from itbemu.store import Store
 from itbproto.errors import ItbError
+from itbproto.extras import install_hint
 from itbproto.safety import SafetyPolicy
 from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
 from itbproto.wire import EventRecord
@@ -295,6 +296,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (ItbError, ValueError, OSError) as exc:
         print(f"itbemu: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        if (hint := install_hint(exc)) is None:
+            raise
+        print(f"itbemu: {hint}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -15,6 +15,7 @@ from pathlib import Path
 from itbproto import __version__
 from itbproto.display import describe
 from itbproto.errors import ItbError
+from itbproto.extras import install_hint
 from itbproto.remote import add_commands
 from itbproto.security.pairing import PairedKey
 from itbproto.wire import CATALOG, decode
@@ -259,6 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (ItbError, ValueError, OSError) as exc:
         print(f"itbproto: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (hint := install_hint(exc)) is None:
+            raise
+        print(f"itbproto: {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
