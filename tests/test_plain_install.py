@@ -1,6 +1,7 @@
-"""itbproto installed without its `qa` extra (no hypothesis), in a project that uses pytest: the plugin pytest
-loads from itbproto's entry point must leave that project's tests alone, and a run that asks for the QA suite
-must end with one line saying what to install (issue 25: a plain install broke the user's pytest)."""
+"""A user's first hour (issue 25): itbproto installed without its extras, in a project that uses pytest (the
+plugin pytest loads from itbproto's entry point must leave that project's tests alone, and a run that asks for
+the QA suite must end with one line saying what to install); a command that needs a missing extra, a bad store
+path, a bad number: one line, never a traceback."""
 
 from __future__ import annotations
 
@@ -74,3 +75,37 @@ def test_a_missing_extra_is_one_line_saying_what_to_install(
     assert status != 0
     assert err.strip().splitlines() == [f"{command[0]}: " + err.split(": ", 1)[1].strip()]
     assert f"pip install 'itbproto[{extra}]'" in err
+
+
+@pytest.mark.parametrize("where", ["missing-dir/pump.db", ".", "not-a-store.txt"])
+def test_a_bad_store_path_is_one_line(where: str, tmp_path: Path, capsys: Any) -> None:
+    from itbemu.cli import main as itbemu
+
+    (tmp_path / "not-a-store.txt").write_text("hello, not SQLite\\n" * 100)
+    path = tmp_path / where
+    for args in (
+        ["serve", "--tcp", "127.0.0.1:0", "--store", str(path)],
+        ["export-log", "--store", str(path)],
+    ):
+        assert itbemu(args) != 0
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith("itbemu: ")
+    assert not (tmp_path / "missing-dir").exists()
+
+
+def test_export_log_of_a_missing_store_leaves_no_file_behind(tmp_path: Path, capsys: Any) -> None:
+    from itbemu.cli import main as itbemu
+
+    assert itbemu(["export-log", "--store", str(tmp_path / "missing.db")]) != 0
+    assert "no store there" in capsys.readouterr().err
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_simulate_refuses_a_negative_number_of_days(capsys: Any) -> None:
+    from itbemu.cli import main as itbemu
+
+    with pytest.raises(SystemExit) as refused:
+        itbemu(["simulate", "--days", "-5", "--prescription", "x.toml"])
+    assert refused.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err

@@ -180,7 +180,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_export_log(args: argparse.Namespace) -> int:
-    with Store(args.store) as store:
+    with Store(args.store, create=False) as store:
         if store.load(0) is None:
             raise ItbError(f"{args.store} holds no pump")
         for entry in store.log():
@@ -226,6 +226,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse's type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itbemu", description="An emulated ITB pump (not a medical device)."
@@ -269,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sim = commands.add_parser("simulate", help="run therapy on the virtual clock")
-    sim.add_argument("--days", type=int, required=True, help="how long")
+    sim.add_argument("--days", type=_positive, required=True, help="how long")
     sim.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     sim.add_argument("--prescription", type=Path, required=True, help="a prescription (TOML, see examples/)")
     sim.add_argument("--refill-every", type=int, metavar="DAYS", help="refill to capacity every DAYS days")
@@ -281,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="serve a pump, run a clinical session on it over TCP, plot years")
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where the store and the plot go")
-    demo.add_argument("--days", type=int, default=3_650, help="days to simulate for the plot")
+    demo.add_argument("--days", type=_positive, default=3_650, help="days to simulate for the plot")
     demo.set_defaults(func=cmd_demo)
 
     export = commands.add_parser("export-log", help="a stored pump's log and delivery ledger as JSON lines")

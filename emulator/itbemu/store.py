@@ -51,12 +51,21 @@ class Saved:
 class Store:
     """One emulated pump's data in one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the store at ``path`` (a new one is made unless ``create`` is False); ValueError, in one
+        line, when it cannot be: a missing directory, a directory, a file that is not a store."""
         self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        if not create and not self.path.is_file():
+            raise ValueError(f"{self.path}: no store there")
+        if self.path.is_dir():
+            raise ValueError(f"{self.path} is a directory, not a store file")
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ValueError(f"{self.path}: cannot open it as a store ({exc})") from None
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(log)")}
         if "stranger" not in columns:  # a store from before strangers had their own ring: none marked
             self._db.execute("ALTER TABLE log ADD COLUMN stranger INTEGER NOT NULL DEFAULT 0")
