@@ -8,7 +8,7 @@ install, and any other test run is left alone.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 
 import pytest
 
@@ -54,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "rule(*ids): the test proves the safety rules with these IDs (specs/safety-rules.toml)"
     )
-    if importlib.util.find_spec("hypothesis") is None or not _importable("hypothesis"):
+    if not _importable("hypothesis"):
         if _asks_for_the_suite(config):
             raise pytest.UsageError(INSTALL)
         return
