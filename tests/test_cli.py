@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import subprocess
 import sys
 
@@ -98,6 +99,32 @@ def test_decode_says_what_is_wrong(text: str, says: str, capsys: pytest.CaptureF
     err = capsys.readouterr().err
     assert says in err
     assert "Traceback" not in err
+
+
+def test_decode_of_random_bytes_as_hex_names_the_bytes_given(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 25: 40 random bytes said "expected 1039 bytes, got 58531": neither was the 40 given."""
+    for seed in range(20):
+        text = random.Random(seed).randbytes(40).hex()
+        assert main(["decode", text]) == 1
+        err = capsys.readouterr().err
+        assert "40 bytes" in err, err
+        assert len(err.splitlines()) == 1
+
+
+def test_decode_of_raw_binary_on_standard_input_is_one_clear_line() -> None:
+    """Issue 25: raw bytes piped in were echoed back garbled; decode takes hex text and says so."""
+    done = subprocess.run(
+        [sys.executable, "-m", "itbproto", "decode"],
+        input=random.Random(7).randbytes(300) + b"\n" + bytes(range(128, 256)),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    err = done.stderr.decode("ascii")  # nothing of the binary is echoed
+    assert "not hex" in err
+    assert "Traceback" not in err
+    assert all(line.startswith("itbproto decode:") for line in err.splitlines()), err
 
 
 def test_specs_check_passes_on_the_repository() -> None:

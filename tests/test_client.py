@@ -21,7 +21,7 @@ from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbproto.ble import BleTransport
 from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError
+from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError, WrongDeviceError
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
@@ -67,9 +67,9 @@ class Target:
 
 
 @asynccontextmanager
-async def target(kind: str) -> AsyncIterator[Target]:
+async def target(kind: str, profile: str = "itb-20") -> AsyncIterator[Target]:
     therapy = new_therapy(
-        load_profile("itb-20"), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
+        load_profile(profile), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
     )
     emulator = Emulator.create(therapy, POLICY, serial="EMU-QA")
     clock = VirtualClock(START)
@@ -99,7 +99,7 @@ async def target(kind: str) -> AsyncIterator[Target]:
         async def connect_ble() -> Transport:
             central = local_device(radio, "programmer", f"F0:00:00:00:00:{next(centrals):02X}")
             await central.power_on()
-            return await BleTransport.connect("ITB20", central=central)
+            return await BleTransport.connect(therapy.profile.model, central=central)
 
         def drop_ble(n: int) -> None:
             peripheral.faults.lose_next = n
@@ -122,16 +122,24 @@ async def target(kind: str) -> AsyncIterator[Target]:
         await server.wait_closed()
 
 
-def on_every_transport(test: Callable[[Target], Coroutine[Any, Any, None]]) -> Callable[[str], None]:
+Test = Callable[[Target], Coroutine[Any, Any, None]]
+
+
+def on_every_transport(test: Test, profile: str = "itb-20") -> Callable[[str], None]:
     def run(kind: str) -> None:
         async def body() -> None:
-            async with target(kind) as t:
+            async with target(kind, profile) as t:
                 await asyncio.wait_for(test(t), 60)
 
         asyncio.run(body())
 
     run.__name__, run.__doc__ = test.__name__, test.__doc__
     return pytest.mark.parametrize("kind", TRANSPORTS)(run)
+
+
+def on_every_transport_with(profile: str) -> Callable[[Test], Callable[[str], None]]:
+    """As :func:`on_every_transport`, the pump being a ``profile``."""
+    return lambda test: on_every_transport(test, profile)
 
 
 def confirmed(summary: Any) -> Acknowledgement:
@@ -148,6 +156,26 @@ async def test_connect_read_status_and_download_the_log_with_progress(t: Target)
         log = await pump.events(lambda read, total: seen.append((read, total)))
         assert [e.code for e in log][:2] == [EventCode.BOOT, EventCode.SESSION_STARTED]
         assert seen[-1][0] == len(log) == seen[-1][1]
+
+
+@on_every_transport_with("itb-40")
+async def test_the_client_takes_the_profile_the_pump_reports(t: Target) -> None:
+    """Issue 25: a client given no profile checks commands with the one the pump's DeviceInfo names."""
+    async with PumpClient.shipped(await t.connect(), name="qa", timeout_s=5.0) as pump:
+        assert pump.session.profile == load_profile("itb-40")
+        assert (await pump.status()).reservoir_ul == 40_000  # (an itb-40 starts full)
+        assert await pump.program(CONTINUOUS, confirmed) == CONTINUOUS
+
+
+@on_every_transport_with("itb-40")
+async def test_a_client_for_another_profile_is_refused_clearly_not_left_waiting(t: Target) -> None:
+    """Issue 25: a pump of another profile than the one asked for ends the connect with WrongDeviceError
+    naming both (before, the client waited for a reply the session had ignored, then failed cryptically)."""
+    pump = await t.client(timeout_s=120.0)  # (a client left waiting would hit the test's own time-out)
+    with pytest.raises(WrongDeviceError, match=r"itb-40.*itb-20"):
+        async with pump:
+            pass
+    assert t.emulator.therapy.prescription is None
 
 
 @on_every_transport

@@ -34,6 +34,7 @@ from itbproto.errors import (
     SessionError,
     SpecError,
     TherapyStateError,
+    WrongDeviceError,
 )
 from itbproto.firmware import Firmware
 from itbproto.link import InMemoryLink
@@ -82,6 +83,7 @@ __all__ = [
     "TherapyStateError",
     "Transport",
     "Verdict",
+    "WrongDeviceError",
     "__version__",
     "advance",
     "apply",

@@ -35,6 +35,8 @@ def _clean(part: str) -> str:
         part = part[2:]
     bad = sorted({c for c in part if c not in "0123456789abcdefABCDEF:_-"})
     if bad:
+        if not all(c.isprintable() and c.isascii() for c in bad):
+            raise ValueError("not hex: binary data (decode takes frames as hex text; a capture: --btsnoop)")
         raise ValueError(f"not hex: {''.join(bad)!r} in {part[:24]!r}")
     return re.sub(r"[:_-]", "", part)
 
@@ -51,14 +53,18 @@ def _print_frame(frame_bytes: bytes, frame: Frame | None = None, prefix: str = "
 
 
 def _frames(args: argparse.Namespace) -> Iterator[str]:
+    """The hex frames to decode: the arguments, or standard input's lines (bytes that are not text are
+    reported by :func:`parse_hex`, never echoed)."""
     if args.frames and args.frames != ["-"]:
         yield from args.frames
         return
     if sys.stdin.isatty():
         print("reading hex frames from standard input, one per line (end with Ctrl-D)", file=sys.stderr)
-    for line in sys.stdin:
-        if line.strip():
-            yield line
+    stream = getattr(sys.stdin, "buffer", sys.stdin)
+    for line in stream:
+        text = line.decode("ascii", "replace") if isinstance(line, bytes) else line
+        if text.strip():
+            yield text
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -94,12 +100,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
         return _decode_capture(args)
     status = 0
     for text in _frames(args):
-        shown = " ".join(text.split())
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."
         try:
-            _print_frame(parse_hex(text))
+            frame = parse_hex(text)
+            _print_frame(frame)
         except (ValueError, ItbError) as exc:
-            print(f"{shown}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            shown = " ".join(text.split())
+            printable = shown.isascii() and shown.isprintable()
+            shown = ("" if not printable else shown if len(shown) <= 40 else shown[:37] + "...") + ": "
+            print(
+                f"itbproto decode: {shown if printable else ''}{type(exc).__name__}: {exc}", file=sys.stderr
+            )
             status = 1
     return status
 

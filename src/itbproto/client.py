@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from itbproto.errors import (
     NotAppliedError,
     SafetyViolation,
     SessionError,
+    WrongDeviceError,
 )
 from itbproto.machines.session import (
     AlarmAnnounced,
@@ -44,6 +45,7 @@ from itbproto.machines.session import (
     SessionEvent,
     Summary,
     Verified,
+    WrongDevice,
 )
 from itbproto.safety import SafetyPolicy
 from itbproto.security.pairing import PairedKey, ProgrammerPairing
@@ -66,7 +68,7 @@ from itbproto.wire.message import Message
 __all__ = ["PumpClient"]
 
 T = TypeVar("T", bound=Message)
-_ANSWERS = (Replied, Refused, Verified, Mismatch, Resolved)
+_ANSWERS = (Replied, Refused, Verified, Mismatch, Resolved, WrongDevice)
 _CLOSED = object()
 
 #: seconds a client waiting only for alarms lets pass before it reads the status (a pump closes a session
@@ -80,10 +82,11 @@ class PumpClient:
     def __init__(
         self,
         transport: Transport,
-        profile: DeviceProfile,
+        profile: DeviceProfile | None,
         drug: Drug,
         policy: SafetyPolicy,
         *,
+        profiles: Mapping[str, DeviceProfile] | None = None,
         role: Role = Role.CLINICIAN,
         name: str = "itbproto",
         timeout_s: float = 10.0,
@@ -96,7 +99,13 @@ class PumpClient:
         self.key, self.entropy = key, entropy
         connection = Connection(Side.PROGRAMMER, mtu=transport.mtu, stream=transport.stream)
         self.session = ProgrammingSession(
-            role=role, profile=profile, drug=drug, policy=policy, connection=connection, checks=checks
+            role=role,
+            profile=profile,
+            drug=drug,
+            policy=policy,
+            connection=connection,
+            checks=checks,
+            profiles=profiles,
         )
         self._answers: asyncio.Queue[SessionEvent | object] = asyncio.Queue()
         self._alarms: asyncio.Queue[m.AlarmRecord | object] = asyncio.Queue()
@@ -104,12 +113,17 @@ class PumpClient:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def shipped(cls, transport: Transport, profile: str = "itb-20", **options: Any) -> PumpClient:
-        """A client with the specs this package ships: the device profile named ``profile``, the drug table
-        and the rule catalogue (``options``: as for the constructor)."""
-        from itbproto.specfiles import load_drug, load_profile, load_rules  # (each read once, then cached)
+    def shipped(cls, transport: Transport, profile: str | None = None, **options: Any) -> PumpClient:
+        """A client with the specs this package ships: the drug table, the rule catalogue and the device
+        profile the pump reports (or only a pump of ``profile``; another is refused with
+        :class:`~itbproto.errors.WrongDeviceError`); ``options``: as for the constructor."""
+        from itbproto.specfiles import load_drug, load_profile, load_rules, profile_ids  # (read once)
 
-        return cls(transport, load_profile(profile), load_drug(), SafetyPolicy(load_rules()), **options)
+        drug, policy = load_drug(), SafetyPolicy(load_rules())
+        if profile is not None:
+            return cls(transport, load_profile(profile), drug, policy, **options)
+        profiles = {pid: load_profile(pid) for pid in profile_ids()}
+        return cls(transport, None, drug, policy, profiles=profiles, **options)
 
     # --- the link ----------------------------------------------------------------------------------------
 
@@ -396,6 +410,8 @@ class PumpClient:
         for event in events:
             if isinstance(event, Refused):
                 raise CommandRefusedError(event.nack)
+            if isinstance(event, WrongDevice):
+                raise WrongDeviceError(event.reason)
             if isinstance(event, Resolved) and event.applied is not True:
                 if isinstance(event.reply, m.Nack) and event.applied is False:
                     raise CommandRefusedError(event.reply)

@@ -88,6 +88,7 @@ __all__ = [
     "UnknownMessageError",
     "UnsealedFrameError",
     "UnsupportedVersionError",
+    "WrongDeviceError",
 ]
 
 
@@ -106,8 +107,8 @@ class FrameError(ProtocolError):
 class TruncatedFrameError(FrameError):
     """Fewer bytes than a frame needs."""
 
-    def __init__(self, needed: int, got: int) -> None:
-        super().__init__(f"truncated frame: need {needed} bytes, got {got}")
+    def __init__(self, needed: int, got: int, why: str = "its header says") -> None:
+        super().__init__(f"truncated frame: {why} {needed} bytes; {got} bytes given")
         self.needed = needed
         self.got = got
 
@@ -115,8 +116,10 @@ class TruncatedFrameError(FrameError):
 class FrameLengthError(FrameError):
     """The frame is longer than its header says, or longer than the protocol allows."""
 
-    def __init__(self, expected: int, got: int) -> None:
-        super().__init__(f"frame length mismatch: expected {expected} bytes, got {got}")
+    def __init__(self, expected: int, got: int, reason: str = "") -> None:
+        super().__init__(
+            reason or f"frame length mismatch: its header says {expected} bytes; {got} bytes given"
+        )
         self.expected = expected
         self.got = got
 
@@ -275,6 +278,11 @@ class CommandRefusedError(ItbError):
 class NotAppliedError(ItbError):
     """A command did not take effect (its reply was lost and the pump never took it, or the user declined);
     send it again if it is still wanted."""
+
+
+class WrongDeviceError(ItbError):
+    """The pump is not one this programmer can check commands for: another device profile than the one
+    asked for, or one it does not know. Nothing was sent after its DeviceInfo."""
 
 
 class PairingError(ItbError):

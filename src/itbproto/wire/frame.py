@@ -149,6 +149,13 @@ def encode(message: Message, *, txn: int = 0, seq: int = 0, channel: Channel = P
     return head + channel.seal(head, payload)
 
 
+def payload_too_long(length: int, given: int) -> FrameLengthError:
+    """A header declaring a ``length``-byte payload, more than any frame may carry (``given``: bytes seen)."""
+    most = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
+    reason = f"its header declares a {length}-byte payload; at most {MAX_PAYLOAD} ({given} bytes given)"
+    return FrameLengthError(most, HEADER_SIZE + length + CRC_SIZE, reason)
+
+
 def open_frame(data: bytes, channel: Channel = PLAIN) -> tuple[FrameHeader, bytes]:
     """Check a frame's size and integrity; return its header and payload.
 
@@ -157,10 +164,10 @@ def open_frame(data: bytes, channel: Channel = PLAIN) -> tuple[FrameHeader, byte
     """
     size = len(data)
     if size < HEADER_SIZE + CRC_SIZE:
-        raise TruncatedFrameError(HEADER_SIZE + CRC_SIZE, size)
+        raise TruncatedFrameError(HEADER_SIZE + CRC_SIZE, size, "a frame has at least")
     version, flags, seq, txn, msg_type, length = _HEADER.unpack_from(data)
     if length > MAX_PAYLOAD:
-        raise FrameLengthError(HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE, HEADER_SIZE + length + CRC_SIZE)
+        raise payload_too_long(length, size)
     expected = HEADER_SIZE + length + (TAG_SIZE if flags & FLAG_SEALED else CRC_SIZE)
     if size < expected:
         raise TruncatedFrameError(expected, size)

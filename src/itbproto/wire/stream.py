@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 
-from itbproto.errors import FrameError, FrameLengthError
-from itbproto.wire.frame import CRC_SIZE, FLAG_SEALED, HEADER_SIZE, MAX_PAYLOAD, TAG_SIZE
+from itbproto.errors import FrameError
+from itbproto.wire.frame import CRC_SIZE, FLAG_SEALED, HEADER_SIZE, MAX_PAYLOAD, TAG_SIZE, payload_too_long
 
 __all__ = ["StreamSplitter"]
 
@@ -45,8 +45,7 @@ class StreamSplitter:
             trailer = TAG_SIZE if self._buffer[_FLAGS_AT] & FLAG_SEALED else CRC_SIZE
             if length > MAX_PAYLOAD:
                 self._break()
-                most = HEADER_SIZE + MAX_PAYLOAD + trailer
-                out.append(FrameLengthError(most, HEADER_SIZE + length + trailer))
+                out.append(payload_too_long(length, len(self._buffer)))
                 break
             size = HEADER_SIZE + length + trailer
             if len(self._buffer) < size:

@@ -10,6 +10,7 @@ from itbproto.machines.session.events import (
     SessionEvent,
     Summary,
     Verified,
+    WrongDevice,
 )
 from itbproto.machines.session.session import ProgrammingSession, Uncertain
 from itbproto.machines.session.table import SESSION
@@ -29,4 +30,5 @@ __all__ = [
     "Summary",
     "Uncertain",
     "Verified",
+    "WrongDevice",
 ]

@@ -18,6 +18,7 @@ __all__ = [
     "SessionEvent",
     "Summary",
     "Verified",
+    "WrongDevice",
 ]
 
 
@@ -70,6 +71,15 @@ class Resolved(SessionEvent):
     request: Message
     applied: bool | None
     reply: Message | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WrongDevice(SessionEvent):
+    """The pump is not one this session can check commands for (``reason`` says why); the session stays
+    unopened: close the link."""
+
+    device: m.DeviceInfo
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,10 +24,11 @@ from its memory without applying it again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from itbproto.connection import Connection, Dropped, Notification, Outstanding, Reply, Side
-from itbproto.errors import RemoteProtocolError, SessionError, TherapyStateError
+from itbproto.errors import SessionError, TherapyStateError
 from itbproto.machines.definition import StateMachine
 from itbproto.machines.session.events import (
     AlarmAnnounced,
@@ -39,6 +40,7 @@ from itbproto.machines.session.events import (
     SessionEvent,
     Summary,
     Verified,
+    WrongDevice,
 )
 from itbproto.machines.session.table import SESSION
 from itbproto.machines.session.view import ALARM_HANDLING, PumpView
@@ -95,14 +97,20 @@ class ProgrammingSession:
         self,
         *,
         role: Role,
-        profile: DeviceProfile,
+        profile: DeviceProfile | None,
         drug: Drug,
         policy: SafetyPolicy,
         connection: Connection | None = None,
         max_frame: int = MAX_FRAME,
         checks: bool = True,
+        profiles: Mapping[str, DeviceProfile] | None = None,
     ) -> None:
-        self.role, self.profile, self.drug, self.policy = role, profile, drug, policy
+        if profile is None and not profiles:
+            raise ValueError("a session needs the pump's profile, or the profiles to take it from")
+        self.role, self.drug, self.policy = role, drug, policy
+        self._profile = profile
+        #: with no ``profile`` given, the one the pump reports in DeviceInfo is taken from these
+        self.profiles: Mapping[str, DeviceProfile] = profiles or {}
         #: False only for QA against a device: commands go out unchecked (the safety engine and the role
         #: table), so that the pump must refuse them by itself (itbproto.qa); never in a clinic
         self.checks = checks
@@ -116,6 +124,13 @@ class ProgrammingSession:
         self._machine: StateMachine = SESSION.machine()
         self._key: PairedKey | None = None
         self._nonce = bytes(16)
+
+    @property
+    def profile(self) -> DeviceProfile:
+        """The device profile the programmer's checks use: the one given, or the one the pump reported."""
+        if self._profile is None:
+            raise SessionError("session", "profile", self.state, "the pump has not said what it is yet")
+        return self._profile
 
     @property
     def state(self) -> str:
@@ -404,9 +419,8 @@ class ProgrammingSession:
         u = self.uncertain
         if u is not None and request == u.request:
             return self._resolved(u, reply)
-        if isinstance(reply, m.DeviceInfo) and reply.profile != self.profile.id:
-            why = f"the pump is a {reply.profile}; this session checks commands for a {self.profile.id}"
-            return [Ignored(RemoteProtocolError(why))]
+        if isinstance(reply, m.DeviceInfo) and (wrong := self._wrong_device(reply)):
+            return [WrongDevice(reply, wrong)]
         self.pump.learn(reply)
         events: list[SessionEvent] = [Replied(reply, request)]
         match reply:
@@ -520,6 +534,18 @@ class ProgrammingSession:
         return events
 
     # --- internals -------------------------------------------------------------------------------------
+
+    def _wrong_device(self, info: m.DeviceInfo) -> str:
+        """Why this session cannot check commands for the pump ``info`` describes ("" if it can); a profile
+        not given is taken from the pump's."""
+        if self._profile is None:
+            if info.profile not in self.profiles:
+                known = ", ".join(sorted(self.profiles))
+                return f"the pump is a {info.profile}, a profile this programmer does not know ({known})"
+            self._profile = self.profiles[info.profile]
+        elif info.profile != self._profile.id:
+            return f"the pump is a {info.profile}; this session checks commands for a {self._profile.id}"
+        return ""
 
     def mirror(self) -> TherapyState | None:
         """The therapy state the programmer's checks run on (see :class:`PumpView`)."""
