@@ -283,6 +283,23 @@ async def test_alarms_arrive_as_an_async_iterator_and_are_acknowledged(t: Target
 
 
 @on_every_transport
+async def test_acknowledging_an_alarm_again_is_accepted_and_changes_nothing(t: Target) -> None:
+    """Issue 25: users retry; a second acknowledgement was refused (WRONG_STATE)."""
+    async with await t.client() as pump:
+        await t.inject(DeviceFault("battery-drop", 99))  # ERI: a non-critical alarm
+        async for alarm in pump.alarms():
+            assert alarm.code is AlarmCode.BATTERY_ERI
+            await pump.acknowledge_alarm(alarm.alarm_id)
+            before = t.emulator.therapy.alarms
+            await pump.acknowledge_alarm(alarm.alarm_id)
+            assert t.emulator.therapy.alarms == before
+            assert before[0].acknowledged
+            break
+        with pytest.raises(SessionError, match="no active alarm 99"):  # (the programmer knows it)
+            await pump.acknowledge_alarm(99)
+
+
+@on_every_transport
 async def test_the_refill_flow_with_two_confirmations(t: Target) -> None:
     async with await t.client() as pump:
         await pump.program(CONTINUOUS, confirmed)
