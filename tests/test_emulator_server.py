@@ -216,7 +216,7 @@ def test_itbproto_programs_a_pump_served_in_another_process(
         codes = [json.loads(line)["code"] for line in capsys.readouterr().out.splitlines()]
         assert "PRESCRIPTION_COMMITTED" in codes
         assert itbproto_main(["alarms", *target]) == 0
-        assert capsys.readouterr().out == ""  # none active
+        assert json.loads(capsys.readouterr().out) == []  # none active
         bolus = ["bolus", *target, "--volume-ul", "20", "--duration-s", "3600"]
         assert itbproto_main(bolus) == 0
         assert json.loads(capsys.readouterr().out)["dose_ng"] == 10_000  # 20 µL of 500 µg/mL

@@ -64,7 +64,7 @@ def test_status_reads_device_information_pairs_and_reads_the_status_sealed(run_e
     assert out.startswith("ITB20 EMU-000001 at F0:F1:F2:F3:F4:F5, ATT MTU 517\n")
     assert "paired as clinician (key " in out
     rows = dict(line.strip().split(": ", 1) for line in out.splitlines()[2:])
-    assert rows["reservoir_ul"] == "20 mL"
+    assert rows["reservoir_ul"] == "20000 µL (20 mL)"
     assert rows["concentration_ug_ml"] == "500 µg/mL"
 
 

@@ -1,8 +1,8 @@
-"""``itbproto status | log | alarms | program --target tcp://HOST:PORT | ble://NAME``: pumps from the shell.
+"""``itbproto status | log | alarms | program | bolus | refill | pair --target tcp://HOST:PORT | ble://NAME``.
 
-Each command opens a :class:`~itbproto.client.PumpClient` on the target, does one thing, ends the session
-and prints the result (``--json``: JSON, one object or one per line). Run the emulator in one terminal
-(``itbemu serve --tcp 127.0.0.1:7878``) and program it from another.
+Each command opens a :class:`~itbproto.client.PumpClient` on the target (the device profile the pump reports,
+unless ``--profile`` insists on one), does one thing, ends the session and prints the result (``--json``:
+JSON). Run the emulator in one terminal (``itbemu serve --tcp 127.0.0.1:7878``) and program it from another.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from itbproto.client import PumpClient
-from itbproto.display import describe
+from itbproto.display import describe, summary_lines
+from itbproto.errors import NotAppliedError
 from itbproto.machines.session import Summary
 from itbproto.security.keystore import load_key, save_key
 from itbproto.security.pairing import PairedKey
-from itbproto.specfiles import load_prescription, profile_ids
+from itbproto.specfiles import load_prescription, load_rules, profile_ids
 from itbproto.transport import open_target
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, Role
@@ -74,29 +75,33 @@ def cmd_log(args: argparse.Namespace) -> int:
         entries = await pump.events(progress)
         if sys.stderr.isatty():
             sys.stderr.write("\n")
+        if not args.json:
+            print(f"{'#':<6} {'at (s)':>13}  {'event':<24} {'txn':<10} {'value':<10} detail")
         for entry in entries:
             if args.json:
                 print(json.dumps(_EVENT.to_json(entry)))
             else:
                 detail = f"  {entry.detail}" if entry.detail else ""
-                what = f"{entry.code.name:<24} txn {entry.txn:<6} {entry.value}{detail}"
-                print(f"#{entry.index:<5} {entry.at:>11} s  {what}")
+                what = f"{entry.code.name:<24} {entry.txn:<10} {entry.value:<10}{detail}"
+                print(f"{entry.index:<6} {entry.at:>11} s  {what}")
 
     return _run(args, work)
 
 
 def cmd_alarms(args: argparse.Namespace) -> int:
     async def work(pump: PumpClient) -> None:
-        for alarm in await pump.alarm_list():
-            if args.acknowledge:
-                await pump.acknowledge_alarm(alarm.alarm_id)
-            if args.json:
-                print(json.dumps(_ALARM.to_json(alarm)))
-            else:
-                state = (
-                    "acknowledged now" if args.acknowledge else ("acknowledged" if alarm.acknowledged else "")
-                )
-                print(f"{alarm.alarm_id:>4}  {alarm.code.name:<18} {alarm.severity.name.lower():<13} {state}")
+        alarms = await pump.alarm_list()
+        now = {a.alarm_id for a in alarms if not a.acknowledged} if args.acknowledge else set()
+        for alarm_id in sorted(now):
+            await pump.acknowledge_alarm(alarm_id)
+        if now:
+            alarms = await pump.alarm_list()
+        if args.json:
+            print(json.dumps([_ALARM.to_json(alarm) for alarm in alarms]))
+            return
+        for alarm in alarms:
+            state = "acknowledged now" if alarm.alarm_id in now else "acknowledged" * alarm.acknowledged
+            print(f"{alarm.alarm_id:>4}  {alarm.code.name:<18} {alarm.severity.name.lower():<13} {state}")
 
     return _run(args, work)
 
@@ -138,7 +143,11 @@ def cmd_pair(args: argparse.Namespace) -> int:
             await client.close()
         save_key(args.keystore, args.serial, key)
         role = key.role.name.lower()
-        print(f"paired with {args.serial} as {role} (key {key.key_id}); kept in {args.keystore}")
+        if args.json:
+            kept = {"serial": args.serial, "role": role, "key_id": key.key_id, "keystore": str(args.keystore)}
+            print(json.dumps(kept))
+        else:
+            print(f"paired with {args.serial} as {role} (key {key.key_id}); kept in {args.keystore}")
 
     asyncio.run(pair())
     return 0
@@ -146,18 +155,16 @@ def cmd_pair(args: argparse.Namespace) -> int:
 
 def cmd_program(args: argparse.Namespace) -> int:
     prescription = load_prescription(args.prescription)
-
-    def confirm(summary: Summary) -> m.Acknowledgement | None:
-        print(f"new daily dose: {summary.daily_dose_ng} ng (the pump computed it)", file=sys.stderr)
-        if summary.acknowledge:
-            print(f"to acknowledge: {', '.join(summary.acknowledge)}", file=sys.stderr)
-        if not args.yes:
-            answer = input("confirm? [yes/no] ")
-            if answer.strip().lower() != "yes":
-                return None
-        return m.Acknowledgement(rules=summary.acknowledge, by=args.by)
+    titles = {rule.id: rule.title for rule in load_rules()}
 
     async def work(pump: PumpClient) -> None:
+        def confirm(summary: Summary) -> m.Acknowledgement | None:
+            for line in summary_lines(summary, pump.session.pump.device, titles):
+                print(line, file=sys.stderr)
+            if not args.yes and not _confirmed():
+                return None
+            return m.Acknowledgement(rules=summary.acknowledge, by=args.by)
+
         await pump.program(prescription, confirm)
         _show(await pump.status(), args.json)
         await pump.end()
@@ -165,29 +172,80 @@ def cmd_program(args: argparse.Namespace) -> int:
     return _run(args, work)
 
 
+def _confirmed() -> bool:
+    """The user's answer to the summary: y or yes; anything else declines. No answer to read is an error."""
+    print("confirm? [y/N] ", end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        print(file=sys.stderr)
+        raise NotAppliedError(
+            "no answer could be read (standard input is closed): not programmed; --yes confirms"
+        )
+    if line.strip().lower() in ("y", "yes"):
+        return True
+    raise NotAppliedError("not confirmed: nothing was programmed")
+
+
+#: each remote command: what it does (its --help) and what it says more (its description)
+_COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
+    "pair": (
+        cmd_pair,
+        "pair with the PIN the pump shows; the key goes to the keystore (0600)",
+        "SPAKE2 with the PIN the pump shows (itbemu serve --pin); the pump's key for this role is kept in "
+        "--keystore under --serial, and later commands given both are sealed under it.",
+    ),
+    "status": (
+        cmd_status,
+        "read a pump's status",
+        "The pump's status: mode, reservoir, rate, the dose of the last 24 h, battery, alarms.",
+    ),
+    "log": (
+        cmd_log,
+        "download a pump's event log (a progress bar on a terminal)",
+        "Every entry of the pump's event log, oldest first (--json: one JSON object per line).",
+    ),
+    "alarms": (
+        cmd_alarms,
+        "list a pump's active alarms (--acknowledge: acknowledge them)",
+        "The pump's active alarms (--json: one JSON array); --acknowledge acknowledges those not yet "
+        "acknowledged (again is not an error).",
+    ),
+    "bolus": (
+        cmd_bolus,
+        "start a bolus (checked by the programmer, then by the pump)",
+        "Start a bolus of --volume-ul over --duration-s; the programmer checks it against what it read, the "
+        "pump again. A refusal names its rules; --ack acknowledges hazards.",
+    ),
+    "refill": (
+        cmd_refill,
+        "refill: what was withdrawn, the new drug, confirmed twice",
+        "A refill's three steps: the residual withdrawn, the new drug staged, then volume and concentration "
+        "confirmed against the pump's digest (--bridge after a concentration change).",
+    ),
+    "program": (
+        cmd_program,
+        "program a prescription: check, stage, confirm the summary, commit, read back",
+        "Check a prescription (TOML), stage it on the pump, show its summary (schedule, daily dose, limits, "
+        "boluses, hazards) for confirmation (y/yes; --yes confirms without asking), commit, read it back.",
+    ),
+}
+
+
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The remote commands, on the ``itbproto`` parser."""
-    commands = {
-        "pair": (cmd_pair, "pair with the PIN the pump shows; the key goes to the keystore (0600)"),
-        "status": (cmd_status, "read a pump's status"),
-        "log": (cmd_log, "download a pump's event log (a progress bar on a terminal)"),
-        "alarms": (cmd_alarms, "list a pump's active alarms (--acknowledge: acknowledge them)"),
-        "bolus": (cmd_bolus, "start a bolus (checked by the programmer, then by the pump)"),
-        "refill": (cmd_refill, "refill: what was withdrawn, the new drug, confirmed twice"),
-        "program": (
-            cmd_program,
-            "program a prescription: check, stage, confirm the summary, commit, read back",
-        ),
-    }
-    for name, (func, text) in commands.items():
-        p = sub.add_parser(name, help=text, description=text + ". " + (__doc__ or "").splitlines()[0])
+    for name, (func, text, description) in _COMMANDS.items():
+        p = sub.add_parser(name, help=text, description=description)
         p.add_argument(
             "--target",
             required=True,
             metavar="tcp://HOST:PORT|ble://NAME",
             help="the pump (itbemu serve --tcp, or --ble with ITBPROTO_BLE_HCI set)",
         )
-        p.add_argument("--profile", choices=profile_ids(), default="itb-20", help="the pump's device profile")
+        p.add_argument(
+            "--profile",
+            choices=profile_ids(),
+            help="only a pump of this device profile (default: the one the pump reports)",
+        )
         p.add_argument(
             "--role", choices=[r.name.lower() for r in Role], default="clinician", help="session role"
         )

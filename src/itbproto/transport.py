@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Protocol
 
 from itbproto.errors import LinkClosedError
@@ -52,7 +53,7 @@ class TcpTransport:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout_s)
         except (OSError, TimeoutError) as exc:
-            raise LinkClosedError(f"cannot reach tcp://{host}:{port}: {exc}") from None
+            raise LinkClosedError(f"cannot reach tcp://{host}:{port}: {why(exc)}") from None
         return cls(reader, writer)
 
     async def send(self, data: bytes) -> None:
@@ -75,6 +76,15 @@ class TcpTransport:
         self._writer.close()
         with contextlib.suppress(ConnectionError):
             await self._writer.wait_closed()
+
+
+def why(exc: BaseException) -> str:
+    """What went wrong, in words (an OSError's text without its errno; a time-out said so)."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
 
 
 async def open_target(target: str, timeout_s: float = 10.0) -> Transport:

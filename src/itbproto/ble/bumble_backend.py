@@ -37,12 +37,10 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
 
-from itbproto.ble.gatt import ASKED_MTU, uuid_text
+from itbproto.ble.gatt import ASKED_MTU, HCI_ENV, uuid_text
 
 __all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "open_central"]
 
-#: the environment variable naming the bumble transport of the central (e.g. ``tcp-client:127.0.0.1:9100``)
-HCI_ENV = "ITBPROTO_BLE_HCI"
 
 _centrals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Device]] = (
     weakref.WeakKeyDictionary()

@@ -11,6 +11,7 @@ names a bumble transport, or when ``central=`` hands it a bumble Device (tests: 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from bleak import BleakClient, BleakScanner
@@ -19,8 +20,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from itbproto.ble.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
+from itbproto.ble.gatt import HCI_ENV, REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
 from itbproto.errors import LinkClosedError
+from itbproto.transport import why
 
 __all__ = ["BleTransport", "find_pump"]
 
@@ -34,6 +36,17 @@ def _backends(central: Any) -> tuple[Any, Any]:
     return bound_to(central)
 
 
+def no_radio(exc: BaseException) -> str:
+    """Why no BLE radio could be opened, and what to do: the hub ``ITBPROTO_BLE_HCI`` names, or bleak's."""
+    hci = os.environ.get(HCI_ENV)
+    if hci:
+        return f"cannot open the BLE radio {HCI_ENV}={hci} ({why(exc)}); is `itbemu serve --ble` serving it?"
+    return (
+        f"no Bluetooth adapter reachable through bleak ({why(exc)}); for the emulator's virtual radio set "
+        f"{HCI_ENV}=tcp-client:HOST:PORT (what `itbemu serve --ble tcp-server:HOST:PORT` serves)"
+    )
+
+
 async def find_pump(
     name: str | None = None, *, address: str | None = None, timeout_s: float = 10.0, central: Any = None
 ) -> BLEDevice:
@@ -42,14 +55,20 @@ async def find_pump(
     def wanted(device: BLEDevice, adv: AdvertisementData) -> bool:
         return (name is None or adv.local_name == name) and (address is None or device.address == address)
 
-    async with BleakScanner(service_uuids=[SERVICE_UUID], backend=_backends(central)[0]) as scanner:
-        try:
-            async with asyncio.timeout(timeout_s):
-                async for device, adv in scanner.advertisement_data():
-                    if wanted(device, adv):
-                        return device
-        except TimeoutError:
-            pass
+    scanner = BleakScanner(service_uuids=[SERVICE_UUID], backend=_backends(central)[0])
+    try:
+        await scanner.start()
+    except (OSError, BleakError, ValueError) as exc:  # (bumble: ValueError for a transport it cannot parse)
+        raise LinkClosedError(no_radio(exc)) from None
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for device, adv in scanner.advertisement_data():
+                if wanted(device, adv):
+                    return device
+    except TimeoutError:
+        pass
+    finally:
+        await scanner.stop()
     raise LinkClosedError(f"no pump {name or address or ''} found over BLE within {timeout_s} s")
 
 
