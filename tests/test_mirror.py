@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from factories import DAY, T0, confirm, patient, programmed, refill_staged
-from itbproto.errors import SessionError
+from itbproto.errors import SafetyViolation, SessionError
 from itbproto.therapy import Battery, TherapyState, apply
 from itbproto.wire import (
     AlarmCode,
@@ -94,6 +94,31 @@ def test_a_running_bolus_is_mirrored_as_its_remainder_at_once() -> None:
     (flow,) = mirror.bolus.flows
     assert (flow.start, flow.end, flow.volume_scaled) == (link.now, link.now + 1, 20 * 86_400)
     assert mirror.mode is TherapyMode.INFUSING
+
+
+def test_a_second_bolus_is_refused_naming_the_running_one_only_as_far_as_known() -> None:
+    """Issue 25: BOL-004's refusal named "bolus 0 ... until" a second after now while bolus 1 ran for an hour
+    (the mirror, rebuilt from a status, invented an id and an end it does not know)."""
+    state = apply(programmed(), BolusStart(kind=BolusKind.CLINICIAN, volume_ul=40, duration_s=3600))
+    link = Link.new(state)  # started before this session: the status says a bolus runs, not which
+    read_all(link)
+    with pytest.raises(SafetyViolation) as refused:
+        link.session.start_bolus(BolusKind.CLINICIAN, 10, 600)
+    assert refused.value.rule_ids == ("BOL-004",)
+    assert "a bolus is still being delivered" in str(refused.value)
+    assert "bolus 0" not in str(refused.value)
+    assert "until" not in str(refused.value)
+    link.wait(3600)
+    link.exchange(link.session.read_status())
+    link.exchange(link.session.read_history())
+    link.exchange(link.session.start_bolus(BolusKind.CLINICIAN, 40, 3600))
+    started = link.session.pump.bolus_started
+    assert started is not None
+    link.exchange(link.session.read_status())
+    link.exchange(link.session.read_history())
+    with pytest.raises(SafetyViolation) as refused:  # this session started it: its id and end are known
+        link.session.start_bolus(BolusKind.CLINICIAN, 10, 600)
+    assert f"bolus {started.bolus_id} is still being delivered until {started.ends_at}" in str(refused.value)
 
 
 def test_end_of_service_and_a_stalled_motor_are_mirrored() -> None:

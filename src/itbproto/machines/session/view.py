@@ -149,11 +149,12 @@ class PumpView:
         bolus = None
         if status.mode is TherapyMode.BOLUS:  # the remaining volume, as if delivered at once
             volume = max(status.bolus_remaining_ul, 1)
-            started = self.bolus_started
-            bolus_id = started.bolus_id if started is not None and started.ends_at > now else 0
-            bolus = ActiveBolus(
-                bolus_id, BolusKind.CLINICIAN, now, volume, (Flow(now, now + 1, volume * SCALE, conc),)
-            )
+            at_once: tuple[Flow, ...] = (Flow(now, now + 1, volume * SCALE, conc),)
+            bolus_id, started = 0, self.bolus_started  # 0: another session's (which, until when: unknown)
+            if started is not None and started.ends_at > now:  # this session's: all of it now, until its end
+                bolus_id = started.bolus_id
+                at_once = (*at_once, Flow(now + 1, max(now + 1, started.ends_at), 0, conc))
+            bolus = ActiveBolus(bolus_id, BolusKind.CLINICIAN, now, volume, at_once)
         battery = Battery.OK
         if AlarmCode.BATTERY_EOS in status.alarms or status.mode is TherapyMode.END_OF_SERVICE:
             battery = Battery.EOS

@@ -117,7 +117,9 @@ def one_bolus(ctx: Context[m.BolusStart]) -> Iterator[str]:
     """BOL-004: one bolus at a time."""
     bolus = ctx.before.bolus
     if bolus is not None and bolus.end > ctx.before.now:
-        yield f"bolus {bolus.bolus_id} is still being delivered until {bolus.end}"
+        # (id 0: one the programmer did not see start, or a valve discharge: which, and until when, unknown)
+        which = f"bolus {bolus.bolus_id}" if bolus.bolus_id else "a bolus"
+        yield f"{which} is still being delivered" + (f" until {bolus.end}" if bolus.bolus_id else "")
 
 
 def patient_lockout(ctx: Context[m.BolusStart]) -> Iterator[str]:
