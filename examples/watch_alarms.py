@@ -29,10 +29,7 @@ async def watch(name: str | None, count: int | None) -> int:
         if count is not None and seen >= count:
             return 0
         async for alarm in pump.alarms():
-            print(
-                f"alarm: {alarm.code.name} (alarm {alarm.alarm_id}, raised at {alarm.raised_at} s)",
-                flush=True,
-            )
+            print(f"alarm: {said(alarm)}", flush=True)
             seen += 1
             if count is not None and seen >= count:
                 break
@@ -44,7 +41,10 @@ def main() -> int:
     parser.add_argument("--name", help="the pump's advertised name (default: the first ITB pump)")
     parser.add_argument("--count", type=int, help="stop after this many alarms (the active ones count)")
     args = parser.parse_args()
-    return asyncio.run(watch(args.name, args.count))
+    try:
+        return asyncio.run(watch(args.name, args.count))
+    except KeyboardInterrupt:  # Ctrl-C: the session was closed on the way out
+        return 130
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,30 +26,35 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_example(capture: Path) -> Iterator[Run]:
-    """A pump served over the virtual radio (a motor stall 60 device seconds in, time 10x), and a runner for
-    the examples against it."""
+def radio(capture: Path) -> Iterator[dict[str, str]]:
+    """A pump served over the virtual radio (a motor stall 60 device seconds in, time 10x); the environment
+    of a script that uses it."""
     port = free_port()
     plan = ["--faults", str(ROOT / "examples" / "faults" / "motor-stall.toml"), "--speed", "10"]
-    env = {**os.environ, "ITBPROTO_BLE_HCI": f"tcp-client:127.0.0.1:{port}"}
+    hub = f"tcp-server:127.0.0.1:{port}"
+    with itbemu_serve("--ble", hub, "--pin", PIN, *plan, "--btsnoop", str(capture)) as served:
+        assert "on ble tcp-server" in served.first_line
+        yield {**os.environ, "ITBPROTO_BLE_HCI": f"tcp-client:127.0.0.1:{port}"}
+
+
+def program(script: str, *args: str) -> list[str]:
+    """An example script (examples/NAME.py) or a module (-m NAME), with its arguments."""
+    where = [str(ROOT / "examples" / script)] if script.endswith(".py") else ["-m", script]
+    return [sys.executable, *where, *args]
+
+
+@pytest.fixture(scope="module")
+def run_example(radio: dict[str, str]) -> Run:
+    """A runner for the examples against the pump on the radio: their output, once they ended as expected."""
 
     def run(script: str, *args: str, status: int = 0) -> str:
-        program = [str(ROOT / "examples" / script)] if script.endswith(".py") else ["-m", script]
         done = subprocess.run(
-            [sys.executable, *program, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            program(script, *args), env=radio, capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == status, done.stderr
         return done.stdout
 
-    hub = f"tcp-server:127.0.0.1:{port}"
-    with itbemu_serve("--ble", hub, "--pin", PIN, *plan, "--btsnoop", str(capture)) as served:
-        assert "on ble tcp-server" in served.first_line
-        yield run
+    return run
 
 
 def test_scan_finds_the_pump_by_its_service(run_example: Run) -> None:
@@ -74,6 +80,20 @@ def test_watch_alarms_prints_the_motor_stall(run_example: Run) -> None:
     assert "watching" in out
     (alarm,) = [line for line in out.splitlines() if line.startswith(("alarm: ", "active: "))]
     assert "MOTOR_STALL (alarm 1, raised at " in alarm
+
+
+def test_watch_alarms_ends_quietly_on_ctrl_c(radio: dict[str, str]) -> None:
+    """Issue 25: Ctrl-C ended in a KeyboardInterrupt traceback."""
+    watcher = subprocess.Popen(
+        program("watch_alarms.py"), env=radio, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert watcher.stdout is not None
+    while "watching" not in watcher.stdout.readline():
+        pass
+    watcher.send_signal(signal.SIGINT)
+    _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 130
+    assert "Traceback" not in err, err
 
 
 def test_the_cli_reads_a_ble_target(run_example: Run) -> None:

@@ -99,7 +99,7 @@ def test_a_policy_file_for_the_pump_under_test_may_only_tighten(tmp_path: Path) 
     """--itb-policy: the probes read the pump's numbers from it; a looser value is POLICY-001's error."""
     from itbproto.errors import PolicyError
     from itbproto.qa.bench import tightened
-    from itbproto.qa.plugin import load_policy
+    from itbproto.specfiles import load_policy
 
     strict = tmp_path / "hospital.toml"
     strict.write_text('[policy]\n"TITR-002.interval_s" = 259200\n"BOL-001.absolute_max_bolus_ng" = 150000\n')

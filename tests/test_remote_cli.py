@@ -212,3 +212,31 @@ def _environment() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "ITBPROTO_BLE_HCI"}
+
+
+def test_a_pump_served_with_a_site_policy_refuses_what_it_tightens(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`itbemu serve --policy`: the pump is built with the site's policy (the programmer here has the
+    catalog's, so the pump's own check is what refuses); a looser policy is refused at start (POLICY-001)."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text('[policy]\n"BOL-001.absolute_max_bolus_ng" = 20000\n')
+    for pump in served("--policy", str(strict)):
+        assert run(capsys, "program", *pump, "--prescription", PLAN, "--yes")[0] == 0
+        code, _, err = run(capsys, "bolus", *pump, "--volume-ul", "60", "--duration-s", "3600")  # 30 µg
+        assert code == 2
+        assert "BOL-001" in err
+        assert run(capsys, "bolus", *pump, "--volume-ul", "40", "--duration-s", "3600")[0] == 0  # 20 µg
+    loose = tmp_path / "loose.toml"
+    loose.write_text('[policy]\n"BOL-001.absolute_max_bolus_ng" = 900000\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", "--policy", str(loose)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "POLICY-001" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr

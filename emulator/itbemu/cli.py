@@ -22,7 +22,14 @@ from itbemu.store import Store
 from itbproto.errors import ItbError
 from itbproto.extras import install_hint
 from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, profile_ids
+from itbproto.specfiles import (
+    load_drug,
+    load_policy,
+    load_prescription,
+    load_profile,
+    load_rules,
+    profile_ids,
+)
 from itbproto.wire import EventRecord
 from itbproto.wire.fields import RecordType
 
@@ -73,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         seed(args.defect)
         print(f"itbemu: DEFECTIVE pump ({args.defect}), for testing the QA suite only", file=sys.stderr)
-    policy = SafetyPolicy(load_rules())
+    policy = SafetyPolicy(load_rules(), load_policy(args.policy) if args.policy else {})
     store = Store(args.store) if args.store else None
     if store is not None and store.load(0) is not None:
         emulator = Emulator.open(store, policy)
@@ -256,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")
+    serve.add_argument(
+        "--policy",
+        type=Path,
+        help="the site's safety policy (TOML, examples/policies/): catalog parameters, only tightened",
+    )
     serve.add_argument("--speed", type=float, default=1.0, help="device seconds per real second")
     serve.add_argument("--serial", default="EMU-000001", help="serial number of a new pump")
     serve.add_argument("--concentration", type=int, default=500, help="µg/mL in a new pump's reservoir")

@@ -84,7 +84,7 @@ class _Printer:
         name = type(frame.message).__name__
         fragments = f" in {parts} fragments" if parts > 1 else ""
         self.say(f"   {arrow} {name} (txn {frame.txn}, {len(wire)} B{fragments})")
-        self.say(textwrap.fill(wire.hex(), WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 6))
+        self.say(" " * 6 + wire.hex())  # one line, whatever its length: it pastes into `itbproto decode`
         fields = ", ".join(f"{k}={v}" for k, v in describe(frame.message))
         if fields:
             self.say(textwrap.fill(fields, WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 8))

@@ -19,7 +19,15 @@ from itbproto.therapy.profile import DeviceProfile, Drug, from_mapping
 from itbproto.wire.fields import RecordType
 from itbproto.wire.messages import Prescription
 
-__all__ = ["load_drug", "load_prescription", "load_profile", "load_rules", "profile_ids", "specs_dir"]
+__all__ = [
+    "load_drug",
+    "load_policy",
+    "load_prescription",
+    "load_profile",
+    "load_rules",
+    "profile_ids",
+    "specs_dir",
+]
 
 
 def specs_dir() -> Path:
@@ -68,6 +76,19 @@ def load_profile(profile: str | Path = "itb-20") -> DeviceProfile:
     if isinstance(profile, str) and loaded.id != profile:
         raise SpecError(str(path), f"id {loaded.id!r} does not match the file name")
     return loaded
+
+
+def load_policy(path: str | Path) -> dict[str, int]:
+    """A site's safety policy (``[policy]`` with ``"RULE-ID.param" = value``, examples/policies/): checked
+    against the catalog, where it may only tighten (POLICY-001: a looser value raises PolicyError)."""
+    from itbproto.safety import SafetyPolicy
+
+    path = Path(path)
+    values = _read(path).get("policy", {})
+    if not isinstance(values, dict) or not all(isinstance(v, int) for v in values.values()):
+        raise SpecError(str(path), 'expected a [policy] table of "RULE-ID.param" = integer')
+    SafetyPolicy(load_rules(), values)
+    return dict(values)
 
 
 def load_prescription(path: str | Path) -> Prescription:

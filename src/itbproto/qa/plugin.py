@@ -31,7 +31,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from itbproto.qa.bench import Tally, tightened
 from itbproto.qa.oracle import PROTOCOL, Violation
 from itbproto.qa.targets import Target, target_from
-from itbproto.specfiles import load_rules
+from itbproto.specfiles import load_policy, load_rules
 
 __all__ = ["Report"]
 
@@ -150,18 +150,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         else:
             policies = {"catalog": {}}
         metafunc.parametrize("itb_policy", list(policies.values()), ids=list(policies))
-
-
-def load_policy(path: Path) -> dict[str, int]:
-    """A policy file: ``[policy]`` with ``"RULE-ID.param" = value`` (checked: it may only tighten)."""
-    import tomllib
-
-    from itbproto.safety import SafetyPolicy
-
-    with path.open("rb") as f:
-        values = dict(tomllib.load(f).get("policy", {}))
-    SafetyPolicy(load_rules(), values)  # POLICY-001: a looser value is a usage error
-    return values
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
