@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
 from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_rules
+from itbproto.specfiles import load_profile, load_rules
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, EventCode, Phase, PrescriptionMode, ScreeningResponse, TherapyMode
 
@@ -140,3 +141,47 @@ def test_a_bolus_is_held_to_its_maximum_at_the_tip() -> None:
     o.boluses.clear()
     same = (m.PathSegment(volume_scaled=250 * DAY, concentration_ug_ml=500),)
     assert [v.rule_id for v in o._boluses(history, same)] == ["BOL-001"]
+
+
+def test_examples_are_replayed_only_on_the_kind_of_target_that_found_them() -> None:
+    """Issue 25: the README's QA lines share one example database; an example the in-process run saved was
+    replayed over TCP, where the same choices draw other steps: FlakyStrategyDefinition on a correct pump."""
+    from hypothesis.database import InMemoryExampleDatabase
+
+    from itbproto.qa.plugin import ScopedDatabase
+    from itbproto.qa.targets import InprocTarget, RemoteTarget
+
+    shared = InMemoryExampleDatabase()
+    here, there = (
+        ScopedDatabase.of(shared, InprocTarget()),
+        ScopedDatabase.of(shared, RemoteTarget("tcp://a:1")),
+    )
+    here.save(b"key", b"steps")
+    assert list(there.fetch(b"key")) == []
+    assert list(ScopedDatabase.of(shared, RemoteTarget("tcp://b:2")).fetch(b"key")) == []
+    assert list(ScopedDatabase.of(shared, InprocTarget()).fetch(b"key")) == [b"steps"]  # one kind: shared
+    there.save(b"key", b"other")
+    assert list(ScopedDatabase.of(shared, RemoteTarget("tcp://c:3")).fetch(b"key")) == [b"other"]
+    here.move(b"key", b"key2", b"steps")
+    here.delete(b"key2", b"steps")
+    assert list(here.fetch(b"key")) == list(here.fetch(b"key2")) == []
+
+
+def test_what_the_pump_did_in_the_second_before_the_oracle_began_is_history_not_judged() -> None:
+    """Issue 25 (the README's QA-over-BLE line): on a remote pump the next example's oracle began in the same
+    device second as the previous example's acknowledged decrease, did not see its acknowledgement (an
+    earlier log entry) and reported DECR-001 on a correct pump."""
+
+    def change(since: int, ug_day: int) -> m.DoseChange:
+        return m.DoseChange(since=since, daily_dose_scaled=ug_day * 1000 * DAY, peak_ng_day=ug_day * 1000)
+
+    before = (
+        change(T0 - DAY, 400),
+        change(T0, 100),
+    )  # a 75 % drop, acknowledged where this oracle cannot see
+    history = replace(_history([]), doses=before)
+    thresholds = load_profile("itb-20").thresholds
+    o = Oracle(SafetyPolicy(load_rules()), 20_000)
+    assert o.check(_status(T0), history, thresholds, [], None) == []
+    later = replace(history, doses=(*before, change(T0 + 60, 20)))  # an 80 % drop now, unacknowledged
+    assert [v.rule_id for v in o.check(_status(T0 + 60), later, thresholds, [], None)] == ["DECR-001"]

@@ -133,8 +133,10 @@ class Oracle:
         found: list[Violation] = []
         now = status.device_time
         path_before = self.last_path  # the path as the last look found it: what a bolus since pushed first
-        if self.started_at is None:
-            self.started_at = now
+        if self.started_at is None:  # the first look: what the pump did before it (in this second too: a
+            self.started_at = now  # remote pump goes on between examples) is history, judged by no one here
+            self.doses.update((d.since, d) for d in history.doses)
+            self.boluses.update(((b.start, b.kind), b) for b in history.boluses)
         ceiling = self._param("DOSE-003", "adult_ceiling_ng_day")
         if prescription is not None and prescription.committed_at not in self.maxima:
             self.maxima[prescription.committed_at] = prescription.prescription.max_daily_dose_ng

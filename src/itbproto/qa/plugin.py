@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import settings
-from hypothesis.database import DirectoryBasedExampleDatabase
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from itbproto.qa.bench import Tally, tightened
 from itbproto.qa.oracle import PROTOCOL, Violation
@@ -186,6 +186,33 @@ def itb_profile_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def itb_report(request: pytest.FixtureRequest) -> Report:
     return request.config.stash[_REPORT]
+
+
+class ScopedDatabase(ExampleDatabase):
+    """An example database whose keys carry what the suite's steps depend on: what the target can do (a
+    pump in this process moves time and breaks hardware; a remote one does not). An example found on one
+    kind of target is never replayed on another, where the same choices draw other steps (hypothesis would
+    fail with FlakyStrategyDefinition); targets of one kind share their examples, on any machine."""
+
+    def __init__(self, inner: ExampleDatabase, scope: str) -> None:
+        super().__init__()
+        self.inner, self.scope = inner, f"itbproto-qa[{scope}]".encode()
+
+    @classmethod
+    def of(cls, inner: ExampleDatabase, target: Target) -> ScopedDatabase:
+        return cls(inner, ",".join(sorted(target.can)) + ("" if target.virtual_clock else ",own-clock"))
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.inner.save(self.scope + key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self.inner.fetch(self.scope + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.inner.delete(self.scope + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.inner.move(self.scope + src, self.scope + dest, value)
 
 
 @pytest.fixture(scope="session")

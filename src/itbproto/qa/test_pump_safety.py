@@ -35,7 +35,7 @@ from itbproto.client import PumpClient
 from itbproto.errors import CommandRefusedError, NotAppliedError
 from itbproto.machines.session import Summary
 from itbproto.qa.oracle import DAY, REPLAY, ROLE, Oracle, Violation
-from itbproto.qa.plugin import Report
+from itbproto.qa.plugin import Report, ScopedDatabase
 from itbproto.qa.targets import Tap, Target, pair
 from itbproto.safety import SafetyPolicy
 from itbproto.security import PairedKey
@@ -448,6 +448,8 @@ def test_pump_safety(
     seen = Report(itb_report.rule_ids)
     machine = type("PumpUnderTest", (PumpUnderTest,), {"target": itb_target, "report": seen})
     chosen = settings(itb_settings, suppress_health_check=list(HealthCheck))
+    if chosen.database is not None:  # examples of this kind of target only
+        chosen = settings(chosen, database=ScopedDatabase.of(chosen.database, itb_target))
     if "fresh" not in itb_target.can:  # a pump that goes on cannot replay an example: no shrinking
         chosen = settings(chosen, phases=[p for p in chosen.phases if p is not Phase.shrink])
     if itb_shard:  # another shard: another search
