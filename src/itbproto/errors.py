@@ -31,7 +31,7 @@ carries, as attributes, what was wrong::
      ├── PairingError                        a wrong PIN, an altered pairing message, a step out of order
      ├── LinkClosedError (ConnectionError)  the link went down before the answer came
      ├── SpecError                           a file in specs/ is malformed
- ├── CaptureError                        a BLE capture that is not btsnoop, or is cut short
+     ├── CaptureError                        a BLE capture that is not btsnoop, or is cut short
      ├── TherapyStateError                   a command that cannot apply in the current therapy state
      │    ├── UnknownIdError                 it names a bolus, refill, alarm or stage that is not there
      │    └── StaleStageError                its stage id or digest is not the staged one

@@ -4,16 +4,14 @@ Every quantity is an ``int`` in the protocol's base unit, wrapped in a small
 immutable type so that mypy refuses mixing kinds (adding a volume to a dose is
 a type error, and a runtime ``TypeError`` too):
 
-=================  ===========  ==============================================
-type               base unit    relation
-=================  ===========  ==============================================
-:class:`Volume`    µL           reservoir 20 mL = ``Volume(20_000)``
-:class:`Concentration`  µg/mL   baclofen 50, 500, 1000, 2000
-:class:`Dose`      ng           ``dose(volume, conc)``: µL × µg/mL = ng, exact
-:class:`FlowRate`  µL/day       pump flow
-:class:`DoseRate`  ng/day       ``daily_dose(rate, conc)``, exact
-:class:`Duration`  s            device time, never the wall clock
-=================  ===========  ==============================================
+| type                   | base unit | relation                                       |
+|------------------------|-----------|------------------------------------------------|
+| :class:`Volume`        | µL        | reservoir 20 mL = ``Volume(20_000)``           |
+| :class:`Concentration` | µg/mL     | baclofen 50, 500, 1000, 2000                   |
+| :class:`Dose`          | ng        | ``dose(volume, conc)``: µL × µg/mL = ng, exact |
+| :class:`FlowRate`      | µL/day    | pump flow                                      |
+| :class:`DoseRate`      | ng/day    | ``daily_dose(rate, conc)``, exact              |
+| :class:`Duration`      | s         | device time, never the wall clock              |
 
 Multiplying is always exact. Where the protocol must divide (volume delivered
 in a number of seconds, rate for a target dose), the caller names the rounding
