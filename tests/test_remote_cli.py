@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, itbemu_serve
+from itbemu.cli import build_parser as itbemu_parser
 from itbproto.cli import build_parser
 from itbproto.cli import main as itbproto_main
 from itbproto.specfiles import load_prescription
@@ -169,9 +170,10 @@ def test_status_labels_agree_with_their_values(pump: list[str], capsys: pytest.C
     assert rows["battery_days"].endswith(" days")
 
 
-def test_every_remote_subcommand_describes_itself() -> None:
-    """Before: every remote subcommand's --help ended with a fragment of the module's docstring."""
-    parser = build_parser()
+@pytest.mark.parametrize("parser", [build_parser(), itbemu_parser()], ids=["itbproto", "itbemu"])
+def test_every_subcommand_describes_itself(parser: argparse.ArgumentParser) -> None:
+    """Before: every remote subcommand's --help ended with a fragment of the module's docstring; itbemu's
+    had none."""
     (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     commands: dict[str, argparse.ArgumentParser] = action.choices
     descriptions = {name: sub.description or "" for name, sub in commands.items()}

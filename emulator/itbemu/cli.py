@@ -247,7 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve an emulated pump over TCP or BLE")
+    serve = commands.add_parser(
+        "serve",
+        help="serve an emulated pump over TCP or BLE",
+        description=(
+            "An emulated pump (the library's own machines, exact delivery on a real clock) served "
+            "over TCP or as a BLE peripheral on bumble's virtual radio, until SIGINT or SIGTERM. With"
+            " --store it keeps everything it acknowledged across restarts and kill -9; the admission "
+            "options size it for hostile networks (specs/protocol.md §3)."
+        ),
+    )
     serve.add_argument("--tcp", type=_address, metavar="HOST:PORT", help="where to listen (TCP)")
     serve.add_argument(
         "--ble",
@@ -288,7 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
         )
     serve.set_defaults(func=cmd_serve)
 
-    sim = commands.add_parser("simulate", help="run therapy on the virtual clock")
+    sim = commands.add_parser(
+        "simulate",
+        help="run therapy on the virtual clock",
+        description=(
+            "Years of therapy on the virtual clock, event by event: delivery, refills every --refill-"
+            "every days, the battery to its end of service, faults from a plan. Prints the day of "
+            "each first alarm, ERI, EOS and the µg delivered; --plot draws reservoir, daily dose, "
+            "refills, alarms and battery (the emulator extra)."
+        ),
+    )
     sim.add_argument("--days", type=_positive, required=True, help="how long")
     sim.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     sim.add_argument("--prescription", type=Path, required=True, help="a prescription (TOML, see examples/)")
@@ -299,12 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
 
-    demo = commands.add_parser("demo", help="serve a pump, run a clinical session on it over TCP, plot years")
+    demo = commands.add_parser(
+        "demo",
+        help="serve a pump, run a clinical session on it over TCP, plot years",
+        description=(
+            "What `make demo` runs: a pump served over TCP, a clinical session against it through the"
+            " bytes (status, titration, a low-reservoir alarm, a refill, a motor stall), its event "
+            "log, then years simulated into a plot in --out."
+        ),
+    )
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="where the store and the plot go")
     demo.add_argument("--days", type=_positive, default=3_650, help="days to simulate for the plot")
     demo.set_defaults(func=cmd_demo)
 
-    export = commands.add_parser("export-log", help="a stored pump's log and delivery ledger as JSON lines")
+    export = commands.add_parser(
+        "export-log",
+        help="a stored pump's log and delivery ledger as JSON lines",
+        description=(
+            "A stored pump's event log and its delivery ledger (what reached the catheter tip, second"
+            " by second), one JSON object per line, from the store of `serve --store`."
+        ),
+    )
     export.add_argument("--store", type=Path, required=True, help="the SQLite file of `serve --store`")
     export.set_defaults(func=cmd_export_log)
     return parser
