@@ -109,3 +109,18 @@ def test_simulate_refuses_a_negative_number_of_days(capsys: Any) -> None:
         itbemu(["simulate", "--days", "-5", "--prescription", "x.toml"])
     assert refused.value.code == 2
     assert "must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["itbemu", "itbproto"])
+def test_both_commands_say_the_installed_version(command: str, capsys: Any) -> None:
+    from importlib.metadata import version
+
+    import itbproto
+    from itbemu.cli import main as itbemu
+    from itbproto.cli import main as itbproto_main
+
+    with pytest.raises(SystemExit) as done:
+        (itbemu if command == "itbemu" else itbproto_main)(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"{command} {version('itbproto')}\n"
+    assert itbproto.__version__ == version("itbproto")  # the same as pyproject.toml's

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from itbemu.clock import RealClock
@@ -238,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itbemu", description="An emulated ITB pump (not a medical device)."
     )
+    parser.add_argument("--version", action="version", version=f"itbemu {version('itbproto')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve an emulated pump over TCP or BLE")
