@@ -124,3 +124,16 @@ def test_both_commands_say_the_installed_version(command: str, capsys: Any) -> N
     assert done.value.code == 0
     assert capsys.readouterr().out == f"{command} {version('itbproto')}\n"
     assert itbproto.__version__ == version("itbproto")  # the same as pyproject.toml's
+
+
+def test_the_license_is_mit_and_packaged() -> None:
+    """LICENSE at the root; pyproject ships it (the packaging test finds it in the installed wheel's
+    dist-info)."""
+    import tomllib
+
+    text = (ROOT / "LICENSE").read_text()
+    assert text.startswith("MIT License\n")
+    assert "Copyright (c) 2026 itbproto developers" in text
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
