@@ -137,3 +137,35 @@ def test_the_license_is_mit_and_packaged() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["license"] == "MIT"
     assert project["license-files"] == ["LICENSE"]
+
+
+def test_the_demo_runs_without_matplotlib_and_says_what_the_plot_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from itbemu.demo import run_demo
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # not installed: a plain `pip install itbproto`
+    lines: list[str] = []
+    assert run_demo(tmp_path, days=30, say=lines.append) is None
+    assert any(line.strip().startswith("days: 30") for line in lines)  # the simulation ran
+    said = [line for line in lines if "pip install 'itbproto[emulator]'" in line]
+    assert len(said) == 1
+    assert "plot" in said[0]
+    assert not (tmp_path / "simulation.png").exists()
+
+
+def test_the_wheel_carries_the_prescriptions_the_demo_reads() -> None:
+    """The installed demo reads them from itbemu/_prescriptions, where the wheel puts examples/prescriptions
+    (a source checkout reads examples/ itself); the packaging test runs the demo from the wheel."""
+    import tomllib
+
+    from itbemu import demo
+
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["force-include"]["examples/prescriptions"] == "itbemu/_prescriptions"
+    assert Path(demo.__file__).resolve().parent / "_prescriptions" == demo.PACKAGED
+    for name in ("continuous-400ug.toml", "flex-4-step.toml"):
+        assert (ROOT / "examples" / "prescriptions" / name).is_file()
+        assert demo.prescription(name) == ROOT / "examples" / "prescriptions" / name
