@@ -169,3 +169,25 @@ def test_the_wheel_carries_the_prescriptions_the_demo_reads() -> None:
     for name in ("continuous-400ug.toml", "flex-4-step.toml"):
         assert (ROOT / "examples" / "prescriptions" / name).is_file()
         assert demo.prescription(name) == ROOT / "examples" / "prescriptions" / name
+
+
+def test_the_run_time_needs_construct_only_not_construct_typing() -> None:
+    """construct-typing (its stubs) is for type checking, the ``typing`` extra: it pulls arrow, dateutil and
+    tzdata into an install. The library, the emulator and a round trip of every message import none of it."""
+    import tomllib
+
+    script = (
+        "import sys, itbproto, itbemu, itbemu.cli, itbproto.cli\n"
+        "from itbproto.samples import SAMPLES\n"
+        "from itbproto.wire import decode, encode\n"
+        "for msg in SAMPLES.values():\n"
+        "    assert decode(encode(msg, txn=7)).message == msg\n"
+        "print(' '.join(m for m in ('construct_typed', 'arrow', 'dateutil') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not [d for d in project["dependencies"] if d.startswith("construct-typing")]
+    assert [d for d in project["optional-dependencies"]["typing"] if d.startswith("construct-typing")]
+    assert "typing" in project["optional-dependencies"]["dev"][0]  # itbproto[...] of the dev extra
