@@ -284,7 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--prescription", type=Path, required=True, help="a prescription (TOML, see examples/)")
     sim.add_argument("--refill-every", type=int, metavar="DAYS", help="refill to capacity every DAYS days")
     sim.add_argument("--faults", type=Path, help="a fault plan (TOML)")
-    sim.add_argument("--plot", type=Path, help="write a PNG here")
+    sim.add_argument(
+        "--plot",
+        type=Path,
+        help="write a PNG here: reservoir, daily dose, battery; every refill and alarm marked",
+    )
     sim.add_argument("--json", action="store_true", help="the summary as one JSON object")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)
