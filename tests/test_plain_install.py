@@ -6,6 +6,7 @@ path, a bad number: one line, never a traceback."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -191,3 +192,48 @@ def test_the_run_time_needs_construct_only_not_construct_typing() -> None:
     assert not [d for d in project["dependencies"] if d.startswith("construct-typing")]
     assert [d for d in project["optional-dependencies"]["typing"] if d.startswith("construct-typing")]
     assert "typing" in project["optional-dependencies"]["dev"][0]  # itbproto[...] of the dev extra
+
+
+def _make_n(project: Path, target: str) -> str:
+    """What ``make TARGET`` would run in ``project`` (a dry run: ``make -n``)."""
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", target],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make")
+def test_make_demo_installs_what_the_demo_needs_and_make_test_the_dev_tools_in_either_order(
+    tmp_path: Path,
+) -> None:
+    """A fresh clone: ``make demo`` installs itbproto with the emulator extra (the plot), not the dev tools;
+    ``make test`` installs ``.[dev]``, before or after the demo, into the same .venv; once the dev tools are
+    in, the demo installs nothing more."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    demo = _make_n(tmp_path, "demo")
+    assert "-m venv .venv" in demo
+    assert "install --quiet -e '.[emulator]'" in demo
+    assert "[dev]" not in demo
+    assert "itbemu demo" in demo
+    assert "install --quiet -e '.[dev]'" in _make_n(tmp_path, "test")
+
+    # make demo ran (the venv and the demo's install are there): make test adds the dev tools, no new venv
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").touch()
+    (tmp_path / ".venv" / ".installed-demo").touch()
+    test = _make_n(tmp_path, "test")
+    assert "-m venv" not in test
+    assert "install --quiet -e '.[dev]'" in test
+    assert "install" not in _make_n(tmp_path, "demo")
+
+    # make test ran first: the dev tools include the emulator extra, so the demo's install counts as done
+    assert "touch .venv/.installed .venv/.installed-demo" in test
+    for stamp in (".installed", ".installed-demo"):
+        (tmp_path / ".venv" / stamp).touch()
+    assert "install" not in _make_n(tmp_path, "demo")
