@@ -1,7 +1,8 @@
 """A user's first hour (issue 25): itbproto installed without its extras, in a project that uses pytest (the
 plugin pytest loads from itbproto's entry point must leave that project's tests alone, and a run that asks for
 the QA suite must end with one line saying what to install); a command that needs a missing extra, a bad store
-path, a bad number: one line, never a traceback."""
+path, a bad number: one line, never a traceback. The packaging test (marked ``packaging`` and ``slow``, about
+ten seconds) proves it on the wheel itself: built from this checkout, installed alone in a fresh venv."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +239,134 @@ def test_make_demo_installs_what_the_demo_needs_and_make_test_the_dev_tools_in_e
     for stamp in (".installed", ".installed-demo"):
         (tmp_path / ".venv" / stamp).touch()
     assert "install" not in _make_n(tmp_path, "demo")
+
+
+# --- the packaging test: the wheel, installed alone in a fresh venv -----------------------------------------
+
+#: what a plain install must not pull in (construct-typing's run-time dependencies, for its stubs only)
+_NOT_IN_A_PLAIN_INSTALL = ("arrow", "python-dateutil", "tzdata", "construct-typing")
+
+
+@dataclass
+class PlainVenv:
+    """A venv holding the wheel built from this checkout and pytest, nothing else of ours (no extras)."""
+
+    python: Path
+    wheel: Path
+    home: Path  # a directory outside the checkout to run commands in
+    env: dict[str, str]
+
+    def run(
+        self, *command: str, cwd: Path | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """A command of the venv's bin/ (``itbemu``, ``pytest``...), or its python for ``python``."""
+        exe = self.python if command[0] == "python" else self.python.parent / command[0]
+        return subprocess.run(
+            [str(exe), *command[1:]],
+            cwd=cwd or self.home,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> PlainVenv:
+    """``pip wheel --no-deps .``, a fresh ``venv``, ``pip install WHEEL pytest`` (pip fetches the run-time
+    dependencies through its cache); the venv has no pip of its own (this pip installs into it: faster)."""
+    base = tmp_path_factory.mktemp("plain")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    _must([*pip, "wheel", "--no-deps", str(ROOT), "-w", str(base / "dist")])
+    (wheel,) = (base / "dist").glob("itbproto-*.whl")
+    venv = base / "venv"
+    _must([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    _must([*pip, "--python", str(python), "install", str(wheel), "pytest"])
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    home = base / "home"
+    home.mkdir()
+    return PlainVenv(python, wheel, home, env)
+
+
+def _must(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
+
+
+def _one_line(done: subprocess.CompletedProcess[str]) -> str:
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.packaging
+def test_the_wheel_alone_installs_no_extras_and_carries_its_license(plain: PlainVenv) -> None:
+    listed = plain.run(
+        "python",
+        "-c",
+        "import importlib.metadata as m; print('\\n'.join(d.metadata['Name'] for d in m.distributions()))",
+    )
+    installed = {name.lower() for name in listed.stdout.split()}
+    assert "itbproto" in installed
+    assert not installed & set(_NOT_IN_A_PLAIN_INSTALL), sorted(installed)
+    files = plain.run(
+        "python", "-c", "import importlib.metadata as m; print('\\n'.join(map(str, m.files('itbproto'))))"
+    )
+    assert any(
+        f.startswith("itbproto-") and ".dist-info/" in f and f.endswith("LICENSE")
+        for f in files.stdout.split()
+    )
+    assert plain.run("itbproto", "--help").returncode == 0
+    version = plain.run("itbemu", "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"itbemu {plain.wheel.name.split('-')[1]}"
+
+
+@pytest.mark.slow
+@pytest.mark.packaging
+def test_the_demo_runs_from_the_wheel_alone_and_says_what_the_plot_needs(plain: PlainVenv) -> None:
+    done = plain.run("itbemu", "demo", "--out", str(plain.home / "demo-out"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "REFILL_CONFIRMED" in done.stdout
+    assert "battery_eos_day" in done.stdout  # the ten years ran
+    said = [line for line in done.stdout.splitlines() if "pip install 'itbproto[emulator]'" in line]
+    assert len(said) == 1
+    assert not (plain.home / "demo-out" / "simulation.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.packaging
+def test_the_wheel_alone_leaves_a_users_pytest_alone(plain: PlainVenv, tmp_path: Path) -> None:
+    (tmp_path / "test_mine.py").write_text("def test_one():\n    assert 1 + 1 == 2\n")
+    done = plain.run("pytest", "-p", "no:cacheprovider", "test_mine.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout
+    assert "plugins: itbproto-" in done.stdout  # with itbproto's pytest11 entry point loaded
+
+
+@pytest.mark.slow
+@pytest.mark.packaging
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        (["itbemu", "simulate", "--days", "2", "--prescription", "RX", "--plot", "X.png"], "emulator"),
+        (["itbproto", "status", "--target", "ble://ITB20"], "ble"),
+        (["itbemu", "serve", "--ble", "tcp-server:127.0.0.1:0"], "ble"),
+        (["pytest", "-p", "no:cacheprovider", "--pyargs", "itbproto.qa"], "qa"),
+    ],
+    ids=["simulate-plot", "status-ble", "serve-ble", "qa-suite"],
+)
+def test_the_wheel_alone_names_the_missing_extra_in_one_line(
+    plain: PlainVenv, command: list[str], extra: str, tmp_path: Path
+) -> None:
+    rx = ROOT / "examples" / "prescriptions" / "continuous-400ug.toml"
+    done = plain.run(*[str(rx) if a == "RX" else a for a in command], cwd=tmp_path)
+    assert done.returncode != 0
+    assert f"pip install 'itbproto[{extra}]'" in _one_line(done)
