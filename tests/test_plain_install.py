@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,10 +250,11 @@ _NOT_IN_A_PLAIN_INSTALL = ("arrow", "python-dateutil", "tzdata", "construct-typi
 
 @dataclass
 class PlainVenv:
-    """A venv holding the wheel built from this checkout and pytest, nothing else of ours (no extras)."""
+    """A venv holding the wheel built from this checkout's sdist and pytest, nothing else (no extras)."""
 
     python: Path
-    wheel: Path
+    sdist: Path
+    wheel: Path  # built from the sdist
     home: Path  # a directory outside the checkout to run commands in
     env: dict[str, str]
 
@@ -274,11 +276,22 @@ class PlainVenv:
 
 @pytest.fixture(scope="module")
 def plain(tmp_path_factory: pytest.TempPathFactory) -> PlainVenv:
-    """``pip wheel --no-deps .``, a fresh ``venv``, ``pip install WHEEL pytest`` (pip fetches the run-time
-    dependencies through its cache); the venv has no pip of its own (this pip installs into it: faster)."""
+    """The sdist (hatchling, as pyproject's build-system asks), the wheel pip builds from it (so the sdist is
+    complete), a fresh ``venv`` and ``pip install WHEEL pytest`` (pip fetches the run-time dependencies
+    through its cache); the venv has no pip of its own (this pip installs into it: faster)."""
+    import tomllib
+
     base = tmp_path_factory.mktemp("plain")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    _must([*pip, "wheel", "--no-deps", str(ROOT), "-w", str(base / "dist")])
+    backend = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    _must([*pip, "install", "--target", str(base / "backend"), *backend])
+    _must(
+        [sys.executable, "-m", "hatchling", "build", "-t", "sdist", "-d", str(base / "dist")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(base / "backend")},
+    )
+    (sdist,) = (base / "dist").glob("itbproto-*.tar.gz")
+    _must([*pip, "wheel", "--no-deps", str(sdist), "-w", str(base / "dist")])
     (wheel,) = (base / "dist").glob("itbproto-*.whl")
     venv = base / "venv"
     _must([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -288,11 +301,11 @@ def plain(tmp_path_factory: pytest.TempPathFactory) -> PlainVenv:
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     home = base / "home"
     home.mkdir()
-    return PlainVenv(python, wheel, home, env)
+    return PlainVenv(python, sdist, wheel, home, env)
 
 
-def _must(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+def _must(command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
 
 
@@ -322,6 +335,8 @@ def test_the_wheel_alone_installs_no_extras_and_carries_its_license(plain: Plain
         f.startswith("itbproto-") and ".dist-info/" in f and f.endswith("LICENSE")
         for f in files.stdout.split()
     )
+    with tarfile.open(plain.sdist) as sdist:
+        assert f"{plain.sdist.name.removesuffix('.tar.gz')}/LICENSE" in sdist.getnames()
     assert plain.run("itbproto", "--help").returncode == 0
     version = plain.run("itbemu", "--version")
     assert version.returncode == 0, version.stderr
