@@ -2,18 +2,27 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# one venv, two installs, in either order: the demo's (itbproto and the emulator extra, for the plot) and the
+# developers' (.[dev]: the tools, every extra); the developers' includes the demo's
+DEMO_STAMP := $(VENV)/.installed-demo
+STAMP      := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest docs docs-build qa bench specs mutation clinical-mutants qa-mutation clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[emulator]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(DEMO_STAMP)
 
 # the emulator on TCP, a clinical session against it through the bytes, its event log, years simulated into a plot
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/itbemu demo --out demo-out
 
 test: lint typecheck docs-build pytest

@@ -4,6 +4,7 @@ from tests and plans, the simulation, its plot, and the CLI."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +14,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from factories import DAY, POLICY, T0, prescription, programmed
-from itbemu import DeviceFault, Emulator, FaultPlan, LinkFaults, RealClock, Store, VirtualClock, simulate
+from itbemu import (
+    DeviceFault,
+    Emulator,
+    FaultPlan,
+    LinkFaults,
+    RealClock,
+    Simulation,
+    Store,
+    VirtualClock,
+    simulate,
+)
 from itbemu.cli import main
+from itbemu.device import START
 from itbemu.faults import apply_fault
+from itbemu.plot import marks
 from itbproto.connection import Connection, Side
 from itbproto.machines.pump import snapshot
 from itbproto.specfiles import load_drug, load_prescription, load_profile
@@ -206,26 +219,74 @@ def test_the_clocks() -> None:
     assert 0 < fast.seconds_until(fast.now() + 10_000_000) <= 10.0
 
 
-def test_a_simulation_refills_in_time_and_sees_the_battery_to_its_end() -> None:
-    sim = simulate(
-        days=3_300,
+@functools.cache
+def years(days: int = 3_300, refill_every: int = 60) -> Simulation:
+    """The flex schedule refilled every ``refill_every`` days (97 days of drug), run once per test session."""
+    return simulate(
+        days=days,
         profile=load_profile("itb-20"),
         drug=load_drug(),
         policy=POLICY,
         prescription=load_prescription(FLEX),
-        refill_every=60,
+        refill_every=refill_every,
     )
+
+
+def raised(sim: Simulation) -> list[tuple[float, AlarmCode]]:
+    """Every alarm the pump raised, as its log says (day, code)."""
+    assert sim.emulator is not None
+    return [
+        (round((e.at - START) / DAY, 3), AlarmCode(e.value))
+        for e in sim.emulator.pump.log.since(0)
+        if e.code is EventCode.ALARM_RAISED
+    ]
+
+
+def test_a_simulation_refills_in_time_and_sees_the_battery_to_its_end() -> None:
+    sim = years()
     summary = sim.summary()
-    assert summary["refills"] == 55
     assert summary["empty_reservoir_day"] is None  # 97 days of drug, refilled every 60
     eri, eos = summary["battery_eri_day"], summary["battery_eos_day"]
     assert isinstance(eri, float)
     assert isinstance(eos, float)
     assert eos - eri >= 90  # the lead
+    # refilled every 60 days until end of service (day 3209.5): a pump that delivers nothing is not refilled
+    assert summary["refills"] == 53
+    assert sim.refills == list(range(60, int(eos), 60))
+    assert sim.emulator is not None
+    confirmed = [e for e in sim.emulator.pump.log.since(0) if e.code is EventCode.REFILL_CONFIRMED]
+    assert len(confirmed) == len(sim.refills)  # each refill counted was done
+    assert not [e for e in sim.emulator.pump.log.since(0) if e.code is EventCode.COMMAND_REFUSED]
     assert sim.days[-1].delivered_ng == 0  # nothing after end of service
     assert sim.days[100].delivered_ng == daily_dose_scaled(load_prescription(FLEX)) // DAY == 403_333
-    assert sim.emulator is not None
     assert sim.emulator.therapy.battery is Battery.EOS
+
+
+def test_a_simulation_records_every_alarm_raised_not_only_the_first() -> None:
+    sim = years(500, refill_every=120)  # the reservoir runs low, then empty, before every refill
+    assert sim.alarms == raised(sim)
+    assert [code for _, code in sim.alarms].count(AlarmCode.LOW_RESERVOIR) == 4
+    assert sim.first_alarm == {code: min(d for d, c in sim.alarms if c is code) for _, code in sim.alarms}
+
+
+def test_the_plot_marks_every_refill_and_alarm_and_names_each_kind_once_in_the_legend() -> None:
+    sim = years(500, refill_every=120)
+    drawn = marks(sim)
+    assert [(m.day, m.code) for m in drawn if m.code is not None] == sim.alarms
+    assert [m.day for m in drawn if m.code is None] == sim.refills
+    labels = [m.label for m in drawn if m.label is not None]
+    assert sorted(labels) == sorted(["refill", "drug expired", "low reservoir", "empty reservoir"])
+    first = {m.label: m.day for m in drawn if m.label is not None}
+    assert first == {"refill": 120, "drug expired": 77.0, "low reservoir": 89.287, "empty reservoir": 99.194}
+
+
+def test_the_plot_draws_no_refill_after_end_of_service() -> None:
+    sim = years(3_650)
+    eos = sim.first_alarm[AlarmCode.BATTERY_EOS]
+    drawn = marks(sim)
+    assert max(m.day for m in drawn if m.code is None) < eos
+    labels = [m.label for m in drawn if m.label is not None]
+    assert labels == ["refill", "battery ERI", "battery EOS", "drug expired"]
 
 
 def test_simulate_with_a_plan_and_a_plot(tmp_path: Path) -> None:

@@ -272,6 +272,7 @@ def test_the_demo_runs_a_session_over_tcp_reads_the_log_and_plots(tmp_path: Path
     assert "MOTOR_STALL (critical)" in text
     assert "REFILL_CONFIRMED" in text
     assert text.count("  acknowledged") == 2
+    assert plot is not None
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "pump.db").is_file()
 

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from itbemu.clock import RealClock
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itbemu", description="An emulated ITB pump (not a medical device)."
     )
+    parser.add_argument("--version", action="version", version=f"itbemu {version('itbproto')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser(
@@ -312,7 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--prescription", type=Path, required=True, help="a prescription (TOML, see examples/)")
     sim.add_argument("--refill-every", type=int, metavar="DAYS", help="refill to capacity every DAYS days")
     sim.add_argument("--faults", type=Path, help="a fault plan (TOML)")
-    sim.add_argument("--plot", type=Path, help="write a PNG here")
+    sim.add_argument(
+        "--plot",
+        type=Path,
+        help="write a PNG here: reservoir, daily dose, battery; every refill and alarm marked",
+    )
     sim.add_argument("--json", action="store_true", help="the summary as one JSON object")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(func=cmd_simulate)

@@ -22,9 +22,10 @@ from itbemu.store import Store
 from itbproto.client import PumpClient
 from itbproto.display import describe
 from itbproto.errors import SafetyViolation
+from itbproto.extras import install_hint
 from itbproto.machines import Summary
 from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules, specs_dir
+from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport
 from itbproto.wire import Acknowledgement, StatusReport
@@ -32,15 +33,19 @@ from itbproto.wire.message import Message
 
 __all__ = ["run_demo"]
 
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "prescriptions"
+HERE = Path(__file__).resolve().parent
+#: the example prescriptions in an installed package (the wheel copies examples/prescriptions here)
+PACKAGED = HERE / "_prescriptions"
+#: ... and in a source checkout
+CHECKOUT = HERE.parent.parent / "examples" / "prescriptions"
 
 
-def _prescription(name: str) -> Path:
-    """An example prescription (from a source checkout; an installed package has its own copy)."""
-    for folder in (EXAMPLES, specs_dir().parent / "examples" / "prescriptions"):
+def prescription(name: str) -> Path:
+    """An example prescription: the installed package's copy, or a source checkout's examples/."""
+    for folder in (PACKAGED, CHECKOUT):
         if (folder / name).is_file():
             return folder / name
-    raise FileNotFoundError(f"examples/prescriptions/{name}")
+    raise FileNotFoundError(f"examples/prescriptions/{name} (neither in the package nor in a checkout)")
 
 
 def _new_pump(store: Store, policy: SafetyPolicy) -> Emulator:
@@ -84,7 +89,7 @@ async def _script(
         return Acknowledgement(rules=summary.acknowledge, by="dr")
 
     line("status", _status(await pump.status()))
-    await pump.program(load_prescription(_prescription("continuous-400ug.toml")), confirm)
+    await pump.program(load_prescription(prescription("continuous-400ug.toml")), confirm)
     line("  committed", "read back and verified: the pump holds what was confirmed")
 
     clock.advance_to(clock.now() + SCALE)  # a day later: the titration step
@@ -116,8 +121,9 @@ async def _script(
     await pump.end()
 
 
-def run_demo(out: Path, days: int = 3_650, say: Callable[[str], None] = print) -> Path:
-    """Run the demo; the plot is written to ``out``/simulation.png, which is returned."""
+def run_demo(out: Path, days: int = 3_650, say: Callable[[str], None] = print) -> Path | None:
+    """Run the demo; the plot is written to ``out``/simulation.png, which is returned (None: matplotlib,
+    the ``emulator`` extra, is not installed; the demo says so in one line)."""
     out.mkdir(parents=True, exist_ok=True)
     store_path = out / "pump.db"
     for stale in out.glob("pump.db*"):
@@ -144,13 +150,19 @@ def run_demo(out: Path, days: int = 3_650, say: Callable[[str], None] = print) -
         profile=load_profile("itb-20"),
         drug=load_drug(),
         policy=policy,
-        prescription=load_prescription(_prescription("flex-4-step.toml")),
+        prescription=load_prescription(prescription("flex-4-step.toml")),
         refill_every=60,
     )
     for key, value in sim.summary().items():
         if value is not None:
             say(f"  {key:>22}: {value}")
     title = f"{days} days, profile itb-20, flex 4 steps, refills every 60 days"
-    path = plot(sim, out / "simulation.png", title)
+    try:
+        path = plot(sim, out / "simulation.png", title)
+    except ModuleNotFoundError as exc:
+        if (hint := install_hint(exc)) is None:
+            raise
+        say(f"no plot: {hint}")
+        return None
     say(f"the plot is at {path.resolve()}")
     return path

@@ -22,6 +22,7 @@ from itbproto.therapy import SCALE, TherapyState
 from itbproto.therapy.battery import capacity_scaled
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import daily_dose_scaled
+from itbproto.therapy.state import Battery
 from itbproto.wire import (
     Acknowledgement,
     AlarmCode,
@@ -50,10 +51,11 @@ class Day:
 
 @dataclass
 class Simulation:
-    """What a run did: a day-by-day series, the refills, when each alarm was first raised."""
+    """What a run did: a day-by-day series, the refills, every alarm raised and when each was first."""
 
     days: list[Day] = field(default_factory=list)
-    refills: list[int] = field(default_factory=list)  # days
+    refills: list[int] = field(default_factory=list)  # the days a refill was done (confirmed by the pump)
+    alarms: list[tuple[float, AlarmCode]] = field(default_factory=list)  # each raised: days from the start
     first_alarm: dict[AlarmCode, float] = field(default_factory=dict)  # days from the start
     emulator: Emulator | None = None
 
@@ -78,7 +80,8 @@ def simulate(
     plan: FaultPlan | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Simulation:
-    """Run ``days`` of therapy; ``progress(day)`` is called at the end of each day."""
+    """Run ``days`` of therapy; ``progress(day)`` is called at the end of each day. A pump at end of
+    service (battery EOS) delivers nothing and is not refilled."""
     clock = VirtualClock(START)
     therapy = new_therapy(
         profile,
@@ -101,12 +104,19 @@ def simulate(
         end = START + day * DAY
         clock.advance_to(end)
         link.deliver(emulator.advance_to(end))
-        if refill_every and day % refill_every == 0:
-            _refill(link, profile.reservoir_capacity_ul)
+        in_service = emulator.therapy.battery is not Battery.EOS  # at end of service, no refill
+        if (
+            refill_every
+            and day % refill_every == 0
+            and in_service
+            and _refill(link, profile.reservoir_capacity_ul)
+        ):
             result.refills.append(day)
         for entry in emulator.pump.log.since(seen_log):
             if entry.code is EventCode.ALARM_RAISED:
-                result.first_alarm.setdefault(AlarmCode(entry.value), round((entry.at - START) / DAY, 3))
+                code, when = AlarmCode(entry.value), round((entry.at - START) / DAY, 3)
+                result.alarms.append((when, code))
+                result.first_alarm.setdefault(code, when)
         seen_log = emulator.pump.log.total
         t = emulator.therapy
         delivered = sum(f.dose_scaled for f in emulator.ledger[ledger_mark:])  # the day's (it ends at end)
@@ -142,14 +152,14 @@ def _program(link: InProcessLink, prescription: Prescription) -> None:
     link.refresh()
 
 
-def _refill(link: InProcessLink, volume_ul: int) -> None:
-    """Withdraw what is really left, fill with the same drug, confirm twice."""
+def _refill(link: InProcessLink, volume_ul: int) -> bool:
+    """Withdraw what is really left, fill with the same drug, confirm twice; False: the pump refused it."""
     s, emulator = link.session, link.emulator
     link.refresh()
     link.exchange(s.start_refill())
     refill = s.pump.refill
     if refill is None:
-        return
+        return False
     actual = max(0, emulator.therapy.reservoir_ul + emulator.hardware.reservoir_offset_ul)
     link.exchange(s.record_residual(actual))
     conc = emulator.therapy.concentration_ug_ml
@@ -157,7 +167,7 @@ def _refill(link: InProcessLink, volume_ul: int) -> None:
     staged = s.pump.refill_stage
     if staged is None:
         link.exchange(s.abort_refill())
-        return
+        return False
     probe = RefillConfirm(
         refill_id=staged.refill_id,
         volume_ul=volume_ul,
@@ -165,6 +175,8 @@ def _refill(link: InProcessLink, volume_ul: int) -> None:
         digest=staged.digest,
         bridge=False,
     )
+    mark = emulator.pump.log.total
     link.exchange(s.confirm_refill_drug(volume_ul, conc, ack=_acknowledging(link, probe)))
     emulator.hardware = replace(emulator.hardware, reservoir_offset_ul=0)
     link.refresh()
+    return any(e.code is EventCode.REFILL_CONFIRMED for e in emulator.pump.log.since(mark))

@@ -6,8 +6,8 @@ import: ``decode(buf, pos, path) -> (record, pos)`` and ``encode(record, path)
 checked against its declared range in both directions (the error path names the
 field); a decoded record's slots are filled directly, since its values are
 already valid (as attrs does). The construct subcons of the same declaration
-remain the reference: a test proves that construct-typing's ``DataclassStruct``
-builds and parses exactly the same bytes for every message.
+remain the reference: a test proves that construct builds and parses exactly
+the same bytes for every message (tests/construct_reference.py).
 """
 
 from __future__ import annotations

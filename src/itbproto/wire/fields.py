@@ -2,10 +2,10 @@
 
 A message is a frozen dataclass whose fields are declared with :func:`field`,
 for example ``rate: int = field(U32, unit="µL/day", hi=MAX_RATE)``. Each field
-carries its construct subcon (so construct-typing's ``DataclassStruct`` builds
-and parses every message: it is the reference codec the tests compare against)
-and a :class:`FieldSpec` with the unit, the allowed range and a short
-description. From that single declaration the library derives:
+carries a :class:`FieldSpec` with its wire type, the unit, the allowed range and
+a short description; each wire type carries its construct subcon (construct's
+reading of the declaration is the reference codec the tests compare against:
+tests/construct_reference.py). From that single declaration the library derives:
 
 - the record codecs (:mod:`itbproto.wire.codegen`): straight-line ``struct``
   code generated at import, with the range checks run on encode and on decode;
@@ -22,7 +22,6 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, cast
 
 import construct as cs
-from construct_typed import Adapter, DataclassStruct
 
 from itbproto.errors import FieldRangeError, MalformedPayloadError
 
@@ -94,11 +93,6 @@ class WireType(Generic[T]):
         value = cast(T, data)
         self.check(value, path)
         return value
-
-    @property
-    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
-        """The subcon construct-typing's ``DataclassStruct`` sees (records nest as dataclasses)."""
-        return self.subcon
 
 
 class ScalarType(WireType[T]):
@@ -248,10 +242,6 @@ class FlagSetType(ScalarType[frozenset[E]]):
         }
         self._masks = {members: mask for mask, members in self._sets.items()}
 
-    @property
-    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
-        return _FlagSetAdapter(self)
-
     def check(self, value: object, path: str) -> None:
         if not isinstance(value, frozenset) or not all(isinstance(m, self.enum_cls) for m in value):
             raise FieldRangeError(path, value, f"frozenset of {self.enum_cls.__name__}")
@@ -289,20 +279,6 @@ class FlagSetType(ScalarType[frozenset[E]]):
         ):
             raise FieldRangeError(path, data, f"list of {self.enum_cls.__name__} names")
         return frozenset(self.enum_cls[cast(str, x)] for x in data)
-
-
-class _FlagSetAdapter(Adapter[Any, Any, Any, Any]):
-    """Lets construct-typing's ``DataclassStruct`` build and parse a flag set."""
-
-    def __init__(self, wire: FlagSetType[Any]) -> None:
-        super().__init__(wire.subcon)
-        self.wire = wire
-
-    def _decode(self, obj: Any, context: Any, path: Any) -> Any:
-        return self.wire.from_mask(obj, str(path))
-
-    def _encode(self, obj: Any, context: Any, path: Any) -> Any:
-        return self.wire.to_mask(obj)
 
 
 class _Prefixed(WireType[T]):
@@ -459,10 +435,6 @@ class ArrayType(WireType[tuple[T, ...]]):
 
         return encode
 
-    @property
-    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
-        return cs.PrefixedArray(cs.Int8ul, self.item.dataclass_subcon)
-
     def to_json(self, value: tuple[T, ...]) -> Json:
         return [self.item.to_json(x) for x in value]
 
@@ -536,7 +508,7 @@ def field(
     if (lo is not None or hi is not None) and not isinstance(wire, IntType):
         raise TypeError("lo/hi narrow integer fields only; lengths belong to the wire type")
     spec = FieldSpec(name="", wire=wire, unit=unit, lo=lo, hi=hi, doc=doc)
-    metadata = {"subcon": wire.dataclass_subcon, "spec": spec}
+    metadata = {"spec": spec}
     if default is None:
         return cast(T, dataclasses.field(metadata=metadata))
     return dataclasses.field(default=default, metadata=metadata)
@@ -567,10 +539,6 @@ class RecordType(WireType[T]):
         fixed = all(spec.wire.size is not None for spec in self.specs)
         self.size = self.max_size if fixed else None
         self._decode, self._encode = record_codec(self)
-
-    @property
-    def dataclass_subcon(self) -> cs.Construct[Any, Any]:
-        return DataclassStruct(cast(Any, self.cls))
 
     def struct_format(self) -> str:
         """A ``struct`` format for a record of plain integers (the frame header)."""

@@ -12,9 +12,7 @@ import enum
 import struct
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, ClassVar, TypeVar, cast, dataclass_transform
-
-from construct_typed import DataclassMixin
+from typing import ClassVar, TypeVar, cast, dataclass_transform
 
 from itbproto.errors import MalformedPayloadError, UnknownMessageError
 from itbproto.wire.enums import MsgType, Role
@@ -26,17 +24,11 @@ R = TypeVar("R", bound="Record")
 M = TypeVar("M", bound="Message")
 
 
-if TYPE_CHECKING:  # mypy would take DataclassMixin's dataclass_transform for a non-frozen base
-    _RecordBase = object
-else:  # at run time, records work with construct-typing's DataclassStruct
-    _RecordBase = DataclassMixin
-
-
-class Record(_RecordBase):
+class Record:
     """Base of every wire record; immutable, compared by value.
 
-    ``construct_typed.DataclassStruct(StatusReport)`` parses and builds the same
-    payload bytes as the compiled codec (a test proves it).
+    construct, reading the same field declarations, parses and builds the same
+    payload bytes as the compiled codec (a test proves it: tests/construct_reference.py).
     """
 
     __slots__ = ()
