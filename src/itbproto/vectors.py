@@ -23,6 +23,8 @@ from itbproto.firmware import Firmware
 from itbproto.machines.pump import CLOSED, PumpMachine, Session
 from itbproto.safety import SafetyPolicy
 from itbproto.samples import EXCHANGE, PRESCRIPTION, SAMPLES
+from itbproto.security.keys import pairing_keys
+from itbproto.security.pairing import PROGRAMMER_ID, ProgrammerPairing, PumpPairing
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy.state import TherapyState
 from itbproto.wire import enums
@@ -106,9 +108,9 @@ def _frame(msg_type: int, payload: bytes, *, txn: int, seq: int, version: int = 
     return head + struct.pack("<H", crc16(head))
 
 
-def _answers(firmware: Firmware, link: int, data: bytes) -> list[Json]:
+def _answers(firmware: Firmware, link: int, data: bytes, now: int = T0) -> list[Json]:
     replies: list[Json] = []
-    for chunk in firmware.receive(link, data, T0).get(link, []):
+    for chunk in firmware.receive(link, data, now).get(link, []):
         frame = decode(chunk)
         fields = frame.message.to_json()
         if isinstance(frame.message, m.Nack):
@@ -242,10 +244,52 @@ def _counter_entropy(label: int) -> Callable[[int], bytes]:
     return entropy
 
 
+def _spake2_steps(
+    pin: str,
+    serial: str,
+    programmer: ProgrammerPairing,
+    pump: PumpPairing,
+    start: m.PairStart,
+    reply: m.PairReply,
+) -> dict[str, Json]:
+    """Every intermediate value of one SPAKE2 exchange, read from the library that computed it (python
+    ``spake2`` 0.9; specs/protocol.md §6 writes the construction out step by step)."""
+    from spake2.ed25519_basic import scalar_to_bytes  # type: ignore[import-untyped]
+    from spake2.parameters.ed25519 import ParamsEd25519  # type: ignore[import-untyped]
+    from spake2.spake2 import finalize_SPAKE2  # type: ignore[import-untyped]
+
+    group = ParamsEd25519.group
+    a, b = programmer.spake2_state, pump.spake2_state
+    assert a.pw_scalar == b.pw_scalar == group.password_to_scalar(pin.encode())
+    x_msg, y_msg = start.spake2[1:], reply.spake2[1:]
+    unblinded = group.bytes_to_element(y_msg).add(ParamsEd25519.N.scalarmult(-a.pw_scalar))
+    k = unblinded.scalarmult(a.xy_scalar).to_bytes()
+    shared = finalize_SPAKE2(PROGRAMMER_ID, serial.encode(), x_msg, y_msg, k, pin.encode())
+    assert pairing_keys(shared, reply.salt) == programmer.keys == pump.keys
+    return {
+        "M_seed": "M",
+        "N_seed": "N",
+        "M": ParamsEd25519.M.to_bytes().hex(),
+        "N": ParamsEd25519.N.to_bytes().hex(),
+        "base": group.Base.to_bytes().hex(),
+        "password": pin.encode().hex(),
+        "password_scalar": scalar_to_bytes(a.pw_scalar).hex(),
+        "programmer_entropy": _counter_entropy(0x11)(64).hex(),
+        "programmer_scalar": scalar_to_bytes(a.xy_scalar).hex(),
+        "programmer_element": group.Base.scalarmult(a.xy_scalar).to_bytes().hex(),
+        "programmer_message": start.spake2.hex(),
+        "pump_entropy": _counter_entropy(0x77)(64).hex(),
+        "pump_scalar": scalar_to_bytes(b.xy_scalar).hex(),
+        "pump_element": group.Base.scalarmult(b.xy_scalar).to_bytes().hex(),
+        "pump_message": reply.spake2.hex(),
+        "K": k.hex(),
+        "spake2_key": shared.hex(),
+    }
+
+
 def security_vectors() -> dict[str, Json]:
     """Pairing with PIN 493817 for pump ITB-000042 (fixed randomness), then a sealed session."""
     from itbproto.security.keys import session_keys
-    from itbproto.security.pairing import ProgrammerPairing, PumpPairing
 
     pin, serial = "493817", "ITB-000042"
     programmer = ProgrammerPairing(pin, serial, enums.Role.CLINICIAN, entropy=_counter_entropy(0x11))
@@ -255,15 +299,29 @@ def security_vectors() -> dict[str, Json]:
     confirm = programmer.confirm(reply)
     result, key = pump.result(confirm, key_id=1)
     assert programmer.finish(result) == key
+    spake2 = _spake2_steps(pin, serial, programmer, pump, start, reply)
+    keys_of = pump.keys
+    assert keys_of is not None
     programmer_nonce, pump_nonce = bytes(range(16)), bytes(range(16, 32))
     keys = session_keys(key.long_term, programmer_nonce, pump_nonce)
     request = encode(m.StatusRequest(), txn=5, seq=3, channel=keys.programmer())
     status = encode(SAMPLES[enums.MsgType.STATUS_REPORT], txn=5, seq=4, channel=keys.pump())
     frames = [(msg, encode(msg, txn=1, seq=i)) for i, msg in enumerate((start, reply, confirm, result))]
     return {
-        "about": "SPAKE2 pairing (spake2 0.9, Ed25519) with fixed randomness, then AES-128-CCM sealed frames",
+        "about": "SPAKE2 pairing (Ed25519, protocol.md §6) with fixed randomness, every intermediate value, "
+        "then AES-128-CCM sealed frames; then what a pump answers to wrong PINs and during a lock-out",
         "pin": pin,
         "serial": serial,
+        "programmer_identity": PROGRAMMER_ID.decode(),
+        "role": "CLINICIAN",
+        "spake2": spake2,
+        "salt": reply.salt.hex(),
+        "confirm_key_programmer": keys_of.programmer_confirm.hex(),
+        "confirm_key_pump": keys_of.pump_confirm.hex(),
+        "transcript": pump.transcript.hex(),
+        "programmer_confirm": confirm.confirm.hex(),
+        "pump_confirm": result.confirm.hex(),
+        "key_id": result.key_id,
         "pairing": [{"message": type(msg).__name__, "frame": frame.hex()} for msg, frame in frames],
         "long_term_key": key.long_term.hex(),
         "programmer_nonce": programmer_nonce.hex(),
@@ -280,4 +338,43 @@ def security_vectors() -> dict[str, Json]:
                 "frame": status.hex(),
             },
         ],
+        "pin_refusals": _pin_refusals(pin),
     }
+
+
+def _pin_refusals(pin: str) -> list[Json]:
+    """Wrong PINs and a lock-out, on one plain link of a pump showing ``pin``: what it answers."""
+    firmware, link = _pump()
+    firmware.pin, firmware.entropy = pin, _counter_entropy(0x77)
+    serial = firmware.pump.state.serial
+    out: list[Json] = []
+    seq = 0
+
+    def send(what: str, msg: Message, txn: int, at: int) -> list[Json]:
+        nonlocal seq
+        data = encode(msg, txn=txn, seq=seq)
+        seq += 1
+        answers = _answers(firmware, link, data, at)
+        state = firmware.pump.state
+        out.append(
+            {
+                "case": what,
+                "device_time": at,
+                "input": data.hex(),
+                "answers": answers,
+                "failures": state.pin_failures,
+                "locked_until": state.pin_locked_until,
+            }
+        )
+        return answers
+
+    for n in range(1, 5):
+        attempt = ProgrammerPairing("000000", serial, enums.Role.CLINICIAN, _counter_entropy(0x11))
+        answers = send(f"PairStart (attempt {n})", attempt.start(), 2 * n - 1, T0 + n)
+        reply = decode(bytes.fromhex(str(answers[0]["frame"]))).message  # type: ignore[index,call-overload]
+        assert isinstance(reply, m.PairReply)
+        send(f"PairConfirm with a wrong PIN (failure {n})", attempt.confirm(reply), 2 * n, T0 + n)
+    start = ProgrammerPairing(pin, serial, enums.Role.CLINICIAN, _counter_entropy(0x11)).start()
+    send("PairStart while pairing is locked", start, 9, T0 + 10)
+    send("PairStart once the lock-out is over (device time)", start, 10, T0 + 4 + 30)
+    return out

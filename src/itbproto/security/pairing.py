@@ -22,6 +22,7 @@ import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from spake2 import SPAKE2_A, SPAKE2_B  # type: ignore[import-untyped]
 
@@ -64,6 +65,16 @@ class ProgrammerPairing:
         self._keys: PairingKeys | None = None
         self._transcript = b""
 
+    @property
+    def spake2_state(self) -> Any:
+        """The ``spake2`` object (its scalars: for the vectors)."""
+        return self._spake
+
+    @property
+    def keys(self) -> PairingKeys | None:
+        """The keys SPAKE2 gave, once the reply is confirmed."""
+        return self._keys
+
     def start(self) -> m.PairStart:
         self._a = bytes(self._spake.start())
         return m.PairStart(role=self.role, spake2=self._a)
@@ -95,6 +106,21 @@ class PumpPairing:
         self._keys: PairingKeys | None = None
         self._transcript = b""
         self._role = Role.PATIENT
+
+    @property
+    def spake2_state(self) -> Any:
+        """The ``spake2`` object (its scalars: for the vectors)."""
+        return self._spake
+
+    @property
+    def keys(self) -> PairingKeys | None:
+        """The keys SPAKE2 gave, once PairStart is answered."""
+        return self._keys
+
+    @property
+    def transcript(self) -> bytes:
+        """T, once PairStart is answered (specs/protocol.md §6)."""
+        return self._transcript
 
     def reply(self, start: m.PairStart) -> m.PairReply:
         b = bytes(self._spake.start())

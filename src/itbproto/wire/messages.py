@@ -281,7 +281,8 @@ class PairStart(Message):
 
 @message(MsgType.PAIR_RESULT, Kind.RESPONSE)
 class PairResult(Message):
-    """Device's key confirmation; the session key is in use from the next frame."""
+    """Device's key confirmation and the new key's id; nothing is sealed yet: a Hello with the key opens a
+    sealed session."""
 
     confirm: bytes = field(BlobType(32, 32), doc="device key-confirmation MAC")
     key_id: int = field(ID)
