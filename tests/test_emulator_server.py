@@ -247,15 +247,15 @@ def test_itbproto_pairs_and_then_works_sealed_with_a_pump_that_requires_it(
             == 2
         )
         assert "wrong PIN" in capsys.readouterr().err
-        assert (
-            itbproto_main(
-                ["pair", *target, "--pin", "493817", "--keystore", str(keystore), "--serial", "EMU-PAIR"]
-            )
-            == 0
-        )
+        # no --serial: over TCP the pump says it to a Hello without a key (specs/protocol.md §6)
+        assert itbproto_main(["pair", *target, "--pin", "493817", "--keystore", str(keystore)]) == 0
         assert "paired with EMU-PAIR as clinician (key 1)" in capsys.readouterr().out
         sealed = [*target, "--keystore", str(keystore), "--serial", "EMU-PAIR", "--json"]
         assert itbproto_main(["status", *sealed]) == 0
+        assert json.loads(capsys.readouterr().out)["mode"] == "STOPPED"
+        assert (
+            itbproto_main(["status", *target, "--keystore", str(keystore), "--json"]) == 0
+        )  # found by serial
         assert json.loads(capsys.readouterr().out)["mode"] == "STOPPED"
     finally:
         proc.send_signal(signal.SIGTERM)

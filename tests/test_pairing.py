@@ -13,7 +13,7 @@ import pytest
 
 from factories import POLICY
 from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError, SessionError, SpecError
+from itbproto.errors import CommandRefusedError, NotPairedError, SessionError, SpecError
 from itbproto.security import PairedKey, SealedChannel, load_key, save_key
 from itbproto.specfiles import load_drug, load_profile
 from itbproto.wire import ErrorCode, EventCode, Role, StatusRequest, encode
@@ -69,11 +69,38 @@ async def test_no_pin_shown_no_pairing_and_unpaired_programmers_refused_when_req
     with pytest.raises(CommandRefusedError, match="pairing is closed"):
         await paired(t)
     t.emulator.firmware.require_pairing = True
-    with pytest.raises(CommandRefusedError, match="pair first"):
+    with pytest.raises(NotPairedError, match="pair first") as refused:
         async with await t.client():
             pass
+    assert refused.value.code is ErrorCode.NOT_AUTHENTICATED
+    assert refused.value.info.serial == "EMU-QA"  # who the pump is: the serial pairing needs
+    assert refused.value.info.paired
     refusals = [e for e in t.emulator.pump.log.since(0) if e.code is EventCode.COMMAND_REFUSED]
-    assert len(refusals) == 2  # every refusal logged
+    assert len(refusals) == 1  # every refusal logged; the Hello without a key was answered, not refused
+    assert all(link.session.role is None for link in t.emulator.firmware._links.values())
+
+
+@on_every_transport
+async def test_a_programmer_learns_the_serial_from_a_pump_that_requires_pairing(t: Target) -> None:
+    """specs/protocol.md §6: a Hello without a key gets the pump's DeviceInfo (paired set) and no session;
+    every other request on that link is still refused; pair() without a serial asks it so, over TCP too."""
+    t.emulator.firmware.pin, t.emulator.firmware.require_pairing = PIN, True
+    before = t.emulator.pump.state
+    profile, drug = load_profile("itb-20"), load_drug()
+    asking = PumpClient(await t.connect(), profile, drug, POLICY, timeout_s=5)
+    try:
+        info = await asking.identify()
+        assert (info.serial, info.paired, info.nonce) == ("EMU-QA", True, bytes(16))
+        with pytest.raises(CommandRefusedError) as refused:
+            await asking._request(asking.session.connection.send(StatusRequest()))
+        assert refused.value.code is ErrorCode.NOT_AUTHENTICATED
+        key = await asking.pair(PIN)  # no serial: asked on the same link
+    finally:
+        await asking.close()
+    assert t.emulator.pump.state.keys[0].key_id == key.key_id
+    assert before.last_txn == t.emulator.pump.state.last_txn
+    async with PumpClient(await t.connect(), profile, drug, POLICY, key=key, timeout_s=5) as pump:
+        assert (await pump.status()).device_time == t.clock.now()
 
 
 @on_every_transport

@@ -218,7 +218,7 @@ def test_every_intermediate_of_the_pairing_is_what_section_6_computes() -> None:
 
 def test_wrong_pins_and_the_lock_out_answer_as_section_6_says() -> None:
     """Three free wrong PINs, the fourth locks pairing for 30 s of device time; meanwhile PairStart is refused
-    NOT_AUTHENTICATED; at the lock's end it is answered again. Nothing is logged as a session."""
+    NOT_AUTHENTICATED; at the lock's end it is answered again."""
     cases = V["pin_refusals"]
     locked_at = None
     for case in cases:

@@ -31,6 +31,7 @@ from itbproto.errors import (
     CommandRefusedError,
     LinkClosedError,
     NotAppliedError,
+    NotPairedError,
     SafetyViolation,
     SessionError,
     WrongDeviceError,
@@ -140,21 +141,34 @@ class PumpClient:
     ) -> None:
         await self.close()
 
-    async def pair(self, pin: str, serial: str) -> PairedKey:
+    async def pair(self, pin: str, serial: str | None = None) -> PairedKey:
         """Pair with the PIN the pump shows (SPAKE2, :mod:`itbproto.security.pairing`): the key to keep (see
-        :mod:`itbproto.security.keystore`) and to connect with from then on; the role is this client's."""
+        :mod:`itbproto.security.keystore`) and to connect with from then on; the role is this client's. The
+        pump's ``serial`` binds the exchange; without it the pump is asked first (:meth:`identify`)."""
         self._start_reading()
+        if serial is None:
+            serial = (await self.identify()).serial
         pairing = ProgrammerPairing(pin, serial, self.session.role, entropy=self.entropy)
         reply = await self._reply(self.session.connection.send(pairing.start()), m.PairReply)
         result = await self._reply(self.session.connection.send(pairing.confirm(reply)), m.PairResult)
         return pairing.finish(result)
 
+    async def identify(self) -> m.DeviceInfo:
+        """Who the pump is (its serial, which pairing needs): its DeviceInfo for a Hello without a key. A pump
+        that requires pairing answers it and opens no session (``paired`` set, specs/protocol.md §6); any
+        other opens a plain session, which :meth:`connect` opens again."""
+        self._start_reading()
+        return await self._reply(self.session.identify(self.name), m.DeviceInfo)
+
     async def connect(self, key: PairedKey | None = None) -> m.DeviceInfo:
         """Open the session (with a paired ``key``: sealed, in the key's role) and read what the programmer's
-        checks need."""
+        checks need. Without a key, a pump that requires pairing opens none:
+        :class:`~itbproto.errors.NotPairedError` (pair first; its ``info`` says who the pump is)."""
         self._start_reading()
         nonce = self.entropy(16) if key is not None else bytes(16)
         info = await self._reply(self.session.open(self.name, key, nonce), m.DeviceInfo)
+        if key is None and info.paired:
+            raise NotPairedError(info)
         await self._request(self.session.authenticated())
         await self.refresh()
         return info

@@ -50,6 +50,7 @@ half-parsed message, and a reassembler never returns a partial one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "MalformedPayloadError",
     "MessageTooLongError",
     "NotAppliedError",
+    "NotPairedError",
     "PairingError",
     "PolicyError",
     "ProtocolError",
@@ -273,6 +275,31 @@ class CommandRefusedError(ItbError):
         self.nack = nack
         self.code = nack.code
         self.rules: tuple[str, ...] = tuple(nack.rules)
+
+
+class NotPairedError(CommandRefusedError):
+    """A pump that requires pairing answered a Hello without a key with who it is and opened no session: pair
+    first (specs/protocol.md §6). ``info`` is its DeviceInfo (the serial to pair with); the code is
+    ``NOT_AUTHENTICATED``, as every request on that link would be refused."""
+
+    def __init__(self, info: Any) -> None:
+        from itbproto.wire.enums import ErrorCode
+
+        self.info = info
+        super().__init__(
+            _Refusal(
+                ErrorCode.NOT_AUTHENTICATED,
+                (),
+                f"pair first: pump {info.serial} takes paired programmers only",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    code: Any
+    rules: tuple[str, ...]
+    detail: str
 
 
 class NotAppliedError(ItbError):

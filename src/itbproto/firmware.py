@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 
 from itbproto.connection import BadRequest, Connection, Dropped, Request
 from itbproto.errors import PairingError, ProtocolError
-from itbproto.machines.pump import CLOSED, PumpMachine, Session
+from itbproto.machines.pump import CLOSED, PumpMachine, Session, reports
 from itbproto.security.keys import session_keys
 from itbproto.security.pairing import PumpPairing
 from itbproto.wire import messages as m
@@ -122,6 +122,8 @@ class Firmware:
                     self._refuse(out, link, busy, txn)
                 case Request(message=m.PairStart() | m.PairConfirm() as request, txn=txn):
                     self._pair(out, link, request, txn, now)
+                case Request(message=m.Hello(key_id=0), txn=txn) if self.require_pairing:
+                    self._identify(out, link, txn, now)
                 case Request(message=m.Hello() as hello, txn=txn) if refusal := self._unkeyed(hello):
                     self._refuse(out, link, m.Nack.refusing(hello.TYPE, *refusal), txn)
                 case Request(message=request, txn=txn):
@@ -177,15 +179,20 @@ class Firmware:
         stranger = state.session.role is None if stranger is None else stranger
         self.pump.log.append(self.pump.therapy.now, code, txn, value, detail, stranger=stranger)
 
+    def _identify(self, out: Output, link: int, txn: int, now: int) -> None:
+        """A Hello without a key to a pump that requires pairing: who the pump is (its DeviceInfo, ``paired``
+        set), so that a programmer can pair with its serial (over TCP there is no Device Information), and no
+        session: the link's stays as it was (specs/protocol.md §6)."""
+        self._broadcast(out, self.pump.tick(now))
+        info = replace(reports.device_info(self.pump.state), paired=True)
+        state = self._links[link]
+        out.setdefault(link, []).extend(state.connection.send(info, txn))
+
     def _unkeyed(self, hello: m.Hello) -> tuple[ErrorCode, str] | None:
-        """Why a Hello may not open a session: an unknown key, a role its key does not carry, or no key
-        when pairing is required; None when it may."""
+        """Why a keyed Hello may not open a session: an unknown key or a role its key does not carry; None
+        when it may (a Hello without a key opens one unless pairing is required: :meth:`_identify`)."""
         if hello.key_id == 0:
-            return (
-                (ErrorCode.NOT_AUTHENTICATED, "pair first: this pump takes paired programmers only")
-                if (self.require_pairing)
-                else None
-            )
+            return None
         key = self.pump.state.key(hello.key_id)
         if key is None:
             return ErrorCode.NOT_AUTHENTICATED, f"no key {hello.key_id}: pair again"

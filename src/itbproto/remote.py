@@ -42,8 +42,15 @@ async def _client(args: argparse.Namespace, key: PairedKey | None) -> PumpClient
 
 def _run(args: argparse.Namespace, work: Callable[[PumpClient], Awaitable[None]]) -> int:
     async def session() -> None:
-        key = load_key(args.keystore, args.serial) if args.keystore else None
-        async with await _client(args, key) as pump:
+        client = await _client(args, None)
+        if args.keystore:  # the key kept for this pump: by --serial, or the serial the pump says (§6)
+            try:
+                serial = args.serial or (await client.identify()).serial
+            except BaseException:
+                await client.close()
+                raise
+            client.key = load_key(args.keystore, serial)
+        async with client as pump:
             await work(pump)  # (reads leave by closing the link; program ends its session itself)
 
     asyncio.run(session())
@@ -132,22 +139,23 @@ def cmd_refill(args: argparse.Namespace) -> int:
 
 
 def cmd_pair(args: argparse.Namespace) -> int:
-    if args.keystore is None or not args.serial:
-        raise ValueError("pair needs --keystore (where the key goes) and --serial (the pump's)")
+    if args.keystore is None:
+        raise ValueError("pair needs --keystore (where the key goes)")
 
     async def pair() -> None:
         client = await _client(args, None)
         try:
-            key = await client.pair(args.pin, args.serial)
+            serial = args.serial or (await client.identify()).serial  # the pump says it (§6)
+            key = await client.pair(args.pin, serial)
         finally:
             await client.close()
-        save_key(args.keystore, args.serial, key)
+        save_key(args.keystore, serial, key)
         role = key.role.name.lower()
         if args.json:
-            kept = {"serial": args.serial, "role": role, "key_id": key.key_id, "keystore": str(args.keystore)}
+            kept = {"serial": serial, "role": role, "key_id": key.key_id, "keystore": str(args.keystore)}
             print(json.dumps(kept))
         else:
-            print(f"paired with {args.serial} as {role} (key {key.key_id}); kept in {args.keystore}")
+            print(f"paired with {serial} as {role} (key {key.key_id}); kept in {args.keystore}")
 
     asyncio.run(pair())
     return 0
@@ -192,7 +200,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str, str]] = {
         cmd_pair,
         "pair with the PIN the pump shows; the key goes to the keystore (0600)",
         "SPAKE2 with the PIN the pump shows (itbemu serve --pin); the pump's key for this role is kept in "
-        "--keystore under --serial, and later commands given both are sealed under it.",
+        "--keystore under the pump's serial (--serial, or asked of the pump: a pump that requires "
+        "pairing says it to a Hello without a key, specs/protocol.md §6), and later commands given "
+        "--keystore are sealed under it.",
     ),
     "status": (
         cmd_status,
@@ -252,9 +262,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("--by", default="cli", help="who acknowledges (logged by the pump)")
         p.add_argument("--json", action="store_true", help="JSON output")
         p.add_argument(
-            "--keystore", type=Path, help="the keys of paired pumps (connect sealed with --serial)"
+            "--keystore", type=Path, help="the keys of paired pumps (connect sealed under the pump's key)"
         )
-        p.add_argument("--serial", default="", help="the pump's serial: which key of the keystore")
+        p.add_argument(
+            "--serial",
+            default="",
+            help="the pump's serial: which key of the keystore (default: the serial the pump says)",
+        )
         if name == "pair":
             p.add_argument("--pin", required=True, help="the PIN the pump shows")
         if name == "alarms":

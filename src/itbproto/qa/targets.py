@@ -38,10 +38,10 @@ async def pair(target: Target, role: Role) -> PairedKey | None:
     from itbproto.client import PumpClient
 
     assert target.pin is not None
-    if target.serial is None:  # the pump says its serial to an unpaired Hello
+    if target.serial is None:  # the pump says its serial to a Hello without a key (specs/protocol.md §6)
         asking = PumpClient.shipped(await target.transport())
         try:
-            target.serial = (await asking.connect()).serial
+            target.serial = (await asking.identify()).serial
         finally:
             await asking.close()
     return await pair_with(target, target.pin, role)

@@ -162,6 +162,15 @@ class ProgrammingSession:
         )
         return self._send(hello, "connect")
 
+    def identify(self, client: str = "itbproto") -> list[bytes]:
+        """Ask who the pump is: a Hello without a key, outside the session's states (a pump that requires
+        pairing answers its DeviceInfo and opens no session, specs/protocol.md §6; another opens a plain one,
+        which :meth:`open` opens again)."""
+        hello = m.Hello(
+            protocol_version=m.PROTOCOL_VERSION, role=self.role, max_frame=self.max_frame, client=client
+        )
+        return self.connection.send(hello)
+
     def authenticated(self) -> list[bytes]:
         """The link is authenticated (pairing: the security layer); read the status next."""
         return self._send(m.StatusRequest(), "authenticate")
@@ -424,7 +433,7 @@ class ProgrammingSession:
         self.pump.learn(reply)
         events: list[SessionEvent] = [Replied(reply, request)]
         match reply:
-            case m.DeviceInfo():
+            case m.DeviceInfo() if self.state == "connecting":  # (else it answers identify())
                 self._machine.fire("device_known")
                 if self._key is not None:  # sealed from the next frame on, both ways
                     keys = session_keys(self._key.long_term, self._nonce, reply.nonce)

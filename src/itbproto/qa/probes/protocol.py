@@ -362,12 +362,18 @@ async def pairing(b: Bench, hands: Hands) -> None:
         )
         await posing.close()
     if hands.requires_pairing:
-        plain = Probe(await hands.transport())
+        plain = Probe(await hands.transport())  # §6: who the pump is (its serial), and no session
         answer = await plain.hello()
         b.expect(
             "PAIR",
+            isinstance(answer, m.DeviceInfo) and answer.paired,
+            f"a Hello without a key, pairing required: {answer}, not DeviceInfo with paired set",
+        )
+        answer = await plain.ask(m.StatusRequest())
+        b.expect(
+            "PAIR",
             refused(answer, ErrorCode.NOT_AUTHENTICATED),
-            f"a Hello without a key, pairing required: {answer}",
+            f"a request after a Hello without a key, pairing required: {answer}",
         )
         await plain.close()
     if b.advance_by is None:
