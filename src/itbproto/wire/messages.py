@@ -232,11 +232,17 @@ class DeviceInfo(Message):
     rate_step_ul_day: int = field(U32, unit="µL/day", lo=1, hi=MAX_RATE_UL_DAY)
     max_flex_steps: int = field(U8, lo=1, hi=MAX_FLEX_STEPS)
     device_time: int = field(U32, unit="s", doc="device time")
-    paired: bool = field(BOOL)
+    paired: bool = field(
+        BOOL,
+        doc="1: the session runs under a key (keyed Hello); to a Hello without a key, the pump takes paired "
+        "programmers only and opened no session (§6)",
+    )
     pump_kind: PumpKind = field(EnumType(PumpKind), doc="what a strong magnetic field does to it")
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the pump accepts")
     nonce: bytes = field(
-        BlobType(16, 16), default=bytes(16), doc="the pump's fresh session nonce (keyed Hello)"
+        BlobType(16, 16),
+        default=bytes(16),
+        doc="the pump's fresh session nonce (keyed Hello); zero bytes otherwise",
     )
     last_txn: int = field(ID, doc="last command transaction id answered; number the next one above it")
 
