@@ -239,3 +239,35 @@ def test_wrong_pins_and_the_lock_out_answer_as_section_6_says() -> None:
             assert answer["message"] == "PairReply"
     assert locked_at is not None
     assert cases[-1]["device_time"] == cases[-1]["locked_until"]  # the lock ends at that second
+
+
+def test_one_link_from_the_first_hello_to_the_first_sealed_frame() -> None:
+    """A pump that requires pairing: a Hello without a key gets DeviceInfo (paired, zero nonce) and no
+    session; the pairing's payloads are those above; the keyed Hello's DeviceInfo is plain and carries the
+    pump's nonce; the next frames both ways are sealed with the keys derived from the two nonces."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESCCM
+
+    link = V["link"]
+    replies = ["DeviceInfo", "Nack", "PairReply", "PairResult", "DeviceInfo", "StatusReport"]
+    assert [s["reply"] for s in link] == replies
+    assert link[0]["fields"]["paired"] is True
+    assert link[0]["fields"]["serial"] == V["serial"]
+    assert link[0]["fields"]["nonce"] == "00" * 16
+    assert link[1]["fields"]["code"] == "NOT_AUTHENTICATED"
+    payloads = {f["message"]: bytes.fromhex(f["frame"])[13:-2] for f in V["pairing"]}
+    assert bytes.fromhex(link[2]["input"])[13:-2] == payloads["PairStart"]
+    assert bytes.fromhex(link[2]["frame"])[13:-2] == payloads["PairReply"]
+    assert bytes.fromhex(link[3]["input"])[13:-2] == payloads["PairConfirm"]
+    assert bytes.fromhex(link[3]["frame"])[13:-2] == payloads["PairResult"]
+    hello, info = bytes.fromhex(link[4]["input"]), bytes.fromhex(link[4]["frame"])
+    assert hello[1] == 0  # plain
+    assert info[1] == 0
+    assert hello[-2 - 16 : -2].hex() == V["programmer_nonce"]  # Hello's nonce is its last field
+    assert link[4]["fields"]["nonce"] == V["pump_nonce"]
+    assert link[4]["fields"]["paired"] is True
+    keys = {1: bytes.fromhex(V["key_to_pump"]), 2: bytes.fromhex(V["key_to_programmer"])}
+    for direction, frame in ((1, bytes.fromhex(link[5]["input"])), (2, bytes.fromhex(link[5]["frame"]))):
+        header, body = frame[:13], frame[13:]
+        assert header[1] & 1  # sealed
+        nonce = bytes([direction]) + bytes(8) + header[2:6]
+        AESCCM(keys[direction], tag_length=8).decrypt(nonce, body, header)  # raises if it does not open

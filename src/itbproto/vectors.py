@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from itbproto.connection import Connection, Side
 from itbproto.firmware import Firmware
 from itbproto.machines.pump import CLOSED, PumpMachine, Session
 from itbproto.safety import SafetyPolicy
 from itbproto.samples import EXCHANGE, PRESCRIPTION, SAMPLES
-from itbproto.security.keys import pairing_keys
+from itbproto.security.channel import SealedChannel
+from itbproto.security.keys import pairing_keys, session_keys
 from itbproto.security.pairing import PROGRAMMER_ID, ProgrammerPairing, PumpPairing
 from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy.state import TherapyState
@@ -94,12 +95,12 @@ def fragment_vectors() -> dict[str, Json]:
     }
 
 
-def _pump() -> tuple[Firmware, int]:
+def _pump(serial: str = "ITB20-VECTORS") -> tuple[Firmware, int]:
     profile, drug = load_profile("itb-20"), load_drug()
     therapy = TherapyState.new(
         now=T0, profile=profile, drug=drug, concentration_ug_ml=500, reservoir_ul=20_000
     )
-    firmware = Firmware(PumpMachine.new(therapy, SafetyPolicy(load_rules()), serial="ITB20-VECTORS"))
+    firmware = Firmware(PumpMachine.new(therapy, SafetyPolicy(load_rules()), serial=serial))
     return firmware, firmware.attach(Connection(Side.PUMP))
 
 
@@ -289,8 +290,6 @@ def _spake2_steps(
 
 def security_vectors() -> dict[str, Json]:
     """Pairing with PIN 493817 for pump ITB-000042 (fixed randomness), then a sealed session."""
-    from itbproto.security.keys import session_keys
-
     pin, serial = "493817", "ITB-000042"
     programmer = ProgrammerPairing(pin, serial, enums.Role.CLINICIAN, entropy=_counter_entropy(0x11))
     pump = PumpPairing(pin, serial, entropy=_counter_entropy(0x77))
@@ -339,7 +338,64 @@ def security_vectors() -> dict[str, Json]:
             },
         ],
         "pin_refusals": _pin_refusals(pin),
+        "link": _pairing_link(pin, serial, programmer_nonce, pump_nonce),
     }
+
+
+def _pairing_link(pin: str, serial: str, programmer_nonce: bytes, pump_nonce: bytes) -> list[Json]:
+    """One link to a pump that shows ``pin`` and requires pairing, from its first frame to a sealed answer:
+    the serial asked, the pairing above, the keyed Hello and the first sealed request."""
+    firmware, link = _pump(serial)
+    firmware.pin, firmware.require_pairing, firmware.entropy = pin, True, _counter_entropy(0x77)
+    programmer = ProgrammerPairing(pin, serial, enums.Role.CLINICIAN, entropy=_counter_entropy(0x11))
+    out: list[Json] = []
+    seq = 0
+    channel: SealedChannel | None = None
+
+    def send(what: str, msg: Message, txn: int) -> Message:
+        nonlocal seq
+        data = (
+            encode(msg, txn=txn, seq=seq)
+            if channel is None
+            else encode(msg, txn=txn, seq=seq, channel=channel)
+        )
+        seq += 1
+        replies = firmware.receive(link, data, T0).get(link, [])
+        assert len(replies) == 1
+        frame = decode(replies[0]) if channel is None else decode(replies[0], channel)
+        fields = frame.message.to_json()
+        if isinstance(frame.message, m.Nack):
+            fields.pop("detail")
+        out.append(
+            {
+                "step": what,
+                "request": type(msg).__name__,
+                "input": data.hex(),
+                "reply": type(frame.message).__name__,
+                "fields": fields,
+                "frame": replies[0].hex(),
+                "sealed": channel is not None,
+            }
+        )
+        return frame.message
+
+    hello = m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=MAX_FRAME, client="vectors")
+    info = send("a Hello without a key: who the pump is, and no session", hello, 1)
+    assert isinstance(info, m.DeviceInfo)
+    assert info.paired
+    send("no session was opened", m.StatusRequest(), 2)
+    reply = send("PairStart", programmer.start(), 3)
+    assert isinstance(reply, m.PairReply)
+    result = send("PairConfirm", programmer.confirm(reply), 4)
+    assert isinstance(result, m.PairResult)
+    key = programmer.finish(result)
+    firmware.entropy = lambda n: pump_nonce[:n]
+    keyed = replace(hello, key_id=key.key_id, nonce=programmer_nonce)
+    opened = send("a Hello with the key: DeviceInfo still plain; sealed from the next frame", keyed, 5)
+    assert isinstance(opened, m.DeviceInfo)
+    channel = session_keys(key.long_term, programmer_nonce, opened.nonce).programmer()
+    send("the first sealed request and its sealed reply", m.StatusRequest(), 6)
+    return out
 
 
 def _pin_refusals(pin: str) -> list[Json]:
