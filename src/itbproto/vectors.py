@@ -204,7 +204,7 @@ def transaction_vectors() -> dict[str, Json]:
         ),
     ]
     session, out = CLOSED, list[Json]()
-    for step in steps:
+    for seq, step in enumerate(steps):
         session = step.session(session)
         answer = pump.handle(step.request, step.txn, T0, session)
         session = answer.session
@@ -217,15 +217,17 @@ def transaction_vectors() -> dict[str, Json]:
                 "role": session.role.name if session.role is not None else None,
                 "request": type(step.request).__name__,
                 "txn": step.txn,
-                "frame": encode(step.request, txn=step.txn).hex(),
+                "seq": seq,
+                "frame": encode(step.request, txn=step.txn, seq=seq).hex(),
                 "reply": type(answer.reply).__name__,
                 "fields": fields if isinstance(answer.reply, m.Nack | m.Ack) else None,
                 "last_txn": pump.state.last_txn,
             }
         )
     return {
-        "about": "requests a new pump answers, in order; role is the session's role when the request arrives "
-        "(the patient step is another programmer's session); a Nack's detail is left out",
+        "about": "requests a new pump answers, in order (seq counts up, as on one link); role is the "
+        "session's role after the step (the patient step is another programmer's session); a Nack's detail "
+        "is left out",
         "steps": out,
     }
 

@@ -596,8 +596,7 @@ class RecordChange(Record):
 
 @message(MsgType.PATIENT_RECORD_REPORT, Kind.RESPONSE)
 class PatientRecordReport(Message):
-    """The patient records in force lately, oldest first; the last is the one in force now. The limits
-    use the strictest category of the last 24 h."""
+    """Patient records in force lately, oldest first (the last in force now); limits take the strictest."""
 
     records: tuple[RecordChange, ...] = field(ArrayType(RecordType(RecordChange), MAX_HISTORY_DOSES, 1))
 
