@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from conftest import ROOT
+from itbproto.connection import error_code
+from itbproto.errors import ProtocolError
 from itbproto.wire import CATALOG, Frame, Nack, Reassembler, decode, encode, fragment, message_class
 
 FOLDER = ROOT / "specs" / "vectors"
@@ -73,9 +75,34 @@ def test_refusal_vectors_answer_with_typed_nacks_echoing_the_transaction() -> No
 
 
 def test_transaction_vectors_decode() -> None:
-    for step in _load(FOLDER / "transactions.json")["steps"]:
+    steps = _load(FOLDER / "transactions.json")["steps"]
+    for step in steps:
         frame = decode(bytes.fromhex(step["frame"]))
-        assert (type(frame.message).__name__, frame.txn) == (step["request"], step["txn"])
+        assert (type(frame.message).__name__, frame.txn, frame.seq) == (
+            step["request"],
+            step["txn"],
+            step["seq"],
+        )
+    assert [step["seq"] for step in steps] == list(range(len(steps)))  # replayable on one link
+
+
+def test_precedence_vectors_the_first_fault_decides() -> None:
+    """Each two-fault payload gets the code of the fault the spec says decides (§1), from decoder and pump."""
+    cases = _load(FOLDER / "precedence.json")["cases"]
+    faults = [case for case in cases if case["code"] is not None]
+    assert {case["code"] for case in faults} == {"MALFORMED", "FIELD_RANGE"}
+    for case in faults:
+        data = bytes.fromhex(case["input"])
+        with pytest.raises(ProtocolError) as caught:
+            message_class(data[10]).CODEC.decode(bytes.fromhex(case["payload"]))
+        assert error_code(caught.value).name == case["code"]
+        assert getattr(caught.value, "field", None) == case["field"]
+        (answer,) = case["answers"]
+        assert answer["fields"]["code"] == case["code"]
+    refused, stale, answered = cases[-3:]
+    assert refused["answers"][0]["fields"]["code"] == "UNSUPPORTED_VERSION"
+    assert stale["answers"] == []  # the refused frame's seq counted
+    assert answered["answers"][0]["message"] == "StatusReport"
 
 
 def test_the_sample_digests_are_real() -> None:
