@@ -236,7 +236,9 @@ class DeviceInfo(Message):
     pump_kind: PumpKind = field(EnumType(PumpKind), doc="what a strong magnetic field does to it")
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the pump accepts")
     nonce: bytes = field(
-        BlobType(16, 16), default=bytes(16), doc="the pump's fresh session nonce (keyed Hello)"
+        BlobType(16, 16),
+        default=bytes(16),
+        doc="the pump's fresh session nonce (keyed Hello); else 16 zero bytes",
     )
     last_txn: int = field(ID, doc="last command transaction id answered; number the next one above it")
 
@@ -250,7 +252,11 @@ class Hello(Message):
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the programmer accepts")
     client: str = field(TextType(16), doc="programmer name, for the event log")
     key_id: int = field(U32, default=0, doc="the paired key this session runs under; 0: unpaired")
-    nonce: bytes = field(BlobType(16, 16), default=bytes(16), doc="the programmer's fresh session nonce")
+    nonce: bytes = field(
+        BlobType(16, 16),
+        default=bytes(16),
+        doc="the programmer's fresh session nonce; key_id 0: 16 zero bytes, which a pump ignores",
+    )
 
 
 @message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
@@ -383,7 +389,7 @@ class PrescriptionReport(Message):
     MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,), effect=Effect.READ, roles=ANYONE
 )
 class ReadPrescription(Message):
-    """Asks for the prescription in force (read-back after programming)."""
+    """Asks for the prescription in force (read-back after programming); with none, Nack WRONG_STATE."""
 
 
 @message(MsgType.PRESCRIPTION_STAGED, Kind.RESPONSE)
