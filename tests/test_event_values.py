@@ -11,6 +11,7 @@ from itbproto.samples import SAMPLES
 from itbproto.wire import messages as m
 from itbproto.wire.enums import EventCode, Role
 from itbproto.wire.fields import field_specs
+from itbproto.wire.message import Message
 
 ROW = re.compile(r"^\s*\| `([A-Z_]+)` \| (.*?) \| (.*?) \| (.*?) \| (.*?) \|$")
 
@@ -19,10 +20,15 @@ def _rows() -> list[tuple[str, str, str, str, str]]:
     text = (ROOT / "specs" / "protocol.md").read_text(encoding="utf-8")
     section = text[text.index("**What each entry holds**") :]
     section = section[: section.index("\n- ")]
-    return [match.groups() for line in section.splitlines() if (match := ROW.match(line))]
+    rows = []
+    for line in section.splitlines():
+        if match := ROW.match(line):
+            code, when, txn, value, detail = match.groups()
+            rows.append((code, when, txn, value, detail))
+    return rows
 
 
-def _codes(handler_event: object, request: type[m.Message]) -> list[EventCode]:
+def _codes(handler_event: object, request: type[Message]) -> list[EventCode]:
     if isinstance(handler_event, EventCode):
         return [handler_event]
     assert request is m.SessionEnd
