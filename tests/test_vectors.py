@@ -12,9 +12,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from conftest import ROOT
+from itbproto import vectors
 from itbproto.connection import error_code
 from itbproto.errors import ProtocolError
-from itbproto.wire import CATALOG, Frame, Nack, Reassembler, decode, encode, fragment, message_class
+from itbproto.wire import (
+    CATALOG,
+    MAX_FRAME,
+    Frame,
+    Hello,
+    Nack,
+    Reassembler,
+    Role,
+    decode,
+    encode,
+    fragment,
+    message_class,
+)
+from itbproto.wire.frame import crc16
 
 FOLDER = ROOT / "specs" / "vectors"
 VECTORS = sorted(FOLDER.glob("0x*.json"))
@@ -84,6 +98,38 @@ def test_transaction_vectors_decode() -> None:
             step["seq"],
         )
     assert [step["seq"] for step in steps] == list(range(len(steps)))  # replayable on one link
+
+
+def test_the_transaction_script_replays_on_one_link() -> None:
+    """vectors/README: sent on one link in order, with a patient Hello before the patient step and a clinician
+    Hello after it (seqs renumbered upwards), a new pump answers every step as listed."""
+    firmware, link = vectors._pump()
+    seq = 0
+
+    def send(data: bytes) -> Frame:
+        nonlocal seq
+        (chunk,) = firmware.receive(link, data, vectors.T0)[link]
+        seq += 1
+        return decode(chunk)
+
+    def hello(role: Role) -> None:
+        send(
+            encode(Hello(protocol_version=1, role=role, max_frame=MAX_FRAME, client="replay"), txn=1, seq=seq)
+        )
+
+    for step in _load(FOLDER / "transactions.json")["steps"]:
+        if step["role"] == "PATIENT":
+            hello(Role.PATIENT)
+        elif step["step"] == "a refused command uses its id":
+            hello(Role.CLINICIAN)
+        frame = bytearray(bytes.fromhex(step["frame"]))
+        frame[2:6] = seq.to_bytes(4, "little")
+        frame[-2:] = crc16(bytes(frame[:-2])).to_bytes(2, "little")
+        reply = send(bytes(frame)).message
+        assert type(reply).__name__ == step["reply"], step["step"]
+        if isinstance(reply, Nack):
+            assert reply.code.name == step["fields"]["code"], step["step"]
+        assert firmware.pump.state.last_txn == step["last_txn"], step["step"]
 
 
 def test_precedence_vectors_the_first_fault_decides() -> None:
