@@ -92,7 +92,9 @@ def fragment_vectors() -> dict[str, Json]:
             }
         )
     return {
-        "about": "frames split for ATT MTUs: each fragment is one ATT write or notification",
+        "about": "frames split for ATT MTUs (protocol.md §3): each fragment is one ATT write or "
+        "notification; splitting frame for mtu with counter must give exactly fragments, and joining them gives frame "
+        "(specs/vectors/README.md)",
         "cases": cases,
     }
 
@@ -164,7 +166,9 @@ def refusal_vectors() -> dict[str, Json]:
     ]
     return {
         "about": "frames a pump (plain link, clinician session open, last seq 0) receives, in order, and "
-        "what it sends back; a Nack's detail is free text and left out",
+        "what it sends back (protocol.md §2, §5); send input in order on one link after a clinician Hello "
+        "with seq 0 and compare the answers; an empty list: dropped unanswered; a Nack's detail is free text "
+        "and left out (specs/vectors/README.md)",
         "cases": out,
     }
 
