@@ -93,8 +93,8 @@ def fragment_vectors() -> dict[str, Json]:
         )
     return {
         "about": "frames split for ATT MTUs (protocol.md §3): each fragment is one ATT write or "
-        "notification; splitting frame for mtu with counter must give exactly fragments, and joining them gives frame "
-        "(specs/vectors/README.md)",
+        "notification; splitting frame for mtu with counter must give exactly fragments, and joining "
+        "them gives frame (specs/vectors/README.md)",
         "cases": cases,
     }
 
