@@ -147,8 +147,9 @@ async def download(entries: int) -> dict[str, Any]:
         started = time.perf_counter()
         log = await client.events()
         seconds = time.perf_counter() - started
-    kept = min(emulator.pump.log.total, EVENT_LOG_LIMIT)  # the session's own entries come on top
-    assert [e.index for e in log] == list(range(emulator.pump.log.total - kept, emulator.pump.log.total))
+        total = emulator.pump.log.total  # what was written until the download (the session's end comes after)
+    kept = min(total, EVENT_LOG_LIMIT)  # the session's own entries come on top
+    assert [e.index for e in log] == list(range(total - kept, total))
     recorded = capture.getvalue()
     att_bytes = sum(3 + len(v.data) for v in att_values(recorded))  # opcode and handle, then the value
     size = RecordType(EventRecord).encoder()

@@ -481,6 +481,31 @@ def test_a_longer_increase_interval_in_the_policy_is_kept() -> None:
     assert "TITR-002" not in refused_by(SetRate(rate_ul_day=1000), state, two_days)
 
 
+@rule("TITR-001")
+def test_the_titration_window_includes_its_first_instant() -> None:
+    """safety-rules.toml: the dose in force exactly 24 h before the command is a reference; a second later
+    it is not."""
+    state = programmed(prescription(max_daily_dose_ng=900_000))
+    state = apply(state, SetRate(rate_ul_day=700))
+    state, _ = advance(state, T0 + 1)
+    state = apply(state, SetRate(rate_ul_day=800))
+    at_edge, _ = advance(state, T0 + DAY)
+    assert "TITR-001" in refused_by(SetRate(rate_ul_day=920), at_edge)  # 700 still in force at T0: +31 %
+    after, _ = advance(state, T0 + DAY + 1)
+    assert "TITR-001" not in refused_by(SetRate(rate_ul_day=920), after)  # the lowest is 800 now: +15 %
+
+
+@rule("TITR-002")
+def test_a_raise_exactly_an_interval_ago_does_not_count() -> None:
+    """safety-rules.toml: refused while the last raise is less than 24 h old, allowed at 24 h exactly."""
+    state = programmed(prescription(max_daily_dose_ng=900_000), history_days=4)
+    state = apply(state, SetRate(rate_ul_day=900))
+    before, _ = advance(state, T0 + DAY - 1)
+    assert "TITR-002" in refused_by(SetRate(rate_ul_day=1000), before)
+    exactly, _ = advance(state, T0 + DAY)
+    assert "TITR-002" not in refused_by(SetRate(rate_ul_day=1000), exactly)
+
+
 # --- MRI ----------------------------------------------------------------------------------------------
 
 

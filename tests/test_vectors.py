@@ -12,7 +12,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from conftest import ROOT
-from itbproto.wire import CATALOG, Frame, Nack, Reassembler, decode, encode, fragment, message_class
+from itbproto import vectors
+from itbproto.connection import error_code
+from itbproto.errors import ProtocolError
+from itbproto.wire import (
+    CATALOG,
+    MAX_FRAME,
+    Frame,
+    Hello,
+    Nack,
+    Reassembler,
+    Role,
+    decode,
+    encode,
+    fragment,
+    message_class,
+)
+from itbproto.wire.frame import crc16
 
 FOLDER = ROOT / "specs" / "vectors"
 VECTORS = sorted(FOLDER.glob("0x*.json"))
@@ -73,9 +89,66 @@ def test_refusal_vectors_answer_with_typed_nacks_echoing_the_transaction() -> No
 
 
 def test_transaction_vectors_decode() -> None:
-    for step in _load(FOLDER / "transactions.json")["steps"]:
+    steps = _load(FOLDER / "transactions.json")["steps"]
+    for step in steps:
         frame = decode(bytes.fromhex(step["frame"]))
-        assert (type(frame.message).__name__, frame.txn) == (step["request"], step["txn"])
+        assert (type(frame.message).__name__, frame.txn, frame.seq) == (
+            step["request"],
+            step["txn"],
+            step["seq"],
+        )
+    assert [step["seq"] for step in steps] == list(range(len(steps)))  # replayable on one link
+
+
+def test_the_transaction_script_replays_on_one_link() -> None:
+    """vectors/README: sent on one link in order, with a patient Hello before the patient step and a clinician
+    Hello after it (seqs renumbered upwards), a new pump answers every step as listed."""
+    firmware, link = vectors._pump()
+    seq = 0
+
+    def send(data: bytes) -> Frame:
+        nonlocal seq
+        (chunk,) = firmware.receive(link, data, vectors.T0)[link]
+        seq += 1
+        return decode(chunk)
+
+    def hello(role: Role) -> None:
+        send(
+            encode(Hello(protocol_version=1, role=role, max_frame=MAX_FRAME, client="replay"), txn=1, seq=seq)
+        )
+
+    for step in _load(FOLDER / "transactions.json")["steps"]:
+        if step["role"] == "PATIENT":
+            hello(Role.PATIENT)
+        elif step["step"] == "a refused command uses its id":
+            hello(Role.CLINICIAN)
+        frame = bytearray(bytes.fromhex(step["frame"]))
+        frame[2:6] = seq.to_bytes(4, "little")
+        frame[-2:] = crc16(bytes(frame[:-2])).to_bytes(2, "little")
+        reply = send(bytes(frame)).message
+        assert type(reply).__name__ == step["reply"], step["step"]
+        if isinstance(reply, Nack):
+            assert reply.code.name == step["fields"]["code"], step["step"]
+        assert firmware.pump.state.last_txn == step["last_txn"], step["step"]
+
+
+def test_precedence_vectors_the_first_fault_decides() -> None:
+    """Each two-fault payload gets the code of the fault the spec says decides (§1), from decoder and pump."""
+    cases = _load(FOLDER / "precedence.json")["cases"]
+    faults = [case for case in cases if case["code"] is not None]
+    assert {case["code"] for case in faults} == {"MALFORMED", "FIELD_RANGE"}
+    for case in faults:
+        data = bytes.fromhex(case["input"])
+        with pytest.raises(ProtocolError) as caught:
+            message_class(data[10]).CODEC.decode(bytes.fromhex(case["payload"]))
+        assert error_code(caught.value).name == case["code"]
+        assert getattr(caught.value, "field", None) == case["field"]
+        (answer,) = case["answers"]
+        assert answer["fields"]["code"] == case["code"]
+    refused, stale, answered = cases[-3:]
+    assert refused["answers"][0]["fields"]["code"] == "UNSUPPORTED_VERSION"
+    assert stale["answers"] == []  # the refused frame's seq counted
+    assert answered["answers"][0]["message"] == "StatusReport"
 
 
 def test_the_sample_digests_are_real() -> None:

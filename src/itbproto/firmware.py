@@ -90,9 +90,13 @@ class Firmware:
         return self._next
 
     def detach(self, link: int) -> None:
-        """The link is gone; its session ends with it (and its programming lock); its totals are logged."""
+        """The link is gone; its session ends with it (and its programming lock), logged as
+        ``SESSION_ENDED`` (txn 0, the role as value, detail ``link closed``); then its totals are logged."""
         state = self._links.pop(link, None)
         if state is not None:
+            if state.session.role is not None:
+                role = int(state.session.role)
+                self._log(state, EventCode.SESSION_ENDED, 0, role, "link closed", stranger=False)
             for code, count in state.counted.items():
                 self._log(state, code, 0, count, "in all, on a link", stranger=not state.known)
         if self.programming == link:

@@ -295,7 +295,7 @@ _EXTRA: tuple[Message, ...] = (
         total=122,
         events=(
             m.EventRecord(
-                index=120, at=T0 + 40, code=e.EventCode.PRESCRIPTION_COMMITTED, txn=7, value=13, detail=""
+                index=120, at=T0 + 40, code=e.EventCode.PRESCRIPTION_COMMITTED, txn=7, value=0, detail=""
             ),
             m.EventRecord(
                 index=121,

@@ -180,6 +180,7 @@ def generated_files(root: Path) -> dict[Path, str]:
         files[folder / vectors.message_vector_name(msg)] = _json(vectors.message_vector(msg))
     files[folder / "fragments.json"] = _json(vectors.fragment_vectors())
     files[folder / "refusals.json"] = _json(vectors.refusal_vectors())
+    files[folder / "precedence.json"] = _json(vectors.precedence_vectors())
     files[folder / "transactions.json"] = _json(vectors.transaction_vectors())
     files[folder / "security.json"] = _json(vectors.security_vectors())
     return files

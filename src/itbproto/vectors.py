@@ -7,6 +7,8 @@ specs/vectors/README.md:
 - one file per message type: a frame, its envelope fields and its decoded fields;
 - ``fragments.json``: frames split for ATT MTUs, fragment by fragment;
 - ``refusals.json``: bad frames sent to a pump in session, and what it answers (or not);
+- ``precedence.json``: payloads with more than one fault, which fault decides, and whether a refused
+  frame's ``seq`` counts;
 - ``transactions.json``: the transaction-id rules as a script of requests and answers;
 - ``security.json``: a pairing with fixed randomness (every message, the keys it derives), a session's keys
   from fixed nonces, and sealed frames both ways.
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from itbproto.connection import Connection, Side
+from itbproto.errors import FieldRangeError, MalformedPayloadError
 from itbproto.firmware import Firmware
 from itbproto.machines.pump import CLOSED, PumpMachine, Session
 from itbproto.safety import SafetyPolicy
@@ -30,15 +33,17 @@ from itbproto.specfiles import load_drug, load_profile, load_rules
 from itbproto.therapy.state import TherapyState
 from itbproto.wire import enums
 from itbproto.wire import messages as m
+from itbproto.wire.enums import ErrorCode
 from itbproto.wire.fields import Json
 from itbproto.wire.fragment import fragment
 from itbproto.wire.frame import FLAG_SEALED, MAX_FRAME, crc16, decode, encode
-from itbproto.wire.message import Message
+from itbproto.wire.message import Message, message_class
 
 __all__ = [
     "fragment_vectors",
     "message_vector",
     "message_vector_name",
+    "precedence_vectors",
     "refusal_vectors",
     "security_vectors",
     "transaction_vectors",
@@ -90,7 +95,9 @@ def fragment_vectors() -> dict[str, Json]:
             }
         )
     return {
-        "about": "frames split for ATT MTUs: each fragment is one ATT write or notification",
+        "about": "frames split for ATT MTUs (protocol.md §3): each fragment is one ATT write or "
+        "notification; splitting frame for mtu with counter must give exactly fragments, and joining "
+        "them gives frame (specs/vectors/README.md)",
         "cases": cases,
     }
 
@@ -162,8 +169,134 @@ def refusal_vectors() -> dict[str, Json]:
     ]
     return {
         "about": "frames a pump (plain link, clinician session open, last seq 0) receives, in order, and "
-        "what it sends back; a Nack's detail is free text and left out",
+        "what it sends back (protocol.md §2, §5); send input in order on one link after a clinician Hello "
+        "with seq 0 and compare the answers; an empty list: dropped unanswered; a Nack's detail is free text "
+        "and left out (specs/vectors/README.md)",
         "cases": out,
+    }
+
+
+def _first_fault(msg_type: int, payload: bytes) -> tuple[str, str | None]:
+    """The Nack code the payload's first fault gets, and the field it names (None: the payload's size)."""
+    try:
+        message_class(msg_type).CODEC.decode(payload)
+    except FieldRangeError as error:
+        return ErrorCode.FIELD_RANGE.name, error.field
+    except MalformedPayloadError:
+        return ErrorCode.MALFORMED.name, None
+    raise AssertionError(f"payload {payload.hex()} of type 0x{msg_type:02x} decodes")
+
+
+def precedence_vectors() -> dict[str, Json]:
+    """Payloads with two faults (which decides) and the seq of a refused frame, sent to a pump in session."""
+    firmware, link = _pump()
+    hello = m.Hello(protocol_version=1, role=enums.Role.CLINICIAN, max_frame=MAX_FRAME, client="vectors")
+    firmware.receive(link, encode(hello, txn=1, seq=0), T0)
+    u32 = struct.Struct("<I").pack
+    hello_head = bytes([1, enums.Role.CLINICIAN]) + struct.pack("<H", MAX_FRAME)  # a run of three fields
+    hello_tail = bytes([7]) + b"vectors" + u32(0) + bytes([16]) + bytes(16)
+    payloads: list[tuple[str, int, bytes]] = [
+        (
+            "fixed size, too short, its first field out of range: the size decides",
+            m.RecordProcedure.TYPE,
+            bytes([0xEE]) + bytes(3),
+        ),
+        (
+            "fixed size, too long, a field out of range: the size decides",
+            m.EventLogRead.TYPE,
+            u32(0) + bytes([0]) + bytes(1),
+        ),
+        (
+            "fixed size, two fields out of range: the first in table order decides",
+            m.RecordProcedure.TYPE,
+            bytes([0xEE]) + u32(10_001),
+        ),
+        (
+            "a field out of range, the payload ends before a later field: the field decides",
+            m.Hello.TYPE,
+            bytes([0]) + hello_head[1:],
+        ),
+        (
+            "a field out of range in a run of fixed-size fields the payload ends inside: the payload decides",
+            m.Hello.TYPE,
+            bytes([0, enums.Role.CLINICIAN]),
+        ),
+        (
+            "a field out of range and bytes left over: the field decides",
+            m.Hello.TYPE,
+            hello_head[:1] + bytes([9]) + hello_head[2:] + hello_tail + bytes(1),
+        ),
+        (
+            "two fields out of range: the first in table order decides",
+            m.Hello.TYPE,
+            bytes([0, 9]) + hello_head[2:] + hello_tail,
+        ),
+        (
+            "a bool other than 0 or 1 is out of range",
+            m.RefillConfirm.TYPE,
+            u32(1) + u32(20_000) + u32(500) + u32(0) + bytes([2]) + bytes([0, 0]),
+        ),
+        (
+            "a text announcing more bytes than are left: the payload decides",
+            m.Hello.TYPE,
+            hello_head + bytes([16]) + b"vec",
+        ),
+        (
+            "a text not printable, the payload ends after it: the text decides",
+            m.Hello.TYPE,
+            hello_head + bytes([1, 0x07]),
+        ),
+        (
+            "an array count above its maximum, its items missing: the count decides",
+            m.SessionEnd.TYPE,
+            bytes([9]),
+        ),
+    ]
+    cases: list[Json] = []
+    seq = 1
+    for case, msg_type, payload in payloads:
+        data = _frame(msg_type, payload, txn=100 + seq, seq=seq)
+        code, where = _first_fault(msg_type, payload)
+        answers = _answers(firmware, link, data)
+        cases.append(
+            {
+                "case": case,
+                "payload": payload.hex(),
+                "code": code,
+                "field": where,
+                "input": data.hex(),
+                "answers": answers,
+            }
+        )
+        seq += 1
+    status = enums.MsgType.STATUS_REQUEST
+    for case, data in (
+        (
+            "refused at step 4 (version 2): its seq is now the last accepted",
+            _frame(status, b"", txn=150, seq=seq, version=2),
+        ),
+        (
+            "the same seq again, a sound request: dropped unanswered as stale",
+            _frame(status, b"", txn=151, seq=seq),
+        ),
+        ("the next seq: answered", _frame(status, b"", txn=152, seq=seq + 1)),
+    ):
+        cases.append(
+            {
+                "case": case,
+                "payload": "",
+                "code": None,
+                "field": None,
+                "input": data.hex(),
+                "answers": _answers(firmware, link, data),
+            }
+        )
+    return {
+        "about": "frames a pump (plain link, clinician session open, last seq 0) receives, in order: "
+        "payloads with two faults, the Nack code the first fault gets (code) and the field it names "
+        "(field; null: the payload's size), then how a refused frame's seq counts; a Nack's detail is "
+        "free text and left out",
+        "cases": cases,
     }
 
 
@@ -207,7 +340,7 @@ def transaction_vectors() -> dict[str, Json]:
         ),
     ]
     session, out = CLOSED, list[Json]()
-    for step in steps:
+    for seq, step in enumerate(steps):
         session = step.session(session)
         answer = pump.handle(step.request, step.txn, T0, session)
         session = answer.session
@@ -220,15 +353,17 @@ def transaction_vectors() -> dict[str, Json]:
                 "role": session.role.name if session.role is not None else None,
                 "request": type(step.request).__name__,
                 "txn": step.txn,
-                "frame": encode(step.request, txn=step.txn).hex(),
+                "seq": seq,
+                "frame": encode(step.request, txn=step.txn, seq=seq).hex(),
                 "reply": type(answer.reply).__name__,
                 "fields": fields if isinstance(answer.reply, m.Nack | m.Ack) else None,
                 "last_txn": pump.state.last_txn,
             }
         )
     return {
-        "about": "requests a new pump answers, in order; role is the session's role when the request arrives "
-        "(the patient step is another programmer's session); a Nack's detail is left out",
+        "about": "requests a new pump answers, in order (seq counts up, as on one link); role is the "
+        "session's role after the step (the patient step is another programmer's session); a Nack's detail "
+        "is left out",
         "steps": out,
     }
 

@@ -170,6 +170,7 @@ class InprocTarget:
 
             assert self._store is not None, "a restart needs fresh(stored=True)"
             assert self.clock is not None
+            self._hub.emulator.store = None  # switched off: what its links do afterwards reaches no store
             emulator = Emulator.open(self._store, SafetyPolicy(load_rules(), self.policy))
             emulator.firmware.pin, emulator.firmware.require_pairing = self.pin, self.requires_pairing
             self._hub = InProcessHub(emulator, self.clock)

@@ -191,7 +191,7 @@ class AlarmCode(enum.IntEnum):
 
 
 class Severity(enum.IntEnum):
-    """Non-critical: 1 s single tone. Critical: 3 s two-tone, re-annunciated until acknowledged."""
+    """Non-critical: 1 s single tone. Critical: 3 s two-tone, re-annunciated until its condition clears."""
 
     NON_CRITICAL = 1
     CRITICAL = 2

@@ -256,7 +256,11 @@ class Hello(Message):
     max_frame: int = field(U16, unit="B", lo=MIN_MAX_FRAME, doc="largest frame the programmer accepts")
     client: str = field(TextType(16), doc="programmer name, for the event log")
     key_id: int = field(U32, default=0, doc="the paired key this session runs under; 0: unpaired")
-    nonce: bytes = field(BlobType(16, 16), default=bytes(16), doc="the programmer's fresh session nonce")
+    nonce: bytes = field(
+        BlobType(16, 16),
+        default=bytes(16),
+        doc="the programmer's fresh session nonce; key_id 0: 16 zero bytes, which a pump ignores",
+    )
 
 
 @message(MsgType.SESSION_END, Kind.REQUEST, replies=(Ack,), roles=ANYONE)
@@ -390,7 +394,7 @@ class PrescriptionReport(Message):
     MsgType.READ_PRESCRIPTION, Kind.REQUEST, replies=(PrescriptionReport,), effect=Effect.READ, roles=ANYONE
 )
 class ReadPrescription(Message):
-    """Asks for the prescription in force (read-back after programming)."""
+    """Asks for the prescription in force (read-back after programming); with none, Nack WRONG_STATE."""
 
 
 @message(MsgType.PRESCRIPTION_STAGED, Kind.RESPONSE)
@@ -603,8 +607,7 @@ class RecordChange(Record):
 
 @message(MsgType.PATIENT_RECORD_REPORT, Kind.RESPONSE)
 class PatientRecordReport(Message):
-    """The patient records in force lately, oldest first; the last is the one in force now. The limits
-    use the strictest category of the last 24 h."""
+    """Patient records in force lately, oldest first (the last in force now); limits take the strictest."""
 
     records: tuple[RecordChange, ...] = field(ArrayType(RecordType(RecordChange), MAX_HISTORY_DOSES, 1))
 
