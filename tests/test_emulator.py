@@ -334,8 +334,9 @@ def test_export_log_writes_the_log_and_a_ledger_to_recompute_doses(
         counted = dose_between(emu.therapy.delivered, T0, T0 + DAY)
     assert main(["export-log", "--store", str(path)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    log = [line["log"] for line in lines if "log" in line]
-    ledger = [line["ledger"] for line in lines if "ledger" in line]
+    assert lines[0]["kind"] == "header"  # specs/export.md
+    log = [line for line in lines if line["kind"] == "event"]
+    ledger = [line for line in lines if line["kind"] == "ledger"]
     assert [e["code"] for e in log][:1] == ["BOOT"]
     assert "FAULT" in {e["code"] for e in log}
     recomputed = sum(
