@@ -8,6 +8,7 @@ import ast
 import asyncio
 import itertools
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator
 from fractions import Fraction
@@ -297,6 +298,40 @@ def test_patient_boluses_too_soon_or_not_as_prescribed_are_named(
     second["start"] = patient[0]["facts"]["bolus"]["start"] + 3_600  # the lockout is 4 h
     second["duration_s"] = 300
     assert sorted(f.rule for f in audit(parse(text(edited)))) == ["PBOL-001", "PBOL-003"]
+
+
+@pytest.mark.rule("PBOL-002")
+def test_one_patient_bolus_too_many_in_24_h_is_named(session_export: list[dict[str, Any]]) -> None:
+    edited = json.loads(json.dumps(session_export))
+    events = [line for line in edited if line["kind"] == "event"]
+    committed = next(e for e in events if e["code"] == "RATE_CHANGED")
+    committed["facts"]["prescription"]["patient"]["max_per_day"] = 1
+    findings = audit(parse(text(edited)))
+    assert [f.rule for f in findings] == ["PBOL-002"]
+    assert "makes 2 patient boluses started in 24 h; at most 1" in findings[0].what
+
+
+def test_a_store_from_before_the_export_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pump.db"
+    with Store(path) as store:
+        Emulator.create(
+            new_therapy(
+                load_profile("itb-20"), load_drug(), concentration_ug_ml=500, screening_dose_ng=300_000
+            ),
+            POLICY,
+            serial="EMU-OLD",
+            store=store,
+        )
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM meta WHERE key = 'start'")  # as a store written before the export kept it
+    db.commit()
+    db.close()
+    assert main(["export-log", "--store", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "from before the export format" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.rule("TITR-001", "TITR-002")

@@ -36,6 +36,7 @@ __all__ = ["DAY", "Export", "Finding", "audit", "audit_text", "parse"]
 #: seconds in a day: a 24 h window, and the scale of every µL/day × s product
 DAY = 86_400
 _LIMITED = ("CLINICIAN", "PATIENT")
+_UNCOMMANDED = " (uncommanded: the valves opened)"
 _ERI, _EOS = 3, 4  # AlarmCode values (specs/protocol.md): BATTERY_ERI, BATTERY_EOS
 
 
@@ -287,6 +288,7 @@ def _boluses(export: Export, tl: _Timeline) -> Iterable[Finding]:
     for event, bolus in tl.boluses:
         if bolus["kind"] not in _LIMITED:
             continue
+        what = f"{bolus['kind'].lower()} bolus {bolus['bolus_id']}{_UNCOMMANDED * (not bolus['bolus_id'])}"
         p = tl.at(tl.prescriptions, event["at"], event["index"]).value
         dose = _tip_dose_ng(bolus)
         limits = [(absolute, "the policy's absolute maximum")]
@@ -298,8 +300,7 @@ def _boluses(export: Export, tl: _Timeline) -> Iterable[Finding]:
                     "BOL-001",
                     bolus["start"],
                     None,
-                    f"{bolus['kind'].lower()} bolus {bolus['bolus_id']} delivers {dose} ng at the tip,"
-                    f" over {name} of {limit} ng",
+                    f"{what} delivers {dose} ng at the tip, over {name} of {limit} ng",
                 )
         if bolus["kind"] == "PATIENT":
             patient.append((event["index"], bolus))
@@ -338,7 +339,8 @@ def _patient(boluses: list[tuple[int, dict[str, Any]]], tl: _Timeline) -> Iterab
                     "PBOL-002",
                     at - DAY + 1,
                     at + 1,
-                    f"{name} is the {in_day}th patient bolus in 24 h; at most {allowed['max_per_day']}",
+                    f"{name} makes {in_day} patient boluses started in 24 h;"
+                    f" at most {allowed['max_per_day']}",
                 )
         starts.append(at)
 
