@@ -19,7 +19,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from conftest import ROOT
-from factories import POLICY
+from factories import POLICY, T0, programmed
 from itbemu import DeviceFault, Emulator, Store, VirtualClock
 from itbemu.audit import DAY, audit, audit_text, parse
 from itbemu.cli import main
@@ -428,3 +428,21 @@ def test_the_session_ledger_ends_where_its_last_event_came_and_never_overlaps_bu
     spans = sorted(_ledger_seconds(session_export))
     for (a, b), (c, d) in itertools.pairwise(spans):
         assert c >= b or (d - c == 1 and b - a == 1 and a == c)
+
+
+@pytest.mark.rule("BATT-001", "BATT-002")
+def test_an_export_through_end_of_service_validates_and_passes(tmp_path: Path) -> None:
+    """A cell fault leaves 1 % of the charge: ERI at once, end of service weeks later, nothing after it."""
+    path = tmp_path / "pump.db"
+    with Store(path) as store:
+        emu = Emulator.create(programmed(), POLICY, serial="EMU-EOS", store=store)
+        emu.inject(DeviceFault("battery-drop", 99), T0 + 60)
+        for day in range(1, 90):
+            emu.advance_to(T0 + day * DAY)
+    lines = lines_of(path)
+    events = [line for line in lines if line["kind"] == "event"]
+    eos = next(e["at"] for e in events if e["facts"].get("battery") == "EOS")
+    assert all(r["end"] <= eos for r in lines if r["kind"] == "ledger")
+    assert audit(parse(text(lines))) == []
+    late = {"kind": "ledger", "start": eos, "end": eos + 60, "rate_ul_day": 800, "concentration_ug_ml": 500}
+    assert [f.rule for f in audit(parse(text([*lines, late])))] == ["BATT-001"]
