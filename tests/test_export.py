@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import itertools
 import json
 import sqlite3
@@ -446,3 +447,13 @@ def test_an_export_through_end_of_service_validates_and_passes(tmp_path: Path) -
     assert audit(parse(text(lines))) == []
     late = {"kind": "ledger", "start": eos, "end": eos + 60, "rate_ul_day": 800, "concentration_ug_ml": 500}
     assert [f.rule for f in audit(parse(text([*lines, late])))] == ["BATT-001"]
+
+
+def test_itbemu_audit_reads_stdin_and_says_what_broke_as_json(
+    demo_export: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text(over_by_a_microgram(demo_export)[0])))
+    assert main(["audit", "--json", "-"]) == 1
+    (finding,) = json.loads(capsys.readouterr().out)
+    assert finding["rule"] == "DOSE-001"
+    assert finding["end"] - finding["start"] == DAY
