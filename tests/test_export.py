@@ -457,3 +457,15 @@ def test_itbemu_audit_reads_stdin_and_says_what_broke_as_json(
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["rule"] == "DOSE-001"
     assert finding["end"] - finding["start"] == DAY
+
+
+@pytest.mark.rule("DOSE-001")
+def test_a_policy_ceiling_below_what_reached_the_tip_is_named(demo_export: list[dict[str, Any]]) -> None:
+    """With a prescription in force the lower of its maximum and DOSE-003's ceiling (the policy's, if lower
+    than the drug's) limits every window: 440 µg a day at 880 µL/day is over a 400 µg ceiling."""
+    edited = json.loads(json.dumps(demo_export))
+    edited[0]["policy"]["DOSE-003.adult_ceiling_ng_day"] = 400_000
+    findings = audit(parse(text(edited)))
+    assert findings
+    assert {f.rule for f in findings} == {"DOSE-001"}
+    assert all("over the limit of 400.000 µg" in f.what for f in findings)

@@ -6,7 +6,7 @@ with the rule engine (:mod:`itbproto.safety` is not imported): every dose is an 
 happened:
 
 - DOSE-001: the drug that reached the catheter tip in every 24 h window [s, s + 86 400), over the ledger,
-  at most the maximum daily dose of the prescription in force at the window's last second and the drug's
+  at most the maximum daily dose of the prescription in force at the window's last second and DOSE-003's
   ceiling for the patient record's group in force then (the ceiling alone with no prescription);
 - BOL-001: every clinician and patient bolus, at the tip (the fluid path it pushes out first, then the
   reservoir's drug), and every periodic bolus of every prescription, at most the prescription's maximum
@@ -165,8 +165,10 @@ class _Timeline:
         return values
 
     def ceiling_ng_day(self, record: dict[str, Any]) -> int:
+        """DOSE-003's ceiling for the record's group: the drug's, or the policy's if lower."""
         group = "child" if record["group"] == "CHILD" else "adult"
-        return int(self.drug[f"ceiling_{group}_ng_day"])
+        drug = int(self.drug[f"ceiling_{group}_ng_day"])
+        return min(drug, self.policy.get(f"DOSE-003.{group}_ceiling_ng_day", drug))
 
 
 def _daily_scaled(p: dict[str, Any]) -> int:
