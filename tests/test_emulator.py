@@ -9,6 +9,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,6 +41,9 @@ REPO = Path(__file__).resolve().parent.parent
 FLEX = REPO / "examples" / "prescriptions" / "flex-4-step.toml"
 STALL = '[[fault]]\nat = 864000\nkind = "motor-stall"\n'  # on day 10
 
+
+#: specs/export.schema.json: every export a test makes validates (tests/test_export.py)
+VALIDATOR = jsonschema.Draft202012Validator(json.loads((REPO / "specs" / "export.schema.json").read_text()))
 
 HELLO = Hello(protocol_version=1, role=Role.CLINICIAN, max_frame=512, client="t")
 
@@ -334,8 +338,11 @@ def test_export_log_writes_the_log_and_a_ledger_to_recompute_doses(
         counted = dose_between(emu.therapy.delivered, T0, T0 + DAY)
     assert main(["export-log", "--store", str(path)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    log = [line["log"] for line in lines if "log" in line]
-    ledger = [line["ledger"] for line in lines if "ledger" in line]
+    assert lines[0]["kind"] == "header"  # specs/export.md
+    for line in lines:
+        VALIDATOR.validate(line)
+    log = [line for line in lines if line["kind"] == "event"]
+    ledger = [line for line in lines if line["kind"] == "ledger"]
     assert [e["code"] for e in log][:1] == ["BOOT"]
     assert "FAULT" in {e["code"] for e in log}
     recomputed = sum(

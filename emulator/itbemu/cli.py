@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
+from itbemu.audit import audit_text
 from itbemu.clock import RealClock
 from itbemu.device import Emulator, new_therapy
+from itbemu.export import export_lines
 from itbemu.faults import FaultPlan
 from itbemu.server import TcpServer
 from itbemu.store import Store
@@ -31,12 +33,8 @@ from itbproto.specfiles import (
     load_rules,
     profile_ids,
 )
-from itbproto.wire import EventRecord
-from itbproto.wire.fields import RecordType
 
 __all__ = ["build_parser", "main"]
-
-_EVENT = RecordType(EventRecord)
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -189,24 +187,25 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_export_log(args: argparse.Namespace) -> int:
     with Store(args.store, create=False) as store:
-        if store.load(0) is None:
-            raise ItbError(f"{args.store} holds no pump")
-        for entry in store.log():
-            print(json.dumps({"log": _EVENT.to_json(entry)}))
-        for flow in store.ledger():
-            print(
-                json.dumps(
-                    {
-                        "ledger": {
-                            "start": flow.start,
-                            "end": flow.end,
-                            "rate_ul_day": flow.rate_ul_day,
-                            "concentration_ug_ml": flow.conc_ug_ml,
-                        }
-                    }
-                )
-            )
+        for line in export_lines(store, SafetyPolicy(load_rules()).values):
+            print(json.dumps(line, separators=(",", ":")))
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if str(args.export) == "-" else args.export.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ItbError(f"{args.export}: not a text file") from None
+    findings = audit_text(text)
+    if args.json:
+        print(json.dumps([f.as_json() for f in findings]))
+    else:
+        for finding in findings:
+            print(finding)
+        if not findings:
+            print("no rule broken")
+    return 1 if findings else 0
 
 
 class _Progress:
@@ -338,14 +337,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser(
         "export-log",
-        help="a stored pump's log and delivery ledger as JSON lines",
+        help="a stored pump's export for an auditor: header, event log, delivery ledger, JSON lines",
         description=(
-            "A stored pump's event log and its delivery ledger (what reached the catheter tip, second"
-            " by second), one JSON object per line, from the store of `serve --store`."
+            "A stored pump's export (specs/export.md): a header (the pump, its profile and drug, the policy,"
+            " the state its records start from), every event with its facts, then the delivery ledger"
+            " (what reached the catheter tip), one JSON object per line, from the store of `serve --store`."
         ),
     )
     export.add_argument("--store", type=Path, required=True, help="the SQLite file of `serve --store`")
     export.set_defaults(func=cmd_export_log)
+
+    audit = commands.add_parser(
+        "audit",
+        help="re-check the dose rules from an export alone; exit 1 if one was broken",
+        description=(
+            "Reads an export of `export-log` (specs/export.md) and re-checks, with exact arithmetic and"
+            " without the rule engine, DOSE-001 (every 24 h window at the catheter tip), BOL-001, PBOL-001/"
+            "002/003, TITR-001/002, REFILL-001, RES-001 and BATT-001/002: one line per broken window,"
+            " bolus or change; exit status 0 when none broke, 1 otherwise."
+        ),
+    )
+    audit.add_argument("export", type=Path, help="the export's JSON lines file (- for stdin)")
+    audit.add_argument("--json", action="store_true", help="the findings as one JSON list")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -215,9 +215,18 @@ class Emulator:
         delivered = self.pump.take_delivered()
         flows = [f for f in delivered if f.conc_ug_ml]
         self.ledger.extend(flows)
+        facts = self.pump.take_facts()
         if self.store is None:
             return
         log = self.pump.log.since(self.saved_log)
         strangers = self.pump.log.strangers_since(self.saved_log)
-        self.store.save(self.pump.state, log, flows, self.hardware.as_json(), strangers=strangers)
+        self.store.save(
+            self.pump.state,
+            log,
+            flows,
+            self.hardware.as_json(),
+            strangers=strangers,
+            facts=facts,
+            policy=self.pump.policy.values,
+        )
         self.saved_log = self.pump.log.total

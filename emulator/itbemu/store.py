@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY, at INTEGER NOT NULL, code INTEGER NOT NULL, txn INTEGER NOT NULL,
-    value INTEGER NOT NULL, detail TEXT NOT NULL, stranger INTEGER NOT NULL DEFAULT 0
+    value INTEGER NOT NULL, detail TEXT NOT NULL, stranger INTEGER NOT NULL DEFAULT 0,
+    facts TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY, start INTEGER NOT NULL, end INTEGER NOT NULL,
@@ -69,6 +70,8 @@ class Store:
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(log)")}
         if "stranger" not in columns:  # a store from before strangers had their own ring: none marked
             self._db.execute("ALTER TABLE log ADD COLUMN stranger INTEGER NOT NULL DEFAULT 0")
+        if "facts" not in columns:  # a store from before the export (specs/export.md): no facts saved
+            self._db.execute("ALTER TABLE log ADD COLUMN facts TEXT NOT NULL DEFAULT '{}'")
         found = self._meta("format")
         if found is None:
             self._db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT),))
@@ -122,19 +125,41 @@ class Store:
         hardware: dict[str, Any] | None = None,
         *,
         strangers: Collection[int] = frozenset(),
+        facts: Mapping[int, Mapping[str, Any]] | None = None,
+        policy: Mapping[str, int] | None = None,
     ) -> None:
         """One change, in one transaction: the new state, the log entries (``strangers``: the indices of
-        those links without a session caused) and ledger rows it added."""
+        those links without a session caused; ``facts``: what an auditor needs about them, by index) and
+        ledger rows it added; ``policy``, the safety policy's parameters the pump runs with. The first state
+        a store gets is kept as the start of its records (what the export's header gives)."""
+        facts = facts or {}
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if db.execute("SELECT 1 FROM state WHERE id = 1").fetchone() is None:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('start', ?)",
+                    (json.dumps(snapshot.dump(state), separators=(",", ":")),),
+                )
+            if policy is not None:
+                db.execute(
+                    "INSERT INTO meta VALUES ('policy', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (json.dumps(dict(policy), sort_keys=True),),
+                )
             db.execute(
                 "INSERT INTO state VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json",
                 (json.dumps(snapshot.dump(state), separators=(",", ":")),),
             )
             db.executemany(
-                "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(e.index, e.at, int(e.code), e.txn, e.value, e.detail, e.index in strangers) for e in log],
+                "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        *(e.index, e.at, int(e.code), e.txn, e.value, e.detail, e.index in strangers),
+                        json.dumps(facts.get(e.index, {}), separators=(",", ":")),
+                    )
+                    for e in log
+                ],
             )
             db.executemany(
                 "INSERT INTO ledger (start, end, rate_ul_day, conc_ug_ml) VALUES (?, ?, ?, ?)",
@@ -157,6 +182,24 @@ class Store:
             "SELECT idx, at, code, txn, value, detail FROM log ORDER BY idx"
         ):
             yield EventRecord(index=i, at=at, code=EventCode(code), txn=txn, value=value, detail=detail)
+
+    def entries(self) -> Iterator[tuple[EventRecord, bool, dict[str, Any]]]:
+        """Every log entry ever saved, oldest first, with whether a stranger caused it and its facts."""
+        for i, at, code, txn, value, detail, stranger, facts in self._db.execute(
+            "SELECT idx, at, code, txn, value, detail, stranger, facts FROM log ORDER BY idx"
+        ):
+            record = EventRecord(index=i, at=at, code=EventCode(code), txn=txn, value=value, detail=detail)
+            yield record, bool(stranger), json.loads(facts)
+
+    def start(self) -> dict[str, Any] | None:
+        """The first state this store got (a snapshot's JSON), None in a store from before it was kept."""
+        found = self._meta("start")
+        return None if found is None else dict(json.loads(found))
+
+    def policy(self) -> dict[str, int] | None:
+        """The safety policy's parameters the pump last ran with (None: a store from before they were)."""
+        found = self._meta("policy")
+        return None if found is None else dict(json.loads(found))
 
     def ledger(self) -> Iterator[Flow]:
         """Every delivery segment ever saved (drug at the catheter tip), in time order."""

@@ -28,8 +28,9 @@ from dataclasses import replace
 
 from itbproto.errors import StaleStageError, TherapyStateError, UnknownIdError
 from itbproto.machines.pump import alarms, reports
+from itbproto.machines.pump.facts import event_facts
 from itbproto.machines.pump.handlers import EOS_ALLOWED, HANDLERS, Handler, Refusal, Step, event_value
-from itbproto.machines.pump.log import EventLog
+from itbproto.machines.pump.log import EVENT_LOG_LIMIT, EventLog
 from itbproto.machines.pump.state import (
     MAX_TXN_STEP,
     TXN_MEMORY,
@@ -48,6 +49,7 @@ from itbproto.therapy.flows import SCALE, Flow, bolus_flows
 from itbproto.therapy.state import REFILL_TIMEOUT_S, ActiveBolus, Battery, TherapyState, advance
 from itbproto.wire import messages as m
 from itbproto.wire.enums import BolusKind, ErrorCode, EventCode
+from itbproto.wire.fields import Json
 from itbproto.wire.message import Effect, Kind, Message
 
 __all__ = ["REFILL_TIMEOUT_S", "PumpMachine"]
@@ -69,6 +71,8 @@ class PumpMachine:
         self.policy = policy
         self.log = log if log is not None else EventLog()
         self._delivered: list[Flow] = []
+        #: the facts of the entries logged since :meth:`take_facts` (:mod:`~itbproto.machines.pump.facts`)
+        self._facts: dict[int, dict[str, Json]] = {}
 
     @classmethod
     def new(cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str = "ITB-000001") -> PumpMachine:
@@ -175,7 +179,8 @@ class PumpMachine:
         self._state = after
         if handler.event is not None:
             code = handler.event if isinstance(handler.event, EventCode) else handler.event(step)
-            self.log.append(before.therapy.now, code, txn, event_value(request))
+            record = self.log.append(before.therapy.now, code, txn, event_value(request))
+            self._note(record.index, event_facts(before.therapy, after.therapy))
         if verdict is not None:
             self._log_acknowledgements(verdict, txn, before.therapy.now)
         now, held = before.therapy.now, after.therapy.held_until
@@ -256,6 +261,18 @@ class PumpMachine:
         delivered, self._delivered = tuple(self._delivered), []
         return delivered
 
+    def _note(self, index: int, facts: dict[str, Json]) -> None:
+        if facts:
+            self._facts[index] = facts
+            if len(self._facts) > EVENT_LOG_LIMIT:  # nobody takes them: keep as many as the log does
+                del self._facts[min(self._facts)]
+
+    def take_facts(self) -> dict[int, dict[str, Json]]:
+        """The facts of the entries logged since the last call, by entry index (what an auditor needs
+        beyond the wire record: :func:`~itbproto.machines.pump.facts.event_facts`)."""
+        facts, self._facts = self._facts, {}
+        return facts
+
     def _move(self, before: TherapyState, after: TherapyState) -> TherapyState:
         """A change time made: it must follow a time-driven transition of the table; it is logged."""
         src, dst = mode_of(before), mode_of(after)
@@ -263,7 +280,8 @@ class PumpMachine:
             trigger = next((t for t in TIME_TRIGGERS if PUMP.allows(t, src, dst)), None)
             if trigger is None:
                 raise AssertionError(f"time moved the pump from {src} to {dst}: not in the mode table")
-            self.log.append(after.now, _TIME_EVENTS[trigger])
+            record = self.log.append(after.now, _TIME_EVENTS[trigger])
+            self._note(record.index, event_facts(before, after, command=False))
         self._state = replace(self._state, therapy=after)
         return after
 
