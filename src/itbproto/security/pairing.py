@@ -55,13 +55,11 @@ def _mac(key: bytes, transcript: bytes) -> bytes:
     return hmac.new(key, transcript, hashlib.sha256).digest()
 
 
-class ProgrammerPairing:
-    """The programmer's side: :meth:`start`, then :meth:`confirm` with the reply, then :meth:`finish`."""
+class _Side:
+    """What both sides of a pairing hold: their ``spake2`` object, the keys it gave, the transcript T."""
 
-    def __init__(self, pin: str, serial: str, role: Role, entropy: Entropy = os.urandom) -> None:
-        self.serial, self.role = serial, role
-        self._spake = SPAKE2_A(pin.encode(), idA=PROGRAMMER_ID, idB=serial.encode(), entropy_f=entropy)
-        self._a = b""
+    def __init__(self, spake: Any) -> None:
+        self._spake = spake
         self._keys: PairingKeys | None = None
         self._transcript = b""
 
@@ -72,8 +70,22 @@ class ProgrammerPairing:
 
     @property
     def keys(self) -> PairingKeys | None:
-        """The keys SPAKE2 gave, once the reply is confirmed."""
+        """The keys SPAKE2 gave, once the other side's message was taken."""
         return self._keys
+
+    @property
+    def transcript(self) -> bytes:
+        """T, once the other side's message was taken (specs/protocol.md §6)."""
+        return self._transcript
+
+
+class ProgrammerPairing(_Side):
+    """The programmer's side: :meth:`start`, then :meth:`confirm` with the reply, then :meth:`finish`."""
+
+    def __init__(self, pin: str, serial: str, role: Role, entropy: Entropy = os.urandom) -> None:
+        super().__init__(SPAKE2_A(pin.encode(), idA=PROGRAMMER_ID, idB=serial.encode(), entropy_f=entropy))
+        self.serial, self.role = serial, role
+        self._a = b""
 
     def start(self) -> m.PairStart:
         self._a = bytes(self._spake.start())
@@ -96,31 +108,14 @@ class ProgrammerPairing:
         return PairedKey(result.key_id, self.role, self._keys.long_term)
 
 
-class PumpPairing:
+class PumpPairing(_Side):
     """The pump's side: :meth:`reply` to PairStart, then :meth:`result` for PairConfirm."""
 
     def __init__(self, pin: str, serial: str, entropy: Entropy = os.urandom) -> None:
+        super().__init__(SPAKE2_B(pin.encode(), idA=PROGRAMMER_ID, idB=serial.encode(), entropy_f=entropy))
         self.serial = serial
         self._entropy = entropy
-        self._spake = SPAKE2_B(pin.encode(), idA=PROGRAMMER_ID, idB=serial.encode(), entropy_f=entropy)
-        self._keys: PairingKeys | None = None
-        self._transcript = b""
         self._role = Role.PATIENT
-
-    @property
-    def spake2_state(self) -> Any:
-        """The ``spake2`` object (its scalars: for the vectors)."""
-        return self._spake
-
-    @property
-    def keys(self) -> PairingKeys | None:
-        """The keys SPAKE2 gave, once PairStart is answered."""
-        return self._keys
-
-    @property
-    def transcript(self) -> bytes:
-        """T, once PairStart is answered (specs/protocol.md §6)."""
-        return self._transcript
 
     def reply(self, start: m.PairStart) -> m.PairReply:
         b = bytes(self._spake.start())
