@@ -112,6 +112,7 @@ class PumpClient:
         self._alarms: asyncio.Queue[m.AlarmRecord | object] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._waiting: asyncio.Timeout | None = None  # the time-out of the answer awaited now
 
     @classmethod
     def shipped(cls, transport: Transport, profile: str | None = None, **options: Any) -> PumpClient:
@@ -439,15 +440,24 @@ class PumpClient:
                 )
         return events
 
+    def expire(self) -> None:
+        """The answer being waited for will not come (the link knows it lost it): stop waiting now, as when
+        the time-out ends, so that the request is resolved at once. Nothing when nothing is awaited."""
+        if self._waiting is not None:
+            self._waiting.reschedule(asyncio.get_running_loop().time())
+
     async def _answer(self) -> list[SessionEvent]:
         events: list[SessionEvent] = []
-        async with asyncio.timeout(self.timeout_s):
-            while not any(isinstance(e, _ANSWERS) for e in events):
-                event = await self._answers.get()
-                if event is _CLOSED:
-                    raise LinkClosedError("the link to the pump is gone")
-                assert isinstance(event, SessionEvent)
-                events.append(event)
+        try:
+            async with asyncio.timeout(self.timeout_s) as self._waiting:
+                while not any(isinstance(e, _ANSWERS) for e in events):
+                    event = await self._answers.get()
+                    if event is _CLOSED:
+                        raise LinkClosedError("the link to the pump is gone")
+                    assert isinstance(event, SessionEvent)
+                    events.append(event)
+        finally:
+            self._waiting = None
         while not self._answers.empty():  # what the same reply also said (Verified after its Replied)
             event = self._answers.get_nowait()
             if event is _CLOSED:

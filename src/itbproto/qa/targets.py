@@ -12,6 +12,7 @@ attacker would) and can lose what comes back (so that the client retries, as ove
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -20,6 +21,7 @@ from itbproto.errors import ItbError
 from itbproto.security import PairedKey
 from itbproto.transport import Transport, open_target
 from itbproto.wire.enums import Role
+from itbproto.wire.frame import peek_header
 from itbproto.wire.stream import StreamSplitter
 
 if TYPE_CHECKING:  # the emulator is imported when a pump is made, not with the plugin
@@ -105,7 +107,8 @@ class Target(Protocol):
 
 
 class InprocTarget:
-    """The emulator in this process, on a virtual clock; a new pump for every :meth:`fresh`."""
+    """The emulator in this process, on a virtual clock; a new pump for every :meth:`fresh`, which knows
+    the keys of the programmers paired before (each role pairs once per target)."""
 
     name = "inproc"
     virtual_clock = True
@@ -154,9 +157,11 @@ class InprocTarget:
         emulator = Emulator.create(therapy, policy, serial=self.serial or "QA-INPROC", store=self._store)
         emulator.firmware.pin = self.pin
         emulator.firmware.require_pairing = self.requires_pairing
+        for key in sorted(self.keys.values(), key=lambda k: k.key_id):  # paired with the pumps before: the
+            emulator.pump.add_key(key, START)  # suite's programmers pair once (the PAIR probe pairs anew)
+        emulator.advance_to(START)  # saved
         self.clock = VirtualClock(START)
         self._hub = InProcessHub(emulator, self.clock)
-        self.keys = {}
 
     async def fault(self, kind: str, value: int = 0) -> None:
         from itbemu.faults import DeviceFault
@@ -252,14 +257,23 @@ def target_from(
     raise ValueError(f"--itb-target: expected inproc, tcp://HOST:PORT or ble://NAME, got {spec!r}")
 
 
+def _answers_a_request(frame: bytes) -> bool:
+    """A whole frame whose header carries a transaction id (an alarm's has none)."""
+    header = peek_header(frame)
+    return header is not None and header.txn != 0
+
+
 @dataclass
 class Tap:
-    """A transport that keeps what is sent and loses the next ``lose`` frames (or fragments) received."""
+    """A transport that keeps what is sent and loses the next ``lose`` frames (or fragments) received.
+    ``on_lost`` is told when a whole frame answering a request (its txn not 0) was lost: the client need not
+    sit out its time-out (:meth:`~itbproto.client.PumpClient.expire`)."""
 
     inner: Transport
     sent: list[bytes] = field(default_factory=list)
     lose: int = 0
     received: int = 0
+    on_lost: Callable[[], None] | None = None
     stream: bool = field(init=False)
     mtu: int | None = field(init=False)
     _splitter: StreamSplitter = field(default_factory=StreamSplitter)
@@ -284,6 +298,8 @@ class Tap:
             self.received += 1
             if self.lose:
                 self.lose -= 1
+                if self.on_lost is not None and self.mtu is None and _answers_a_request(data):
+                    self.on_lost()
                 continue
             return data
 

@@ -60,6 +60,7 @@ __all__ = [
     "decode",
     "encode",
     "open_frame",
+    "peek_header",
 ]
 
 FLAG_SEALED = 0x01
@@ -154,6 +155,15 @@ def payload_too_long(length: int, given: int) -> FrameLengthError:
     most = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE
     reason = f"its header declares a {length}-byte payload; at most {MAX_PAYLOAD} ({given} bytes given)"
     return FrameLengthError(most, HEADER_SIZE + length + CRC_SIZE, reason)
+
+
+def peek_header(data: bytes) -> FrameHeader | None:
+    """The header's fields as they stand, unchecked (None: too short to hold one). Nothing in it can be
+    trusted before :func:`open_frame`; for a tool that watches frames go by."""
+    if len(data) < HEADER_SIZE:
+        return None
+    version, flags, seq, txn, msg_type, length = _HEADER.unpack_from(data)
+    return FrameHeader(version=version, flags=flags, seq=seq, txn=txn, msg_type=msg_type, length=length)
 
 
 def open_frame(data: bytes, channel: Channel = PLAIN) -> tuple[FrameHeader, bytes]:

@@ -24,9 +24,8 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
     elif delivering:
         # low: at or below the volume threshold, or empty within the days threshold (counting the second
         # that has begun: the forecast rounds the empty time down, so the alarm comes at its second)
-        soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE + 1)
-        empties_soon = sum(f.volume_scaled for f in soon) >= t.reservoir_scaled
-        if t.reservoir_ul <= t.thresholds.low_reservoir_ul or empties_soon:
+        # (the forecast only when the volume does not already say so)
+        if t.reservoir_ul <= t.thresholds.low_reservoir_ul or _empties_soon(t):
             active.add(AlarmCode.LOW_RESERVOIR)
     if t.battery is Battery.ERI or (t.battery is Battery.OK and t.charge_scaled <= t.eri_reserve_scaled):
         active.add(AlarmCode.BATTERY_ERI)  # (a higher programmed volume can bring it before time latches it)
@@ -39,6 +38,12 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
     if not t.empty and t.now >= t.stability_ends_at:
         active.add(AlarmCode.DRUG_EXPIRED)
     return active
+
+
+def _empties_soon(t: TherapyState) -> bool:
+    """The reservoir empties within the low-reservoir days threshold at what is planned."""
+    soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE + 1)
+    return sum(f.volume_scaled for f in soon) >= t.reservoir_scaled
 
 
 def update(t: TherapyState) -> Changes:

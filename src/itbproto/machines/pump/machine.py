@@ -73,6 +73,7 @@ class PumpMachine:
         self._delivered: list[Flow] = []
         #: the facts of the entries logged since :meth:`take_facts` (:mod:`~itbproto.machines.pump.facts`)
         self._facts: dict[int, dict[str, Json]] = {}
+        self._settled: TherapyState | None = None
 
     @classmethod
     def new(cls, therapy: TherapyState, policy: SafetyPolicy, *, serial: str = "ITB-000001") -> PumpMachine:
@@ -286,7 +287,10 @@ class PumpMachine:
         return after
 
     def _alarms(self, therapy: TherapyState) -> tuple[m.AlarmNotify, ...]:
+        if therapy is self._settled:  # the alarms were brought up to date on this very state
+            return ()
         therapy, announce, cleared = alarms.update(therapy)
+        self._settled = therapy  # (a pure function of the state: the result is up to date too)
         for record in announce:
             self.log.append(therapy.now, EventCode.ALARM_RAISED, 0, int(record.code))
         for record in cleared:
