@@ -21,12 +21,10 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
     delivering = t.prescription is not None and t.delivery_mode is not TherapyMode.STOPPED
     if delivering and t.empty:
         active.add(AlarmCode.EMPTY_RESERVOIR)
-    elif delivering:
-        # low: at or below the volume threshold, or empty within the days threshold (counting the second
-        # that has begun: the forecast rounds the empty time down, so the alarm comes at its second)
-        # (the forecast only when the volume does not already say so)
-        if t.reservoir_ul <= t.thresholds.low_reservoir_ul or _empties_soon(t):
-            active.add(AlarmCode.LOW_RESERVOIR)
+    elif delivering and (t.reservoir_ul <= t.thresholds.low_reservoir_ul or _empties_soon(t)):
+        # low: at or below the volume threshold, or empty within the days threshold (the forecast only
+        # when the volume does not already say so)
+        active.add(AlarmCode.LOW_RESERVOIR)
     if t.battery is Battery.ERI or (t.battery is Battery.OK and t.charge_scaled <= t.eri_reserve_scaled):
         active.add(AlarmCode.BATTERY_ERI)  # (a higher programmed volume can bring it before time latches it)
     if t.battery is Battery.EOS:
@@ -41,7 +39,8 @@ def conditions(t: TherapyState) -> set[AlarmCode]:
 
 
 def _empties_soon(t: TherapyState) -> bool:
-    """The reservoir empties within the low-reservoir days threshold at what is planned."""
+    """The reservoir empties within the low-reservoir days threshold at what is planned (counting the second
+    that has begun: the forecast rounds the empty time down, so the alarm comes at its second)."""
     soon = planned_flows(t, t.now, t.now + t.thresholds.low_reservoir_days * SCALE + 1)
     return sum(f.volume_scaled for f in soon) >= t.reservoir_scaled
 
