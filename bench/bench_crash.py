@@ -1,8 +1,8 @@
 """Crash safety at scale: a process programming a stored pump is killed with SIGKILL thousands of times at
 random moments (itbemu.crash); every acknowledged change, every log entry and the meaning of every
 transaction id must survive each kill. The baseline, in the same run, is the same commands with no
-kill (acknowledged commands per second through the store), so the figures say what the kills cost. The
-last line printed is one JSON object. Run: ``make bench``.
+kill (acknowledged commands per second through the store; and with ``fsync``, a disk flush per change), so
+the figures say what the kills cost. The last line printed is one JSON object. Run: ``make bench``.
 """
 
 from __future__ import annotations
@@ -43,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "pump.db"
         new_store(path, policy)
-        with Store(path) as store:  # the baseline: the same commands through the store, no kill
-            emulator, acked = Emulator.open(store, policy), list[int]()
-            started = time.perf_counter()
-            program(emulator, acked.append, count=args.baseline_commands)
-            baseline_per_s = len(acked) / (time.perf_counter() - started)
+        rates = {}  # the baseline: the same commands through the store, no kill (and with a flush each)
+        for fsync in (False, True):
+            with Store(path, fsync=fsync) as store:
+                emulator, acked = Emulator.open(store, policy), list[int]()
+                started = time.perf_counter()
+                program(emulator, acked.append, count=args.baseline_commands)
+                rates[fsync] = len(acked) / (time.perf_counter() - started)
+                emulator.close()
+        baseline_per_s = rates[False]
         started = time.perf_counter()
         report = crash_test(path, policy, kills=args.kills, seed=args.seed)
         wall = time.perf_counter() - started
@@ -60,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         ("violations", len(report.violations)),
         ("wall time, s", f"{wall:.1f}"),
         ("no kills: commands/s", f"{baseline_per_s:.0f}"),
+        ("no kills, --fsync: commands/s", f"{rates[True]:.0f}"),
     ]
     for name, value in rows:
         print(f"{name:>30}: {value}")
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     "wall_s": round(wall, 2),
                     "kills_per_s": round(report.kills / wall, 1),
                     "baseline_commands_per_s": round(baseline_per_s),
+                    "baseline_fsync_commands_per_s": round(rates[True]),
                     "acknowledged_per_s_vs_baseline": round(report.acknowledged / wall / baseline_per_s, 3),
                 }
             }

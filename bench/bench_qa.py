@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -82,7 +82,7 @@ def _layer(where: str) -> str | None:
 def breakdown(stats: pstats.Stats, steps: int) -> dict[str, float]:
     """µs per step by layer, from a profile of ``steps`` steps (see the module docstring)."""
     table = stats.stats  # type: ignore[attr-defined]
-    own: Counter[str] = Counter()
+    own: dict[str, float] = defaultdict(float)
 
     def charge(func: tuple[str, int, str], seconds: float, depth: int = 0) -> None:
         layer = _layer(f"{func[0]}:{func[2]}")
@@ -95,11 +95,11 @@ def breakdown(stats: pstats.Stats, steps: int) -> dict[str, float]:
             charge(caller, seconds * c[1] / calls, depth + 1)
 
     reads = 0.0
-    for func, (_, _, tottime, cumtime, _) in table.items():
+    for func, (_, _, tottime, cumtime, _) in table.items():  # (tottime, cumtime: seconds)
         charge(func, tottime)
         if func[2] in READS and "itbproto/qa/" in func[0]:
             reads += cumtime
-    per_step = {name: round(s / steps * 1e6, 1) for name, s in own.most_common()}
+    per_step = {name: round(s / steps * 1e6, 1) for name, s in sorted(own.items(), key=lambda i: -i[1])}
     per_step["of which the oracle's reads (all layers)"] = round(reads / steps * 1e6, 1)
     return per_step
 

@@ -80,7 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         seed(args.defect)
         print(f"itbemu: DEFECTIVE pump ({args.defect}), for testing the QA suite only", file=sys.stderr)
     policy = SafetyPolicy(load_rules(), load_policy(args.policy) if args.policy else {})
-    store = Store(args.store) if args.store else None
+    store = Store(args.store, fsync=args.fsync) if args.store else None
     if store is not None and store.load(0) is not None:
         emulator = Emulator.open(store, policy)
     else:
@@ -272,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--profile", choices=profile_ids(), default="itb-20", help="device profile")
     serve.add_argument("--store", type=Path, help="SQLite file keeping the pump across restarts")
+    serve.add_argument(
+        "--fsync",
+        action="store_true",
+        help="flush each acknowledged change to the disk: the store survives a power cut of the host, not "
+        "only a kill of the emulator (about ten times slower)",
+    )
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")
     serve.add_argument(
         "--policy",

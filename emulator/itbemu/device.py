@@ -4,14 +4,17 @@
 bytes of each link and a device time, and returns the bytes to write to each link. Between calls it lets
 time pass event by event (a bolus ends, a suspension runs out, the reservoir runs low, the battery reaches
 its indicators), so every alarm is raised at its own time however seldom it is called. Every change is
-saved to the store before the bytes that acknowledge it are returned: whatever a link with a session did,
-and every log entry but a stranger's. What only strangers caused (links without a session: their refusals,
+saved to the store before the bytes that acknowledge it are returned: whatever a link with a session
+changed, and every log entry but a stranger's. A read changes nothing and writes nothing: time passing is
+not saved, as a restart from the store lets the same time pass again, event by event.
+What only strangers caused (links without a session: their refusals,
 dropped frames and totals, and the time that passed meanwhile) waits for the next save, which the servers
 make at least every second while it waits (:attr:`Emulator.unsaved`): a flood costs no disk write per frame.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +23,7 @@ from itbemu.faults import DeviceFault, apply_fault
 from itbemu.store import Store
 from itbproto.connection import Connection
 from itbproto.firmware import Firmware, Output
-from itbproto.machines.pump import EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT, EventLog, PumpMachine
+from itbproto.machines.pump import EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT, DeviceState, EventLog, PumpMachine
 from itbproto.safety import SafetyPolicy
 from itbproto.therapy import SCALE, DeviceProfile, Drug, Flow, TherapyState
 from itbproto.therapy.forecast import next_event_at
@@ -30,6 +33,8 @@ __all__ = ["START", "Emulator", "Hardware", "new_therapy"]
 
 #: a new emulated pump's device time: day 1000 of the device epoch
 START = 1_000 * SCALE
+#: the parts of the pump's state
+_KEPT = tuple(f.name for f in dataclasses.fields(DeviceState))
 
 
 def new_therapy(
@@ -93,6 +98,9 @@ class Emulator:
     #: the next event's time, while only time has passed since it was worked out (None: none ahead)
     _next: tuple[int | None] | None = field(init=False, default=None)
     _unsaved: bool = field(init=False, default=False)
+    #: the state last saved, and the ledger rows not saved yet
+    _saved: DeviceState | None = field(init=False, default=None)
+    _flows: list[Flow] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.firmware = Firmware(self.pump)
@@ -203,19 +211,35 @@ class Emulator:
             self._save()
 
     def _save_unless_strangers_only(self, link: int | None) -> None:
-        """Save now, unless all there is to save came from strangers (then it waits: :attr:`unsaved`)."""
+        """Save now what a session changed or any log entry not a stranger's; what strangers changed waits
+        (:attr:`unsaved`). Time passing changes nothing to save: a restart lets it pass again, the same."""
+        self._collect()
         session = link is not None and self.firmware.session(link).role is not None
-        if session or self.pump.log.own_since(self.saved_log):
+        if self.pump.log.own_since(self.saved_log) or (session and self._changed()):
             self._save()
-        else:
+        elif self._changed() or self.pump.log.total > self.saved_log:
             self._unsaved = True
+
+    def _changed(self) -> bool:
+        """The pump's state changed since the last save, not only by time passing (every command is in
+        the transaction memory; keys and PIN failures are the rest)."""
+        now, saved = self.pump.state, self._saved
+        return saved is None or any(
+            getattr(now, name) is not getattr(saved, name) for name in _KEPT if name != "therapy"
+        )
+
+    def _collect(self) -> None:
+        """What left the catheter tip, into the ledger (the store gets it with the next save)."""
+        flows = [f for f in self.pump.take_delivered() if f.conc_ug_ml]
+        self.ledger.extend(flows)
+        self._flows.extend(flows)
 
     def _save(self) -> None:
         self._unsaved = False
-        delivered = self.pump.take_delivered()
-        flows = [f for f in delivered if f.conc_ug_ml]
-        self.ledger.extend(flows)
+        self._collect()
+        flows, self._flows = self._flows, []
         facts = self.pump.take_facts()
+        self._saved = self.pump.state
         if self.store is None:
             return
         log = self.pump.log.since(self.saved_log)

@@ -1,8 +1,13 @@
 """The emulator's crash-safe store: the pump's state, its event log and the delivery ledger in SQLite.
 
-WAL mode with ``synchronous=FULL``; every change the pump acknowledges is one transaction, committed
-before its reply leaves (:meth:`Store.save`). After ``kill -9`` at any moment a restart finds every
-acknowledged change and every log entry, and the transaction memory that keeps retries at most once.
+WAL mode; every change the pump acknowledges is one transaction, committed before its reply leaves
+(:meth:`Store.save`). After ``kill -9`` at any moment a restart finds every acknowledged change and every log
+entry, and the transaction memory that keeps retries at most once: a commit is in the operating system's
+hands before it returns (``synchronous=NORMAL``). ``fsync=True`` (``itbemu serve --fsync``) also keeps it
+through a power cut or a crash of the host, at a disk flush per change (``synchronous=FULL``; about ten
+times slower on a virtual disk). A save writes what changed: the state (unchanged parts are not converted
+again: :class:`~itbproto.machines.pump.snapshot.Dumper`), new log entries and ledger rows, and the policy
+and hardware notes only when they differ from what the store holds.
 """
 
 from __future__ import annotations
@@ -52,10 +57,13 @@ class Saved:
 class Store:
     """One emulated pump's data in one SQLite file."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
-        """Open the store at ``path`` (a new one is made unless ``create`` is False); ValueError, in one
-        line, when it cannot be: a missing directory, a directory, a file that is not a store."""
+    def __init__(self, path: str | Path, *, create: bool = True, fsync: bool = False) -> None:
+        """Open the store at ``path`` (a new one is made unless ``create`` is False; ``fsync``: each change
+        flushed to the disk, see the module docstring); ValueError, in one line, when it cannot be: a missing
+        directory, a directory, a file that is not a store."""
         self.path = Path(path)
+        self._dump = snapshot.Dumper()
+        self._meta_written: dict[str, str] = {}
         if not create and not self.path.is_file():
             raise ValueError(f"{self.path}: no store there")
         if self.path.is_dir():
@@ -63,7 +71,7 @@ class Store:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise ValueError(f"{self.path}: cannot open it as a store ({exc})") from None
@@ -134,22 +142,25 @@ class Store:
         a store gets is kept as the start of its records (what the export's header gives)."""
         facts = facts or {}
         db = self._db
+        state_json = json.dumps(self._dump(state), separators=(",", ":"))
+        meta = {
+            "policy": None if policy is None else json.dumps(dict(policy), sort_keys=True),
+            "hardware": None if hardware is None else json.dumps(hardware, sort_keys=True),
+        }
         db.execute("BEGIN IMMEDIATE")
         try:
             if db.execute("SELECT 1 FROM state WHERE id = 1").fetchone() is None:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('start', ?)",
-                    (json.dumps(snapshot.dump(state), separators=(",", ":")),),
-                )
-            if policy is not None:
-                db.execute(
-                    "INSERT INTO meta VALUES ('policy', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (json.dumps(dict(policy), sort_keys=True),),
-                )
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('start', ?)", (state_json,))
+            for key, value in meta.items():
+                if value is not None and self._meta_written.get(key) != value:
+                    db.execute(
+                        "INSERT INTO meta VALUES (?, ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (key, value),
+                    )
             db.execute(
                 "INSERT INTO state VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET json = excluded.json",
-                (json.dumps(snapshot.dump(state), separators=(",", ":")),),
+                (state_json,),
             )
             db.executemany(
                 "INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -165,16 +176,11 @@ class Store:
                 "INSERT INTO ledger (start, end, rate_ul_day, conc_ug_ml) VALUES (?, ?, ?, ?)",
                 [(f.start, f.end, f.rate_ul_day, f.conc_ug_ml) for f in ledger],
             )
-            if hardware is not None:
-                db.execute(
-                    "INSERT INTO meta VALUES ('hardware', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (json.dumps(hardware, sort_keys=True),),
-                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._meta_written.update({key: value for key, value in meta.items() if value is not None})
 
     def log(self) -> Iterator[EventRecord]:
         """Every log entry ever saved, oldest first."""

@@ -21,7 +21,7 @@ from itbproto.machines.pump.state import DeviceState
 from itbproto.wire.fields import Json, RecordType
 from itbproto.wire.message import Message, Record, message_class
 
-__all__ = ["FORMAT", "dump", "load"]
+__all__ = ["FORMAT", "Dumper", "dump", "load"]
 
 #: the snapshot format; a change that old snapshots cannot be read with changes it
 FORMAT = 5  # 2: patient record, fluid path, peaks; 3: battery charge; 4: paired keys; 5: held_until
@@ -30,6 +30,20 @@ FORMAT = 5  # 2: patient record, fluid path, peaks; 3: battery charge; 4: paired
 def dump(state: DeviceState) -> dict[str, Json]:
     """The state as JSON-ready data."""
     return {"format": FORMAT, "state": _dump(state, DeviceState)}
+
+
+class Dumper:
+    """:func:`dump` for a state saved again and again: the parts that are the very objects of the last dump
+    (the state is immutable: a change makes new objects) are not converted again."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[object, Json]] = {}
+
+    def __call__(self, state: DeviceState) -> dict[str, Json]:
+        used: dict[int, tuple[object, Json]] = {}
+        data = {"format": FORMAT, "state": _dump(state, DeviceState, (self._last, used))}
+        self._last = used
+        return data
 
 
 def load(data: Json) -> DeviceState:
@@ -61,14 +75,29 @@ def _fields(cls: type) -> list[tuple[str, Any]]:
     return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.init]
 
 
-def _dump(value: Any, hint: Any) -> Json:
+#: (the last dump's parts, this dump's parts), by id: the object and what it became
+_Memo = tuple[dict[int, tuple[object, Json]], dict[int, tuple[object, Json]]]
+
+
+def _dump(value: Any, hint: Any, memo: _Memo | None = None) -> Json:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         (inner,) = [a for a in args if a is not type(None)]
-        return None if value is None else _dump(value, inner)
+        return None if value is None else _dump(value, inner, memo)
     if origin is tuple:
         items = args[:1] * len(value) if args[-1] is Ellipsis else args
-        return [_dump(v, h) for v, h in zip(value, items, strict=True)]
+        return [_dump(v, h, memo) for v, h in zip(value, items, strict=True)]
+    if memo is not None and (hint is Message or dataclasses.is_dataclass(hint)):
+        last, used = memo
+        hit = last.get(id(value))
+        if hit is None or hit[0] is not value:
+            hit = (value, _convert(value, hint, memo))
+        used[id(value)] = hit
+        return hit[1]
+    return _convert(value, hint, memo)
+
+
+def _convert(value: Any, hint: Any, memo: _Memo | None) -> Json:
     if hint is Message:
         return {"type": int(value.TYPE), "fields": value.to_json()}
     if isinstance(hint, type) and issubclass(hint, Record):
@@ -76,7 +105,7 @@ def _dump(value: Any, hint: Any) -> Json:
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return cast(str, value.name)
     if dataclasses.is_dataclass(hint):
-        return {name: _dump(getattr(value, name), h) for name, h in _fields(cast(type, hint))}
+        return {name: _dump(getattr(value, name), h, memo) for name, h in _fields(cast(type, hint))}
     if hint in (int, str, bool):
         return cast(Json, value)
     if hint is bytes:
