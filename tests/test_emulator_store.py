@@ -11,7 +11,10 @@ import pytest
 from factories import POLICY, T0, programmed
 from itbemu import Emulator, Store
 from itbemu.crash import crash_test, threshold_for
+from itbproto.connection import Connection, Side
 from itbproto.machines.pump import snapshot
+from itbproto.wire import Hello, Role, SetThresholds, StatusRequest, decode, encode
+from itbproto.wire.message import Message
 
 
 def test_a_saved_pump_opens_as_it_was(tmp_path: Path) -> None:
@@ -53,3 +56,40 @@ def test_kill_9_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> 
     with Store(path) as store:
         opened = Emulator.open(store, POLICY)
         assert opened.therapy.thresholds.low_reservoir_ul == threshold_for(opened.pump.state.last_txn)
+
+
+def _ask(emulator: Emulator, link: int, request: Message, txn: int, seq: int, now: int) -> Message:
+    (reply,) = [
+        decode(c).message for c in emulator.receive(link, encode(request, txn=txn, seq=seq), now)[link]
+    ]
+    return reply
+
+
+def test_reads_write_nothing_and_a_restart_lets_the_same_time_pass(tmp_path: Path) -> None:
+    """Status reads hours apart commit nothing; the pump opened from the store as the reads left it (as after
+    kill -9) and brought to the same time reports what the running one did; a command commits once."""
+    path = tmp_path / "pump.db"
+    with Store(path) as store:
+        emulator = Emulator.create(programmed(), POLICY, serial="EMU-READ", store=store)
+        link = emulator.attach(Connection(Side.PUMP))
+        hello = Hello(protocol_version=1, role=Role.CLINICIAN, max_frame=512, client="reads")
+        _ask(emulator, link, hello, 1, 0, T0)
+        commits = store.commits
+        for seq, hours in enumerate((1, 5, 20), start=1):
+            report = _ask(emulator, link, StatusRequest(), 1 + seq, seq, T0 + hours * 3_600)
+        assert store.commits == commits  # (no alarm came due: nothing logged either)
+        with Store(path) as again:
+            opened = Emulator.open(again, POLICY)
+            opened.advance_to(T0 + 20 * 3_600)
+            assert opened.pump.status() == report
+        thresholds = emulator.therapy.thresholds
+        _ask(emulator, link, SetThresholds(thresholds=thresholds), 9, 4, T0 + 20 * 3_600)
+        assert store.commits == commits + 1
+
+
+def test_the_dumper_gives_what_dump_gives_as_the_state_changes() -> None:
+    """What a store writes reuses the unchanged parts of the last dump; it must be the whole state still."""
+    emulator, dumper = Emulator.create(programmed(), POLICY, serial="EMU-DUMP"), snapshot.Dumper()
+    for hours in (0, 1, 30, 200):
+        emulator.pump.set_motor_stalled(hours == 30, T0 + hours * 3_600)
+        assert dumper(emulator.pump.state) == snapshot.dump(emulator.pump.state)

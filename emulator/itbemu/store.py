@@ -63,6 +63,8 @@ class Store:
         directory, a directory, a file that is not a store."""
         self.path = Path(path)
         self._dump = snapshot.Dumper()
+        #: transactions this Store committed (each save is one)
+        self.commits = 0
         self._meta_written: dict[str, str] = {}
         if not create and not self.path.is_file():
             raise ValueError(f"{self.path}: no store there")
@@ -180,6 +182,7 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self.commits += 1
         self._meta_written.update({key: value for key, value in meta.items() if value is not None})
 
     def log(self) -> Iterator[EventRecord]:
