@@ -95,8 +95,8 @@ class Emulator:
     #: device faults still to happen, (device time, fault), soonest first
     faults: list[tuple[int, DeviceFault]] = field(default_factory=list)
     firmware: Firmware = field(init=False)
-    #: the next event's time, while only time has passed since it was worked out (None: none ahead)
-    _next: tuple[int | None] | None = field(init=False, default=None)
+    #: the next event's time (None: none ahead), and the state it was worked out for
+    _next: tuple[TherapyState, int | None] | None = field(init=False, default=None)
     _unsaved: bool = field(init=False, default=False)
     #: the state last saved, and the ledger rows not saved yet
     _saved: DeviceState | None = field(init=False, default=None)
@@ -151,7 +151,6 @@ class Emulator:
         """Bytes from ``link`` at device time ``now``: what to write to every link (saved first)."""
         out = self._elapse(now)
         self._merge(out, self.firmware.receive(link, data, max(now, self.now)))
-        self._next = None  # a command may have changed what happens next
         self._save_unless_strangers_only(link)
         return out
 
@@ -165,9 +164,10 @@ class Emulator:
 
     def next_event_at(self) -> int | None:
         """When something happens next if nothing is done (the servers sleep until then)."""
-        if self._next is None:
-            self._next = (next_event_at(self.therapy),)
-        times = (self._next[0], self.faults[0][0] if self.faults else None)
+        therapy = self.therapy
+        if self._next is None or self._next[0] is not therapy:  # (a change makes a new state)
+            self._next = (therapy, next_event_at(therapy))
+        times = (self._next[1], self.faults[0][0] if self.faults else None)
         return min((t for t in times if t is not None), default=None)
 
     def schedule(self, faults: Sequence[tuple[int, DeviceFault]]) -> None:
@@ -190,7 +190,6 @@ class Emulator:
                 self._merge(out, self.firmware.notify(apply_fault(self, fault, max(t, self.now))))
             else:
                 self._merge(out, self.firmware.tick(t))
-            self._next = None  # something happened: work the next one out again
         if now > self.now:
             self._merge(out, self.firmware.tick(now))
         return out
