@@ -4,7 +4,7 @@ through PumpClient and the codec (fragmented, and sealed after pairing where sai
 Targets, in the same run: the emulator in-process with plain frames (the baseline), in-process with every
 frame sealed (AES-CCM after SPAKE2 pairing), `itbemu serve --tcp` and `itbemu serve --ble` (over the bumble
 virtual radio) in another process. Goals (issue 27): at least 3,000 steps/s in-process sealed, 1,000 over
-TCP, 500 over BLE.
+TCP, 500 over BLE. Beside them, the ceiling: the same search with rules that do nothing (hypothesis alone).
 
 ``--breakdown`` also runs the in-process sealed suite under cProfile and says where a step's time goes, by
 layer (each function's own time, by its module; the standard library's and builtins' charged to their
@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
 from itbproto.qa.plugin import Report
 from itbproto.qa.targets import InprocTarget, RemoteTarget, Target
@@ -61,7 +61,13 @@ READS = ("_observe",)
 def steps_per_s(target: Target, examples: int) -> tuple[float, int]:
     report = Report(load_rules().ids)
     machine = type("PumpUnderTest", (PumpUnderTest,), {"target": target, "report": report})
-    chosen = settings(
+    started = time.perf_counter()
+    run_state_machine_as_test(machine, settings=_settings(examples))
+    return report.total_steps / (time.perf_counter() - started), report.total_steps
+
+
+def _settings(examples: int) -> settings:
+    return settings(
         max_examples=examples,
         stateful_step_count=25,
         deadline=None,
@@ -70,9 +76,29 @@ def steps_per_s(target: Target, examples: int) -> tuple[float, int]:
         phases=(Phase.generate,),
         suppress_health_check=list(HealthCheck),
     )
+
+
+def hypothesis_ceiling(examples: int) -> tuple[float, int]:
+    """The same search with every rule and the invariant doing nothing: the steps per second hypothesis
+    itself allows (the suite cannot go faster)."""
+    steps = [0]
+
+    def nothing(self: RuleBasedStateMachine, **drawn: object) -> None:
+        return None
+
+    def count(self: RuleBasedStateMachine) -> None:
+        steps[0] += 1
+
+    body: dict[str, object] = {
+        name: rule(**found.arguments)(nothing)  # type: ignore[no-untyped-call]
+        for name, function in vars(PumpUnderTest).items()
+        if (found := getattr(function, "hypothesis_stateful_rule", None)) is not None
+    }
+    body |= {"start": initialize()(nothing), "the_pump_kept_every_rule": invariant()(count)}
+    machine = type("Ceiling", (RuleBasedStateMachine,), body)
     started = time.perf_counter()
-    run_state_machine_as_test(machine, settings=chosen)
-    return report.total_steps / (time.perf_counter() - started), report.total_steps
+    run_state_machine_as_test(machine, settings=_settings(examples))
+    return steps[0] / (time.perf_counter() - started), steps[0]
 
 
 def _layer(where: str) -> str | None:
@@ -159,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true", help="where a step's time goes, by layer")
     args = parser.parse_args(argv)
     runs: dict[str, Callable[[], tuple[float, int]]] = {
+        "hypothesis_only": lambda: hypothesis_ceiling(args.examples),
         "inproc_plain": lambda: steps_per_s(InprocTarget(), args.examples),
         "inproc_sealed": lambda: steps_per_s(InprocTarget(pin=PIN), args.examples),
         "tcp": lambda: over_tcp(max(2, args.examples // 2)),
