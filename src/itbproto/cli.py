@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The JSON reports the QA safety suite writes (pytest --pyargs itbproto.qa "
         "--itb-report=FILE).",
     )
-    qa_sub = qa_report.add_subparsers(dest="action", required=True, metavar="ACTION")
+    qa_sub = qa_report.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
     merge = qa_sub.add_parser(
         "merge",
         help="add the reports of a run's shards up into one",
