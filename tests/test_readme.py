@@ -192,7 +192,18 @@ def test_readme_has_examples_of_every_kind() -> None:
     assert kinds.count("sh") >= 5
     assert len(DECODED) >= 2
     code = {"python", "sh"}
-    assert {b.language for b in blocks()} - code <= {"text"}  # (text: output and the layout, not code)
+    assert {b.language for b in blocks()} - code <= {
+        "text",
+        "yaml",
+    }  # (text: output and the layout; yaml: CI)
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in blocks() if b.language == "yaml"], ids=lambda b: f"yaml@{b.line}"
+)
+def test_readme_yaml_blocks_parse(block: Block) -> None:
+    yaml = pytest.importorskip("yaml")
+    assert isinstance(yaml.safe_load(block.text), dict)
 
 
 @pytest.mark.parametrize("frame", DECODED)

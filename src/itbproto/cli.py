@@ -1,4 +1,4 @@
-"""The ``itbproto`` command: demo, decode, catalog, rules, profiles, specs.
+"""The ``itbproto`` command: demo, decode, catalog, rules, profiles, specs, qa-report.
 
 Every failure is one line on stderr and a non-zero exit status; never a traceback.
 """
@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit status; never a tracebac
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -179,6 +180,24 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qa_report_merge(args: argparse.Namespace) -> int:
+    from itbproto.qa.report import Report
+
+    report = Report.merged(Report.load(path) for path in args.reports)
+    for line in report.lines():
+        print(line)
+    missing = ", ".join(map(str, report.missing()))
+    print(
+        f"itbproto QA: {report.summary()}; {len(report.shards)} shard(s) merged "
+        f"({', '.join(map(str, sorted(report.shards)))}){f', missing {missing}' if missing else ''}"
+    )
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_json(), indent=1))
+    if args.junitxml is not None:
+        args.junitxml.write_text(report.junit_xml(), encoding="utf-8")
+    return 1 if report.found else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="itbproto",
@@ -256,6 +275,27 @@ def build_parser() -> argparse.ArgumentParser:
     specs.add_argument("--write", action="store_true", help="rewrite instead of checking")
     specs.add_argument("--root", default=".", help="the checkout (default: the current directory)")
     specs.set_defaults(func=cmd_specs)
+
+    qa_report = sub.add_parser(
+        "qa-report",
+        help="work with the QA suite's reports (--itb-report)",
+        description="The JSON reports the QA safety suite writes (pytest --pyargs itbproto.qa "
+        "--itb-report=FILE).",
+    )
+    qa_sub = qa_report.add_subparsers(dest="action", required=True, metavar="ACTION", help="what to do")
+    merge = qa_sub.add_parser(
+        "merge",
+        help="add the reports of a run's shards up into one",
+        description="Add up the reports of the shards of one QA run (--itb-shard I/N) into one per-rule "
+        "table, with the suite's verdicts, and a summary line. Exit status 1 when any rule is violated. "
+        "Reports of different shard counts, or a shard given twice, are refused; missing shards are named.",
+    )
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT", help="a shard's --itb-report")
+    merge.add_argument("--json", type=Path, metavar="FILE", help="write the merged report (same format)")
+    merge.add_argument(
+        "--junitxml", type=Path, metavar="FILE", help="write JUnit XML: one test case per rule ID"
+    )
+    merge.set_defaults(func=cmd_qa_report_merge)
     add_commands(sub)
     return parser
 

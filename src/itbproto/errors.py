@@ -32,6 +32,7 @@ carries, as attributes, what was wrong::
      ├── LinkClosedError (ConnectionError)  the link went down before the answer came
      ├── SpecError                           a file in specs/ is malformed
      ├── CaptureError                        a BLE capture that is not btsnoop, or is cut short
+     ├── QaReportError                       a QA report or shard (I/N) that cannot be used or merged
      ├── TherapyStateError                   a command that cannot apply in the current therapy state
      │    ├── UnknownIdError                 it names a bolus, refill, alarm or stage that is not there
      │    └── StaleStageError                its stage id or digest is not the staged one
@@ -76,6 +77,7 @@ __all__ = [
     "PairingError",
     "PolicyError",
     "ProtocolError",
+    "QaReportError",
     "RemoteProtocolError",
     "ReservedFlagsError",
     "SafetyViolation",
@@ -361,6 +363,11 @@ class AcknowledgementRequired(SafetyViolation):
 
 class PolicyError(SafetyViolation):
     """A safety policy tried to loosen a limit or name an unknown parameter (rule POLICY-001)."""
+
+
+class QaReportError(ItbError):
+    """A QA suite report (``--itb-report``) or shard (``--itb-shard I/N``) that cannot be used: not a report,
+    shards of different counts, a shard given twice, a malformed ``I/N``."""
 
 
 class SessionError(LocalProtocolError):

@@ -11,6 +11,7 @@ EXTRAS = {
     "hypothesis": "qa",
     "pytest": "qa",
     "matplotlib": "emulator",
+    "redis": "redis",
 }
 
 

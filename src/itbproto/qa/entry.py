@@ -28,8 +28,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--itb-db",
         default=None,
-        help="hypothesis' example database: a directory shared by QA machines (a failure found on one "
-        "replays on the others); default ./.hypothesis",
+        help="hypothesis' example database shared by QA machines (a failure found on one replays on the "
+        "others): a directory, or a redis server redis://HOST:PORT/DB (the redis extra); "
+        "default ./.hypothesis",
+    )
+    group.addoption(
+        "--itb-shard",
+        default="1/1",
+        metavar="I/N",
+        help="run shard I of N (1 <= I <= N; one job each, on any runner): the stateful searches get "
+        "seeds of their own, the boundary probes run on shard 1 (itbproto qa-report merge adds reports up)",
     )
     group.addoption(
         "--itb-policy",

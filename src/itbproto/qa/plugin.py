@@ -5,7 +5,7 @@ error) and the options::
 
     pytest --pyargs itbproto.qa --itb-target=inproc|tcp://HOST:PORT|ble://NAME
            [--itb-profile=quick|thorough] [--itb-pin=PIN] [--itb-device=itb-20] [--itb-report=FILE]
-           [--itb-db=DIR] [--itb-shards=N] [--itb-policy=FILE]
+           [--itb-db=DIR|redis://HOST:PORT/DB] [--itb-shard=I/N] [--itb-shards=K] [--itb-policy=FILE]
            [--itb-defect=NAME]  (inproc: a seeded defect to catch)
 
 In-process the pump pairs by default (``--itb-pin=`` empty: it does not). At the end it prints the report:
@@ -13,110 +13,40 @@ per rule ID (and protocol check) the steps that reached it and were allowed, tho
 checks run, each violation once with the steps that show it, or why the target could not reach it; the
 tests that carry its marker; and a summary line. ``--itb-report`` writes it as JSON; ``--junitxml`` gives
 JUnit XML as usual. The traceability matrix is built from the collected items.
+
+``--itb-db`` is a directory or a redis server (``redis://``, the ``redis`` extra) that machines share: a
+failure one finds, the others replay. ``--itb-shard I/N`` makes this run shard I of a run spread over N
+machines (any job runner): its K stateful searches (``--itb-shards``) are searches (I-1)*K .. I*K-1 of the
+run's N*K, each its own seed (search 0 is the profile's own: quick's derandomized one, so ``1/1`` is a run
+on one machine); the boundary probes, deterministic, run on shard 1 only. ``itbproto qa-report merge`` adds
+the shards' reports up.
 """
 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
-from itbproto.qa.bench import Tally, tightened
-from itbproto.qa.oracle import PROTOCOL, Violation
+from itbproto.errors import QaReportError
+from itbproto.extras import install_hint
+from itbproto.qa.bench import tightened
+from itbproto.qa.report import Report, Shard
 from itbproto.qa.targets import Target, target_from
 from itbproto.specfiles import load_policy, load_rules
 
-__all__ = ["Report"]
+__all__ = ["Report", "ScopedDatabase", "example_database"]
 
-_REPORT = pytest.StashKey["Report"]()
+_REPORT = pytest.StashKey[Report]()
+_SHARD = pytest.StashKey[Shard]()
+_DATABASE = pytest.StashKey[ExampleDatabase | None]()
+#: the user property that carries a stateful test's seed to the session's report
+_SEED = "itbproto.seed"
 _config: pytest.Config | None = None
-
-
-@dataclass
-class Report:
-    """What the suite saw, per rule: steps that reached it and were allowed, steps it refused, oracle checks
-    run, findings (each once); what the target could not reach, and why."""
-
-    rule_ids: tuple[str, ...]
-    tests: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    tally: Tally = field(default_factory=Tally)
-    reproducers: list[str] = field(default_factory=list)
-    total_steps: int = 0
-    probes: int = 0
-    seconds: float = 0.0
-
-    def step(self, exercised: set[str], found: list[Violation]) -> None:
-        """One step of the stateful suite: the oracle's checks that had something to check, its findings."""
-        self.total_steps += 1
-        for rule_id in exercised:
-            self.tally.checked[rule_id] += 1
-        for violation in found:
-            self.tally.find(violation.rule_id, violation.what)
-
-    def counts(self) -> dict[str, Any]:
-        """What one test saw, to travel in its report's ``user_properties`` (across xdist workers too)."""
-        return {
-            "steps": self.total_steps,
-            "probes": self.probes,
-            "seconds": self.seconds,
-            **self.tally.as_dict(),
-        }
-
-    def merge(self, counts: dict[str, Any]) -> None:
-        self.total_steps += counts.get("steps", 0)
-        self.probes += counts.get("probes", 0)
-        self.seconds += counts.get("seconds", 0.0)
-        self.tally.merge(counts)
-
-    @property
-    def found(self) -> int:
-        return sum(len(v) for v in self.tally.findings.values())
-
-    def verdict(self, rule_id: str) -> str:
-        t = self.tally
-        if t.findings.get(rule_id):
-            return f"VIOLATED ({len(t.findings[rule_id])}): {t.findings[rule_id][0]}"
-        seen = (t.allowed.get(rule_id, 0), t.refused.get(rule_id, 0), t.checked.get(rule_id, 0))
-        if any(seen):
-            return "allowed {}, refused {}, checked {}".format(*seen)
-        if rule_id in t.unreachable:
-            return f"not reached on this target: {t.unreachable[rule_id]}"
-        return "NOT EXERCISED"
-
-    def rows(self) -> list[tuple[str, str]]:
-        return [
-            (rule_id, f"{self.verdict(rule_id)}; {len(self.tests.get(rule_id, ()))} test(s) marked")
-            for rule_id in (*self.rule_ids, *PROTOCOL)
-        ]
-
-    def as_json(self) -> dict[str, object]:
-        t = self.tally
-        return {
-            "total_steps": self.total_steps,
-            "probes": self.probes,
-            "steps_per_s": round(self.total_steps / self.seconds, 1) if self.seconds else None,
-            "violations": self.found,
-            "rules": {
-                rule_id: {
-                    "tests": self.tests.get(rule_id, []),
-                    "allowed": t.allowed.get(rule_id, 0),
-                    "refused": t.refused.get(rule_id, 0),
-                    "checked": t.checked.get(rule_id, 0),
-                    "violations": t.findings.get(rule_id, []),
-                    "unreachable": t.unreachable.get(rule_id),
-                    "verdict": self.verdict(rule_id),
-                }
-                for rule_id in (*self.rule_ids, *PROTOCOL)
-            },
-            "reproducers": self.reproducers,
-        }
 
 
 #: rules no target reaches through the protocol, and why
@@ -126,8 +56,34 @@ BEYOND_THE_PROTOCOL = {
 }
 
 
+def example_database(where: str | None) -> ExampleDatabase | None:
+    """``--itb-db``: a directory, or a redis server (``redis://HOST:PORT/DB``) that must answer now; None:
+    the profile's (./.hypothesis)."""
+    if where is None:
+        return None
+    if not where.startswith(("redis://", "rediss://")):
+        return DirectoryBasedExampleDatabase(where)
+    try:
+        import redis
+        from hypothesis.extra.redis import RedisExampleDatabase
+    except ModuleNotFoundError as exc:
+        raise pytest.UsageError(f"--itb-db {where}: {install_hint(exc) or exc}") from None
+    try:
+        server = redis.Redis.from_url(where, socket_connect_timeout=10)
+        server.ping()
+    except (ValueError, redis.RedisError) as exc:
+        raise pytest.UsageError(f"--itb-db {where}: no redis server answers: {exc}") from None
+    return RedisExampleDatabase(server)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    report = Report(load_rules().ids)
+    try:
+        shard = Shard.parse(config.getoption("--itb-shard"))
+    except QaReportError as exc:
+        raise pytest.UsageError(f"--itb-shard: {exc}") from None
+    config.stash[_SHARD] = shard
+    config.stash[_DATABASE] = example_database(config.getoption("--itb-db"))
+    report = Report(load_rules().ids, shards=[shard])
     report.tally.unreachable.update(BEYOND_THE_PROTOCOL)
     config.stash[_REPORT] = report
     global _config
@@ -135,12 +91,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``--itb-shards N``: the stateful suite as N tests, each its own random search (xdist spreads them).
-    The boundary probes run under each policy the pump may have: the one given, or (in-process) the
-    catalog's and a tightened one."""
+    """``--itb-shards K``: the stateful suite as K tests, each its own random search (xdist spreads them),
+    numbered across the shards of the run (``--itb-shard``). The boundary probes run under each policy the
+    pump may have: the one given, or (in-process) the catalog's and a tightened one."""
     option = metafunc.config.getoption
     if "itb_shard" in metafunc.fixturenames:
-        metafunc.parametrize("itb_shard", range(option("--itb-shards")))
+        shard, per_shard = metafunc.config.stash[_SHARD], option("--itb-shards")
+        metafunc.parametrize("itb_shard", [shard.search(k, per_shard) for k in range(per_shard)])
     if "itb_policy" in metafunc.fixturenames:
         path = option("--itb-policy")
         if path:
@@ -154,7 +111,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every rule marker names rules of the catalog (a typo would hide an untested rule); the matrix. The
-    boundary probes run first: each takes milliseconds, and a pump that fails one need not be searched."""
+    boundary probes run first: each takes milliseconds, and a pump that fails one need not be searched. They
+    are deterministic: shard 1 of a sharded run runs them, the others do not repeat them."""
     items.sort(key=lambda item: "test_rule_boundary" not in item.name)
     report = config.stash[_REPORT]
     known = set(report.rule_ids)
@@ -165,6 +123,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 raise pytest.UsageError(f"{item.nodeid}: unknown rule IDs {unknown or mark.args}")
             for rule_id in mark.args:
                 report.tests[rule_id].append(item.nodeid)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "itb_shard" in callspec.params:
+            item.user_properties.append((_SEED, callspec.params["itb_shard"]))
+    if config.stash[_SHARD].index > 1:
+        probes = [item for item in items if "test_rule_boundary" in item.name]
+        if probes:
+            config.hook.pytest_deselected(items=probes)
+            items[:] = [item for item in items if "test_rule_boundary" not in item.name]
 
 
 @pytest.fixture(scope="session")
@@ -221,8 +187,8 @@ def itb_settings(request: pytest.FixtureRequest) -> settings:
     from itbproto.qa.test_pump_safety import PROFILES
 
     chosen = PROFILES[request.config.getoption("--itb-profile")]
-    where = request.config.getoption("--itb-db")
-    return settings(chosen, database=DirectoryBasedExampleDatabase(where)) if where else chosen
+    database = request.config.stash[_DATABASE]
+    return chosen if database is None else settings(chosen, database=database)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -230,11 +196,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     failed one's text holds hypothesis' steps: a script that replays them."""
     if report.when != "call" or _config is None:
         return
+    seen = _config.stash[_REPORT]
     for name, counts in report.user_properties:
+        if name == _SEED and isinstance(counts, int) and counts not in seen.seeds:
+            seen.seeds.append(counts)
         if name == "itbproto" and isinstance(counts, dict):
-            _config.stash[_REPORT].merge(counts)
+            seen.merge(counts)
             if report.failed:
-                _config.stash[_REPORT].reproducers.append(report.longreprtext)
+                seen.reproducers.append(report.longreprtext)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -245,9 +214,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if not report.total_steps and not report.probes:  # the suite did not run: the matrix is in the JSON
         return
     terminalreporter.section("itbproto safety report")
-    for rule_id, verdict in report.rows():
-        terminalreporter.write_line(f"{rule_id:<12} {verdict}")
+    for line in report.lines():
+        terminalreporter.write_line(line)
     terminalreporter.write_line(
-        f"itbproto QA: {report.probes} boundary probes and {report.total_steps} random steps in "
-        f"{report.seconds:.1f} s, {report.found} violation(s), target {config.getoption('--itb-target')}"
+        f"itbproto QA: {report.summary()}, target {config.getoption('--itb-target')}, "
+        f"shard {config.stash[_SHARD]}"
     )
