@@ -93,3 +93,13 @@ def test_the_dumper_gives_what_dump_gives_as_the_state_changes() -> None:
     for hours in (0, 1, 30, 200):
         emulator.pump.set_motor_stalled(hours == 30, T0 + hours * 3_600)
         assert dumper(emulator.pump.state) == snapshot.dump(emulator.pump.state)
+
+
+@pytest.mark.parametrize(("fsync", "level"), [(False, 1), (True, 2)])
+def test_a_store_flushes_each_change_to_the_disk_only_when_asked(
+    tmp_path: Path, fsync: bool, level: int
+) -> None:
+    """WAL with synchronous NORMAL (1) keeps a commit through kill -9; FULL (2) through a power cut too."""
+    with Store(tmp_path / "pump.db", fsync=fsync) as store:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == level
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
