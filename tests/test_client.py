@@ -22,6 +22,7 @@ from itbemu.inprocess import InProcessHub
 from itbproto.ble import BleTransport
 from itbproto.client import PumpClient
 from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError, WrongDeviceError
+from itbproto.qa.targets import Tap
 from itbproto.specfiles import load_drug, load_prescription, load_profile
 from itbproto.therapy import SCALE
 from itbproto.transport import TcpTransport, Transport
@@ -334,6 +335,29 @@ async def test_a_lost_reply_is_resolved_by_its_transaction_never_sent_twice(t: T
         assert ack.request.name == "SET_RATE"
         changes = [e for e in t.emulator.pump.log.since(0) if e.code is EventCode.RATE_CHANGED]
         assert len(changes) == 1  # applied once
+
+
+@on_every_transport
+async def test_a_reply_the_link_knows_it_lost_is_not_waited_for(t: Target) -> None:
+    """``expire()`` ends the wait at once (the QA suite's tap calls it for a reply it dropped): with an hour's
+    time-out the command still resolves, by its transaction, applied once."""
+    tap = Tap(await t.connect())
+    if tap.mtu is not None:
+        await tap.close()
+        pytest.skip(
+            "BLE carries fragments: a lost fragment is not known to be a reply (the time-out ends it)"
+        )
+    pump = PumpClient(tap, load_profile("itb-20"), load_drug(), POLICY, timeout_s=3_600)
+    tap.on_lost = pump.expire
+    async with pump:
+        await pump.program(CONTINUOUS, confirmed)
+        lost = tap.received
+        tap.lose = 1
+        await pump.set_rate(880)
+        assert tap.received > lost + 1  # the lost Ack, then the answers to the status read and the retry
+        changes = [e for e in t.emulator.pump.log.since(0) if e.code is EventCode.RATE_CHANGED]
+        assert len(changes) == 1
+    pump.expire()  # nothing awaited: nothing happens
 
 
 @on_every_transport
