@@ -25,7 +25,10 @@ from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what the tests need from the tree (the venv, git and caches stay behind)
-COPIED = ("src", "emulator", "tests", "specs", "bench", "examples", "pyproject.toml", "README.md", "Makefile")
+COPIED = (
+    *("src", "emulator", "tests", "specs", "bench", "examples", "docs"),
+    *("pyproject.toml", "mkdocs.yml", "README.md", "CHANGELOG.md", "CONTRIBUTING.md", "LICENSE", "Makefile"),
+)
 CACHES = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", ".mypy_cache")
 
 T = TypeVar("T")

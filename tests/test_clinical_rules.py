@@ -221,6 +221,17 @@ def test_diluting_without_a_bridge_pushes_the_old_concentrate_fast_an_overdose()
     assert refused_by(bridged, diluted) == set()
 
 
+@rule("DOSE-001")
+def test_a_stalled_motor_does_not_hide_the_old_concentrate_in_the_path() -> None:
+    # found by the thorough QA search: with the motor stalled nothing was forecast to flow, so a dilution
+    # refill passed; when the motor ran again the path's 2000 µg/mL reached the tip at the new drug's rate
+    stalled = replace(programmed(STRONG), motor_stalled=True)
+    diluted = refill_staged(stalled, volume=10_000, conc=500)
+    assert {"DOSE-001", "TITR-001"} <= refused_by(confirm(diluted, volume=10_000, conc=500), diluted)
+    bridged = replace(confirm(diluted, volume=10_000, conc=500), bridge=True)
+    assert refused_by(bridged, diluted) == set()
+
+
 @rule("BRIDGE-001")
 @pytest.mark.parametrize(
     ("record", "rate", "volume"),

@@ -42,6 +42,7 @@ __all__ = [
     "digest",
     "planned_flows",
     "planned_tip_flows",
+    "running",
 ]
 
 EMPTY_PATH = Path()
@@ -292,8 +293,15 @@ def planned_flows(state: TherapyState, start: int, end: int) -> tuple[Flow, ...]
 
 
 def planned_tip_flows(state: TherapyState, end: int) -> tuple[Flow, ...]:
-    """What will leave the catheter tip from now until ``end`` if nothing changes (reservoir aside)."""
-    return push(state.path, planned_flows(state, state.now, end))[1]
+    """What will leave the catheter tip from now until ``end`` if nothing changes (reservoir aside), the
+    motor running: what the safety limits weigh (:func:`running`)."""
+    return push(state.path, planned_flows(running(state), state.now, end))[1]
+
+
+def running(state: TherapyState) -> TherapyState:
+    """``state`` with its motor running. A stalled motor runs again once the stall is cleared and then
+    delivers what is planned: the limits weigh that, not the stall (nothing flowing would pass any plan)."""
+    return replace(state, motor_stalled=False) if state.motor_stalled else state
 
 
 def _cut_at_volume(flows: tuple[Flow, ...], start: int, volume_scaled: int) -> tuple[Flow, ...]:

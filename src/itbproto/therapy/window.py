@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from itbproto.therapy.flows import SCALE, clip, max_window_dose, seconds_until_volume
-from itbproto.therapy.state import TherapyState, planned_flows, planned_tip_flows
+from itbproto.therapy.state import TherapyState, planned_flows, planned_tip_flows, running
 
 __all__ = ["FLUSH_HORIZON_S", "flushed_at", "shortest_hold_s", "worst_window_scaled"]
 
@@ -20,9 +20,10 @@ FLUSH_HORIZON_S = 30 * SCALE
 
 
 def flushed_at(state: TherapyState) -> int:
-    """When what the fluid path holds now has all left the tip, pushed by what is planned: the end of the
-    transient after which the tip gets the reservoir's drug (``now`` + the horizon if it never does)."""
-    outlet = planned_flows(state, state.now, state.now + FLUSH_HORIZON_S)
+    """When what the fluid path holds now has all left the tip, pushed by what is planned (the motor
+    running): the end of the transient after which the tip gets the reservoir's drug (``now`` + the horizon
+    if it never does)."""
+    outlet = planned_flows(running(state), state.now, state.now + FLUSH_HORIZON_S)
     seconds = seconds_until_volume(outlet, state.now, state.path.volume_scaled)
     return state.now + (FLUSH_HORIZON_S if seconds is None else seconds + 1)
 
