@@ -1,11 +1,13 @@
 """One table per state machine: the law its runtime obeys, and the mermaid diagram in specs/diagrams/.
 
-h11's rule: everything that decides a transition lives in the table. A table is
-used two ways:
+h11's rule: everything that decides a transition lives in the table. ``transitions`` reads each table once
+(:attr:`Definition.moves`: from each state, each trigger and where it leads); the table is then used two
+ways:
 
-- :meth:`Definition.machine` runs it with ``transitions`` on a private model: the
-  only way to move it is :meth:`StateMachine.fire`, so no public trigger method can
-  move it behind its owner's back (the programmer's session works this way);
+- :meth:`Definition.machine` runs it on a private state: the only way to move it is
+  :meth:`StateMachine.fire`, so no public trigger method can move it behind its owner's back (the
+  programmer's session works this way); a move is a look-up in the table transitions read, not a pass
+  through its callback machinery, on every request;
 - :meth:`Definition.allows` checks one move against it, for machines whose state is
   derived from data (the pump's mode comes from its device state; an alarm's from its
   record), so that there is one source of truth and the table still governs it.
@@ -16,29 +18,17 @@ An invalid trigger raises :class:`~itbproto.errors.SessionError` and changes not
 from __future__ import annotations
 
 import functools
-import logging
 import re
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from transitions import Machine, MachineError
+from transitions import Machine
 from transitions.extensions import GraphMachine
 
 from itbproto.errors import SessionError
 
 __all__ = ["Definition", "StateMachine"]
-
-
-class _QuietOverride(logging.Filter):
-    """model_override=True makes transitions log every helper it does not bind; that is the intent."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "due to model override policy" not in record.getMessage()
-
-
-logging.getLogger("transitions.core").addFilter(_QuietOverride())
 
 
 @dataclass(frozen=True)
@@ -58,22 +48,16 @@ class Definition:
 
     def allows(self, trigger: str, source: str, dest: str) -> bool:
         """True when the table has a ``trigger`` transition from ``source`` to ``dest``."""
-        return any(
-            t["trigger"] == trigger
-            and source in _sources(t)
-            and (source if t["dest"] == "=" else t["dest"]) == dest
-            for t in self.transitions
-        )
+        return dest in self.moves.get(source, {}).get(trigger, ())
 
     def triggers(self, source: str) -> frozenset[str]:
         """The triggers the table allows from ``source``."""
-        return frozenset(t["trigger"] for t in self.transitions if source in _sources(t))
+        return frozenset(self.moves.get(source, {}))
 
     @functools.cached_property
-    def runtime(self) -> tuple[Machine, dict[str, frozenset[str]]]:
-        """One ``transitions`` machine for the table, which every running machine on it joins as a model
-        (building one costs half a millisecond; a model joins in a fifth of that); and which triggers each
-        state has, asked of transitions once (``can`` is on every request's path)."""
+    def moves(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """From each state, each trigger it allows and the states it may lead to, as a ``transitions``
+        machine on the table reads them (``"="``: the same state)."""
         machine = Machine(
             model=None,
             states=list(self.states),
@@ -82,7 +66,18 @@ class Definition:
             auto_transitions=False,
             ignore_invalid_triggers=False,
         )
-        return machine, {state: frozenset(machine.get_triggers(state)) for state in self.states}
+        moves: dict[str, dict[str, tuple[str, ...]]] = {state: {} for state in self.states}
+        for trigger, event in machine.events.items():
+            for source, found in event.transitions.items():
+                moves[source][trigger] = tuple(t.dest or source for t in found)
+        return moves
+
+    @functools.cached_property
+    def runnable(self) -> dict[str, dict[str, str]]:
+        """:attr:`moves` where each trigger leads each state one way (ValueError otherwise)."""
+        if any(len(dests) > 1 for by_trigger in self.moves.values() for dests in by_trigger.values()):
+            raise ValueError(f"{self.name}: a trigger leads a state two ways; it cannot be run")
+        return {state: {t: d for t, (d,) in by.items()} for state, by in self.moves.items()}
 
     def machine(self, initial: str | None = None) -> StateMachine:
         """A running machine on this table (``transitions``), in ``initial`` or the table's initial state."""
@@ -111,35 +106,26 @@ def _sources(transition: Mapping[str, Any]) -> list[str]:
     return [source] if isinstance(source, str) else list(source)
 
 
-class _Model:
-    """The private model a StateMachine drives; ``transitions`` adds the triggers to it."""
-
-    state: str
-
-
 class StateMachine:
-    """A ``transitions`` machine on a private model: it moves only through :meth:`fire`. The model leaves
-    the table's shared machine when the StateMachine is collected."""
+    """A machine on its table, in a state of its own: it moves only through :meth:`fire`."""
 
     def __init__(self, definition: Definition, initial: str) -> None:
-        self.definition = definition
-        self._model = _Model()
-        machine, self._triggers = definition.runtime
-        machine.add_model(self._model, initial=initial)
-        weakref.finalize(self, machine.remove_model, self._model)
+        """ValueError for an unknown ``initial``, or a table where a trigger may lead a state two ways
+        (such a table checks moves with :meth:`Definition.allows`; it cannot be run)."""
+        if initial not in definition.states:
+            raise ValueError(f"{definition.name}: no state {initial!r}")
+        self.definition, self._moves, self._state = definition, definition.runnable, initial
 
     @property
     def state(self) -> str:
-        return self._model.state
+        return self._state
 
     def can(self, trigger: str) -> bool:
-        return trigger in self._triggers[self.state]
+        return trigger in self._moves[self._state]
 
     def fire(self, trigger: str) -> None:
         """Move by ``trigger``; SessionError (and no change) if the table does not allow it here."""
-        try:
-            moved = getattr(self._model, trigger)()
-        except (MachineError, AttributeError) as exc:
-            raise SessionError(self.definition.name, trigger, self.state, str(exc)) from None
-        if not moved:
-            raise SessionError(self.definition.name, trigger, self.state)
+        dest = self._moves[self._state].get(trigger)
+        if dest is None:
+            raise SessionError(self.definition.name, trigger, self._state)
+        self._state = dest
