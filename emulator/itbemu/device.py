@@ -191,7 +191,10 @@ class Emulator:
             else:
                 self._merge(out, self.firmware.tick(t))
         if now > self.now:
+            logged, ahead = self.pump.log.total, self._next
             self._merge(out, self.firmware.tick(now))
+            if ahead is not None and self.pump.log.total == logged:  # only time passed, short of the next
+                self._next = (self.therapy, ahead[1])  # event: it is where it was
         return out
 
     @staticmethod

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from itbproto.errors import TherapyStateError
 from itbproto.therapy.battery import capacity_scaled, daily_drain_scaled, drain_scaled, spent_at
-from itbproto.therapy.flows import SCALE, Flow, clip, seconds_until_volume, volume_between
+from itbproto.therapy.flows import SCALE, Flow, clip, joined, seconds_until_volume, volume_between
 from itbproto.therapy.fluid import Path, push
 from itbproto.therapy.profile import DeviceProfile, Drug
 from itbproto.therapy.schedule import prescription_flows
@@ -346,6 +346,7 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
     if mode is TherapyMode.SUSPENDED and state.suspended_until and state.suspended_until <= to:
         mode = TherapyMode.INFUSING
     keep = to - DELIVERY_HISTORY_S
+    kept = tuple(f for f in state.delivered if f.end > keep)  # (what goes on as it was joins its last flow)
     new = replace(
         state,
         now=to,
@@ -353,7 +354,7 @@ def advance(state: TherapyState, to: int) -> tuple[TherapyState, tuple[Flow, ...
         charge_scaled=max(charge, 0),
         battery=battery,
         path=path,
-        delivered=tuple(f for f in state.delivered if f.end > keep) + drug,
+        delivered=kept[:-1] + joined((*kept[-1:], *drug)),
         last_delivery_at=max(state.last_delivery_at, max((f.end for f in drug), default=0)),
         boluses=tuple(b for b in state.boluses if b.start > keep or b.screening),
         dose_log=_prune(state.dose_log, to - DOSE_HISTORY_S),
