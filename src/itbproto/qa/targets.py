@@ -21,6 +21,7 @@ from itbproto.errors import ItbError
 from itbproto.security import PairedKey
 from itbproto.transport import Transport, open_target
 from itbproto.wire.enums import Role
+from itbproto.wire.fragment import FIRST_HEADER
 from itbproto.wire.frame import peek_header
 from itbproto.wire.stream import StreamSplitter
 
@@ -257,17 +258,22 @@ def target_from(
     raise ValueError(f"--itb-target: expected inproc, tcp://HOST:PORT or ble://NAME, got {spec!r}")
 
 
-def _answers_a_request(frame: bytes) -> bool:
-    """A whole frame whose header carries a transaction id (an alarm's has none)."""
-    header = peek_header(frame)
+def _answers_a_request(chunk: bytes, fragmented: bool) -> bool:
+    """A whole frame, or the first fragment of one, whose header carries a transaction id (an alarm's has
+    none)."""
+    if fragmented:  # (a first fragment is index 0, its header before the frame's: wire.fragment)
+        if len(chunk) < FIRST_HEADER or chunk[1] != 0:
+            return False
+        chunk = chunk[FIRST_HEADER:]
+    header = peek_header(chunk)
     return header is not None and header.txn != 0
 
 
 @dataclass
 class Tap:
     """A transport that keeps what is sent and loses the next ``lose`` frames (or fragments) received.
-    ``on_lost`` is told when a whole frame answering a request (its txn not 0) was lost: the client need not
-    sit out its time-out (:meth:`~itbproto.client.PumpClient.expire`)."""
+    ``on_lost`` is told when a frame answering a request (its txn not 0), or its first fragment, was lost: the
+    client need not sit out its time-out (:meth:`~itbproto.client.PumpClient.expire`)."""
 
     inner: Transport
     sent: list[bytes] = field(default_factory=list)
@@ -298,7 +304,7 @@ class Tap:
             self.received += 1
             if self.lose:
                 self.lose -= 1
-                if self.on_lost is not None and self.mtu is None and _answers_a_request(data):
+                if self.on_lost is not None and _answers_a_request(data, self.mtu is not None):
                     self.on_lost()
                 continue
             return data
