@@ -81,11 +81,14 @@ def test_the_ble_bench_downloads_the_whole_log_and_counts_every_att_byte(
 def test_the_qa_bench_counts_steps_on_every_target(capsys: pytest.CaptureFixture[str]) -> None:
     from bench import bench_qa
 
-    assert bench_qa.main(["--examples", "2"]) == 0
+    assert bench_qa.main(["--examples", "2", "--breakdown"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert set(result["qa_steps"]) == {"inproc_plain", "inproc_sealed", "ble"}
+    assert set(result["qa_steps"]) == {"hypothesis_only", "inproc_plain", "inproc_sealed", "tcp", "ble"}
     assert all(r["steps"] > 0 and r["steps_per_s"] > 0 for r in result["qa_steps"].values())
     assert result["ratio_vs_inproc_plain"]["inproc_plain"] == 1.0
+    layers = result["breakdown_us_per_step_profiled"]  # every layer the step crosses took some time
+    for layer in ("hypothesis", "pump handler", "connection and codec", "sealing", "client and session"):
+        assert layers[layer] > 0, layer
 
 
 def test_the_hostile_load_bench_ends_with_json_and_the_records_are_kept(
