@@ -276,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fsync",
         action="store_true",
         help="flush each acknowledged change to the disk: the store survives a power cut of the host, not "
-        "only a kill of the emulator (about ten times slower)",
+        "only a kill of the emulator (about half as many changes a second)",
     )
     serve.add_argument("--faults", type=Path, help="a fault plan (TOML): device and link faults")
     serve.add_argument(
