@@ -5,9 +5,10 @@ WAL mode; every change the pump acknowledges is one transaction, committed befor
 entry, and the transaction memory that keeps retries at most once: a commit is in the operating system's
 hands before it returns (``synchronous=NORMAL``). ``fsync=True`` (``itbemu serve --fsync``) also keeps it
 through a power cut or a crash of the host, at a disk flush per change (``synchronous=FULL``: a commit
-took 180 µs instead of 17 on a virtual disk; bench/bench_crash.py measures both). A save writes what changed: the state (unchanged parts are not converted
-again: :class:`~itbproto.machines.pump.snapshot.Dumper`), new log entries and ledger rows, and the policy
-and hardware notes only when they differ from what the store holds.
+took 180 µs instead of 17 on a virtual disk; bench/bench_crash.py measures both). A save writes what
+changed: the state (unchanged parts are not converted again:
+:class:`~itbproto.machines.pump.snapshot.Dumper`), new log entries and ledger rows, and the policy and
+hardware notes only when they differ from what the store holds.
 """
 
 from __future__ import annotations
