@@ -3,6 +3,7 @@ emulator over TCP, and on a virtual radio whose hub serves programmers' hosts.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from itbemu import Emulator, RealClock, TcpServer, VirtualClock
 from itbemu.ble import BlePeripheral, Hub, local_device, open_hub
+from itbemu.defects import ALLOW
 from itbemu.device import START
 from itbemu.store import Store
 
@@ -37,6 +39,23 @@ def examples(n: int) -> int:
     """A property's example count: ``n``, more under the thorough profile, a few under mutation testing."""
     most = settings().max_examples
     return min(n, most) if PROFILE == "mutation" else max(n, most)
+
+
+def run_qa_suite(where: Path, report: Path, *options: str) -> tuple[int, dict[str, Any]]:
+    """`pytest --pyargs itbproto.qa OPTIONS` from the directory ``where`` (made here), seeded defects allowed:
+    its exit status and the JSON report it wrote to ``report``."""
+    where.mkdir(parents=True)
+    suite = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs", "itbproto.qa"]
+    done = subprocess.run(
+        [*suite, *options, f"--itb-report={report}"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, ALLOW: "1"},
+    )
+    return done.returncode, json.loads(report.read_text())
 
 
 def free_port() -> int:

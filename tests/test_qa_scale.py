@@ -19,8 +19,7 @@ from xml.etree import ElementTree as ET
 import pytest
 import redis
 
-from conftest import free_port
-from itbemu.defects import ALLOW
+from conftest import free_port, run_qa_suite
 from itbproto.cli import main
 from itbproto.errors import QaReportError
 from itbproto.qa.plugin import example_database
@@ -56,21 +55,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 def shard(tmp_path: Path, which: str, db: str) -> tuple[int, dict[str, Any]]:
     """Shard ``which`` of the suite against an in-process pump with :data:`DEFECT` (a remote pump cannot be
     reset, so it cannot replay an example), in a directory of its own, on example database ``db``: its exit
-    status and JSON report."""
+    status and JSON report (beside that directory)."""
     name = which.replace("/", "-of-")
-    where, report = tmp_path / name, tmp_path / f"{name}.json"
-    where.mkdir(parents=True)
-    options = [f"--itb-shard={which}", f"--itb-db={db}", f"--itb-report={report}", f"--itb-defect={DEFECT}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--pyargs", "itbproto.qa", *options],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, ALLOW: "1"},
-    )
-    return done.returncode, json.loads(report.read_text())
+    options = (f"--itb-shard={which}", f"--itb-db={db}", f"--itb-defect={DEFECT}")
+    return run_qa_suite(tmp_path / name, tmp_path / f"{name}.json", *options)
 
 
 def falsifying(result: dict[str, Any]) -> list[str]:

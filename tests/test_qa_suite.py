@@ -5,7 +5,6 @@ report names what broke."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import itbemu_serve
+from conftest import itbemu_serve, run_qa_suite
 from itbemu.defects import ALLOW, DEFECTS
 
 #: what the oracle reports for each seeded defect
@@ -31,19 +30,9 @@ CAUGHT_BY = {
 
 def qa(tmp_path: Path, *options: str) -> tuple[int, dict[str, Any]]:
     """Run the packaged suite from a directory of its own; its exit status and JSON report."""
-    report, elsewhere = tmp_path / "report.json", tmp_path / "qa"
-    elsewhere.mkdir()
-    quiet = ["-p", "no:cacheprovider", "-q", f"--itb-db={tmp_path / 'examples'}", f"--itb-report={report}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pyargs", "itbproto.qa", *options, *quiet],
-        cwd=elsewhere,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, ALLOW: "1"},
+    return run_qa_suite(
+        tmp_path / "qa", tmp_path / "report.json", *options, f"--itb-db={tmp_path / 'examples'}"
     )
-    return done.returncode, json.loads(report.read_text())
 
 
 def served(tmp_path: Path, defect: str | None = None) -> tuple[int, dict[str, Any]]:
