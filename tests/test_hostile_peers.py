@@ -15,14 +15,14 @@ from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbemu.store import Store
 from itbproto.client import PumpClient
-from itbproto.connection import Connection, Side
 from itbproto.firmware import Output
 from itbproto.machines.pump import EventLog
 from itbproto.specfiles import load_drug, load_prescription, load_profile
-from itbproto.wire import MAX_FRAME, EventCode, Message, Role
+from itbproto.wire import MAX_FRAME, EventCode, Role
 from itbproto.wire import messages as m
 from itbproto.wire.enums import ErrorCode
 from itbproto.wire.frame import CRC_SIZE
+from peers import Peer
 
 PIN = "493817"
 CONTINUOUS = load_prescription(
@@ -36,25 +36,6 @@ def emulator(store: Store | None = None) -> Emulator:
     pump = Emulator.create(therapy, POLICY, serial="EMU-H", store=store)
     pump.firmware.pin = PIN
     return pump
-
-
-class Peer:
-    """A programmer's byte stream on one link, written by hand."""
-
-    def __init__(self, pump: Emulator) -> None:
-        self.pump = pump
-        self.connection = Connection(Side.PROGRAMMER, stream=True)
-        self.link = pump.attach(Connection(Side.PUMP, stream=True))
-
-    def send(self, frame: bytes) -> list[Message]:
-        """One frame to the pump; the messages it answers on this link."""
-        out = self.pump.receive(self.link, frame, self.pump.now)
-        events = self.connection.receive(b"".join(out.get(self.link, [])))
-        self.connection.forget()
-        return [e.message for e in events if hasattr(e, "message")]
-
-    def request(self, message: Message, txn: int | None = None) -> list[Message]:
-        return self.send(b"".join(self.connection.send(message, txn)))
 
 
 def hello(client: str) -> m.Hello:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from factories import POLICY
 from itbemu import Emulator
 from itbemu.device import new_therapy
-from itbproto.connection import Connection, Side
 from itbproto.specfiles import load_drug, load_profile
-from itbproto.wire import MAX_FRAME, EventCode, Message, Role
+from itbproto.wire import MAX_FRAME, EventCode, Role
 from itbproto.wire import messages as m
 from itbproto.wire.enums import ErrorCode
+from peers import Peer
 
 PROFILE, DRUG = load_profile("itb-20"), load_drug()
 ENDS = (EventCode.SESSION_ENDED, EventCode.SESSION_ENDED_STOPPED)
@@ -20,18 +20,6 @@ ENDS = (EventCode.SESSION_ENDED, EventCode.SESSION_ENDED_STOPPED)
 def emulator() -> Emulator:
     therapy = new_therapy(PROFILE, DRUG, concentration_ug_ml=500, screening_dose_ng=300_000)
     return Emulator.create(therapy, POLICY, serial="EMU-L")
-
-
-class Peer:
-    def __init__(self, pump: Emulator) -> None:
-        self.pump = pump
-        self.connection = Connection(Side.PROGRAMMER, stream=True)
-        self.link = pump.attach(Connection(Side.PUMP, stream=True))
-
-    def request(self, message: Message) -> list[Message]:
-        out = self.pump.receive(self.link, b"".join(self.connection.send(message)), self.pump.now)
-        events = self.connection.receive(b"".join(out.get(self.link, [])))
-        return [e.message for e in events if hasattr(e, "message")]
 
 
 def hello(role: Role = Role.CLINICIAN) -> m.Hello:
