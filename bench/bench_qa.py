@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
-from itbproto.qa.plugin import Report
+from itbproto.qa.report import Report
 from itbproto.qa.targets import InprocTarget, RemoteTarget, Target
 from itbproto.qa.test_pump_safety import PumpUnderTest
 from itbproto.specfiles import load_rules

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from itbproto import errors
 from itbproto.qa.strategies import messages
 from itbproto.wire import MAX_FRAME, Message, Reassembler, encode, fragment
-from itbproto.wire.fragment import ATT_OVERHEAD
+from itbproto.wire.fragment import ATT_OVERHEAD, first_part
 
 mtus = st.integers(23, 517)
 counters = st.integers(0, 255)
@@ -151,3 +151,14 @@ def test_a_message_after_a_lost_tail_always_arrives(first: bytes, second: bytes,
     head = list(fragment(first, mtu, 10))
     feed_all(receiver, head[: max(0, len(head) - 1 - lost)])
     assert feed_all(receiver, list(fragment(second, mtu, 11)))[-1] == second
+
+
+@given(data=st.binary(min_size=1, max_size=MAX_FRAME), mtu=st.integers(23, 517), counter=st.integers(0, 255))
+def test_a_first_fragment_shows_the_start_of_its_message_and_no_other_does(
+    data: bytes, mtu: int, counter: int
+) -> None:
+    first, *rest = fragment(data, mtu, counter)
+    start = first_part(first)
+    assert start is not None
+    assert data.startswith(start)
+    assert all(first_part(chunk) is None for chunk in rest)

@@ -217,9 +217,10 @@ class Emulator:
         (:attr:`unsaved`). Time passing changes nothing to save: a restart lets it pass again, the same."""
         self._collect()
         session = link is not None and self.firmware.session(link).role is not None
-        if self.pump.log.own_since(self.saved_log) or (session and self._changed()):
+        changed = self._changed()
+        if self.pump.log.own_since(self.saved_log) or (session and changed):
             self._save()
-        elif self._changed() or self.pump.log.total > self.saved_log:
+        elif changed or self.pump.log.total > self.saved_log:
             self._unsaved = True
 
     def _changed(self) -> bool:

@@ -21,7 +21,7 @@ from itbproto.errors import ItbError
 from itbproto.security import PairedKey
 from itbproto.transport import Transport, open_target
 from itbproto.wire.enums import Role
-from itbproto.wire.fragment import FIRST_HEADER
+from itbproto.wire.fragment import first_part
 from itbproto.wire.frame import peek_header
 from itbproto.wire.stream import StreamSplitter
 
@@ -261,11 +261,8 @@ def target_from(
 def _answers_a_request(chunk: bytes, fragmented: bool) -> bool:
     """A whole frame, or the first fragment of one, whose header carries a transaction id (an alarm's has
     none)."""
-    if fragmented:  # (a first fragment is index 0, its header before the frame's: wire.fragment)
-        if len(chunk) < FIRST_HEADER or chunk[1] != 0:
-            return False
-        chunk = chunk[FIRST_HEADER:]
-    header = peek_header(chunk)
+    frame = first_part(chunk) if fragmented else chunk
+    header = None if frame is None else peek_header(frame)
     return header is not None and header.txn != 0
 
 

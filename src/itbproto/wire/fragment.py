@@ -38,6 +38,7 @@ __all__ = [
     "MIN_ATT_MTU",
     "NEXT_HEADER",
     "Reassembler",
+    "first_part",
     "fragment",
 ]
 
@@ -69,6 +70,12 @@ def fragment(message: bytes, mtu: int, counter: int) -> Iterator[bytes]:
         yield bytes((counter, index)) + message[pos : pos + room - NEXT_HEADER]
         pos += room - NEXT_HEADER
         index += 1
+
+
+def first_part(chunk: bytes) -> bytes | None:
+    """The start of the message a first fragment carries, unchecked (None: not a first fragment); for a tool
+    that watches fragments go by."""
+    return chunk[FIRST_HEADER:] if len(chunk) >= FIRST_HEADER and chunk[1] == 0 else None
 
 
 class Reassembler:
