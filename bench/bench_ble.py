@@ -27,20 +27,20 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.link import LocalLink
 from bumble.snoop import BtSnooper
+from itbproto.core.wire.fields import RecordType
 
 from itbemu import Emulator, VirtualClock
 from itbemu.ble import BlePeripheral, local_device
 from itbemu.device import START, new_therapy
-from itbproto.ble import BleTransport
-from itbproto.ble.bumble_backend import bound_to
-from itbproto.capture import att_values, frames
-from itbproto.client import PumpClient
-from itbproto.machines.pump import PumpMachine
-from itbproto.machines.pump.log import EVENT_LOG_LIMIT, EventLog
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.wire import EventCode, EventLogPage, EventRecord, StatusRequest, encode
-from itbproto.wire.fields import RecordType
+from itbproto.core.capture import att_values, frames
+from itbproto.core.machines.pump import PumpMachine
+from itbproto.core.machines.pump.log import EVENT_LOG_LIMIT, EventLog
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.wire import EventCode, EventLogPage, EventRecord, StatusRequest, encode
+from itbproto.io.ble import BleTransport
+from itbproto.io.ble.bumble_backend import bound_to
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile, load_rules
 
 GOAL_RATIO, GOAL_PAYLOAD, GOAL_DOWNLOAD_S = 2.0, 0.90, 2.0
 ECHO_SERVICE = "12345678-0000-4000-8000-0000000000e0"

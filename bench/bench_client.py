@@ -20,13 +20,13 @@ from typing import Any
 from itbemu import Emulator, TcpServer, VirtualClock
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
-from itbproto.client import PumpClient
-from itbproto.safety import SafetyPolicy
-from itbproto.security import PairedKey
-from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import DeviceProfile, Drug
-from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import StatusRequest, encode
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.security import PairedKey
+from itbproto.core.therapy import DeviceProfile, Drug
+from itbproto.core.wire import StatusRequest, encode
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile, load_rules
+from itbproto.io.transport import TcpTransport, Transport
 
 GOAL_RATIO = 2.0
 

@@ -17,10 +17,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from itbproto.connection import Connection, Side
-from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
-from itbproto.samples import SAMPLES
-from itbproto.wire import (
+from itbproto.core.wire.frame import Frame
+
+from itbproto.core.connection import Connection, Side
+from itbproto.core.wire import (
     AlarmCode,
     MsgType,
     Phase,
@@ -31,7 +31,8 @@ from itbproto.wire import (
     decode,
     encode,
 )
-from itbproto.wire.frame import Frame
+from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
+from itbproto.tools.samples import SAMPLES
 
 #: the goals of issue 12: every type with a payload of at most 256 bytes both ways, Status within 4x struct
 GOAL_PER_S = 100_000

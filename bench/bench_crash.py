@@ -16,9 +16,9 @@ from pathlib import Path
 
 from itbemu import Emulator, Store
 from itbemu.crash import crash_test, program
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import TherapyState
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.therapy import TherapyState
+from itbproto.io.specfiles import load_drug, load_profile, load_rules
 
 
 def new_store(path: Path, policy: SafetyPolicy) -> None:

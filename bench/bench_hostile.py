@@ -33,17 +33,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from itbproto.core.wire.frame import CRC_SIZE
+from itbproto.core.wire.stream import StreamSplitter
+
 from itbemu.store import Store
-from itbproto.client import PumpClient
-from itbproto.connection import Connection, Side
-from itbproto.safety import SafetyPolicy
-from itbproto.security import PairedKey
-from itbproto.security.keystore import save_key
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules
-from itbproto.transport import TcpTransport
-from itbproto.wire import Acknowledgement, EventCode, StatusRequest
-from itbproto.wire.frame import CRC_SIZE
-from itbproto.wire.stream import StreamSplitter
+from itbproto.core.connection import Connection, Side
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.security import PairedKey
+from itbproto.core.wire import Acknowledgement, EventCode, StatusRequest
+from itbproto.io.client import PumpClient
+from itbproto.io.keystore import save_key
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile, load_rules
+from itbproto.io.transport import TcpTransport
 
 ROOT = Path(__file__).resolve().parent.parent
 PIN, SERIAL = "493817", "EMU-HOSTILE"

@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
 
+from itbproto.io.specfiles import load_rules
 from itbproto.qa.report import Report
 from itbproto.qa.targets import InprocTarget, RemoteTarget, Target
 from itbproto.qa.test_pump_safety import PumpUnderTest
-from itbproto.specfiles import load_rules
 
 GOALS = {"inproc_sealed": 3_000, "tcp": 1_000, "ble": 500}
 PIN = "493817"
@@ -43,13 +43,12 @@ PIN = "493817"
 #: a function's own time goes to the first layer a pattern of which its file (or name) holds
 LAYERS = (
     ("hypothesis", ("/hypothesis/",)),
-    ("transitions", ("/transitions/", "itbproto/machines/definition")),
-    ("sealing", ("/spake2/", "itbproto/security/", "/cryptography/", "AESCCM", "_hashlib", "hmac")),
-    ("client and session", ("itbproto/client", "itbproto/machines/session/", "itbproto/qa/targets")),
-    ("connection and codec", ("itbproto/connection", "itbproto/wire/", "itbproto/link", "/construct/")),
+    ("transitions", ("/transitions/", "core/machines/definition")),
+    ("sealing", ("/spake2/", "core/security/", "/cryptography/", "AESCCM", "_hashlib", "hmac")),
+    ("client and session", ("itbproto/io/client", "core/machines/session/", "itbproto/qa/targets")),
+    ("connection and codec", ("core/connection", "core/wire/", "core/link", "/construct/")),
     ("store", ("itbemu/store", "sqlite3")),
-    ("pump handler", ("itbemu/", "itbproto/firmware", "itbproto/machines/", "itbproto/safety/")),
-    ("pump handler", ("itbproto/therapy/",)),
+    ("pump handler", ("itbemu/", "core/firmware", "core/machines/", "core/safety/", "core/therapy/")),
     ("oracle", ("itbproto/qa/oracle",)),
     ("suite", ("itbproto/qa/",)),
     ("asyncio", ("asyncio/", "select.epoll", "_asyncio", "selectors")),
@@ -167,7 +166,7 @@ def over_tcp(examples: int) -> tuple[float, int]:
 
 def over_ble(examples: int) -> tuple[float, int]:
     """The suite against `itbemu serve --ble` in another process (ITBPROTO_BLE_HCI set here)."""
-    from itbproto.ble.bumble_backend import HCI_ENV, install
+    from itbproto.io.ble.bumble_backend import HCI_ENV, install
 
     port = _port()
     with served("--ble", f"tcp-server:127.0.0.1:{port}"):

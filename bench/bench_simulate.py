@@ -16,10 +16,10 @@ from pathlib import Path
 
 from itbemu import Emulator, simulate
 from itbemu.device import START
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules
-from itbproto.therapy import SCALE, TherapyState, apply, dose_between
-from itbproto.wire import CommitPrescription, StagePrescription
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.therapy import SCALE, TherapyState, apply, dose_between
+from itbproto.core.wire import CommitPrescription, StagePrescription
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile, load_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEX = ROOT / "examples" / "prescriptions" / "flex-4-step.toml"

@@ -70,7 +70,7 @@ def equivalence(
 
 
 def package(mutant: str) -> str:
-    """itbproto.safety.rules.dose.x_rolling_dose__mutmut_3 -> safety"""
+    """itbproto.core.safety.rules.dose.x_rolling_dose__mutmut_3 -> safety"""
     return mutant.split(".")[1]
 
 

@@ -51,10 +51,10 @@ from bench.mutant_runner import ROOT, Run, copy_tree, edited, environment, run, 
 
 #: the pump side: the safety rules, the therapy model, the pump machine, the firmware
 SOURCES = (
-    "src/itbproto/safety/rules/*.py",
-    "src/itbproto/therapy/*.py",
-    "src/itbproto/machines/pump/*.py",
-    "src/itbproto/firmware.py",
+    "src/itbproto/core/safety/rules/*.py",
+    "src/itbproto/core/therapy/*.py",
+    "src/itbproto/core/machines/pump/*.py",
+    "src/itbproto/core/firmware.py",
 )
 SUITE = "src/itbproto/qa"  # the packaged suite: the boundary probes, then the stateful search
 SURVIVORS = ROOT / "bench" / "qa_mutation_survivors.toml"

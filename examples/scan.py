@@ -13,7 +13,7 @@ import asyncio
 
 from bleak import BleakScanner
 
-from itbproto.ble import SERVICE_UUID
+from itbproto.io.ble import SERVICE_UUID
 
 
 async def scan(seconds: float) -> int:

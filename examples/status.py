@@ -15,9 +15,9 @@ from pathlib import Path
 from bleak.uuids import normalize_uuid_16
 
 from itbproto import PumpClient
-from itbproto.ble import BleTransport
-from itbproto.display import describe
-from itbproto.security.keystore import save_key
+from itbproto.io.ble import BleTransport
+from itbproto.io.keystore import save_key
+from itbproto.tools.display import describe
 
 MODEL, SERIAL = normalize_uuid_16(0x2A24), normalize_uuid_16(0x2A25)  # Device Information Service
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from itbproto.core.wire.messages import AlarmRecord
+
 from itbproto import PumpClient
-from itbproto.ble import BleTransport
-from itbproto.wire.messages import AlarmRecord
+from itbproto.io.ble import BleTransport
 
 
 def said(alarm: AlarmRecord) -> str:

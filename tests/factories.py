@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, cast
 
-from itbproto.safety import SafetyPolicy, Verdict, evaluate
-from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import SCALE, TherapyState, advance, apply
-from itbproto.wire import (
+from itbproto.core.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.core.therapy import SCALE, TherapyState, advance, apply
+from itbproto.core.wire import (
     NO_ACK,
     Acknowledgement,
     BolusKind,
@@ -36,6 +35,7 @@ from itbproto.wire import (
     StagePrescription,
     Suspend,
 )
+from itbproto.io.specfiles import load_drug, load_profile, load_rules
 
 DAY = 86_400
 T0 = 100 * DAY  # device midnight, day 100

@@ -5,16 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
+from itbproto.core.wire.frame import MAX_FRAME
+
 from factories import POLICY, empty_pump
-from itbproto.connection import Connection, Side
-from itbproto.firmware import Firmware
-from itbproto.link import InMemoryLink
-from itbproto.machines import PumpMachine, Session
-from itbproto.machines.session import ProgrammingSession
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.therapy import TherapyState
-from itbproto.wire import Hello, Kind, Message, Role, decode, encode
-from itbproto.wire.frame import MAX_FRAME
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Firmware
+from itbproto.core.link import InMemoryLink
+from itbproto.core.machines import PumpMachine, Session
+from itbproto.core.machines.session import ProgrammingSession
+from itbproto.core.therapy import TherapyState
+from itbproto.core.wire import Hello, Kind, Message, Role, decode, encode
+from itbproto.io.specfiles import load_drug, load_profile
 
 CLINICIAN = Session(role=Role.CLINICIAN, max_frame=MAX_FRAME, client="test")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from itbemu import Emulator
-from itbproto.connection import Connection, Side
-from itbproto.wire import Message
+from itbproto.core.connection import Connection, Side
+from itbproto.core.wire import Message
 
 
 class Peer:

@@ -12,16 +12,16 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from itbproto.core.wire.frame import CRC_SIZE
+from itbproto.core.wire.stream import StreamSplitter
+
 from conftest import itbemu_serve, tcp_pump
 from factories import POLICY
 from itbemu import DeviceFault, TcpServer
 from itbemu.server import STRANGER_READ_SIZE
 from itbemu.store import Store
-from itbproto.client import PumpClient
-from itbproto.connection import Connection, Side
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.transport import TcpTransport
-from itbproto.wire import (
+from itbproto.core.connection import Connection, Side
+from itbproto.core.wire import (
     MAX_FRAME,
     PROTOCOL_VERSION,
     AlarmCode,
@@ -33,8 +33,9 @@ from itbproto.wire import (
     StatusReport,
     StatusRequest,
 )
-from itbproto.wire.frame import CRC_SIZE
-from itbproto.wire.stream import StreamSplitter
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile
+from itbproto.io.transport import TcpTransport
 
 PROFILE, DRUG = load_profile("itb-20"), load_drug()
 

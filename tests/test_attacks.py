@@ -15,14 +15,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
+from itbproto.core.wire.fragment import Reassembler, fragment
+from itbproto.core.wire.frame import HEADER_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 
 from conftest import ble_hub
 from factories import POLICY
 from itbemu import Emulator, TcpServer, VirtualClock
 from itbemu.device import START, new_therapy
-from itbproto.ble import BleTransport
-from itbproto.ble.bumble_backend import open_central
-from itbproto.client import PumpClient
+from itbproto.core.security import PairedKey
+from itbproto.core.wire import ErrorCode, EventCode, Role, SetRate, StatusRequest
 from itbproto.errors import (
     AuthenticationError,
     CommandRefusedError,
@@ -30,13 +32,11 @@ from itbproto.errors import (
     PairingError,
     StaleFrameError,
 )
-from itbproto.security import PairedKey
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import ErrorCode, EventCode, Role, SetRate, StatusRequest
-from itbproto.wire.fragment import Reassembler, fragment
-from itbproto.wire.frame import HEADER_SIZE
-from itbproto.wire.stream import StreamSplitter
+from itbproto.io.ble import BleTransport
+from itbproto.io.ble.bumble_backend import open_central
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile
+from itbproto.io.transport import TcpTransport, Transport
 
 PIN = "493817"
 PROFILE, DRUG = load_profile("itb-20"), load_drug()

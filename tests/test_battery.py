@@ -9,16 +9,16 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from itbproto.core.wire.enums import AlarmCode, EventCode, TherapyMode
+from itbproto.core.wire.messages import RefillBegin, Suspend
 
 from factories import DAY, POLICY, T0, ack, empty_pump, in_force, prescription, programmed
-from itbproto.machines.pump import PumpMachine
-from itbproto.specfiles import load_profile
-from itbproto.therapy import SCALE, TherapyState, advance, apply
-from itbproto.therapy.battery import capacity_scaled, daily_drain_scaled, drain_scaled
-from itbproto.therapy.forecast import next_event_at
-from itbproto.therapy.state import REFILL_TIMEOUT_S, Battery
-from itbproto.wire.enums import AlarmCode, EventCode, TherapyMode
-from itbproto.wire.messages import RefillBegin, Suspend
+from itbproto.core.machines.pump import PumpMachine
+from itbproto.core.therapy import SCALE, TherapyState, advance, apply
+from itbproto.core.therapy.battery import capacity_scaled, daily_drain_scaled, drain_scaled
+from itbproto.core.therapy.forecast import next_event_at
+from itbproto.core.therapy.state import REFILL_TIMEOUT_S, Battery
+from itbproto.io.specfiles import load_profile
 from machines_link import answer, new_pump
 
 PER_DAY_800 = (7_000 * DAY + 400_000 * 800) * DAY  # nC × 86 400 a day at 800 µL/day

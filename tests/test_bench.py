@@ -12,8 +12,8 @@ import pytest
 from bench.bench_codec import baseline_decode, baseline_encode, main
 
 from itbproto import errors
-from itbproto.samples import SAMPLES
-from itbproto.wire import MsgType, StatusReport, decode, encode
+from itbproto.core.wire import MsgType, StatusReport, decode, encode
+from itbproto.tools.samples import SAMPLES
 
 
 def test_baseline_matches_the_library() -> None:

@@ -16,12 +16,12 @@ from factories import POLICY
 from itbemu import Emulator
 from itbemu.ble import Hub
 from itbemu.device import new_therapy
-from itbproto.ble import BleTransport
-from itbproto.ble.bumble_backend import open_central
-from itbproto.client import PumpClient
+from itbproto.core.wire import StatusReport
 from itbproto.errors import LinkClosedError
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.wire import StatusReport
+from itbproto.io.ble import BleTransport
+from itbproto.io.ble.bumble_backend import open_central
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile
 
 PROFILE, DRUG = load_profile("itb-20"), load_drug()
 

@@ -20,7 +20,7 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue
 from bumble.link import LocalLink
 
-from itbproto.ble.bumble_backend import HCI_ENV, BumbleClient, BumbleScanner, bound_to, install
+from itbproto.io.ble.bumble_backend import HCI_ENV, BumbleClient, BumbleScanner, bound_to, install
 
 LABEL = "12345678-0000-4000-8000-0000000000e3"
 

@@ -16,27 +16,27 @@ from bleak import BleakClient
 from bumble.device import Device
 from bumble.link import LocalLink
 from bumble.snoop import BtSnooper
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.fragment import Reassembler
+from itbproto.core.wire.frame import decode
+from itbproto.core.wire.message import Message
 
 from factories import POLICY
 from itbemu import Emulator, VirtualClock
 from itbemu.ble import BlePeripheral, local_device
 from itbemu.device import START, new_therapy
-from itbproto.ble import REQUEST_UUID, RESPONSE_UUID, BleTransport, find_pump
-from itbproto.ble.bumble_backend import bound_to
-from itbproto.capture import CapturedFrame, att_values, frames
 from itbproto.cli import main as itbproto_main
-from itbproto.client import PumpClient
+from itbproto.core.capture import CapturedFrame, att_values, frames
+from itbproto.core.machines.pump import PumpMachine
+from itbproto.core.machines.pump.log import EventLog
+from itbproto.core.security import PairedKey
+from itbproto.core.wire import messages as m
 from itbproto.errors import AuthenticationError, CaptureError, ProtocolError, SealedFrameError
-from itbproto.machines.pump import PumpMachine
-from itbproto.machines.pump.log import EventLog
-from itbproto.security import PairedKey
-from itbproto.security.keystore import save_key
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.wire import messages as m
-from itbproto.wire.enums import EventCode
-from itbproto.wire.fragment import Reassembler
-from itbproto.wire.frame import decode
-from itbproto.wire.message import Message
+from itbproto.io.ble import REQUEST_UUID, RESPONSE_UUID, BleTransport, find_pump
+from itbproto.io.ble.bumble_backend import bound_to
+from itbproto.io.client import PumpClient
+from itbproto.io.keystore import save_key
+from itbproto.io.specfiles import load_drug, load_profile
 
 PIN, SERIAL = "493817", "EMU-CAP"
 PROFILE = load_profile("itb-20")

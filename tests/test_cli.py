@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 from itbproto.cli import build_parser, main, parse_hex
-from itbproto.wire import SetRate, encode
+from itbproto.core.wire import SetRate, encode
 
 FRAME = encode(SetRate(rate_ul_day=880), txn=9)
 

@@ -19,14 +19,8 @@ from itbemu import DeviceFault, Emulator, LinkFaults, TcpServer, VirtualClock
 from itbemu.ble import BlePeripheral, local_device
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
-from itbproto.ble import BleTransport
-from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError, WrongDeviceError
-from itbproto.qa.targets import Tap
-from itbproto.specfiles import load_drug, load_prescription, load_profile
-from itbproto.therapy import SCALE
-from itbproto.transport import TcpTransport, Transport
-from itbproto.wire import (
+from itbproto.core.therapy import SCALE
+from itbproto.core.wire import (
     Acknowledgement,
     AlarmCode,
     BolusKind,
@@ -39,6 +33,12 @@ from itbproto.wire import (
     ScreeningResponse,
     TherapyMode,
 )
+from itbproto.errors import CommandRefusedError, SafetyViolation, SessionError, WrongDeviceError
+from itbproto.io.ble import BleTransport
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile
+from itbproto.io.transport import TcpTransport, Transport
+from itbproto.qa.targets import Tap
 
 CONTINUOUS = load_prescription(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")
 TRANSPORTS = ["inprocess", "tcp", "ble"]

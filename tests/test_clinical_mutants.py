@@ -8,7 +8,7 @@ import tomllib
 import pytest
 from bench.clinical_mutants import FIELDS, ROOT, Mutant, load
 
-from itbproto.specfiles import load_rules
+from itbproto.io.specfiles import load_rules
 
 MUTANTS = load()
 

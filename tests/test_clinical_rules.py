@@ -27,15 +27,22 @@ from factories import (
     rid,
     verdict,
 )
-from itbproto.errors import TherapyStateError
-from itbproto.machines.pump.alarms import conditions
-from itbproto.machines.pump.table import PUMP
-from itbproto.specfiles import load_profile
-from itbproto.therapy import SCALE, Flow, Path, TherapyState, advance, apply, max_window_dose, planned_flows
-from itbproto.therapy.commands import bridge_duration_s
-from itbproto.therapy.forecast import next_event_at
-from itbproto.therapy.window import worst_window_scaled
-from itbproto.wire import (
+from itbproto.core.machines.pump.alarms import conditions
+from itbproto.core.machines.pump.table import PUMP
+from itbproto.core.therapy import (
+    SCALE,
+    Flow,
+    Path,
+    TherapyState,
+    advance,
+    apply,
+    max_window_dose,
+    planned_flows,
+)
+from itbproto.core.therapy.commands import bridge_duration_s
+from itbproto.core.therapy.forecast import next_event_at
+from itbproto.core.therapy.window import worst_window_scaled
+from itbproto.core.wire import (
     Ack,
     AlarmCode,
     BolusCancel,
@@ -68,6 +75,8 @@ from itbproto.wire import (
     Suspend,
     TherapyMode,
 )
+from itbproto.errors import TherapyStateError
+from itbproto.io.specfiles import load_profile
 from machines_link import answer, new_pump
 
 rule = pytest.mark.rule

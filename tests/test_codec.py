@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.fields import IntType, RecordType
+from itbproto.core.wire.messages import MAX_EVENTS_PER_PAGE, MAX_LOG_DETAIL, EventLogPage, EventRecord
 
 from construct_reference import reference
 from itbproto import errors
-from itbproto.qa.strategies import message_of, messages, out_of_range
-from itbproto.samples import SAMPLES
-from itbproto.wire import (
+from itbproto.core.wire import (
     CATALOG,
     FLAG_SEALED,
     HEADER_SIZE,
@@ -33,9 +34,8 @@ from itbproto.wire import (
     encode,
     open_frame,
 )
-from itbproto.wire.enums import EventCode
-from itbproto.wire.fields import IntType, RecordType
-from itbproto.wire.messages import MAX_EVENTS_PER_PAGE, MAX_LOG_DETAIL, EventLogPage, EventRecord
+from itbproto.qa.strategies import message_of, messages, out_of_range
+from itbproto.tools.samples import SAMPLES
 
 ALL_TYPES = sorted(CATALOG.values(), key=lambda c: c.TYPE)
 INT_TYPES = [c for c in ALL_TYPES if any(isinstance(s.wire, IntType) for s in c.specs())]
@@ -257,7 +257,7 @@ def test_every_message_fits_a_frame() -> None:
 
 
 def test_every_reply_but_the_paged_ones_fits_the_smallest_frame_a_programmer_may_announce() -> None:
-    from itbproto.wire import MIN_MAX_FRAME, TAG_SIZE
+    from itbproto.core.wire import MIN_MAX_FRAME, TAG_SIZE
 
     paged = {"EventLogPage", "TherapyHistory"}
     for cls in ALL_TYPES:
@@ -272,8 +272,8 @@ def test_the_core_does_not_need_hypothesis() -> None:
 
     code = (
         "import sys; sys.modules['hypothesis'] = None\n"
-        "import itbproto, itbproto.cli, itbproto.demo, itbproto.vectors\n"
-        "itbproto.demo.run(23, say=lambda line: None)\n"
+        "import itbproto, itbproto.cli, itbproto.tools.demo, itbproto.tools.vectors\n"
+        "itbproto.tools.demo.run(23, say=lambda line: None)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

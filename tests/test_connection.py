@@ -9,17 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from factories import T0
-from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
-from itbproto.errors import (
-    FieldRangeError,
-    LocalProtocolError,
-    ProtocolError,
-    RemoteProtocolError,
-    StaleFrameError,
-)
-from itbproto.qa.strategies import message_of, messages
-from itbproto.samples import SAMPLES
-from itbproto.wire import (
+from itbproto.core.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
+from itbproto.core.wire import (
     CATALOG,
     Ack,
     ErrorCode,
@@ -33,6 +24,15 @@ from itbproto.wire import (
     StatusRequest,
     encode,
 )
+from itbproto.errors import (
+    FieldRangeError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    StaleFrameError,
+)
+from itbproto.qa.strategies import message_of, messages
+from itbproto.tools.samples import SAMPLES
 from machines_link import Link
 
 RESPONSES = [c for c in CATALOG.values() if c.KIND is not Kind.REQUEST]

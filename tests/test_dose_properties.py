@@ -20,10 +20,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from conftest import examples
 from factories import DAY, POLICY, T0, ack, commit, empty_pump, in_force, patient, prescription
-from itbproto.errors import TherapyStateError
-from itbproto.safety import evaluate
-from itbproto.therapy import SCALE, Flow, TherapyState, advance, apply
-from itbproto.wire import (
+from itbproto.core.safety import evaluate
+from itbproto.core.therapy import SCALE, Flow, TherapyState, advance, apply
+from itbproto.core.wire import (
     BolusCancel,
     BolusKind,
     BolusStart,
@@ -52,6 +51,7 @@ from itbproto.wire import (
     StagePrescription,
     Suspend,
 )
+from itbproto.errors import TherapyStateError
 
 ABSOLUTE_BOLUS_NG = POLICY("BOL-001", "absolute_max_bolus_ng")
 ADULT_CEILING_NG = POLICY("DOSE-003", "adult_ceiling_ng_day")

@@ -30,12 +30,12 @@ from itbemu.cli import main
 from itbemu.device import START
 from itbemu.faults import apply_fault
 from itbemu.plot import marks
-from itbproto.connection import Connection, Side
-from itbproto.machines.pump import snapshot
-from itbproto.specfiles import load_drug, load_prescription, load_profile
-from itbproto.therapy import daily_dose_scaled, dose_between, forecast
-from itbproto.therapy.state import Battery
-from itbproto.wire import Ack, AlarmCode, EventCode, Hello, Role, SetThresholds, decode, encode
+from itbproto.core.connection import Connection, Side
+from itbproto.core.machines.pump import snapshot
+from itbproto.core.therapy import daily_dose_scaled, dose_between, forecast
+from itbproto.core.therapy.state import Battery
+from itbproto.core.wire import Ack, AlarmCode, EventCode, Hello, Role, SetThresholds, decode, encode
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile
 
 REPO = Path(__file__).resolve().parent.parent
 FLEX = REPO / "examples" / "prescriptions" / "flex-4-step.toml"

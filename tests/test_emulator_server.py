@@ -18,19 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from itbproto.core.wire.frame import MAX_FRAME
 
 from conftest import free_port, itbemu_serve, tcp_pump
 from factories import POLICY
 from itbemu import DeviceFault, TcpServer
 from itbemu.demo import run_demo
-from itbproto.ble import BleTransport
-from itbproto.ble.bumble_backend import open_central
 from itbproto.cli import main as itbproto_main
-from itbproto.client import PumpClient
-from itbproto.errors import CommandRefusedError
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.transport import TcpTransport
-from itbproto.wire import (
+from itbproto.core.wire import (
     MAX_EVENTS_PER_PAGE,
     AlarmCode,
     AlarmThresholds,
@@ -42,7 +37,12 @@ from itbproto.wire import (
     StatusReport,
     encode,
 )
-from itbproto.wire.frame import MAX_FRAME
+from itbproto.errors import CommandRefusedError
+from itbproto.io.ble import BleTransport
+from itbproto.io.ble.bumble_backend import open_central
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile
+from itbproto.io.transport import TcpTransport
 
 REPO = Path(__file__).resolve().parent.parent
 

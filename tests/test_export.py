@@ -28,9 +28,9 @@ from itbemu.demo import run_demo
 from itbemu.device import START, new_therapy
 from itbemu.export import export_lines
 from itbemu.inprocess import InProcessHub
-from itbproto.client import PumpClient
-from itbproto.specfiles import load_drug, load_prescription, load_profile
-from itbproto.wire import Acknowledgement, BolusKind
+from itbproto.core.wire import Acknowledgement, BolusKind
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile
 
 SCHEMA = json.loads((ROOT / "specs" / "export.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())

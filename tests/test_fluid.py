@@ -7,8 +7,8 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itbproto.therapy import SCALE, Flow, dose_between
-from itbproto.therapy.fluid import Path, Segment, push
+from itbproto.core.therapy import SCALE, Flow, dose_between
+from itbproto.core.therapy.fluid import Path, Segment, push
 
 concs = st.sampled_from([0, 50, 500, 1000, 2000])
 

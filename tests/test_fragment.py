@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from itbproto.core.wire.fragment import ATT_OVERHEAD, first_part
 
 from itbproto import errors
+from itbproto.core.wire import MAX_FRAME, Message, Reassembler, encode, fragment
 from itbproto.qa.strategies import messages
-from itbproto.wire import MAX_FRAME, Message, Reassembler, encode, fragment
-from itbproto.wire.fragment import ATT_OVERHEAD, first_part
 
 mtus = st.integers(23, 517)
 counters = st.integers(0, 255)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+from itbproto.core.wire.frame import HEADER_SIZE, TAG_SIZE
 
 from factories import T0, ack, prescription, programmed
-from itbproto.errors import SessionError
-from itbproto.machines import Refused, Replied, Resolved
-from itbproto.machines.pump import REFILL_TIMEOUT_S
-from itbproto.machines.pump.alarms import conditions
-from itbproto.machines.pump.reports import device_info, event_page, flowing_rate, history, status
-from itbproto.machines.pump.state import MAX_TXN_STEP
-from itbproto.therapy import SCALE, advance, apply
-from itbproto.wire import (
+from itbproto.core.machines import Refused, Replied, Resolved
+from itbproto.core.machines.pump import REFILL_TIMEOUT_S
+from itbproto.core.machines.pump.alarms import conditions
+from itbproto.core.machines.pump.reports import device_info, event_page, flowing_rate, history, status
+from itbproto.core.machines.pump.state import MAX_TXN_STEP
+from itbproto.core.therapy import SCALE, advance, apply
+from itbproto.core.wire import (
     MAX_EVENTS_PER_PAGE,
     Ack,
     AlarmAcknowledge,
@@ -46,7 +46,7 @@ from itbproto.wire import (
     TherapyMode,
     decode,
 )
-from itbproto.wire.frame import HEADER_SIZE, TAG_SIZE
+from itbproto.errors import SessionError
 from machines_link import CLINICIAN, Link, answer, new_pump
 
 # --- the pump: the log, transactions, time --------------------------------------------------------
@@ -357,9 +357,10 @@ def test_due_alarms_repeat_at_their_period_from_the_last_announcement() -> None:
 def test_a_log_entry_always_reads_over_the_wire() -> None:
     """A detail longer than an entry carries is cut, never left to break the page that holds it (the pump's
     own hold once logged 26 characters, found by the QA suite reading the log)."""
-    from itbproto.machines.pump.log import EventLog
-    from itbproto.wire.enums import EventCode
-    from itbproto.wire.messages import MAX_LOG_DETAIL, EventLogPage
+    from itbproto.core.wire.enums import EventCode
+    from itbproto.core.wire.messages import MAX_LOG_DETAIL, EventLogPage
+
+    from itbproto.core.machines.pump.log import EventLog
 
     log = EventLog()
     entry = log.append(0, EventCode.FAULT, detail="x" * (MAX_LOG_DETAIL + 10))

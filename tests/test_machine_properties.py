@@ -14,14 +14,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from conftest import examples
 from factories import DAY, POLICY, T0, ack, patient, prescription, programmed
-from itbproto.connection import Connection, Side
-from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
-from itbproto.firmware import Firmware
-from itbproto.machines import PUMP, SESSION
-from itbproto.machines.pump import snapshot
-from itbproto.qa.strategies import messages
-from itbproto.safety import evaluate
-from itbproto.wire import (
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Firmware
+from itbproto.core.machines import PUMP, SESSION
+from itbproto.core.machines.pump import snapshot
+from itbproto.core.safety import evaluate
+from itbproto.core.wire import (
     NO_ACK,
     Ack,
     Acknowledgement,
@@ -65,6 +63,8 @@ from itbproto.wire import (
     encode,
     fragment,
 )
+from itbproto.errors import SafetyViolation, SessionError, TherapyStateError
+from itbproto.qa.strategies import messages
 from machines_link import CLINICIAN, Link, new_pump
 
 MAX_SILENCE = POLICY("ALARM-001", "max_reannunciate_s")

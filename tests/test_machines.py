@@ -8,8 +8,7 @@ import pytest
 
 from conftest import ROOT
 from factories import DAY, POLICY, T0, ack, commit, empty_pump, prescription, programmed
-from itbproto.errors import AcknowledgementRequired, SafetyViolation, SessionError
-from itbproto.machines import (
+from itbproto.core.machines import (
     ALARM,
     PUMP,
     SESSION,
@@ -21,11 +20,9 @@ from itbproto.machines import (
     Verified,
     mode_of,
 )
-from itbproto.machines.pump import REFILL_TIMEOUT_S, PumpMachine
-from itbproto.samples import PRESCRIPTION
-from itbproto.specfiles import load_profile
-from itbproto.therapy import TherapyState
-from itbproto.wire import (
+from itbproto.core.machines.pump import REFILL_TIMEOUT_S, PumpMachine
+from itbproto.core.therapy import TherapyState
+from itbproto.core.wire import (
     Ack,
     AlarmCode,
     BolusKind,
@@ -51,6 +48,9 @@ from itbproto.wire import (
     Suspend,
     TherapyMode,
 )
+from itbproto.errors import AcknowledgementRequired, SafetyViolation, SessionError
+from itbproto.io.specfiles import load_profile
+from itbproto.tools.samples import PRESCRIPTION
 from machines_link import CLINICIAN, Link, answer, new_pump
 
 
@@ -484,8 +484,8 @@ def test_status_reports_the_pump() -> None:
 
 
 def test_event_pages_and_history_fit_the_programmers_frame() -> None:
-    from itbproto.machines import Session
-    from itbproto.wire import MIN_MAX_FRAME, ReadHistory, encode
+    from itbproto.core.machines import Session
+    from itbproto.core.wire import MIN_MAX_FRAME, ReadHistory, encode
 
     pump = new_pump(programmed())
     for i in range(40):
@@ -503,7 +503,7 @@ def test_event_pages_and_history_fit_the_programmers_frame() -> None:
 
 def test_nothing_before_hello_and_nothing_after_session_end() -> None:
     pump = new_pump(programmed())
-    from itbproto.machines import CLOSED
+    from itbproto.core.machines import CLOSED
 
     reply = pump.handle(StatusRequest(), 1, T0, CLOSED).reply
     assert isinstance(reply, Nack)
@@ -607,7 +607,7 @@ def test_the_id_space_cannot_be_exhausted_by_one_jump() -> None:
 
 
 def test_commit_with_the_real_ids_from_the_factories() -> None:
-    from itbproto.therapy import apply
+    from itbproto.core.therapy import apply
 
     staged = apply(empty_pump(), StagePrescription(prescription=prescription()))
     assert apply(staged, commit(staged)).prescription == prescription()
@@ -621,7 +621,7 @@ def test_a_safety_refusal_with_units_in_its_reason_can_be_sent() -> None:
     assert isinstance(reply, Nack)
     assert reply.code is ErrorCode.SAFETY_RULE
     assert "250 ug" in reply.detail
-    from itbproto.wire import decode, encode
+    from itbproto.core.wire import decode, encode
 
     assert decode(encode(reply, txn=1)).message == reply
 
@@ -637,7 +637,7 @@ def test_a_long_reason_is_cut_to_fit() -> None:
 
 def test_a_command_that_makes_an_alarm_condition_true_raises_it_at_once() -> None:
     """Found by the any-message property: a new low-reservoir threshold waited for the next tick."""
-    from itbproto.wire import AlarmThresholds, SetThresholds
+    from itbproto.core.wire import AlarmThresholds, SetThresholds
 
     pump = new_pump(programmed())
     low = AlarmThresholds(low_reservoir_ul=19_000, low_reservoir_days=7, eri_lead_days=90, reannunciate_s=600)
@@ -647,8 +647,8 @@ def test_a_command_that_makes_an_alarm_condition_true_raises_it_at_once() -> Non
 
 def test_a_pump_built_under_a_tighter_policy_starts_with_alarm_thresholds_within_it() -> None:
     """RES-001, BATT-002, ALARM-001: the profile's defaults raised (or lowered) to what the policy asks."""
-    from itbproto.safety import SafetyPolicy
-    from itbproto.specfiles import load_rules
+    from itbproto.core.safety import SafetyPolicy
+    from itbproto.io.specfiles import load_rules
 
     strict = SafetyPolicy(
         load_rules(),

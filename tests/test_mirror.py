@@ -9,9 +9,8 @@ from dataclasses import replace
 import pytest
 
 from factories import DAY, T0, confirm, patient, programmed, refill_staged
-from itbproto.errors import SafetyViolation, SessionError
-from itbproto.therapy import Battery, TherapyState, apply
-from itbproto.wire import (
+from itbproto.core.therapy import Battery, TherapyState, apply
+from itbproto.core.wire import (
     AlarmCode,
     BolusKind,
     BolusStart,
@@ -20,6 +19,7 @@ from itbproto.wire import (
     RecordProcedure,
     TherapyMode,
 )
+from itbproto.errors import SafetyViolation, SessionError
 from machines_link import Link
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from factories import POLICY
-from itbproto.client import PumpClient
+from itbproto.core.security import PairedKey, SealedChannel, load_key, save_key
+from itbproto.core.wire import ErrorCode, EventCode, Role, StatusRequest, encode
 from itbproto.errors import CommandRefusedError, NotPairedError, SessionError, SpecError
-from itbproto.security import PairedKey, SealedChannel, load_key, save_key
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.wire import ErrorCode, EventCode, Role, StatusRequest, encode
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile
 from test_client import Target, on_every_transport
 
 PIN = "493817"

@@ -182,8 +182,8 @@ def test_the_run_time_needs_construct_only_not_construct_typing() -> None:
 
     script = (
         "import sys, itbproto, itbemu, itbemu.cli, itbproto.cli\n"
-        "from itbproto.samples import SAMPLES\n"
-        "from itbproto.wire import decode, encode\n"
+        "from itbproto.tools.samples import SAMPLES\n"
+        "from itbproto.core.wire import decode, encode\n"
         "for msg in SAMPLES.values():\n"
         "    assert decode(encode(msg, txn=7)).message == msg\n"
         "print(' '.join(m for m in ('construct_typed', 'arrow', 'dateutil') if m in sys.modules))\n"

@@ -11,8 +11,8 @@ import pytest
 from bench.clinical_mutants import FIELDS, Mutant, load
 
 from conftest import ROOT
+from itbproto.io.specfiles import load_rules
 from itbproto.qa.oracle import PROTOCOL
-from itbproto.specfiles import load_rules
 
 CORPUS = ROOT / "tests" / "pump_defects.toml"
 DEFECTS = load(CORPUS)

@@ -8,13 +8,11 @@ from dataclasses import replace
 import pytest
 
 from factories import DAY, T0, ack, confirm, patient, programmed, refill_staged
-from itbproto.errors import SpecError
-from itbproto.machines.pump import snapshot
-from itbproto.machines.pump.handlers import event_value
-from itbproto.machines.pump.reports import history, status
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply
-from itbproto.wire import (
+from itbproto.core.machines.pump import snapshot
+from itbproto.core.machines.pump.handlers import event_value
+from itbproto.core.machines.pump.reports import history, status
+from itbproto.core.therapy import SCALE, Battery, TherapyState, advance, apply
+from itbproto.core.wire import (
     Ack,
     AlarmAcknowledge,
     AlarmCode,
@@ -34,6 +32,8 @@ from itbproto.wire import (
     decode,
     encode,
 )
+from itbproto.errors import SpecError
+from itbproto.io.specfiles import load_drug, load_profile
 from machines_link import answer, new_pump
 
 

@@ -7,12 +7,11 @@ import json
 import pytest
 
 from factories import POLICY, T0, prescription, programmed
-from itbproto.errors import SpecError
-from itbproto.machines import PumpMachine
-from itbproto.machines.pump import EventLog, snapshot
-from itbproto.machines.pump.handlers import HANDLERS
-from itbproto.safety import evaluate
-from itbproto.wire import (
+from itbproto.core.machines import PumpMachine
+from itbproto.core.machines.pump import EventLog, snapshot
+from itbproto.core.machines.pump.handlers import HANDLERS
+from itbproto.core.safety import evaluate
+from itbproto.core.wire import (
     CATALOG,
     BolusKind,
     BolusStart,
@@ -28,6 +27,7 @@ from itbproto.wire import (
     StagePrescription,
     Suspend,
 )
+from itbproto.errors import SpecError
 from machines_link import CLINICIAN, answer, new_pump
 
 

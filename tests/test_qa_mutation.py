@@ -45,7 +45,7 @@ def test_one_file_gives_mutmut_operators_in_order_and_skips_words_docstrings_and
 
 def test_every_pump_file_is_enumerated_in_order_with_unique_keys(everything: list[Mutant]) -> None:
     assert {m.file for m in everything} <= set(source_files())
-    assert "src/itbproto/firmware.py" in source_files()
+    assert "src/itbproto/core/firmware.py" in source_files()
     assert not any(f.startswith("src/itbproto/qa/") for f in source_files())
     assert [(m.file, m.line) for m in everything] == sorted((m.file, m.line) for m in everything)
     assert len({m.key for m in everything}) == len(everything) > 1000

@@ -6,12 +6,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from itbproto.core.wire.enums import (
+    BolusKind,
+    EventCode,
+    Phase,
+    PrescriptionMode,
+    ScreeningResponse,
+    TherapyMode,
+)
 
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.wire import messages as m
+from itbproto.io.specfiles import load_profile, load_rules
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_profile, load_rules
-from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, EventCode, Phase, PrescriptionMode, ScreeningResponse, TherapyMode
 
 T0 = 86_400_000
 
@@ -99,8 +106,8 @@ def test_delivery_while_suspended_is_found_and_a_suspension_resumed_the_same_sec
 def test_a_policy_file_for_the_pump_under_test_may_only_tighten(tmp_path: Path) -> None:
     """--itb-policy: the probes read the pump's numbers from it; a looser value is POLICY-001's error."""
     from itbproto.errors import PolicyError
+    from itbproto.io.specfiles import load_policy
     from itbproto.qa.bench import tightened
-    from itbproto.specfiles import load_policy
 
     strict = tmp_path / "hospital.toml"
     strict.write_text('[policy]\n"TITR-002.interval_s" = 259200\n"BOL-001.absolute_max_bolus_ng" = 150000\n')

@@ -17,9 +17,9 @@ from conftest import ROOT, free_port, itbemu_serve
 from itbemu.cli import build_parser as itbemu_parser
 from itbproto.cli import build_parser
 from itbproto.cli import main as itbproto_main
-from itbproto.specfiles import load_prescription
-from itbproto.therapy import SCALE
-from itbproto.therapy.schedule import daily_dose_scaled
+from itbproto.core.therapy import SCALE
+from itbproto.core.therapy.schedule import daily_dose_scaled
+from itbproto.io.specfiles import load_prescription
 from itbproto.units import Dose, Rounding, divide
 
 PLAN = str(ROOT / "examples" / "prescriptions" / "continuous-400ug.toml")

@@ -2,17 +2,17 @@
 
 The layers, as the code has them:
 
-- ``engine``: :func:`itbproto.safety.evaluate` and the checks it runs (``CHECKS``), called directly;
-- ``therapy``: the therapy model (:func:`itbproto.therapy.apply` refusing with ``TherapyStateError``,
-  ``advance``/``planned_flows``, the alarm records of :mod:`itbproto.therapy.alarms`), with no engine;
-- ``modes``: the pump's mode table (``PUMP``) as :class:`~itbproto.machines.PumpMachine` applies it, here
+- ``engine``: :func:`itbproto.core.safety.evaluate` and the checks it runs (``CHECKS``), called directly;
+- ``therapy``: the therapy model (:func:`itbproto.core.therapy.apply` refusing with ``TherapyStateError``,
+  ``advance``/``planned_flows``, the alarm records of :mod:`itbproto.core.therapy.alarms`), with no engine;
+- ``modes``: the pump's mode table (``PUMP``) as :class:`~itbproto.core.machines.PumpMachine` applies it, here
   behind an engine that accepts everything and a therapy that would apply anything;
-- ``roles``: each request's ``ROLES`` and :func:`~itbproto.wire.messages.role_refusal`, as the pump checks
-  them (``ROLE_FORBIDDEN``);
-- ``programmer``: :class:`~itbproto.machines.ProgrammingSession` refusing before it produces a byte (its
+- ``roles``: each request's ``ROLES`` and :func:`~itbproto.core.wire.messages.role_refusal`, as the pump
+  checks them (``ROLE_FORBIDDEN``);
+- ``programmer``: :class:`~itbproto.core.machines.ProgrammingSession` refusing before it produces a byte (its
   role check, its engine on its mirror of the pump, its own steps), and its connection taking as an
   answer only a reply to the outstanding transaction;
-- ``alarms``: when the pump raises alarms (:func:`itbproto.machines.pump.alarms.conditions`).
+- ``alarms``: when the pump raises alarms (:func:`itbproto.core.machines.pump.alarms.conditions`).
 
 :data:`LAYERS` says which layers enforce what; a test proves the table has a test for each pair, and one
 test per pair exercises that layer with the others bypassed.
@@ -26,7 +26,7 @@ from typing import Any, cast
 
 import pytest
 
-import itbproto.machines.pump.machine as pump_machine
+import itbproto.core.machines.pump.machine as pump_machine
 from factories import (
     DAY,
     POLICY,
@@ -41,26 +41,15 @@ from factories import (
     programmed,
 )
 from factories import refill_staged as staged_refill
-from itbproto.connection import Connection, Reply, Side
-from itbproto.errors import (
-    AcknowledgementRequired,
-    PolicyError,
-    RemoteProtocolError,
-    SafetyViolation,
-    SessionError,
-    StaleStageError,
-    TherapyStateError,
-)
-from itbproto.firmware import Firmware
-from itbproto.machines import PUMP, Ignored, ProgrammingSession, PumpMachine, Refused, Replied, mode_of
-from itbproto.machines.pump.alarms import conditions, update
-from itbproto.safety import SafetyPolicy, Verdict, enforcement_points, evaluate
-from itbproto.samples import SAMPLES
-from itbproto.specfiles import load_profile, load_rules
-from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply, planned_flows
-from itbproto.therapy.state import RefillProgress
-from itbproto.therapy.window import worst_window_scaled
-from itbproto.wire import (
+from itbproto.core.connection import Connection, Reply, Side
+from itbproto.core.firmware import Firmware
+from itbproto.core.machines import PUMP, Ignored, ProgrammingSession, PumpMachine, Refused, Replied, mode_of
+from itbproto.core.machines.pump.alarms import conditions, update
+from itbproto.core.safety import SafetyPolicy, Verdict, enforcement_points, evaluate
+from itbproto.core.therapy import SCALE, Battery, TherapyState, advance, apply, planned_flows
+from itbproto.core.therapy.state import RefillProgress
+from itbproto.core.therapy.window import worst_window_scaled
+from itbproto.core.wire import (
     CATALOG,
     Ack,
     Acknowledgement,
@@ -99,6 +88,17 @@ from itbproto.wire import (
     decode,
     encode,
 )
+from itbproto.errors import (
+    AcknowledgementRequired,
+    PolicyError,
+    RemoteProtocolError,
+    SafetyViolation,
+    SessionError,
+    StaleStageError,
+    TherapyStateError,
+)
+from itbproto.io.specfiles import load_profile, load_rules
+from itbproto.tools.samples import SAMPLES
 from machines_link import Link, answer, new_pump
 
 rule = pytest.mark.rule

@@ -37,15 +37,13 @@ from factories import (
     refused_by,
     rid,
 )
-from itbproto.errors import FieldRangeError, PolicyError
-from itbproto.safety import SafetyPolicy, Verdict, evaluate
-from itbproto.safety.rules import CHECKS
-from itbproto.specfiles import load_profile, load_rules
-from itbproto.therapy import SCALE, Battery, TherapyState, advance, apply
-from itbproto.therapy.flows import Flow
-from itbproto.therapy.fluid import Path, Segment
-from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.wire import (
+from itbproto.core.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.core.safety.rules import CHECKS
+from itbproto.core.therapy import SCALE, Battery, TherapyState, advance, apply
+from itbproto.core.therapy.flows import Flow
+from itbproto.core.therapy.fluid import Path, Segment
+from itbproto.core.therapy.schedule import daily_dose_scaled
+from itbproto.core.wire import (
     AlarmCode,
     AlarmRecord,
     AlarmSilence,
@@ -83,6 +81,8 @@ from itbproto.wire import (
     StagePrescription,
     Suspend,
 )
+from itbproto.errors import FieldRangeError, PolicyError
+from itbproto.io.specfiles import load_profile, load_rules
 
 HOUR = 3_600
 CATALOG = load_rules()

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from itbproto.specfiles import load_rules
+from itbproto.io.specfiles import load_rules
 from test_rule_layers import LAYERS, SERVES
 from test_rule_table import TABLE, Boundary, Row
 

@@ -22,15 +22,12 @@ from factories import (
     rid,
     verdict,
 )
-from itbproto.errors import PolicyError, SafetyViolation
-from itbproto.safety import SafetyPolicy
-from itbproto.safety.rules.common import mg_day, span
-from itbproto.specfiles import load_rules
-from itbproto.therapy import SCALE, Battery, advance, apply
-from itbproto.therapy.fluid import Path, Segment
-from itbproto.therapy.state import BolusRecord
-from itbproto.units import DoseRate
-from itbproto.wire import (
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.safety.rules.common import mg_day, span
+from itbproto.core.therapy import SCALE, Battery, advance, apply
+from itbproto.core.therapy.fluid import Path, Segment
+from itbproto.core.therapy.state import BolusRecord
+from itbproto.core.wire import (
     AlarmCode,
     AlarmRecord,
     AlarmSilence,
@@ -61,6 +58,9 @@ from itbproto.wire import (
     TherapyMode,
     WithdrawalRisk,
 )
+from itbproto.errors import PolicyError, SafetyViolation
+from itbproto.io.specfiles import load_rules
+from itbproto.units import DoseRate
 
 rule = pytest.mark.rule
 SCREENING = patient(phase=Phase.SCREENING, screening_dose_ng=0, screening_effect_s=0)

@@ -11,8 +11,19 @@ from dataclasses import replace
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from itbproto.core.wire.message import Kind, Message
 
-from itbproto.connection import BadRequest, Connection, Dropped, Reply, Request, Side
+from itbproto.core.connection import BadRequest, Connection, Dropped, Reply, Request, Side
+from itbproto.core.security import (
+    PairedKey,
+    PinGuard,
+    ProgrammerPairing,
+    PumpPairing,
+    SealedChannel,
+    session_keys,
+)
+from itbproto.core.security.channel import TO_PUMP, nonce
+from itbproto.core.wire import Ack, MsgType, Role, SetRate, StatusRequest
 from itbproto.errors import (
     AuthenticationError,
     FieldRangeError,
@@ -21,10 +32,6 @@ from itbproto.errors import (
     UnsealedFrameError,
 )
 from itbproto.qa.strategies import messages
-from itbproto.security import PairedKey, PinGuard, ProgrammerPairing, PumpPairing, SealedChannel, session_keys
-from itbproto.security.channel import TO_PUMP, nonce
-from itbproto.wire import Ack, MsgType, Role, SetRate, StatusRequest
-from itbproto.wire.message import Kind, Message
 
 SERIAL = "ITB-000042"
 

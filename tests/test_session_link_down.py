@@ -4,13 +4,14 @@ session was ended, logs none. An unpaired Hello's nonce; ReadPrescription with n
 
 from __future__ import annotations
 
+from itbproto.core.wire.enums import ErrorCode
+
 from factories import POLICY
 from itbemu import Emulator
 from itbemu.device import new_therapy
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.wire import MAX_FRAME, EventCode, Role
-from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode
+from itbproto.core.wire import MAX_FRAME, EventCode, Role
+from itbproto.core.wire import messages as m
+from itbproto.io.specfiles import load_drug, load_profile
 from peers import Peer
 
 PROFILE, DRUG = load_profile("itb-20"), load_drug()

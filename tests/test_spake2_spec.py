@@ -1,8 +1,9 @@
 """SPAKE2 from specs/ alone: every intermediate value of security.json's pairing recomputed as protocol.md §6
 writes the construction out, with an Ed25519 of plain integers (RFC 8032's formulas) and hashlib/hmac.
 
-Nothing here imports ``spake2``, :mod:`itbproto.security` or the codec: this is what an implementer in another
-language does, and it fails if the text, the constants or the vectors drift from what the library computes.
+Nothing here imports ``spake2``, :mod:`itbproto.core.security` or the codec: this is what an implementer in
+another language does, and it fails if the text, the constants or the vectors drift from what the library
+computes.
 """
 
 from __future__ import annotations

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from itbproto.core.safety.catalog import Param, parse_catalog
+from itbproto.core.therapy.profile import DeviceProfile, Drug, from_mapping
+from itbproto.core.wire import PatientGroup, PumpKind
 from itbproto.errors import SpecError
-from itbproto.safety.catalog import Param, parse_catalog
-from itbproto.specfiles import load_drug, load_profile, load_rules, profile_ids, specs_dir
-from itbproto.therapy.profile import DeviceProfile, Drug, from_mapping
-from itbproto.wire import PatientGroup, PumpKind
+from itbproto.io.specfiles import load_drug, load_profile, load_rules, profile_ids, specs_dir
 
 
 def toml(name: str) -> dict[str, Any]:

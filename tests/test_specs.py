@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from conftest import ROOT
-from itbproto import specgen
-from itbproto.wire import CATALOG
+from itbproto.core.wire import CATALOG
+from itbproto.tools import specgen
 
 
 def test_generated_specs_are_up_to_date() -> None:

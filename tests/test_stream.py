@@ -7,14 +7,14 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from itbproto.core.wire.frame import FLAG_SEALED, HEADER_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 
-from itbproto.connection import Connection, Dropped, Reply, Request, Side
+from itbproto.core.connection import Connection, Dropped, Reply, Request, Side
+from itbproto.core.wire import MsgType, StatusRequest, encode
 from itbproto.errors import FrameLengthError, LocalProtocolError
 from itbproto.qa.strategies import messages
-from itbproto.samples import SAMPLES
-from itbproto.wire import MsgType, StatusRequest, encode
-from itbproto.wire.frame import FLAG_SEALED, HEADER_SIZE
-from itbproto.wire.stream import StreamSplitter
+from itbproto.tools.samples import SAMPLES
 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:

@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from conftest import examples
 from factories import DAY, T0, confirm, empty_pump, patient, prescription, programmed, refill_staged
-from itbproto.errors import TherapyStateError
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.therapy import (
+from itbproto.core.therapy import (
     SCALE,
     Flow,
     TherapyState,
@@ -23,14 +21,14 @@ from itbproto.therapy import (
     dose_between,
     max_window_dose,
 )
-from itbproto.therapy.alarms import alarm_state, quiet, sound_again
-from itbproto.therapy.commands import bridge_duration_s
-from itbproto.therapy.flows import seconds_until_volume
-from itbproto.therapy.fluid import Path, Segment
-from itbproto.therapy.forecast import bridge_bolus, forecast, priming_bolus
-from itbproto.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
-from itbproto.therapy.state import BolusRecord
-from itbproto.wire import (
+from itbproto.core.therapy.alarms import alarm_state, quiet, sound_again
+from itbproto.core.therapy.commands import bridge_duration_s
+from itbproto.core.therapy.flows import seconds_until_volume
+from itbproto.core.therapy.fluid import Path, Segment
+from itbproto.core.therapy.forecast import bridge_bolus, forecast, priming_bolus
+from itbproto.core.therapy.schedule import daily_dose_scaled, prescription_flows, rescale
+from itbproto.core.therapy.state import BolusRecord
+from itbproto.core.wire import (
     AlarmCode,
     AlarmRecord,
     BolusKind,
@@ -50,6 +48,8 @@ from itbproto.wire import (
     Suspend,
     TherapyMode,
 )
+from itbproto.errors import TherapyStateError
+from itbproto.io.specfiles import load_drug, load_profile
 
 flows_st = st.lists(
     st.builds(

@@ -13,15 +13,12 @@ from dataclasses import replace
 import pytest
 
 from factories import POLICY, ack
-from itbproto.connection import Connection, Side
-from itbproto.errors import AcknowledgementRequired, SafetyViolation
-from itbproto.firmware import Firmware
-from itbproto.link import InMemoryLink
-from itbproto.machines import ProgrammingSession, PumpMachine, Refused, SessionEvent
-from itbproto.samples import FIRST_PRESCRIPTION
-from itbproto.specfiles import load_drug, load_profile
-from itbproto.therapy import SCALE, TherapyState
-from itbproto.wire import (
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Firmware
+from itbproto.core.link import InMemoryLink
+from itbproto.core.machines import ProgrammingSession, PumpMachine, Refused, SessionEvent
+from itbproto.core.therapy import SCALE, TherapyState
+from itbproto.core.wire import (
     NO_ACK,
     BolusKind,
     BolusStart,
@@ -41,6 +38,9 @@ from itbproto.wire import (
     TherapyMode,
     WithdrawalRisk,
 )
+from itbproto.errors import AcknowledgementRequired, SafetyViolation
+from itbproto.io.specfiles import load_drug, load_profile
+from itbproto.tools.samples import FIRST_PRESCRIPTION
 
 HOUR, DAY = 3_600, SCALE
 ADULT = (PatientGroup.ADULT, Origin.SPINAL)

@@ -7,12 +7,12 @@ from dataclasses import replace
 import pytest
 
 from conftest import ROOT
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.safety.catalog import Rule
+from itbproto.core.safety.rules import CHECKS
 from itbproto.errors import SpecError
-from itbproto.safety import SafetyPolicy
-from itbproto.safety.catalog import Rule
-from itbproto.safety.rules import CHECKS
-from itbproto.specfiles import load_drug, load_rules
-from itbproto.specgen import rule_tests
+from itbproto.io.specfiles import load_drug, load_rules
+from itbproto.tools.specgen import rule_tests
 
 
 def test_every_rule_has_a_test() -> None:

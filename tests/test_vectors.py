@@ -10,12 +10,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from itbproto.core.wire.frame import crc16
 
 from conftest import ROOT
-from itbproto import vectors
-from itbproto.connection import error_code
-from itbproto.errors import ProtocolError
-from itbproto.wire import (
+from itbproto.core.connection import error_code
+from itbproto.core.wire import (
     CATALOG,
     MAX_FRAME,
     Frame,
@@ -28,7 +27,8 @@ from itbproto.wire import (
     fragment,
     message_class,
 )
-from itbproto.wire.frame import crc16
+from itbproto.errors import ProtocolError
+from itbproto.tools import vectors
 
 FOLDER = ROOT / "specs" / "vectors"
 VECTORS = sorted(FOLDER.glob("0x*.json"))

@@ -1,10 +1,10 @@
 """Griffe extension: the docstrings' few reStructuredText habits, read as the Markdown the site renders.
 
-The docstrings are written for ``help()`` and Sphinx-style readers. Here ``:class:`~itbproto.wire.SetRate```
-becomes the code span ``SetRate`` (what Sphinx shows: ``~`` keeps the last name only), and a paragraph that
-ends in ``::`` ends in ``:``, the indented literal block after it fenced as code (``pycon`` for ``>>>``
-sessions, ``toml`` or ``python`` for what reads as either, else text). Nothing else changes; the sources are
-not touched.
+The docstrings are written for ``help()`` and Sphinx-style readers. Here
+``:class:`~itbproto.core.wire.SetRate``` becomes the code span ``SetRate`` (what Sphinx shows: ``~`` keeps the
+last name only), and a paragraph that ends in ``::`` ends in ``:``, the indented literal block after it fenced
+as code (``pycon`` for ``>>>`` sessions, ``toml`` or ``python`` for what reads as either, else text). Nothing
+else changes; the sources are not touched.
 """
 
 from __future__ import annotations

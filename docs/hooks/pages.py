@@ -30,8 +30,8 @@ from mkdocs.plugins import get_plugin_logger
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
-from itbproto.safety.engine import enforcement_points
-from itbproto.specfiles import load_rules
+from itbproto.core.safety.engine import enforcement_points
+from itbproto.io.specfiles import load_rules
 
 log = get_plugin_logger(__name__)
 

@@ -1,6 +1,6 @@
 """itbemu: an ITB pump in software, for developers and QA (not a medical device).
 
-The library's pump (:mod:`itbproto.machines`) and firmware loop with what a real device adds: hardware
+The library's pump (:mod:`itbproto.core.machines`) and firmware loop with what a real device adds: hardware
 (reservoir, motor, battery) on a device clock, fault injection, a crash-safe store, and servers
 (in-process and TCP). It re-implements none of the library: every byte, rule and dose goes through it.
 """

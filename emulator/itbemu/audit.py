@@ -1,9 +1,9 @@
 """A reference auditor: the dose rules re-checked from an export alone (``itbemu audit EXPORT``).
 
 It reads nothing but the export (specs/export.md: its header, events and ledger rows), and it shares no code
-with the rule engine (:mod:`itbproto.safety` is not imported): every dose is an exact integer (ng × 86 400,
-µL × 86 400) or a :class:`~fractions.Fraction`, never a float. What it checks is what the export shows
-happened:
+with the rule engine (:mod:`itbproto.core.safety` is not imported): every dose is an exact integer
+(ng × 86 400, µL × 86 400) or a :class:`~fractions.Fraction`, never a float. What it checks is what the
+export shows happened:
 
 - DOSE-001: the drug that reached the catheter tip in every 24 h window [s, s + 86 400), over the ledger,
   at most the maximum daily dose of the prescription in force at the window's last second and DOSE-003's

@@ -31,10 +31,10 @@ from bumble.hci import Address
 from itbemu.clock import Clock
 from itbemu.device import Emulator
 from itbemu.faults import DeviceFault, LinkFaults
-from itbproto.ble.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
-from itbproto.connection import Connection, Side
-from itbproto.firmware import Output
-from itbproto.machines.pump.reports import FIRMWARE
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Output
+from itbproto.core.machines.pump.reports import FIRMWARE
+from itbproto.core.wire.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
 
 __all__ = ["BlePeripheral", "Hub", "local_device", "open_hub"]
 

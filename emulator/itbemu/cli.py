@@ -22,10 +22,9 @@ from itbemu.export import export_lines
 from itbemu.faults import FaultPlan
 from itbemu.server import TcpServer
 from itbemu.store import Store
+from itbproto.core.safety import SafetyPolicy
 from itbproto.errors import ItbError
-from itbproto.extras import install_hint
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import (
+from itbproto.io.specfiles import (
     load_drug,
     load_policy,
     load_prescription,
@@ -33,6 +32,7 @@ from itbproto.specfiles import (
     load_rules,
     profile_ids,
 )
+from itbproto.tools.extras import install_hint
 
 __all__ = ["build_parser", "main"]
 

@@ -19,8 +19,8 @@ ALLOW = "ITBEMU_ALLOW_DEFECTS"
 
 def _without(*rule_ids: str) -> None:
     """The pump's safety verdicts forget these rules (limits broken, hazards met)."""
-    from itbproto.machines.pump import machine
-    from itbproto.safety import evaluate
+    from itbproto.core.machines.pump import machine
+    from itbproto.core.safety import evaluate
 
     def forgetful(command: Any, state: Any, policy: Any) -> Any:
         verdict = evaluate(command, state, policy)
@@ -34,8 +34,9 @@ def _without(*rule_ids: str) -> None:
 
 
 def _no_low_reservoir_alarm() -> None:
-    from itbproto.machines.pump import alarms
-    from itbproto.wire.enums import AlarmCode
+    from itbproto.core.wire.enums import AlarmCode
+
+    from itbproto.core.machines.pump import alarms
 
     conditions = alarms.conditions
     alarms.conditions = lambda t: conditions(t) - {AlarmCode.LOW_RESERVOIR}
@@ -43,7 +44,7 @@ def _no_low_reservoir_alarm() -> None:
 
 def _retry_applied_twice() -> None:
     """A retried transaction (the same id, the same request) is applied again instead of answered."""
-    from itbproto.machines.pump.machine import PumpMachine
+    from itbproto.core.machines.pump.machine import PumpMachine
 
     admit = PumpMachine._admit
 
@@ -58,7 +59,7 @@ def _retry_applied_twice() -> None:
 
 def _replay_accepted() -> None:
     """Frames not newer than the last one received are taken (the sequence check is gone)."""
-    from itbproto.connection import Connection
+    from itbproto.core.connection import Connection
 
     frame = Connection._frame
 
@@ -71,8 +72,8 @@ def _replay_accepted() -> None:
 
 def _path_at_new_concentration() -> None:
     """After a refill with another concentration, the pump counts the fluid path as holding the new drug."""
-    from itbproto.therapy import commands
-    from itbproto.therapy.fluid import Path, Segment
+    from itbproto.core.therapy import commands
+    from itbproto.core.therapy.fluid import Path, Segment
 
     confirm = commands._confirm_refill
 

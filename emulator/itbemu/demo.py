@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+from itbproto.core.wire.message import Message
+
 from itbemu.clock import VirtualClock
 from itbemu.device import START, Emulator, new_therapy
 from itbemu.faults import DeviceFault
@@ -19,17 +21,16 @@ from itbemu.plot import plot
 from itbemu.server import TcpServer
 from itbemu.simulate import simulate
 from itbemu.store import Store
-from itbproto.client import PumpClient
-from itbproto.display import describe
+from itbproto.core.machines import Summary
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.therapy import SCALE
+from itbproto.core.wire import Acknowledgement, StatusReport
 from itbproto.errors import SafetyViolation
-from itbproto.extras import install_hint
-from itbproto.machines import Summary
-from itbproto.safety import SafetyPolicy
-from itbproto.specfiles import load_drug, load_prescription, load_profile, load_rules
-from itbproto.therapy import SCALE
-from itbproto.transport import TcpTransport
-from itbproto.wire import Acknowledgement, StatusReport
-from itbproto.wire.message import Message
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_prescription, load_profile, load_rules
+from itbproto.io.transport import TcpTransport
+from itbproto.tools.display import describe
+from itbproto.tools.extras import install_hint
 
 __all__ = ["run_demo"]
 

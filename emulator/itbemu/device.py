@@ -21,13 +21,19 @@ from typing import Any
 
 from itbemu.faults import DeviceFault, apply_fault
 from itbemu.store import Store
-from itbproto.connection import Connection
-from itbproto.firmware import Firmware, Output
-from itbproto.machines.pump import EVENT_LOG_LIMIT, STRANGER_LOG_LIMIT, DeviceState, EventLog, PumpMachine
-from itbproto.safety import SafetyPolicy
-from itbproto.therapy import SCALE, DeviceProfile, Drug, Flow, TherapyState
-from itbproto.therapy.forecast import next_event_at
-from itbproto.wire import Origin, PatientGroup, PatientRecord, Phase
+from itbproto.core.connection import Connection
+from itbproto.core.firmware import Firmware, Output
+from itbproto.core.machines.pump import (
+    EVENT_LOG_LIMIT,
+    STRANGER_LOG_LIMIT,
+    DeviceState,
+    EventLog,
+    PumpMachine,
+)
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.therapy import SCALE, DeviceProfile, Drug, Flow, TherapyState
+from itbproto.core.therapy.forecast import next_event_at
+from itbproto.core.wire import Origin, PatientGroup, PatientRecord, Phase
 
 __all__ = ["START", "Emulator", "Hardware", "new_therapy"]
 

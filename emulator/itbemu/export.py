@@ -11,12 +11,13 @@ import enum
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from itbproto.core.wire.fields import RecordType
+from itbproto.core.wire.messages import AlarmThresholds, PatientRecord, Prescription
+
 from itbemu.store import Store
+from itbproto.core.machines.pump import snapshot
+from itbproto.core.machines.pump.facts import path_json
 from itbproto.errors import ItbError
-from itbproto.machines.pump import snapshot
-from itbproto.machines.pump.facts import path_json
-from itbproto.wire.fields import RecordType
-from itbproto.wire.messages import AlarmThresholds, PatientRecord, Prescription
 
 __all__ = ["VERSION", "export_lines"]
 

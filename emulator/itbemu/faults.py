@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from itbproto.wire.enums import PumpKind
-from itbproto.wire.messages import AlarmNotify
+from itbproto.core.wire.enums import PumpKind
+from itbproto.core.wire.messages import AlarmNotify
 
 if TYPE_CHECKING:
     from itbemu.device import Emulator

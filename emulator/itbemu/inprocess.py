@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from itbemu.clock import Clock
 from itbemu.device import Emulator
 from itbemu.faults import DeviceFault, LinkFaults
-from itbproto.connection import Connection, Side
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Output
+from itbproto.core.machines import ProgrammingSession, SessionEvent
 from itbproto.errors import LinkClosedError
-from itbproto.firmware import Output
-from itbproto.machines import ProgrammingSession, SessionEvent
 
 __all__ = ["InProcessHub", "InProcessLink", "InProcessTransport", "reads"]
 
@@ -73,7 +73,7 @@ class InProcessLink:
 @dataclass
 class InProcessHub:
     """The emulator as async transports in the same event loop: :meth:`connect` gives each programmer its
-    own link (an :class:`itbproto.transport.Transport`); :meth:`advance` lets device time pass and delivers
+    own link (an :class:`itbproto.io.transport.Transport`); :meth:`advance` lets device time pass and delivers
     what it raised. ``faults.lose_next`` loses the next so many chunks to programmers (a fault for tests)."""
 
     emulator: Emulator

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itbemu.simulate import Simulation
-from itbproto.wire import AlarmCode
+from itbproto.core.wire import AlarmCode
 
 __all__ = ["Mark", "marks", "plot"]
 

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from itbemu.clock import Clock
 from itbemu.device import Emulator
 from itbemu.faults import DeviceFault, LinkFaults
-from itbproto.connection import Connection, Side
-from itbproto.firmware import Output
+from itbproto.core.connection import Connection, Side
+from itbproto.core.firmware import Output
 
 __all__ = ["READ_SIZE", "TcpServer"]
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from itbproto.core.wire.message import Message
+
 from itbemu.clock import VirtualClock
 from itbemu.device import START, Emulator, new_therapy
 from itbemu.faults import FaultPlan
 from itbemu.inprocess import InProcessLink
-from itbproto.connection import Connection, Side
-from itbproto.machines import ProgrammingSession
-from itbproto.safety import SafetyPolicy, evaluate
-from itbproto.therapy import SCALE, TherapyState
-from itbproto.therapy.battery import capacity_scaled
-from itbproto.therapy.profile import DeviceProfile, Drug
-from itbproto.therapy.schedule import daily_dose_scaled
-from itbproto.therapy.state import Battery
-from itbproto.wire import (
+from itbproto.core.connection import Connection, Side
+from itbproto.core.machines import ProgrammingSession
+from itbproto.core.safety import SafetyPolicy, evaluate
+from itbproto.core.therapy import SCALE, TherapyState
+from itbproto.core.therapy.battery import capacity_scaled
+from itbproto.core.therapy.profile import DeviceProfile, Drug
+from itbproto.core.therapy.schedule import daily_dose_scaled
+from itbproto.core.therapy.state import Battery
+from itbproto.core.wire import (
     Acknowledgement,
     AlarmCode,
     EventCode,
@@ -31,7 +33,6 @@ from itbproto.wire import (
     RefillConfirm,
     Role,
 )
-from itbproto.wire.message import Message
 
 __all__ = ["Day", "Simulation", "simulate"]
 

@@ -7,7 +7,7 @@ hands before it returns (``synchronous=NORMAL``). ``fsync=True`` (``itbemu serve
 through a power cut or a crash of the host, at a disk flush per change (``synchronous=FULL``: a commit
 took 180 µs instead of 17 on a virtual disk; bench/bench_crash.py measures both). A save writes what
 changed: the state (unchanged parts are not converted again:
-:class:`~itbproto.machines.pump.snapshot.Dumper`), new log entries and ledger rows, and the policy and
+:class:`~itbproto.core.machines.pump.snapshot.Dumper`), new log entries and ledger rows, and the policy and
 hardware notes only when they differ from what the store holds.
 """
 
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from itbproto.machines.pump import DeviceState, snapshot
-from itbproto.therapy import Flow
-from itbproto.wire.enums import EventCode
-from itbproto.wire.messages import EventRecord
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.messages import EventRecord
+
+from itbproto.core.machines.pump import DeviceState, snapshot
+from itbproto.core.therapy import Flow
 
 __all__ = ["FORMAT", "Saved", "Store"]
 

@@ -1,25 +1,33 @@
 """itbproto: intrathecal baclofen pump programming protocol (research software, not a medical device).
 
-The sans-IO core, most used names here; everything else in its module:
+The most used names are here; everything else is in its module. The package reads as three layers:
 
-- :mod:`itbproto.wire`: the messages (``from itbproto.wire import SetRate``), enums, frames, fragments;
-- :mod:`itbproto.connection`: one side of a link, bytes in -> events out (:class:`Connection`);
-- :mod:`itbproto.machines`: the pump (:class:`PumpMachine`) and the programmer (:class:`ProgrammingSession`);
-- :mod:`itbproto.firmware` and :mod:`itbproto.link`: the pump behind its links; a link in memory;
-- :mod:`itbproto.safety`, :mod:`itbproto.therapy`, :mod:`itbproto.units`: rules, dose math, exact units;
-- :mod:`itbproto.errors`: the one exception hierarchy.
+- :mod:`itbproto.core`, the sans-IO core: the messages (``from itbproto.core.wire import SetRate``), one side
+  of a link (:class:`Connection`), the pump (:class:`PumpMachine`, :class:`Firmware`) and the programmer
+  (:class:`ProgrammingSession`), the rules (:mod:`itbproto.core.safety`) and the dose math
+  (:mod:`itbproto.core.therapy`); bytes and time in, bytes and events out;
+- :mod:`itbproto.io`: transports (TCP, in-process, BLE on bleak), :class:`PumpClient`, the spec files and keys
+  on disk;
+- :mod:`itbproto.tools`: the CLIs' commands, the demo, what writes specs/; :mod:`itbproto.qa`: the packaged
+  safety suite;
+- :mod:`itbproto.errors` and :mod:`itbproto.units`: the one exception hierarchy and the exact units.
 
 ::
 
     >>> import itbproto
-    >>> from itbproto.wire import SetRate
+    >>> from itbproto.core.wire import SetRate
     >>> frame = itbproto.encode(SetRate(rate_ul_day=880), txn=7)
     >>> itbproto.decode(frame).message
     SetRate(rate_ul_day=880)
 """
 
-from itbproto.client import PumpClient
-from itbproto.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
+from itbproto.core.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
+from itbproto.core.firmware import Firmware
+from itbproto.core.link import InMemoryLink
+from itbproto.core.machines import DeviceState, ProgrammingSession, PumpMachine
+from itbproto.core.safety import SafetyPolicy, Verdict, evaluate
+from itbproto.core.therapy import DeviceProfile, Drug, TherapyState, advance, apply
+from itbproto.core.wire import Frame, Message, decode, encode
 from itbproto.errors import (
     CaptureError,
     CommandRefusedError,
@@ -36,14 +44,9 @@ from itbproto.errors import (
     TherapyStateError,
     WrongDeviceError,
 )
-from itbproto.firmware import Firmware
-from itbproto.link import InMemoryLink
-from itbproto.machines import DeviceState, ProgrammingSession, PumpMachine
-from itbproto.safety import SafetyPolicy, Verdict, evaluate
-from itbproto.specfiles import load_drug, load_profile, load_rules
-from itbproto.therapy import DeviceProfile, Drug, TherapyState, advance, apply
-from itbproto.transport import TcpTransport, Transport, open_target
-from itbproto.wire import Frame, Message, decode, encode
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_drug, load_profile, load_rules
+from itbproto.io.transport import TcpTransport, Transport, open_target
 
 __version__ = "0.2.0"
 

@@ -14,13 +14,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from itbproto import __version__
-from itbproto.display import describe
+from itbproto.core.security.pairing import PairedKey
+from itbproto.core.wire import CATALOG, decode
+from itbproto.core.wire.frame import Frame
 from itbproto.errors import ItbError
-from itbproto.extras import install_hint
-from itbproto.remote import add_commands
-from itbproto.security.pairing import PairedKey
-from itbproto.wire import CATALOG, decode
-from itbproto.wire.frame import Frame
+from itbproto.tools.display import describe
+from itbproto.tools.extras import install_hint
+from itbproto.tools.remote import add_commands
 
 
 def parse_hex(text: str) -> bytes:
@@ -69,15 +69,15 @@ def _frames(args: argparse.Namespace) -> Iterator[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from itbproto.demo import run
+    from itbproto.tools.demo import run
 
     run(args.mtu or None)
     return 0
 
 
 def _decode_capture(args: argparse.Namespace) -> int:
-    from itbproto.capture import frames
-    from itbproto.security.keystore import find_key
+    from itbproto.core.capture import frames
+    from itbproto.io.keystore import find_key
 
     keystore = args.keystore
 
@@ -132,7 +132,7 @@ def _root(args: argparse.Namespace) -> Path:
 
 
 def cmd_specs(args: argparse.Namespace) -> int:
-    from itbproto import specgen
+    from itbproto.tools import specgen
 
     root = _root(args)
     if args.write:
@@ -148,9 +148,9 @@ def cmd_specs(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from itbproto import specgen
-    from itbproto.safety.engine import enforcement_points
-    from itbproto.specfiles import load_rules
+    from itbproto.core.safety.engine import enforcement_points
+    from itbproto.io.specfiles import load_rules
+    from itbproto.tools import specgen
 
     if args.matrix:
         root = Path(args.root)
@@ -169,7 +169,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
-    from itbproto.specfiles import load_profile, profile_ids
+    from itbproto.io.specfiles import load_profile, profile_ids
     from itbproto.units import FlowRate, Volume
 
     for pid in profile_ids():

@@ -44,7 +44,7 @@ As in h11, the two sides of a link keep their faults apart: what *this* side
 asked for and the protocol forbids raises :class:`LocalProtocolError` (a bug in
 the caller); what the *peer* sent that breaks the protocol is a
 :class:`ProtocolError` (codec errors or :class:`RemoteProtocolError`), which a
-:class:`~itbproto.connection.Connection` reports as an event instead of raising.
+:class:`~itbproto.core.connection.Connection` reports as an event instead of raising.
 Bad input raises one of these and changes nothing: a decoder never returns a
 half-parsed message, and a reassembler never returns a partial one.
 """
@@ -285,7 +285,7 @@ class NotPairedError(CommandRefusedError):
     ``NOT_AUTHENTICATED``, as every request on that link would be refused."""
 
     def __init__(self, info: Any) -> None:
-        from itbproto.wire.enums import ErrorCode
+        from itbproto.core.wire.enums import ErrorCode
 
         self.info = info
         super().__init__(
@@ -332,7 +332,7 @@ class SpecError(ItbError):
 
 
 class CaptureError(ItbError):
-    """A BLE capture (:mod:`itbproto.capture`) that is not a btsnoop file, or is cut short."""
+    """A BLE capture (:mod:`itbproto.core.capture`) that is not a btsnoop file, or is cut short."""
 
 
 class TherapyStateError(ItbError):

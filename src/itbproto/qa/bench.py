@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from itbproto.core.safety import RuleCatalog, SafetyPolicy
+from itbproto.core.therapy import DeviceProfile
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import AlarmCode, ErrorCode, EventCode, PrescriptionMode
+from itbproto.core.wire.message import Message
 from itbproto.qa.wire import Probe
-from itbproto.safety import RuleCatalog, SafetyPolicy
-from itbproto.therapy import DeviceProfile
-from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, ErrorCode, EventCode, PrescriptionMode
-from itbproto.wire.message import Message
 
 __all__ = ["Bench", "Finding", "Tally", "continuous", "refused", "tightened"]
 

@@ -31,9 +31,17 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from itertools import pairwise
 
-from itbproto.safety import SafetyPolicy
-from itbproto.wire import messages as m
-from itbproto.wire.enums import AlarmCode, BolusKind, EventCode, Origin, PatientGroup, Severity, TherapyMode
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    EventCode,
+    Origin,
+    PatientGroup,
+    Severity,
+    TherapyMode,
+)
 
 __all__ = ["CRITICAL", "DAY", "PROTOCOL", "REPLAY", "ROLE", "TXN", "Oracle", "Violation"]
 

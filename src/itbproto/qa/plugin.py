@@ -33,11 +33,11 @@ from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 
 from itbproto.errors import QaReportError
-from itbproto.extras import install_hint
+from itbproto.io.specfiles import load_policy, load_rules
 from itbproto.qa.bench import tightened
 from itbproto.qa.report import Report, Shard
 from itbproto.qa.targets import Target, target_from
-from itbproto.specfiles import load_policy, load_rules
+from itbproto.tools.extras import install_hint
 
 __all__ = ["Report", "ScopedDatabase", "example_database"]
 

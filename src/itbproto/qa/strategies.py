@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from hypothesis import strategies as st
 
-from itbproto.wire.fields import (
+from itbproto.core.wire.fields import (
     ArrayType,
     BlobType,
     BoolType,
@@ -26,7 +26,7 @@ from itbproto.wire.fields import (
     TextType,
     WireType,
 )
-from itbproto.wire.message import CATALOG, Message
+from itbproto.core.wire.message import CATALOG, Message
 
 __all__ = ["for_spec", "for_wire", "message_of", "messages", "out_of_range"]
 

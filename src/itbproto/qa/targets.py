@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from itbproto.core.security import PairedKey
+from itbproto.core.wire.enums import Role
+from itbproto.core.wire.fragment import first_part
+from itbproto.core.wire.frame import peek_header
+from itbproto.core.wire.stream import StreamSplitter
 from itbproto.errors import ItbError
-from itbproto.security import PairedKey
-from itbproto.transport import Transport, open_target
-from itbproto.wire.enums import Role
-from itbproto.wire.fragment import first_part
-from itbproto.wire.frame import peek_header
-from itbproto.wire.stream import StreamSplitter
+from itbproto.io.transport import Transport, open_target
 
 if TYPE_CHECKING:  # the emulator is imported when a pump is made, not with the plugin
     from itbemu import VirtualClock
@@ -38,7 +38,7 @@ DEFAULT_PIN = "482916"
 
 async def pair(target: Target, role: Role) -> PairedKey | None:
     """Pair with the PIN the pump shows, in ``role``; None when it took no key (a wrong PIN, locked)."""
-    from itbproto.client import PumpClient
+    from itbproto.io.client import PumpClient
 
     assert target.pin is not None
     if target.serial is None:  # the pump says its serial to a Hello without a key (specs/protocol.md §6)
@@ -51,7 +51,7 @@ async def pair(target: Target, role: Role) -> PairedKey | None:
 
 
 async def pair_with(target: Target, pin: str, role: Role) -> PairedKey | None:
-    from itbproto.client import PumpClient
+    from itbproto.io.client import PumpClient
 
     assert target.serial is not None
     client = PumpClient.shipped(await target.transport(), role=role, timeout_s=2.0, retries=0)
@@ -138,9 +138,9 @@ class InprocTarget:
         from itbemu.device import START, new_therapy
         from itbemu.inprocess import InProcessHub
         from itbemu.store import Store
-        from itbproto.safety import SafetyPolicy
-        from itbproto.specfiles import load_drug, load_profile, load_rules
-        from itbproto.therapy import TherapyState
+        from itbproto.core.safety import SafetyPolicy
+        from itbproto.core.therapy import TherapyState
+        from itbproto.io.specfiles import load_drug, load_profile, load_rules
 
         device, drug = load_profile(profile or self.profile), load_drug()
         if screening:  # a new pump for a new patient: nothing on record yet
@@ -171,8 +171,8 @@ class InprocTarget:
         if kind == "restart":  # the pump switched off and on: what its store holds, on a new hub (links gone)
             from itbemu import Emulator
             from itbemu.inprocess import InProcessHub
-            from itbproto.safety import SafetyPolicy
-            from itbproto.specfiles import load_rules
+            from itbproto.core.safety import SafetyPolicy
+            from itbproto.io.specfiles import load_rules
 
             assert self._store is not None, "a restart needs fresh(stored=True)"
             assert self.clock is not None
@@ -270,7 +270,7 @@ def _answers_a_request(chunk: bytes, fragmented: bool) -> bool:
 class Tap:
     """A transport that keeps what is sent and loses the next ``lose`` frames (or fragments) received.
     ``on_lost`` is told when a frame answering a request (its txn not 0), or its first fragment, was lost: the
-    client need not sit out its time-out (:meth:`~itbproto.client.PumpClient.expire`)."""
+    client need not sit out its time-out (:meth:`~itbproto.io.client.PumpClient.expire`)."""
 
     inner: Transport
     sent: list[bytes] = field(default_factory=list)

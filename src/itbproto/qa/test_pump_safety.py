@@ -31,17 +31,17 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from itbproto.client import PumpClient
+from itbproto.core.machines.session import Summary
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.security import PairedKey
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role, Severity
 from itbproto.errors import CommandRefusedError, NotAppliedError
-from itbproto.machines.session import Summary
+from itbproto.io.client import PumpClient
+from itbproto.io.specfiles import load_rules
 from itbproto.qa.oracle import DAY, REPLAY, ROLE, Oracle, Violation
 from itbproto.qa.plugin import Report, ScopedDatabase
 from itbproto.qa.targets import Tap, Target, pair
-from itbproto.safety import SafetyPolicy
-from itbproto.security import PairedKey
-from itbproto.specfiles import load_rules
-from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, ErrorCode, PrescriptionMode, Role, Severity
 
 T = TypeVar("T")
 #: quick: the same 1,500 steps every run (derandomized); a violation found is shrunk to the shortest steps

@@ -11,19 +11,19 @@ import time
 
 import pytest
 
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.security import PairedKey
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import EventCode, PumpKind, Role
+from itbproto.core.wire.message import Effect, Message
+from itbproto.io.specfiles import load_profile, load_rules
+from itbproto.io.transport import Transport
 from itbproto.qa.bench import Bench, Finding, Tally, refused
 from itbproto.qa.oracle import Oracle
 from itbproto.qa.plugin import Report
 from itbproto.qa.probes import NEEDS, PROBES, ProbeSpec
 from itbproto.qa.targets import Target, pair, pair_with
 from itbproto.qa.wire import Probe
-from itbproto.safety import SafetyPolicy
-from itbproto.security import PairedKey
-from itbproto.specfiles import load_profile, load_rules
-from itbproto.transport import Transport
-from itbproto.wire import messages as m
-from itbproto.wire.enums import EventCode, PumpKind, Role
-from itbproto.wire.message import Effect, Message
 
 
 class TargetHands:

@@ -3,7 +3,7 @@
 A :class:`Probe` link speaks the protocol without a programming session in the way (no checks, no retry, no
 draft or summary): the suite can send a commit whose digest differs from the staged one, a refill confirmed
 with another volume, a transaction id used again with another body. What the pump answers comes back as it
-was sent: the reply, or the :class:`~itbproto.wire.messages.Nack`. A paired key seals the link as the
+was sent: the reply, or the :class:`~itbproto.core.wire.messages.Nack`. A paired key seals the link as the
 programmer's own session would (specs/protocol.md §6).
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from itbproto.connection import Connection, Notification, Reply, Side
+from itbproto.core.connection import Connection, Notification, Reply, Side
+from itbproto.core.security import PairedKey
+from itbproto.core.security.keys import session_keys
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import ErrorCode, Role
+from itbproto.core.wire.message import Effect, Message
 from itbproto.errors import ItbError
-from itbproto.security import PairedKey
-from itbproto.security.keys import session_keys
-from itbproto.transport import Transport
-from itbproto.wire import messages as m
-from itbproto.wire.enums import ErrorCode, Role
-from itbproto.wire.message import Effect, Message
+from itbproto.io.transport import Transport
 
 __all__ = ["Probe"]
 

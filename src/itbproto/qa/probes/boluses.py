@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    BolusKind,
+    Role,
+)
 from itbproto.qa.bench import DAY, Bench, refused
 from itbproto.qa.probes.common import (
     PATIENT,
@@ -16,11 +21,6 @@ from itbproto.qa.probes.common import (
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    BolusKind,
-    Role,
-)
 
 # --- boluses ------------------------------------------------------------------------------------------------
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import BolusKind, Origin, PatientGroup
 from itbproto.qa.bench import DAY, Bench, continuous
-from itbproto.wire import messages as m
-from itbproto.wire.enums import BolusKind, Origin, PatientGroup
 
 
 @dataclass
@@ -96,7 +96,7 @@ def rx(
 
 async def maintenance_upper(b: Bench, record: m.PatientRecord) -> int:
     """The top of the usual maintenance range for the record's group (the drug table, as shipped)."""
-    from itbproto.specfiles import load_drug
+    from itbproto.io.specfiles import load_drug
 
     drug = load_drug()
     return (
@@ -119,6 +119,6 @@ def flex(t: Therapy, rates: list[int]) -> tuple[m.FlexStep, ...]:
 
 
 def drug_table() -> list[int]:
-    from itbproto.specfiles import load_drug
+    from itbproto.io.specfiles import load_drug
 
     return list(load_drug().concentrations_ug_ml)

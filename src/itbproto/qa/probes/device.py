@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from itbproto.qa.bench import DAY, Bench, continuous
-from itbproto.qa.probes.common import (
-    Therapy,
-    bolus,
-    fastest,
-    rx,
-    start,
-    titration_pct,
-)
-from itbproto.qa.probes.dose import first_dose_after_screening
-from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
     AlarmCode,
     BolusKind,
     ErrorCode,
@@ -27,6 +16,17 @@ from itbproto.wire.enums import (
     Severity,
     TherapyMode,
 )
+from itbproto.qa.bench import DAY, Bench, continuous
+from itbproto.qa.probes.common import (
+    Therapy,
+    bolus,
+    fastest,
+    rx,
+    start,
+    titration_pct,
+)
+from itbproto.qa.probes.dose import first_dose_after_screening
+from itbproto.qa.probes.registry import Hands, probe
 
 # --- stopping, restarting -----------------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ async def mri_valve_gated(b: Bench, hands: Hands) -> None:
 
 @probe("MRI-001", "MRI-002")
 async def mri(b: Bench, hands: Hands) -> None:
-    from itbproto.wire.enums import PumpKind
+    from itbproto.core.wire.enums import PumpKind
 
     await start(b)
     s = await b.status()
@@ -307,7 +307,7 @@ async def check_battery_days(b: Bench, t: Therapy, days: int) -> None:
 async def _screening(b: Bench, hands: Hands, effective_at: int | None, effect_s: int) -> None:
     """A new adult patient: the label's screening doses in order a day apart, each response recorded, until
     the one at ``effective_at`` works for ``effect_s``; then implant, priming, therapy, the first dose."""
-    from itbproto.specfiles import load_drug
+    from itbproto.io.specfiles import load_drug
 
     drug = load_drug()
     conc = (await b.status()).concentration_ug_ml

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    BolusKind,
+    Origin,
+    PatientGroup,
+)
 from itbproto.qa.bench import DAY, Bench, Op, continuous
 from itbproto.qa.probes.common import (
     Therapy,
@@ -19,12 +25,6 @@ from itbproto.qa.probes.common import (
     titration_pct,
 )
 from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    BolusKind,
-    Origin,
-    PatientGroup,
-)
 
 # --- dose ---------------------------------------------------------------------------------------------------
 

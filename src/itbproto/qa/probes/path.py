@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    Procedure,
+    TherapyMode,
+)
+
+# --- the fluid path -----------------------------------------------------------------------------------------
+from itbproto.core.wire.message import Message
 from itbproto.qa.bench import DAY, Bench, refused
 from itbproto.qa.probes.common import (
     Therapy,
@@ -12,18 +24,6 @@ from itbproto.qa.probes.common import (
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    AlarmCode,
-    BolusKind,
-    ErrorCode,
-    EventCode,
-    Procedure,
-    TherapyMode,
-)
-
-# --- the fluid path -----------------------------------------------------------------------------------------
-from itbproto.wire.message import Message
 
 
 async def _stronger_unbridged(b: Bench, shorter: bool = False) -> Therapy:

@@ -4,6 +4,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    Procedure,
+    Role,
+    ScreeningResponse,
+)
+from itbproto.core.wire.message import Message
 from itbproto.qa.bench import Bench, Op, continuous, refused
 from itbproto.qa.probes.common import (
     PATIENT,
@@ -13,16 +23,6 @@ from itbproto.qa.probes.common import (
 )
 from itbproto.qa.probes.registry import FIRST_LOCK_S, FREE_PINS, Hands, probe
 from itbproto.qa.wire import Probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    BolusKind,
-    ErrorCode,
-    EventCode,
-    Procedure,
-    Role,
-    ScreeningResponse,
-)
-from itbproto.wire.message import Message
 
 
 @probe("TXN", "REFILL-001", needs=("fresh", "clock", "restart"))
@@ -329,7 +329,7 @@ async def replay(b: Bench, hands: Hands) -> None:
 async def pairing(b: Bench, hands: Hands) -> None:
     """A wrong PIN pairs nothing and is logged; wrong PINs past the free ones lock pairing; an unknown key and
     a role its key does not carry open no session."""
-    from itbproto.security import PairedKey
+    from itbproto.core.security import PairedKey
 
     assert hands.pin is not None
     wrong = "".join("1" if c != "1" else "2" for c in hands.pin)

@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import pairwise
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    PatientGroup,
+    TherapyMode,
+)
 from itbproto.qa.bench import DAY, Bench, continuous
 from itbproto.qa.probes.common import (
     Therapy,
@@ -18,14 +26,6 @@ from itbproto.qa.probes.common import (
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    AlarmCode,
-    BolusKind,
-    ErrorCode,
-    PatientGroup,
-    TherapyMode,
-)
 
 # --- drug and refills ---------------------------------------------------------------------------------------
 
@@ -213,7 +213,7 @@ async def residual_none(b: Bench, hands: Hands) -> None:
 @probe("REFILL-004", "RES-003")
 async def drug_stability(b: Bench, hands: Hands) -> None:
     """A refill lasting past the drug's stability is acknowledged; drug past it alarms and is acknowledged."""
-    from itbproto.specfiles import load_drug
+    from itbproto.io.specfiles import load_drug
 
     days = load_drug().stability_days
     t = await start(b, daily=b.profile.reservoir_capacity_ul * 500 // (days + 10))

@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from itbproto.core.security import PairedKey
+from itbproto.core.wire.enums import Role
+from itbproto.io.transport import Transport
 from itbproto.qa.bench import Bench
 from itbproto.qa.wire import Probe
-from itbproto.security import PairedKey
-from itbproto.transport import Transport
-from itbproto.wire.enums import Role
 
 __all__ = ["FIRST_LOCK_S", "FREE_PINS", "NEEDS", "PROBES", "Hands", "ProbeSpec", "probe"]
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import (
+    PrescriptionMode,
+)
 from itbproto.qa.bench import DAY, Bench
 from itbproto.qa.probes.common import (
     flex,
@@ -11,10 +15,6 @@ from itbproto.qa.probes.common import (
     start,
 )
 from itbproto.qa.probes.registry import Hands, probe
-from itbproto.wire import messages as m
-from itbproto.wire.enums import (
-    PrescriptionMode,
-)
 
 # --- rates and schedules ------------------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""The wire protocol, sans-IO: message catalog, frame envelope, BLE fragmentation.
+
+``encode(message, txn=..., seq=...) -> bytes`` and ``decode(bytes) -> Frame``
+are the whole API most callers need; see specs/protocol.md for the layout.
+"""
+
+from itbproto.core.wire.enums import (
+    AlarmCode,
+    BolusKind,
+    ErrorCode,
+    EventCode,
+    MsgType,
+    Origin,
+    PatientGroup,
+    Phase,
+    PrescriptionMode,
+    Procedure,
+    PumpKind,
+    Role,
+    ScreeningResponse,
+    Severity,
+    TherapyMode,
+    WithdrawalRisk,
+)
+from itbproto.core.wire.fragment import Reassembler, fragment
+from itbproto.core.wire.frame import (
+    CRC_SIZE,
+    FLAG_SEALED,
+    HEADER_SIZE,
+    MAX_FRAME,
+    MAX_PAYLOAD,
+    PLAIN,
+    TAG_SIZE,
+    Channel,
+    Frame,
+    FrameHeader,
+    PlainChannel,
+    check_header,
+    crc16,
+    decode,
+    encode,
+    open_frame,
+)
+from itbproto.core.wire.message import CATALOG, Effect, Kind, Message, Record, message_class
+from itbproto.core.wire.messages import *  # noqa: F403  (the catalog is the public API)
+from itbproto.core.wire.messages import __all__ as _messages_all
+
+__all__ = [
+    "CATALOG",
+    "CRC_SIZE",
+    "FLAG_SEALED",
+    "HEADER_SIZE",
+    "MAX_FRAME",
+    "MAX_PAYLOAD",
+    "PLAIN",
+    "TAG_SIZE",
+    "AlarmCode",
+    "BolusKind",
+    "Channel",
+    "Effect",
+    "ErrorCode",
+    "EventCode",
+    "Frame",
+    "FrameHeader",
+    "Kind",
+    "Message",
+    "MsgType",
+    "Origin",
+    "PatientGroup",
+    "Phase",
+    "PlainChannel",
+    "PrescriptionMode",
+    "Procedure",
+    "PumpKind",
+    "Reassembler",
+    "Record",
+    "Role",
+    "ScreeningResponse",
+    "Severity",
+    "TherapyMode",
+    "WithdrawalRisk",
+    "check_header",
+    "crc16",
+    "decode",
+    "encode",
+    "fragment",
+    "message_class",
+    "open_frame",
+    *_messages_all,
+]
