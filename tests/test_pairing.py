@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from factories import POLICY
-from itbproto.core.security import PairedKey, SealedChannel, load_key, save_key
+from itbproto.core.security import PairedKey, SealedChannel
 from itbproto.core.wire import ErrorCode, EventCode, Role, StatusRequest, encode
 from itbproto.errors import CommandRefusedError, NotPairedError, SessionError, SpecError
 from itbproto.io.client import PumpClient
+from itbproto.io.keystore import load_key, save_key
 from itbproto.io.specfiles import load_drug, load_profile
 from test_client import Target, on_every_transport
 

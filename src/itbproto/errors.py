@@ -51,7 +51,6 @@ half-parsed message, and a reassembler never returns a partial one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -281,27 +280,12 @@ class CommandRefusedError(ItbError):
 
 class NotPairedError(CommandRefusedError):
     """A pump that requires pairing answered a Hello without a key with who it is and opened no session: pair
-    first (specs/protocol.md §6). ``info`` is its DeviceInfo (the serial to pair with); the code is
-    ``NOT_AUTHENTICATED``, as every request on that link would be refused."""
+    first (specs/protocol.md §6). ``info`` is its DeviceInfo (the serial to pair with); ``nack`` refuses the
+    Hello with ``NOT_AUTHENTICATED``, as every request on that link would be refused."""
 
-    def __init__(self, info: Any) -> None:
-        from itbproto.core.wire.enums import ErrorCode
-
+    def __init__(self, info: Any, nack: Any) -> None:
         self.info = info
-        super().__init__(
-            _Refusal(
-                ErrorCode.NOT_AUTHENTICATED,
-                (),
-                f"pair first: pump {info.serial} takes paired programmers only",
-            )
-        )
-
-
-@dataclass(frozen=True)
-class _Refusal:
-    code: Any
-    rules: tuple[str, ...]
-    detail: str
+        super().__init__(nack)
 
 
 class NotAppliedError(ItbError):

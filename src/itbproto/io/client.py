@@ -45,6 +45,7 @@ from itbproto.core.therapy import DeviceProfile, Drug
 from itbproto.core.wire import messages as m
 from itbproto.core.wire.enums import (
     BolusKind,
+    ErrorCode,
     Origin,
     PatientGroup,
     Phase,
@@ -169,7 +170,8 @@ class PumpClient:
         nonce = self.entropy(16) if key is not None else bytes(16)
         info = await self._reply(self.session.open(self.name, key, nonce), m.DeviceInfo)
         if key is None and info.paired:
-            raise NotPairedError(info)
+            detail = f"pair first: pump {info.serial} takes paired programmers only"
+            raise NotPairedError(info, m.Nack.refusing(m.Hello.TYPE, ErrorCode.NOT_AUTHENTICATED, detail))
         await self._request(self.session.authenticated())
         await self.refresh()
         return info

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import uuid
 
-__all__ = ["ASKED_MTU", "HCI_ENV", "REQUEST_UUID", "RESPONSE_UUID", "SERVICE_UUID", "uuid_text"]
+__all__ = ["ASKED_MTU", "REQUEST_UUID", "RESPONSE_UUID", "SERVICE_UUID", "uuid_text"]
 
 SERVICE_UUID = "6b3f0001-1d0e-4c59-9f8e-5a1c2d7e4b90"
 REQUEST_UUID = "6b3f0002-1d0e-4c59-9f8e-5a1c2d7e4b90"
 RESPONSE_UUID = "6b3f0003-1d0e-4c59-9f8e-5a1c2d7e4b90"
 #: the ATT MTU a programmer asks for (the largest ATT allows): one fragment of up to 514 bytes per write
 ASKED_MTU = 517
-#: the environment variable naming the bumble transport of a virtual radio (``tcp-client:127.0.0.1:9100``):
-#: bleak scripts and ``ble://`` targets then use it (itbproto.io.ble.bumble_backend) instead of an adapter
-HCI_ENV = "ITBPROTO_BLE_HCI"
 
 
 def uuid_text(little_endian: bytes) -> str:

@@ -37,7 +37,8 @@ from bumble.core import UUID, AdvertisingData
 from bumble.device import Advertisement, Connection, Device, Peer
 from bumble.hci import Address
 
-from itbproto.core.wire.gatt import ASKED_MTU, HCI_ENV, uuid_text
+from itbproto.core.wire.gatt import ASKED_MTU, uuid_text
+from itbproto.io.ble import HCI_ENV
 
 __all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "open_central"]
 

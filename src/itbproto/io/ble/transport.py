@@ -20,8 +20,9 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from itbproto.core.wire.gatt import HCI_ENV, REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
+from itbproto.core.wire.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
 from itbproto.errors import LinkClosedError
+from itbproto.io.ble import HCI_ENV
 from itbproto.io.transport import why
 
 __all__ = ["BleTransport", "find_pump"]
