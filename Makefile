@@ -30,6 +30,7 @@ test: lint typecheck docs-build pytest
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench docs $(wildcard emulator examples/*.py)
 	$(BIN)/ruff format --check src tests bench docs $(wildcard emulator examples/*.py)
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src tests bench docs $(wildcard emulator examples/*.py)

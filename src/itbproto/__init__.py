@@ -21,6 +21,10 @@ The most used names are here; everything else is in its module. The package read
     SetRate(rate_ul_day=880)
 """
 
+import importlib
+from types import ModuleType
+
+from itbproto import _moved
 from itbproto.core.connection import BadRequest, Connection, Dropped, Notification, Reply, Request, Side
 from itbproto.core.firmware import Firmware
 from itbproto.core.link import InMemoryLink
@@ -98,3 +102,15 @@ __all__ = [
     "load_rules",
     "open_target",
 ]
+
+
+_moved.install()
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``itbproto.wire`` and the other modules of 0.2 that moved: the module, with a DeprecationWarning."""
+    new = _moved.moved(f"itbproto.{name}", stacklevel=2)
+    if new is not None:
+        module = globals()[name] = importlib.import_module(new)  # (warned once)
+        return module
+    raise AttributeError(f"module 'itbproto' has no attribute {name!r}")
