@@ -27,7 +27,6 @@ from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 from bumble.link import LocalLink
 from bumble.snoop import BtSnooper
-from itbproto.core.wire.fields import RecordType
 
 from itbemu import Emulator, VirtualClock
 from itbemu.ble import BlePeripheral, local_device
@@ -37,6 +36,7 @@ from itbproto.core.machines.pump import PumpMachine
 from itbproto.core.machines.pump.log import EVENT_LOG_LIMIT, EventLog
 from itbproto.core.safety import SafetyPolicy
 from itbproto.core.wire import EventCode, EventLogPage, EventRecord, StatusRequest, encode
+from itbproto.core.wire.fields import RecordType
 from itbproto.io.ble import BleTransport
 from itbproto.io.ble.bumble_backend import bound_to
 from itbproto.io.client import PumpClient

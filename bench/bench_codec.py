@@ -17,8 +17,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from itbproto.core.wire.frame import Frame
-
 from itbproto.core.connection import Connection, Side
 from itbproto.core.wire import (
     AlarmCode,
@@ -31,6 +29,7 @@ from itbproto.core.wire import (
     decode,
     encode,
 )
+from itbproto.core.wire.frame import Frame
 from itbproto.errors import BadCrcError, FrameLengthError, TruncatedFrameError, UnknownMessageError
 from itbproto.tools.samples import SAMPLES
 

@@ -33,14 +33,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from itbproto.core.wire.frame import CRC_SIZE
-from itbproto.core.wire.stream import StreamSplitter
-
 from itbemu.store import Store
 from itbproto.core.connection import Connection, Side
 from itbproto.core.safety import SafetyPolicy
 from itbproto.core.security import PairedKey
 from itbproto.core.wire import Acknowledgement, EventCode, StatusRequest
+from itbproto.core.wire.frame import CRC_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 from itbproto.io.client import PumpClient
 from itbproto.io.keystore import save_key
 from itbproto.io.specfiles import load_drug, load_prescription, load_profile, load_rules

@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from itbproto.core.wire.messages import AlarmRecord
-
 from itbproto import PumpClient
+from itbproto.core.wire.messages import AlarmRecord
 from itbproto.io.ble import BleTransport
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import construct as cs
 from construct_typed import Adapter
+
 from itbproto.core.wire.fields import ArrayType, FlagSetType, RecordType, WireType, field_specs
 
 __all__ = ["reference", "subcon"]

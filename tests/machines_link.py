@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from weakref import WeakKeyDictionary
 
-from itbproto.core.wire.frame import MAX_FRAME
-
 from factories import POLICY, empty_pump
 from itbproto.core.connection import Connection, Side
 from itbproto.core.firmware import Firmware
@@ -15,6 +13,7 @@ from itbproto.core.machines import PumpMachine, Session
 from itbproto.core.machines.session import ProgrammingSession
 from itbproto.core.therapy import TherapyState
 from itbproto.core.wire import Hello, Kind, Message, Role, decode, encode
+from itbproto.core.wire.frame import MAX_FRAME
 from itbproto.io.specfiles import load_drug, load_profile
 
 CLINICIAN = Session(role=Role.CLINICIAN, max_frame=MAX_FRAME, client="test")

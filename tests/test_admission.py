@@ -12,9 +12,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from itbproto.core.wire.frame import CRC_SIZE
-from itbproto.core.wire.stream import StreamSplitter
-
 from conftest import itbemu_serve, tcp_pump
 from factories import POLICY
 from itbemu import DeviceFault, TcpServer
@@ -33,6 +30,8 @@ from itbproto.core.wire import (
     StatusReport,
     StatusRequest,
 )
+from itbproto.core.wire.frame import CRC_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 from itbproto.io.client import PumpClient
 from itbproto.io.specfiles import load_drug, load_profile
 from itbproto.io.transport import TcpTransport

@@ -15,9 +15,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
-from itbproto.core.wire.fragment import Reassembler, fragment
-from itbproto.core.wire.frame import HEADER_SIZE
-from itbproto.core.wire.stream import StreamSplitter
 
 from conftest import ble_hub
 from factories import POLICY
@@ -25,6 +22,9 @@ from itbemu import Emulator, TcpServer, VirtualClock
 from itbemu.device import START, new_therapy
 from itbproto.core.security import PairedKey
 from itbproto.core.wire import ErrorCode, EventCode, Role, SetRate, StatusRequest
+from itbproto.core.wire.fragment import Reassembler, fragment
+from itbproto.core.wire.frame import HEADER_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 from itbproto.errors import (
     AuthenticationError,
     CommandRefusedError,

@@ -9,8 +9,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from itbproto.core.wire.enums import AlarmCode, EventCode, TherapyMode
-from itbproto.core.wire.messages import RefillBegin, Suspend
 
 from factories import DAY, POLICY, T0, ack, empty_pump, in_force, prescription, programmed
 from itbproto.core.machines.pump import PumpMachine
@@ -18,6 +16,8 @@ from itbproto.core.therapy import SCALE, TherapyState, advance, apply
 from itbproto.core.therapy.battery import capacity_scaled, daily_drain_scaled, drain_scaled
 from itbproto.core.therapy.forecast import next_event_at
 from itbproto.core.therapy.state import REFILL_TIMEOUT_S, Battery
+from itbproto.core.wire.enums import AlarmCode, EventCode, TherapyMode
+from itbproto.core.wire.messages import RefillBegin, Suspend
 from itbproto.io.specfiles import load_profile
 from machines_link import answer, new_pump
 

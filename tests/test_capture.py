@@ -16,10 +16,6 @@ from bleak import BleakClient
 from bumble.device import Device
 from bumble.link import LocalLink
 from bumble.snoop import BtSnooper
-from itbproto.core.wire.enums import EventCode
-from itbproto.core.wire.fragment import Reassembler
-from itbproto.core.wire.frame import decode
-from itbproto.core.wire.message import Message
 
 from factories import POLICY
 from itbemu import Emulator, VirtualClock
@@ -31,6 +27,10 @@ from itbproto.core.machines.pump import PumpMachine
 from itbproto.core.machines.pump.log import EventLog
 from itbproto.core.security import PairedKey
 from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.fragment import Reassembler
+from itbproto.core.wire.frame import decode
+from itbproto.core.wire.message import Message
 from itbproto.errors import AuthenticationError, CaptureError, ProtocolError, SealedFrameError
 from itbproto.io.ble import REQUEST_UUID, RESPONSE_UUID, BleTransport, find_pump
 from itbproto.io.ble.bumble_backend import bound_to

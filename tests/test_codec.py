@@ -10,9 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
-from itbproto.core.wire.enums import EventCode
-from itbproto.core.wire.fields import IntType, RecordType
-from itbproto.core.wire.messages import MAX_EVENTS_PER_PAGE, MAX_LOG_DETAIL, EventLogPage, EventRecord
 
 from construct_reference import reference
 from itbproto import errors
@@ -34,6 +31,9 @@ from itbproto.core.wire import (
     encode,
     open_frame,
 )
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.fields import IntType, RecordType
+from itbproto.core.wire.messages import MAX_EVENTS_PER_PAGE, MAX_LOG_DETAIL, EventLogPage, EventRecord
 from itbproto.qa.strategies import message_of, messages, out_of_range
 from itbproto.tools.samples import SAMPLES
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from itbproto.core.wire.frame import MAX_FRAME
 
 from conftest import free_port, itbemu_serve, tcp_pump
 from factories import POLICY
@@ -37,6 +36,7 @@ from itbproto.core.wire import (
     StatusReport,
     encode,
 )
+from itbproto.core.wire.frame import MAX_FRAME
 from itbproto.errors import CommandRefusedError
 from itbproto.io.ble import BleTransport
 from itbproto.io.ble.bumble_backend import open_central

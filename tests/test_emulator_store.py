@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from itbproto.core.wire.message import Message
 
 from factories import POLICY, T0, programmed
 from itbemu import Emulator, Store
@@ -15,6 +14,7 @@ from itbemu.crash import crash_test, threshold_for
 from itbproto.core.connection import Connection, Side
 from itbproto.core.machines.pump import snapshot
 from itbproto.core.wire import Hello, Role, SetThresholds, StatusRequest, decode, encode
+from itbproto.core.wire.message import Message
 
 
 def test_a_saved_pump_opens_as_it_was(tmp_path: Path) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 
-from itbproto.core.wire.enums import EventCode, Role
-from itbproto.core.wire.fields import field_specs
-from itbproto.core.wire.message import Message
-
 from conftest import ROOT
 from itbproto.core.machines.pump.handlers import HANDLERS, event_value
 from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import EventCode, Role
+from itbproto.core.wire.fields import field_specs
+from itbproto.core.wire.message import Message
 from itbproto.tools.samples import SAMPLES
 
 ROW = re.compile(r"^\s*\| `([A-Z_]+)` \| (.*?) \| (.*?) \| (.*?) \| (.*?) \|$")

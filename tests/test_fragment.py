@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from itbproto.core.wire.fragment import ATT_OVERHEAD, first_part
 
 from itbproto import errors
 from itbproto.core.wire import MAX_FRAME, Message, Reassembler, encode, fragment
+from itbproto.core.wire.fragment import ATT_OVERHEAD, first_part
 from itbproto.qa.strategies import messages
 
 mtus = st.integers(23, 517)

@@ -9,9 +9,6 @@ import gc
 import tracemalloc
 from pathlib import Path
 
-from itbproto.core.wire.enums import ErrorCode
-from itbproto.core.wire.frame import CRC_SIZE
-
 from factories import POLICY
 from itbemu import Emulator, VirtualClock
 from itbemu.device import START, new_therapy
@@ -21,6 +18,8 @@ from itbproto.core.firmware import Output
 from itbproto.core.machines.pump import EventLog
 from itbproto.core.wire import MAX_FRAME, EventCode, Role
 from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import ErrorCode
+from itbproto.core.wire.frame import CRC_SIZE
 from itbproto.io.client import PumpClient
 from itbproto.io.specfiles import load_drug, load_prescription, load_profile
 from peers import Peer

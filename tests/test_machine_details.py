@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from itbproto.core.wire.frame import HEADER_SIZE, TAG_SIZE
 
 from factories import T0, ack, prescription, programmed
 from itbproto.core.machines import Refused, Replied, Resolved
@@ -46,6 +45,7 @@ from itbproto.core.wire import (
     TherapyMode,
     decode,
 )
+from itbproto.core.wire.frame import HEADER_SIZE, TAG_SIZE
 from itbproto.errors import SessionError
 from machines_link import CLINICIAN, Link, answer, new_pump
 
@@ -357,10 +357,9 @@ def test_due_alarms_repeat_at_their_period_from_the_last_announcement() -> None:
 def test_a_log_entry_always_reads_over_the_wire() -> None:
     """A detail longer than an entry carries is cut, never left to break the page that holds it (the pump's
     own hold once logged 26 characters, found by the QA suite reading the log)."""
+    from itbproto.core.machines.pump.log import EventLog
     from itbproto.core.wire.enums import EventCode
     from itbproto.core.wire.messages import MAX_LOG_DETAIL, EventLogPage
-
-    from itbproto.core.machines.pump.log import EventLog
 
     log = EventLog()
     entry = log.append(0, EventCode.FAULT, detail="x" * (MAX_LOG_DETAIL + 10))

@@ -6,6 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from itbproto.core.safety import SafetyPolicy
+from itbproto.core.wire import messages as m
 from itbproto.core.wire.enums import (
     BolusKind,
     EventCode,
@@ -14,9 +17,6 @@ from itbproto.core.wire.enums import (
     ScreeningResponse,
     TherapyMode,
 )
-
-from itbproto.core.safety import SafetyPolicy
-from itbproto.core.wire import messages as m
 from itbproto.io.specfiles import load_profile, load_rules
 from itbproto.qa.oracle import DAY, Oracle, Piece, Violation
 

@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from itbproto.core.wire.message import Kind, Message
 
 from itbproto.core.connection import BadRequest, Connection, Dropped, Reply, Request, Side
 from itbproto.core.security import (
@@ -24,6 +23,7 @@ from itbproto.core.security import (
 )
 from itbproto.core.security.channel import TO_PUMP, nonce
 from itbproto.core.wire import Ack, MsgType, Role, SetRate, StatusRequest
+from itbproto.core.wire.message import Kind, Message
 from itbproto.errors import (
     AuthenticationError,
     FieldRangeError,

@@ -4,13 +4,12 @@ session was ended, logs none. An unpaired Hello's nonce; ReadPrescription with n
 
 from __future__ import annotations
 
-from itbproto.core.wire.enums import ErrorCode
-
 from factories import POLICY
 from itbemu import Emulator
 from itbemu.device import new_therapy
 from itbproto.core.wire import MAX_FRAME, EventCode, Role
 from itbproto.core.wire import messages as m
+from itbproto.core.wire.enums import ErrorCode
 from itbproto.io.specfiles import load_drug, load_profile
 from peers import Peer
 

@@ -7,11 +7,11 @@ import itertools
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from itbproto.core.wire.frame import FLAG_SEALED, HEADER_SIZE
-from itbproto.core.wire.stream import StreamSplitter
 
 from itbproto.core.connection import Connection, Dropped, Reply, Request, Side
 from itbproto.core.wire import MsgType, StatusRequest, encode
+from itbproto.core.wire.frame import FLAG_SEALED, HEADER_SIZE
+from itbproto.core.wire.stream import StreamSplitter
 from itbproto.errors import FrameLengthError, LocalProtocolError
 from itbproto.qa.strategies import messages
 from itbproto.tools.samples import SAMPLES

@@ -10,7 +10,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from itbproto.core.wire.frame import crc16
 
 from conftest import ROOT
 from itbproto.core.connection import error_code
@@ -27,6 +26,7 @@ from itbproto.core.wire import (
     fragment,
     message_class,
 )
+from itbproto.core.wire.frame import crc16
 from itbproto.errors import ProtocolError
 from itbproto.tools import vectors
 

@@ -21,13 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from itbproto.core.wire.message import Message
-
 from itbemu.device import Emulator
 from itbemu.store import Store
 from itbproto.core.connection import Connection, Side
 from itbproto.core.safety import SafetyPolicy
 from itbproto.core.wire import Ack, EventCode, Hello, Role, SetThresholds, decode, encode
+from itbproto.core.wire.message import Message
 
 __all__ = ["CrashReport", "crash_test", "program", "threshold_for"]
 

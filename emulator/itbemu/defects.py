@@ -34,9 +34,8 @@ def _without(*rule_ids: str) -> None:
 
 
 def _no_low_reservoir_alarm() -> None:
-    from itbproto.core.wire.enums import AlarmCode
-
     from itbproto.core.machines.pump import alarms
+    from itbproto.core.wire.enums import AlarmCode
 
     conditions = alarms.conditions
     alarms.conditions = lambda t: conditions(t) - {AlarmCode.LOW_RESERVOIR}

@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-from itbproto.core.wire.message import Message
-
 from itbemu.clock import VirtualClock
 from itbemu.device import START, Emulator, new_therapy
 from itbemu.faults import DeviceFault
@@ -25,6 +23,7 @@ from itbproto.core.machines import Summary
 from itbproto.core.safety import SafetyPolicy
 from itbproto.core.therapy import SCALE
 from itbproto.core.wire import Acknowledgement, StatusReport
+from itbproto.core.wire.message import Message
 from itbproto.errors import SafetyViolation
 from itbproto.io.client import PumpClient
 from itbproto.io.specfiles import load_drug, load_prescription, load_profile, load_rules

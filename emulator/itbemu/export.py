@@ -11,12 +11,11 @@ import enum
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from itbproto.core.wire.fields import RecordType
-from itbproto.core.wire.messages import AlarmThresholds, PatientRecord, Prescription
-
 from itbemu.store import Store
 from itbproto.core.machines.pump import snapshot
 from itbproto.core.machines.pump.facts import path_json
+from itbproto.core.wire.fields import RecordType
+from itbproto.core.wire.messages import AlarmThresholds, PatientRecord, Prescription
 from itbproto.errors import ItbError
 
 __all__ = ["VERSION", "export_lines"]

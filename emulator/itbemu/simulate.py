@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from itbproto.core.wire.message import Message
-
 from itbemu.clock import VirtualClock
 from itbemu.device import START, Emulator, new_therapy
 from itbemu.faults import FaultPlan
@@ -33,6 +31,7 @@ from itbproto.core.wire import (
     RefillConfirm,
     Role,
 )
+from itbproto.core.wire.message import Message
 
 __all__ = ["Day", "Simulation", "simulate"]
 

@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from itbproto.core.wire.enums import EventCode
-from itbproto.core.wire.messages import EventRecord
-
 from itbproto.core.machines.pump import DeviceState, snapshot
 from itbproto.core.therapy import Flow
+from itbproto.core.wire.enums import EventCode
+from itbproto.core.wire.messages import EventRecord
 
 __all__ = ["FORMAT", "Saved", "Store"]
 
