@@ -29,7 +29,7 @@ from bumble.link import LocalLink
 from bumble.snoop import BtSnooper
 
 from itbemu import Emulator, VirtualClock
-from itbemu.ble import BlePeripheral, local_device
+from itbemu.ble import BlePeripheral, local_device, pump_device
 from itbemu.device import START, new_therapy
 from itbproto.core.capture import att_values, frames
 from itbproto.core.machines.pump import PumpMachine
@@ -109,7 +109,8 @@ async def central(link: LocalLink, number: int) -> Device:
 
 async def round_trips(n: int) -> tuple[float, float]:
     link = LocalLink()  # type: ignore[no-untyped-call]
-    await BlePeripheral(pump(0), VirtualClock(START), local_device(link, "pump", "F0:00:00:00:00:01")).start()
+    emulator = pump(0)
+    await BlePeripheral(emulator, VirtualClock(START), pump_device(link, emulator)).start()
     await echo_device(link)
     programmer = await central(link, 1)
     async with PumpClient.shipped(await BleTransport.connect("ITB20", central=programmer)) as client:
@@ -136,9 +137,7 @@ async def round_trips(n: int) -> tuple[float, float]:
 async def download(entries: int) -> dict[str, Any]:
     link = LocalLink()  # type: ignore[no-untyped-call]
     emulator = pump(entries)
-    await BlePeripheral(
-        emulator, VirtualClock(START), local_device(link, "pump", "F0:00:00:00:00:01")
-    ).start()
+    await BlePeripheral(emulator, VirtualClock(START), pump_device(link, emulator)).start()
     programmer = await central(link, 1)
     capture = io.BytesIO()
     programmer.host.snooper = BtSnooper(capture)

@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, settings
 
 from itbemu import Emulator, RealClock, TcpServer, VirtualClock
-from itbemu.ble import BlePeripheral, Hub, local_device, open_hub
+from itbemu.ble import BlePeripheral, Hub, open_hub, pump_device
 from itbemu.defects import ALLOW
 from itbemu.device import START
 from itbemu.store import Store
@@ -103,8 +103,7 @@ async def ble_hub(emulator: Emulator) -> AsyncIterator[tuple[Hub, str]]:
     radio = LocalLink()  # type: ignore[no-untyped-call]
     port = free_port()
     hub = await open_hub(radio, f"tcp-server:127.0.0.1:{port}")
-    pump = local_device(radio, "pump", "F0:F1:F2:F3:F4:F5")
-    await BlePeripheral(emulator, VirtualClock(START), pump).start()
+    await BlePeripheral(emulator, VirtualClock(START), pump_device(radio, emulator)).start()
     try:
         yield hub, f"tcp-client:127.0.0.1:{port}"
     finally:

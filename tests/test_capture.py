@@ -19,7 +19,7 @@ from bumble.snoop import BtSnooper
 
 from factories import POLICY
 from itbemu import Emulator, VirtualClock
-from itbemu.ble import BlePeripheral, local_device
+from itbemu.ble import BlePeripheral, local_device, pump_device
 from itbemu.device import START, new_therapy
 from itbproto.cli import main as itbproto_main
 from itbproto.core.capture import CapturedFrame, att_values, frames
@@ -69,9 +69,7 @@ class Radio:
     @classmethod
     async def up(cls, emulator: Emulator) -> Radio:
         link = LocalLink()  # type: ignore[no-untyped-call]
-        peripheral = BlePeripheral(
-            emulator, VirtualClock(START), local_device(link, "pump", "F0:00:00:00:00:01")
-        )
+        peripheral = BlePeripheral(emulator, VirtualClock(START), pump_device(link, emulator))
         capture = io.BytesIO()
         peripheral.device.host.snooper = BtSnooper(capture)
         await peripheral.start()

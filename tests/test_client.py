@@ -16,7 +16,7 @@ from bumble.link import LocalLink
 from conftest import ROOT
 from factories import POLICY
 from itbemu import DeviceFault, Emulator, LinkFaults, TcpServer, VirtualClock
-from itbemu.ble import BlePeripheral, local_device
+from itbemu.ble import BlePeripheral, local_device, pump_device
 from itbemu.device import START, new_therapy
 from itbemu.inprocess import InProcessHub
 from itbproto.core.therapy import SCALE
@@ -93,7 +93,7 @@ async def target(kind: str, profile: str = "itb-20") -> AsyncIterator[Target]:
         return
     if kind == "ble":  # the bumble virtual radio: a peripheral and a central per programmer on one link
         radio = LocalLink()  # type: ignore[no-untyped-call]
-        peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:00:00:00:00:01"))
+        peripheral = BlePeripheral(emulator, clock, pump_device(radio, emulator))
         await peripheral.start()
         centrals = iter(range(2, 200))
 

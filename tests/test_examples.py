@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, itbemu_serve
+from itbemu.ble import pump_address
 
 PIN = "493817"
 Run = Callable[..., str]
@@ -61,13 +62,13 @@ def test_scan_finds_the_pump_by_its_service(run_example: Run) -> None:
     lines = run_example("scan.py", "--seconds", "0.5").splitlines()
     assert lines[-1] == "1 pump(s) found"
     name, rssi, unit, address = lines[0].split()
-    assert (name, unit, address) == ("ITB20", "dBm", "F0:F1:F2:F3:F4:F5")
+    assert (name, unit, address) == ("ITB20", "dBm", pump_address("EMU-000001"))
     assert -127 <= int(rssi) <= 20
 
 
 def test_status_reads_device_information_pairs_and_reads_the_status_sealed(run_example: Run) -> None:
     out = run_example("status.py", "--pin", PIN)
-    assert out.startswith("ITB20 EMU-000001 at F0:F1:F2:F3:F4:F5, ATT MTU 517\n")
+    assert out.startswith(f"ITB20 EMU-000001 at {pump_address('EMU-000001')}, ATT MTU 517\n")
     assert "paired as clinician (key " in out
     rows = dict(line.strip().split(": ", 1) for line in out.splitlines()[2:])
     assert rows["reservoir_ul"] == "20000 µL (20 mL)"

@@ -1,8 +1,9 @@
 """The emulator as a BLE GATT peripheral on bumble (specs/gatt.md): no radio, no kernel Bluetooth needed.
 
-A bumble :class:`~bumble.device.Device` (its HCI from a bumble transport, or a software controller on a
-``LocalLink``) carries the ITB programming service and the Device Information Service, and advertises the
-pump's model and the service UUID. Each BLE connection is a link of the emulator: the fragments written to the
+A bumble :class:`~bumble.device.Device` (:func:`pump_device`: a software controller on a ``LocalLink``, at
+the static random address its serial gives, named as it advertises, with a medication-delivery Appearance)
+carries the ITB programming service and the Device Information Service, and advertises the pump's model and
+the service UUID. Each BLE connection is a link of the emulator: the fragments written to the
 request characteristic go into that link's device-side Connection (fragmenting for the connection's ATT MTU),
 and what the emulator says to a link goes back as notifications on the response characteristic.
 """
@@ -10,12 +11,14 @@ and what the emulator says to a link goes back as notifications on the response 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from bumble.att import ATT_READ_NOT_PERMITTED_ERROR, ATT_Error
 from bumble.core import UUID, AdvertisingData
 from bumble.device import Connection as BleConnection
-from bumble.device import Device
+from bumble.device import Device, DeviceConfiguration
 from bumble.gatt import (
     GATT_DEVICE_INFORMATION_SERVICE,
     GATT_FIRMWARE_REVISION_STRING_CHARACTERISTIC,
@@ -27,6 +30,7 @@ from bumble.gatt import (
     Service,
 )
 from bumble.hci import Address
+from bumble.profiles.gap import GenericAccessService
 
 from itbemu.clock import Clock
 from itbemu.device import Emulator
@@ -34,9 +38,46 @@ from itbemu.faults import DeviceFault, LinkFaults
 from itbproto.core.connection import Connection, Side
 from itbproto.core.firmware import Output
 from itbproto.core.machines.pump.reports import FIRMWARE
+from itbproto.core.therapy import DeviceProfile
 from itbproto.core.wire.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
 
-__all__ = ["BlePeripheral", "Hub", "local_device", "open_hub"]
+__all__ = [
+    "APPEARANCE",
+    "BlePeripheral",
+    "Hub",
+    "local_device",
+    "open_hub",
+    "pump_address",
+    "pump_device",
+    "pump_name",
+    "static_random",
+]
+
+#: the GAP Appearance: Medication Delivery, generic (Bluetooth Assigned Numbers: category 0x036, subcategory
+#: 0x00, so 0x036 << 6); the SIG lists no intrathecal pump, and the insulin pump's category is not it
+APPEARANCE = 0x0D80
+
+
+def pump_name(profile: DeviceProfile) -> str:
+    """The name the pump advertises and its GAP Device Name: its model, at most 8 characters (``ITB20``)."""
+    return profile.model[:8]
+
+
+def static_random(raw: bytes) -> bool:
+    """Whether the 6 bytes ``raw`` (most significant first, as written) are a static random address: the two
+    top bits set, the other 46 neither all 0 nor all 1 (Core Specification, Vol 6, Part B, 1.3.2.1)."""
+    return len(raw) == 6 and raw[0] >= 0xC0 and raw not in (bytes([0xC0, 0, 0, 0, 0, 0]), bytes([0xFF] * 6))
+
+
+def pump_address(serial: str) -> str:
+    """The pump's BLE address: a static random address (its two top bits set, the rest neither all 0 nor all
+    1) from the SHA-256 of its serial, so one pump keeps one address across restarts of its store."""
+    for attempt in range(1 << 16):
+        raw = bytearray(hashlib.sha256(f"itbproto ble address {attempt} {serial}".encode()).digest()[:6])
+        raw[0] |= 0xC0
+        if static_random(bytes(raw)):
+            return ":".join(f"{b:02X}" for b in raw)
+    raise AssertionError("unreachable: SHA-256 gave 65,536 invalid addresses")
 
 
 @dataclass
@@ -63,7 +104,7 @@ class BlePeripheral:
             REQUEST_UUID,
             Characteristic.Properties.WRITE | Characteristic.Properties.WRITE_WITHOUT_RESPONSE,
             Characteristic.WRITEABLE,
-            CharacteristicValue[bytes](write=self._written),
+            CharacteristicValue[bytes](read=_write_only, write=self._written),
         )
         text = Characteristic.Properties.READ
         strings = (
@@ -82,9 +123,13 @@ class BlePeripheral:
                 [
                     (AdvertisingData.FLAGS, bytes([0x06])),
                     (AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS, bytes(UUID(SERVICE_UUID))),
-                    (AdvertisingData.COMPLETE_LOCAL_NAME, profile.model[:8].encode()),
+                    (AdvertisingData.COMPLETE_LOCAL_NAME, pump_name(profile).encode()),
                 ]
             )
+        )
+        # (31 bytes hold no more: what an active scanner asks next)
+        self.device.scan_response_data = bytes(
+            AdvertisingData([(AdvertisingData.APPEARANCE, APPEARANCE.to_bytes(2, "little"))])
         )
         self.device.on("connection", self._connected)
 
@@ -132,6 +177,12 @@ class BlePeripheral:
     async def advance(self) -> None:
         """Let device time reach the clock's; alarms go to every connected programmer."""
         await self.deliver(self.emulator.advance_to(self.clock.now()))
+
+
+def _write_only(connection: BleConnection) -> bytes:
+    """A read of the request characteristic: refused as ATT says (bumble checks no READABLE permission and,
+    with no read function, raised inside the server, leaving the reader waiting 30 s for its answer)."""
+    raise ATT_Error(ATT_READ_NOT_PERMITTED_ERROR)
 
 
 async def open_hub(link: Any, hci: str) -> Hub:
@@ -239,11 +290,25 @@ class _Host(asyncio.Protocol):
             self.transport.close()
 
 
-def local_device(link: Any, name: str, address: str) -> Device:
-    """A bumble Device with a software controller on ``link`` (a ``bumble.link.LocalLink``)."""
+def local_device(link: Any, name: str, address: str, appearance: int | None = None) -> Device:
+    """A bumble Device with a software controller on ``link`` (a ``bumble.link.LocalLink``), its GAP service
+    naming it ``name`` (and its ``appearance``, if given)."""
     from bumble.controller import Controller
     from bumble.host import Host
     from bumble.transport.common import AsyncPipeSink
 
     controller = Controller(name, link=link)
-    return Device(name=name, address=Address(address), host=Host(controller, AsyncPipeSink(controller)))
+    config = DeviceConfiguration(gap_service_enabled=appearance is None)
+    device = Device(
+        name=name, address=Address(address), config=config, host=Host(controller, AsyncPipeSink(controller))
+    )
+    if appearance is not None:
+        device.gatt_server.add_service(GenericAccessService(name, appearance))
+    return device
+
+
+def pump_device(link: Any, emulator: Emulator, address: str | None = None) -> Device:
+    """The pump's Device on ``link``: at ``address`` or the one its serial gives (:func:`pump_address`), named
+    as it advertises (:func:`pump_name`), with the :data:`APPEARANCE` of a medication-delivery device."""
+    address = address or pump_address(emulator.pump.state.serial)
+    return local_device(link, pump_name(emulator.therapy.profile), address, APPEARANCE)

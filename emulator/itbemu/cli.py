@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -42,6 +43,16 @@ def _address(text: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return host, int(port)
+
+
+def _ble_address(text: str) -> str:
+    from itbemu.ble import static_random
+
+    if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", text):
+        raise argparse.ArgumentTypeError(f"expected a BLE address XX:XX:XX:XX:XX:XX, got {text!r}")
+    if not static_random(bytes.fromhex(text.replace(":", ""))):
+        raise argparse.ArgumentTypeError(f"{text} is not a static random address (its first byte C0 to FF)")
+    return text.upper()
 
 
 def _new_pump(args: argparse.Namespace, policy: SafetyPolicy, store: Store | None) -> Emulator:
@@ -90,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     clock = RealClock(start=emulator.now, speed=args.speed)
     emulator.schedule([(emulator.now + at, fault) for at, fault in plan.faults])
     if args.ble:
-        asyncio.run(_serve_ble(emulator, clock, args.ble, args.btsnoop))
+        asyncio.run(_serve_ble(emulator, clock, args.ble, args.btsnoop, args.ble_address))
         emulator.close()  # every link's totals logged and saved
         if store is not None:
             store.close()
@@ -124,18 +135,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str, btsnoop: Path | None) -> None:
+async def _serve_ble(
+    emulator: Emulator, clock: RealClock, hci: str, btsnoop: Path | None, address: str | None
+) -> None:
     """The pump as a BLE peripheral on a bumble virtual link whose other controller's HCI is served on
     ``hci`` (e.g. ``tcp-server:127.0.0.1:9100``): a programmer connects with the matching client transport.
-    ``btsnoop``: record the pump's HCI there (``itbproto decode --btsnoop`` reads it)."""
+    ``btsnoop``: record the pump's HCI there (``itbproto decode --btsnoop`` reads it). ``address``: the
+    pump's, instead of the one its serial gives."""
     from bumble.link import LocalLink
     from bumble.snoop import BtSnooper
 
-    from itbemu.ble import BlePeripheral, local_device, open_hub
+    from itbemu.ble import BlePeripheral, open_hub, pump_device
 
     radio = LocalLink()  # type: ignore[no-untyped-call]
     hub = await open_hub(radio, hci)
-    peripheral = BlePeripheral(emulator, clock, local_device(radio, "pump", "F0:F1:F2:F3:F4:F5"))
+    peripheral = BlePeripheral(emulator, clock, pump_device(radio, emulator, address))
     with contextlib.ExitStack() as files:
         if btsnoop is not None:
             capture = files.enter_context(btsnoop.open("wb", buffering=0))
@@ -145,7 +159,9 @@ async def _serve_ble(emulator: Emulator, clock: RealClock, hci: str, btsnoop: Pa
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        print(f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on ble {hci}")
+        name, at = peripheral.device.name, peripheral.device.static_address
+        pump = f"itbemu: pump {emulator.pump.state.serial} ({emulator.therapy.profile.id}) on ble {hci}"
+        print(f"{pump}, advertising as {name} at {at}")
         sys.stdout.flush()
         while not stop.is_set():  # time passes: alarms go to every connected programmer
             with contextlib.suppress(TimeoutError):
@@ -263,6 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--ble",
         metavar="TRANSPORT",
         help="serve as a BLE peripheral; the programmers' HCI (tcp-server:HOST:PORT)",
+    )
+    serve.add_argument(
+        "--ble-address",
+        type=_ble_address,
+        metavar="XX:XX:XX:XX:XX:XX",
+        help="with --ble: the pump's static random address (default: the one its serial gives, the same at "
+        "every start)",
     )
     serve.add_argument("--btsnoop", type=Path, metavar="FILE", help="with --ble: record the pump's HCI")
     serve.add_argument(

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from bleak.args import SizedBuffer
@@ -43,9 +45,18 @@ from itbproto.io.ble import HCI_ENV
 __all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "open_central"]
 
 
-_centrals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[Device]] = (
-    weakref.WeakKeyDictionary()
-)
+@dataclass
+class _Centrals:
+    """A loop's centrals on ``ITBPROTO_BLE_HCI``: the first scans; a client takes the first with no link to
+    its peer, and a new one opens when all have one (a central holds one link to a peer: two bleak clients of
+    one pump are two phones)."""
+
+    opening: list[asyncio.Task[Device]] = field(default_factory=list)
+    #: (central, peer address) of each link a client holds or is making
+    claimed: set[tuple[Device, str]] = field(default_factory=set)
+
+
+_centrals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Centrals] = weakref.WeakKeyDictionary()
 _background: set[asyncio.Future[None]] = set()  # the tasks that own the centrals' transports
 _UUID_LISTS = (
     AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
@@ -101,18 +112,36 @@ async def open_central(hci: str, address: str | None = None) -> Device:
     return await opened
 
 
-async def central(given: Device | None) -> Device:
-    """The central for a scanner or client: ``given``, or this loop's one on ``ITBPROTO_BLE_HCI``."""
+async def central(given: Device | None, peer: str | None = None) -> Device:
+    """The central for a scanner or client: ``given``, or one of this loop's on ``ITBPROTO_BLE_HCI`` (with a
+    ``peer``: one with no link to it, claimed until :func:`release`)."""
     if given is not None:
         return given
     hci = os.environ.get(HCI_ENV)
     if not hci:
         raise BleakError(f"the bumble backend needs a central: use bound_to(device), or set {HCI_ENV}")
     loop = asyncio.get_running_loop()
-    opening = _centrals.get(loop)
-    if opening is None or (opening.done() and (opening.cancelled() or opening.exception() is not None)):
-        _centrals[loop] = opening = loop.create_task(open_central(hci))
-    return await opening
+    centrals = _centrals.setdefault(loop, _Centrals())
+    for index in itertools.count():
+        if index == len(centrals.opening):
+            centrals.opening.append(loop.create_task(open_central(hci)))
+        opening = centrals.opening[index]
+        if opening.done() and (opening.cancelled() or opening.exception() is not None):
+            centrals.opening[index] = opening = loop.create_task(open_central(hci))
+        device = await opening
+        if peer is None:
+            return device
+        if (device, peer) not in centrals.claimed:  # (no await between the test and the claim)
+            centrals.claimed.add((device, peer))
+            return device
+    raise AssertionError("unreachable")
+
+
+def release(device: Device, peer: str) -> None:
+    """The client's link from ``device`` to ``peer`` is gone: another client may take that central for it."""
+    centrals = _centrals.get(asyncio.get_running_loop())
+    if centrals is not None:
+        centrals.claimed.discard((device, peer))
 
 
 class BumbleScanner(BaseBleakScanner):
@@ -218,13 +247,16 @@ class BumbleClient(BaseBleakClient):
         return self._peer is not None
 
     async def connect(self, pair: bool, **kwargs: Any) -> None:
-        device = await central(self.central)
+        address = str(self._peer_address)
+        device = await central(self.central, address)
         try:
             connection = await device.connect(self._peer_address, timeout=self._timeout)
         except Exception as exc:  # bumble: a timeout or the controller's refusal
+            release(device, address)
             raise BleakDeviceNotFoundError(
                 self.address, f"could not connect to {self.address}: {exc}"
             ) from exc
+        connection.on("disconnection", lambda reason: release(device, address))
         connection.on("disconnection", self._disconnected)
         self._peer = peer = Peer(connection)
         if pair:
