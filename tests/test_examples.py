@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,9 +104,14 @@ def test_the_cli_reads_a_ble_target(run_example: Run) -> None:
 
 
 def test_the_pumps_capture_decodes(run_example: Run, capture: Path) -> None:
-    """What `itbemu serve --btsnoop` recorded of the sessions above, through `itbproto decode --btsnoop`."""
+    """What `itbemu serve --btsnoop` recorded of a pairing, a sealed session and an unpaired one, through
+    `itbproto decode --btsnoop` (run here: with xdist the tests above may run on another worker)."""
+    run_example("status.py", "--pin", PIN)
+    run_example("watch_alarms.py", "--count", "1")
     out = run_example("itbproto.cli", "decode", "--btsnoop", str(capture), status=1)  # sealed: no keys
-    assert "[connection 1] programmer -> pump  PairStart" in out  # scan.py did not connect; status.py paired
-    assert "[connection 2] programmer -> pump  Hello" in out
-    assert "[connection 2] pump -> programmer  not decoded: SealedFrameError" in out
+    paired = re.findall(r"\[connection (\d+)\] programmer -> pump  PairStart", out)
+    assert paired  # status.py paired on one link, then opened a sealed session on the next
+    sealed = str(int(paired[-1]) + 1)
+    assert f"[connection {sealed}] programmer -> pump  Hello" in out
+    assert f"[connection {sealed}] pump -> programmer  not decoded: SealedFrameError" in out
     assert "pump -> programmer  AlarmList" in out  # watch_alarms.py, unpaired
