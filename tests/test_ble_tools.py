@@ -119,6 +119,20 @@ def test_an_address_that_is_not_static_random_is_refused(address: str) -> None:
     assert "--ble-address" in done.stderr
 
 
+@pytest.mark.parametrize("option", [["--ble-address", "C1:02:03:04:05:06"], ["--btsnoop", "pump.btsnoop"]])
+def test_the_ble_options_without_ble_are_refused_not_ignored(option: list[str], tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "itbemu", "serve", "--tcp", "127.0.0.1:0", *option],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (1, "itbemu: --ble-address and --btsnoop go with --ble\n")
+    assert not (tmp_path / "pump.btsnoop").exists()
+
+
 def bumble_scan(hci: str, address: str) -> list[str]:
     """``bumble-scan HCI`` (its defaults) until it has reported ``address`` three times."""
     scan = subprocess.Popen(

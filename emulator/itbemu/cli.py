@@ -85,6 +85,8 @@ _ADMISSION = (
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if not args.ble and (args.ble_address or args.btsnoop):
+        raise ValueError("--ble-address and --btsnoop go with --ble")
     if args.defect:
         from itbemu.defects import seed
 
