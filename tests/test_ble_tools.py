@@ -236,8 +236,7 @@ SERIAL = "00002a25-0000-1000-8000-00805f9b34fb"
 async def main():
     device = await BleakScanner.find_device_by_filter(lambda d, ad: SERVICE_UUID in ad.service_uuids)
     a, b = BleakClient(device), BleakClient(device)
-    await a.connect()
-    await b.connect()  # while a holds its link
+    await asyncio.gather(a.connect(), b.connect())  # at once: each a central of its own, one made at a time
     print("plain", a.is_connected and b.is_connected, a.mtu_size, b.mtu_size)
     print("serials", (await a.read_gatt_char(SERIAL)).decode(), (await b.read_gatt_char(SERIAL)).decode())
     await a.disconnect()

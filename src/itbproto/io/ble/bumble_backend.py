@@ -54,6 +54,9 @@ class _Centrals:
     opening: list[asyncio.Task[Device]] = field(default_factory=list)
     #: (central, peer address) of each link a client holds or is making
     claimed: set[tuple[Device, str]] = field(default_factory=set)
+    #: one link made at a time to a peer: bumble's software controller drops a connection request that comes
+    #: while the peer is not advertising yet again, and the central then waits on a link that never was
+    connecting: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 _centrals: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Centrals] = weakref.WeakKeyDictionary()
@@ -135,6 +138,12 @@ async def central(given: Device | None, peer: str | None = None) -> Device:
             centrals.claimed.add((device, peer))
             return device
     raise AssertionError("unreachable")
+
+
+def connecting(peer: str) -> asyncio.Lock:
+    """This loop's lock on making a link to ``peer`` (see ``_Centrals.connecting``)."""
+    centrals = _centrals.setdefault(asyncio.get_running_loop(), _Centrals())
+    return centrals.connecting.setdefault(peer, asyncio.Lock())
 
 
 def release(device: Device, peer: str) -> None:
@@ -250,7 +259,8 @@ class BumbleClient(BaseBleakClient):
         address = str(self._peer_address)
         device = await central(self.central, address)
         try:
-            connection = await device.connect(self._peer_address, timeout=self._timeout)
+            async with connecting(address):
+                connection = await device.connect(self._peer_address, timeout=self._timeout)
         except Exception as exc:  # bumble: a timeout or the controller's refusal
             release(device, address)
             raise BleakDeviceNotFoundError(
