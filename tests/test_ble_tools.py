@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, free_port, itbemu_serve
-from itbemu.ble import APPEARANCE, pump_address, static_random
+from itbemu.ble import APPEARANCE, pump_address
+from itbproto.io.ble.bumble_backend import static_random
 
 BIN = Path(sys.executable).parent
 GATT = (ROOT / "specs" / "gatt.md").read_text()

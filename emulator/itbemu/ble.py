@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,7 @@ from itbproto.core.firmware import Output
 from itbproto.core.machines.pump.reports import FIRMWARE
 from itbproto.core.therapy import DeviceProfile
 from itbproto.core.wire.gatt import REQUEST_UUID, RESPONSE_UUID, SERVICE_UUID
+from itbproto.io.ble.bumble_backend import static_random_address
 
 __all__ = [
     "APPEARANCE",
@@ -50,7 +52,6 @@ __all__ = [
     "pump_address",
     "pump_device",
     "pump_name",
-    "static_random",
 ]
 
 #: the GAP Appearance: Medication Delivery, generic (Bluetooth Assigned Numbers: category 0x036, subcategory
@@ -63,21 +64,13 @@ def pump_name(profile: DeviceProfile) -> str:
     return profile.model[:8]
 
 
-def static_random(raw: bytes) -> bool:
-    """Whether the 6 bytes ``raw`` (most significant first, as written) are a static random address: the two
-    top bits set, the other 46 neither all 0 nor all 1 (Core Specification, Vol 6, Part B, 1.3.2.1)."""
-    return len(raw) == 6 and raw[0] >= 0xC0 and raw not in (bytes([0xC0, 0, 0, 0, 0, 0]), bytes([0xFF] * 6))
-
-
 def pump_address(serial: str) -> str:
     """The pump's BLE address: a static random address (its two top bits set, the rest neither all 0 nor all
     1) from the SHA-256 of its serial, so one pump keeps one address across restarts of its store."""
-    for attempt in range(1 << 16):
-        raw = bytearray(hashlib.sha256(f"itbproto ble address {attempt} {serial}".encode()).digest()[:6])
-        raw[0] |= 0xC0
-        if static_random(bytes(raw)):
-            return ":".join(f"{b:02X}" for b in raw)
-    raise AssertionError("unreachable: SHA-256 gave 65,536 invalid addresses")
+    digests = (
+        hashlib.sha256(f"itbproto ble address {n} {serial}".encode()).digest()[:6] for n in itertools.count()
+    )
+    return static_random_address(lambda: next(digests))
 
 
 @dataclass

@@ -46,7 +46,7 @@ def _address(text: str) -> tuple[str, int]:
 
 
 def _ble_address(text: str) -> str:
-    from itbemu.ble import static_random
+    from itbproto.io.ble.bumble_backend import static_random
 
     if not re.fullmatch(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}", text):
         raise argparse.ArgumentTypeError(f"expected a BLE address XX:XX:XX:XX:XX:XX, got {text!r}")

@@ -5,9 +5,10 @@
 
 - the one the classes from :func:`bound_to` carry, passed as ``backend=`` (tests: a software controller
   on a ``LocalLink`` in the same process);
-- otherwise one Device per event loop on the bumble transport named by ``ITBPROTO_BLE_HCI``, e.g.
+- otherwise the event loop's Devices on the bumble transport named by ``ITBPROTO_BLE_HCI``, e.g.
   ``tcp-client:127.0.0.1:9100`` for ``itbemu serve --ble tcp-server:127.0.0.1:9100`` (or ``usb:0`` for a
-  real controller). It is closed when the loop's tasks are cancelled (the end of ``asyncio.run``).
+  real controller): the first scans and connects, and another opens for each further link to a peer that
+  all have one. They are closed when the loop's tasks are cancelled (the end of ``asyncio.run``).
 
 With ``ITBPROTO_BLE_HCI`` set, :func:`install` makes these bleak's default backends, so scripts that only
 say ``BleakScanner.discover()`` and ``BleakClient(device)`` use them; the package installs a ``.pth`` hook
@@ -42,7 +43,16 @@ from bumble.hci import Address
 from itbproto.core.wire.gatt import ASKED_MTU, uuid_text
 from itbproto.io.ble import HCI_ENV
 
-__all__ = ["HCI_ENV", "BumbleClient", "BumbleScanner", "bound_to", "install", "open_central"]
+__all__ = [
+    "HCI_ENV",
+    "BumbleClient",
+    "BumbleScanner",
+    "bound_to",
+    "install",
+    "open_central",
+    "static_random",
+    "static_random_address",
+]
 
 
 @dataclass
@@ -76,11 +86,20 @@ def bleak_uuid(uuid: UUID) -> str:
     return uuid_text(uuid.to_bytes(force_128=True))
 
 
-def static_random_address() -> str:
-    """A fresh static random device address (its two top bits set), as a central picks one at power-on."""
-    raw = bytearray(os.urandom(6))
-    raw[0] |= 0xC0
-    return ":".join(f"{b:02X}" for b in raw)
+def static_random(raw: bytes) -> bool:
+    """Whether the 6 bytes ``raw`` (most significant first, as written) are a static random address: the two
+    top bits set, the other 46 neither all 0 nor all 1 (Core Specification, Vol 6, Part B, 1.3.2.1)."""
+    return len(raw) == 6 and raw[0] >= 0xC0 and raw not in (bytes([0xC0, 0, 0, 0, 0, 0]), bytes([0xFF] * 6))
+
+
+def static_random_address(entropy: Callable[[], bytes] = lambda: os.urandom(6)) -> str:
+    """A static random device address from ``entropy`` (6 bytes a call, its two top bits then set; asked again
+    while they make no valid address): a fresh one, as a central picks at power-on, by default."""
+    while True:
+        raw = bytearray(entropy())
+        raw[0] |= 0xC0
+        if static_random(bytes(raw)):
+            return ":".join(f"{b:02X}" for b in raw)
 
 
 async def open_central(hci: str, address: str | None = None) -> Device:
@@ -124,7 +143,7 @@ async def central(given: Device | None, peer: str | None = None) -> Device:
     if not hci:
         raise BleakError(f"the bumble backend needs a central: use bound_to(device), or set {HCI_ENV}")
     loop = asyncio.get_running_loop()
-    centrals = _centrals.setdefault(loop, _Centrals())
+    centrals = _here()
     for index in itertools.count():
         if index == len(centrals.opening):
             centrals.opening.append(loop.create_task(open_central(hci)))
@@ -140,17 +159,19 @@ async def central(given: Device | None, peer: str | None = None) -> Device:
     raise AssertionError("unreachable")
 
 
+def _here() -> _Centrals:
+    """The running loop's centrals."""
+    return _centrals.setdefault(asyncio.get_running_loop(), _Centrals())
+
+
 def connecting(peer: str) -> asyncio.Lock:
     """This loop's lock on making a link to ``peer`` (see ``_Centrals.connecting``)."""
-    centrals = _centrals.setdefault(asyncio.get_running_loop(), _Centrals())
-    return centrals.connecting.setdefault(peer, asyncio.Lock())
+    return _here().connecting.setdefault(peer, asyncio.Lock())
 
 
 def release(device: Device, peer: str) -> None:
     """The client's link from ``device`` to ``peer`` is gone: another client may take that central for it."""
-    centrals = _centrals.get(asyncio.get_running_loop())
-    if centrals is not None:
-        centrals.claimed.discard((device, peer))
+    _here().claimed.discard((device, peer))
 
 
 class BumbleScanner(BaseBleakScanner):
